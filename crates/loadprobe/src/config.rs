@@ -1,0 +1,376 @@
+//! What to probe and how: [`ProbeConfig`] and its parts, validated before any traffic.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::Uri;
+use http::header::HeaderName;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProbeError;
+
+/// How fast to send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    /// Open loop: request `i` is due at `start + i / rate`, whatever the target does.
+    PerSecond(f64),
+    /// Closed loop, as fast as the connections go. For benchmarking only: a stalled target
+    /// slows the probe down instead of showing up as latency.
+    Max,
+}
+
+impl Rate {
+    /// Requests per second, `None` for [`Rate::Max`].
+    pub fn per_second(self) -> Option<f64> {
+        match self {
+            Rate::PerSecond(r) => Some(r),
+            Rate::Max => None,
+        }
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rate::PerSecond(r) => write!(f, "{r}/s"),
+            Rate::Max => f.write_str("max"),
+        }
+    }
+}
+
+impl FromStr for Rate {
+    type Err = ProbeError;
+
+    /// `max`, or a positive number of requests per second (`500`, `0.5`, `2000/s`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("max") {
+            return Ok(Rate::Max);
+        }
+        let num = t.strip_suffix("/s").unwrap_or(t);
+        match num.parse::<f64>() {
+            Ok(r) if r.is_finite() && r > 0.0 => Ok(Rate::PerSecond(r)),
+            _ => Err(ProbeError::InvalidRate(s.to_owned())),
+        }
+    }
+}
+
+/// How requests use connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionMode {
+    /// HTTP/1.1 keep-alive: each connection is reused until it breaks (what browsers and
+    /// load balancers do; fails on a connection the server closed under it).
+    KeepAlive,
+    /// A fresh TCP connection per request, sent with `connection: close` (what `curl` in a
+    /// loop does; fails on refused connects).
+    NewConnection,
+}
+
+impl fmt::Display for ConnectionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectionMode::KeepAlive => "keep-alive",
+            ConnectionMode::NewConnection => "new-connection",
+        })
+    }
+}
+
+/// The service level the verdict checks. The default is the zero-downtime one: no error at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Slo {
+    /// Most failed requests allowed (default 0).
+    pub max_errors: u64,
+    /// Highest allowed 99th percentile latency.
+    pub max_p99: Option<Duration>,
+    /// Highest allowed 99.9th percentile latency.
+    pub max_p999: Option<Duration>,
+    /// Highest allowed single latency.
+    pub max_latency: Option<Duration>,
+    /// Longest allowed time without a successful response.
+    pub max_gap: Option<Duration>,
+}
+
+/// The set of HTTP statuses that count as success (default `200-399`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSet(Vec<RangeInclusive<u16>>);
+
+impl StatusSet {
+    /// Whether `status` counts as success.
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&status))
+    }
+}
+
+impl Default for StatusSet {
+    fn default() -> Self {
+        StatusSet(vec![200..=399])
+    }
+}
+
+impl FromStr for StatusSet {
+    type Err = ProbeError;
+
+    /// A comma-separated list of codes and ranges: `200-299,404`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ProbeError::InvalidConfig {
+            flag: "--ok-status",
+            value: s.to_owned(),
+            reason: "expected codes or ranges between 100 and 599, like 200-299,404",
+        };
+        let code = |t: &str| -> Result<u16, ProbeError> {
+            match t.trim().parse::<u16>() {
+                Ok(c) if (100..=599).contains(&c) => Ok(c),
+                _ => Err(bad()),
+            }
+        };
+        let mut ranges = Vec::new();
+        for part in s.split(',') {
+            let r = match part.split_once('-') {
+                Some((a, b)) => code(a)?..=code(b)?,
+                None => {
+                    let c = code(part)?;
+                    c..=c
+                }
+            };
+            if r.is_empty() {
+                return Err(bad());
+            }
+            ranges.push(r);
+        }
+        Ok(StatusSet(ranges))
+    }
+}
+
+impl fmt::Display for StatusSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if r.start() == r.end() {
+                write!(f, "{}", r.start())?;
+            } else {
+                write!(f, "{}-{}", r.start(), r.end())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The response header that marks an error generated by the load balancer rather than by the
+/// target (default `server: awselb/2.0`, what an ALB sends on its own 502/503/504).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbMarker {
+    /// Header name.
+    pub header: HeaderName,
+    /// Header value, compared ignoring ASCII case.
+    pub value: String,
+}
+
+impl Default for LbMarker {
+    fn default() -> Self {
+        LbMarker {
+            header: http::header::SERVER,
+            value: "awselb/2.0".to_owned(),
+        }
+    }
+}
+
+impl FromStr for LbMarker {
+    type Err = ProbeError;
+
+    /// `name: value`, e.g. `server: awselb/2.0`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ProbeError::InvalidConfig {
+            flag: "--lb-marker",
+            value: s.to_owned(),
+            reason: "expected 'header-name: value', like 'server: awselb/2.0'",
+        };
+        let (name, value) = s.split_once(':').ok_or_else(bad)?;
+        let header = HeaderName::from_str(name.trim()).map_err(|_| bad())?;
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(bad());
+        }
+        Ok(LbMarker {
+            header,
+            value: value.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for LbMarker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.header, self.value)
+    }
+}
+
+/// Everything a probe needs. Build it with [`ProbeConfig::new`] and adjust the fields.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// `http://host[:port]/path?query`, requested with `GET`.
+    pub target: Uri,
+    /// Sending rate.
+    pub rate: Rate,
+    /// How long the schedule runs.
+    pub duration: Duration,
+    /// Most connections (and so requests) in flight at once.
+    pub connections: usize,
+    /// Keep-alive or a new connection per request.
+    pub mode: ConnectionMode,
+    /// Per-request deadline, counted from the request's intended start.
+    pub timeout: Duration,
+    /// Width of a timeline interval.
+    pub interval: Duration,
+    /// What the verdict checks.
+    pub slo: Slo,
+    /// Where to stream the HdrHistogram interval log while the run goes on.
+    pub hdr_log: Option<PathBuf>,
+    /// Statuses that count as success.
+    pub ok_status: StatusSet,
+    /// Header that marks load-balancer-generated responses.
+    pub lb_marker: LbMarker,
+}
+
+impl ProbeConfig {
+    /// Sane defaults: 100 requests/s for 10 s over up to 16 keep-alive connections, 2 s timeout,
+    /// 100 ms intervals, zero errors allowed.
+    pub fn new(target: Uri) -> Self {
+        ProbeConfig {
+            target,
+            rate: Rate::PerSecond(100.0),
+            duration: Duration::from_secs(10),
+            connections: 16,
+            mode: ConnectionMode::KeepAlive,
+            timeout: Duration::from_secs(2),
+            interval: Duration::from_millis(100),
+            slo: Slo::default(),
+            hdr_log: None,
+            ok_status: StatusSet::default(),
+            lb_marker: LbMarker::default(),
+        }
+    }
+
+    /// Checks every field; the error names the bad value.
+    pub fn validate(&self) -> Result<(), ProbeError> {
+        crate::target::Target::from_uri(&self.target)?;
+        if let Rate::PerSecond(r) = self.rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(ProbeError::InvalidRate(r.to_string()));
+        }
+        let bad = |flag: &'static str, value: String, reason: &'static str| {
+            Err(ProbeError::InvalidConfig {
+                flag,
+                value,
+                reason,
+            })
+        };
+        if self.duration.is_zero() {
+            return bad("--duration", "0s".into(), "must be longer than zero");
+        }
+        if let Rate::PerSecond(r) = self.rate
+            && r * self.duration.as_secs_f64() > u32::MAX as f64
+        {
+            return bad(
+                "--rate",
+                self.rate.to_string(),
+                "rate x duration exceeds 4 billion requests",
+            );
+        }
+        if self.connections == 0 || self.connections > 65_535 {
+            return bad(
+                "--connections",
+                self.connections.to_string(),
+                "must be between 1 and 65535",
+            );
+        }
+        if self.timeout < Duration::from_millis(1) || self.timeout > Duration::from_secs(3600) {
+            return bad(
+                "--timeout",
+                humantime::format_duration(self.timeout).to_string(),
+                "must be between 1ms and 1h",
+            );
+        }
+        if self.interval < Duration::from_millis(10) {
+            return bad(
+                "--interval",
+                humantime::format_duration(self.interval).to_string(),
+                "must be at least 10ms",
+            );
+        }
+        if self.interval > self.duration && self.rate != Rate::Max {
+            // Harmless, but almost always a mistake (`--interval 10s --duration 1s`).
+            return bad(
+                "--interval",
+                humantime::format_duration(self.interval).to_string(),
+                "must not be longer than --duration",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn rate_parses_numbers_and_max() {
+        assert_eq!("max".parse::<Rate>().unwrap(), Rate::Max);
+        assert_eq!("250".parse::<Rate>().unwrap(), Rate::PerSecond(250.0));
+        assert_eq!("0.5/s".parse::<Rate>().unwrap(), Rate::PerSecond(0.5));
+        for bad in ["0", "-1", "nan", "inf", "fast", ""] {
+            let err = bad.parse::<Rate>().unwrap_err().to_string();
+            assert!(err.contains(&format!("'{bad}'")), "{err}");
+        }
+    }
+
+    #[test]
+    fn status_set_parses_ranges() {
+        let s: StatusSet = "200-299,404".parse().unwrap();
+        assert!(s.contains(200) && s.contains(299) && s.contains(404));
+        assert!(!s.contains(302) && !s.contains(500));
+        assert_eq!(s.to_string(), "200-299,404");
+        assert!("299-200".parse::<StatusSet>().is_err());
+        assert!("600".parse::<StatusSet>().is_err());
+        assert!(StatusSet::default().contains(304));
+    }
+
+    #[test]
+    fn lb_marker_parses() {
+        let m: LbMarker = "Via: my-proxy".parse().unwrap();
+        assert_eq!(m.header, "via");
+        assert_eq!(m.value, "my-proxy");
+        assert!("no-colon".parse::<LbMarker>().is_err());
+        assert!("server:".parse::<LbMarker>().is_err());
+    }
+
+    #[test]
+    fn validate_names_the_bad_value() {
+        let base = ProbeConfig::new(Uri::from_static("http://127.0.0.1:1/"));
+        assert!(base.validate().is_ok());
+        let mut c = base.clone();
+        c.connections = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--connections")
+        );
+        let mut c = base.clone();
+        c.rate = Rate::PerSecond(0.0);
+        assert!(c.validate().unwrap_err().to_string().contains("rate"));
+        let mut c = base.clone();
+        c.duration = Duration::ZERO;
+        assert!(c.validate().unwrap_err().to_string().contains("--duration"));
+        let mut c = base;
+        c.target = Uri::from_static("https://example.com/");
+        assert!(c.validate().unwrap_err().to_string().contains("https"));
+    }
+}

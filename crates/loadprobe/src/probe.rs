@@ -1,0 +1,229 @@
+//! The handle of a running probe: start, mark events, watch, stop, finish.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
+
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::{ProbeConfig, Rate};
+use crate::error::ProbeError;
+use crate::hdrlog::HdrLog;
+use crate::live::LiveState;
+use crate::recorder::{self, Setup};
+use crate::report::{ConfigSummary, Event, Report};
+use crate::schedule::{self, Idle, Schedule, Stop};
+use crate::sender::{self, Jobs, SenderConfig};
+use crate::target::Target;
+use crate::verdict::SloSummary;
+
+/// A cloneable handle that puts event markers on a probe's timeline.
+#[derive(Debug, Clone)]
+pub struct Marker {
+    start: std::time::Instant,
+    start_wall: SystemTime,
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+impl Marker {
+    /// Marks `label` now.
+    pub fn mark(&self, label: impl Into<String>) {
+        let at_ms = self.start.elapsed().as_millis() as i64;
+        self.push(at_ms, label.into());
+    }
+
+    /// Marks `label` at wall-clock time `at` (which may be before the probe started).
+    pub fn mark_at(&self, at: SystemTime, label: impl Into<String>) {
+        let at_ms = match at.duration_since(self.start_wall) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        };
+        self.push(at_ms, label.into());
+    }
+
+    fn push(&self, at_ms: i64, label: String) {
+        // After the probe finished nobody listens; a late marker is simply not recorded.
+        let _ = self.tx.send(Event {
+            at_ms,
+            label,
+            source: String::new(),
+        });
+    }
+}
+
+/// Stops the schedule if the handle is dropped without [`Probe::finish`].
+#[derive(Debug)]
+struct StopOnDrop(Arc<Stop>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// A running probe. See the crate documentation for an example.
+#[derive(Debug)]
+pub struct Probe {
+    stop: StopOnDrop,
+    marker: Marker,
+    live: watch::Receiver<LiveState>,
+    recorder: JoinHandle<Report>,
+    start_wall: SystemTime,
+}
+
+impl Probe {
+    /// Validates `cfg`, creates the HDR log, and starts sending on the current tokio runtime.
+    /// Returns at once; the first request is due now.
+    pub fn start(cfg: ProbeConfig) -> Result<Probe, ProbeError> {
+        cfg.validate()?;
+        let target = Target::from_uri(&cfg.target)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ProbeError::NoRuntime)?;
+        let hdr_log = cfg.hdr_log.as_deref().map(HdrLog::create).transpose()?;
+
+        let start_std = std::time::Instant::now();
+        let start_wall = SystemTime::now();
+        let start = Instant::from_std(start_std);
+        let stop = Arc::new(Stop::default());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (live_tx, live_rx) = watch::channel(LiveState::default());
+        let (results_tx, results_rx) = mpsc::channel(16 * 1024);
+
+        let config = ConfigSummary {
+            rate: cfg.rate.to_string(),
+            rate_per_s: cfg.rate.per_second(),
+            duration_ms: cfg.duration.as_millis() as u64,
+            connections: cfg.connections,
+            mode: cfg.mode,
+            timeout_ms: cfg.timeout.as_millis() as u64,
+            slo: SloSummary::from(&cfg.slo),
+            ok_status: cfg.ok_status.to_string(),
+            lb_marker: cfg.lb_marker.to_string(),
+        };
+        let setup = Setup {
+            start,
+            start_wall,
+            interval: cfg.interval,
+            // Late completions overshoot the deadline a little; keep them distinguishable.
+            high_us: (cfg.timeout.as_micros() as u64)
+                .saturating_mul(2)
+                .max(1_000_000),
+            schedule_us: match cfg.rate {
+                Rate::PerSecond(_) => Some(cfg.duration.as_micros() as u64),
+                Rate::Max => None,
+            },
+            target: cfg.target.to_string(),
+            config,
+            hdr_log,
+            live: live_tx,
+        };
+        let recorder = {
+            let stop = stop.clone();
+            runtime.spawn(recorder::record(setup, results_rx, events_rx, move || {
+                stop.was_cut_short()
+            }))
+        };
+
+        let jobs = match cfg.rate {
+            Rate::PerSecond(rate) => {
+                let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+                let idle = Arc::new(Idle::new(cfg.connections));
+                let schedule = Schedule::new(rate, cfg.duration);
+                let (stop, idle_s) = (stop.clone(), idle.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("loadprobe-schedule".into())
+                    .spawn(move || {
+                        schedule::dispatch(schedule, start_std, &jobs_tx, &stop, &idle_s)
+                    });
+                if let Err(e) = spawned {
+                    return Err(ProbeError::Internal(format!(
+                        "cannot start the scheduler thread: {e}"
+                    )));
+                }
+                Jobs::Scheduled {
+                    queue: Arc::new(Mutex::new(jobs_rx)),
+                    idle,
+                }
+            }
+            Rate::Max => Jobs::Max {
+                next: Arc::new(AtomicU64::new(0)),
+                end: start + cfg.duration,
+                stop: stop.clone(),
+            },
+        };
+        let sender_cfg = Arc::new(SenderConfig {
+            target,
+            mode: cfg.mode,
+            timeout: cfg.timeout,
+            start,
+            ok_status: cfg.ok_status,
+            lb_marker: cfg.lb_marker,
+        });
+        for _ in 0..cfg.connections {
+            runtime.spawn(sender::run(
+                sender_cfg.clone(),
+                jobs.clone(),
+                results_tx.clone(),
+            ));
+        }
+
+        Ok(Probe {
+            stop: StopOnDrop(stop),
+            marker: Marker {
+                start: start_std,
+                start_wall,
+                tx: events_tx,
+            },
+            live: live_rx,
+            recorder,
+            start_wall,
+        })
+    }
+
+    /// Puts an event marker on the timeline, stamped now.
+    pub fn mark(&self, label: impl Into<String>) {
+        self.marker.mark(label);
+    }
+
+    /// A cloneable marker handle to pass to whatever drives the deployment.
+    pub fn marker(&self) -> Marker {
+        self.marker.clone()
+    }
+
+    /// The latest live snapshot.
+    pub fn live(&self) -> LiveState {
+        self.live.borrow().clone()
+    }
+
+    /// A receiver updated at least once per interval, and at once when an outage opens.
+    pub fn watch(&self) -> watch::Receiver<LiveState> {
+        self.live.clone()
+    }
+
+    /// Wall-clock time of the probe's start (the first intended send).
+    pub fn started_at(&self) -> SystemTime {
+        self.start_wall
+    }
+
+    /// Stops sending. Requests in flight (or already due) finish, each within its timeout.
+    pub fn stop(&self) {
+        self.stop.0.stop();
+    }
+
+    /// Waits until the schedule ends (or [`Probe::stop`]) and every request has a result, then
+    /// returns the report.
+    pub async fn finish(self) -> Result<Report, ProbeError> {
+        let Probe { stop, recorder, .. } = self;
+        let report = recorder
+            .await
+            .map_err(|e| ProbeError::Internal(format!("recorder task failed: {e}")));
+        drop(stop);
+        report
+    }
+}
+
+/// Runs a probe to the end: [`Probe::start`] then [`Probe::finish`].
+pub async fn run(cfg: ProbeConfig) -> Result<Report, ProbeError> {
+    Probe::start(cfg)?.finish().await
+}

@@ -1,0 +1,559 @@
+//! The recorder: the one task that turns request results into figures.
+//!
+//! Senders hand it a [`Sample`] per request over a channel and share nothing else with it. Work
+//! per sample is O(1) and nothing per request is kept: whole-run histograms, per-interval
+//! accumulators (one small row per closed interval, full histograms go to the HDR log on disk),
+//! and a reorder window of 16 bytes per request in flight that feeds the outage detector in
+//! intended-start order. An interval closes once every request intended to start in it has a
+//! result.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+use http::HeaderValue;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::error::ErrorKind;
+use crate::hdrlog::HdrLog;
+use crate::histo::{self, Percentiles};
+use crate::live::{LiveOutage, LiveState};
+use crate::outage::{GapTracker, OutageDetector};
+use crate::report::{ConfigSummary, ErrorSummary, Event, Interval, Report};
+use crate::verdict::{self, Measured};
+
+/// Distinct versions / task ids / error kinds kept; more are counted as `(other)`.
+const MAX_NAMES: usize = 1024;
+/// Events kept.
+const MAX_EVENTS: usize = 10_000;
+
+/// The result of one request.
+#[derive(Debug)]
+pub(crate) struct Sample {
+    /// Position in the schedule (0, 1, 2, ...; each exactly once).
+    pub(crate) seq: u64,
+    /// Intended start, µs since the probe's start.
+    pub(crate) intended_us: u64,
+    /// Completion (response read, error, or deadline), µs since the probe's start.
+    pub(crate) done_us: u64,
+    /// How late the scheduler dispatched it, µs.
+    pub(crate) lag_us: u64,
+    /// It found every connection busy.
+    pub(crate) pool_wait: bool,
+    /// The success status, or why it failed.
+    pub(crate) result: Result<u16, ErrorKind>,
+    /// `x-app-version` of the response.
+    pub(crate) version: Option<HeaderValue>,
+    /// `x-served-by` of the response.
+    pub(crate) served_by: Option<HeaderValue>,
+}
+
+/// What the recorder needs to know besides the samples.
+pub(crate) struct Setup {
+    pub(crate) start: Instant,
+    pub(crate) start_wall: SystemTime,
+    pub(crate) interval: Duration,
+    /// Latencies above this are clamped (the timeout plus slack).
+    pub(crate) high_us: u64,
+    /// End of the schedule, µs; `None` for `--rate max`.
+    pub(crate) schedule_us: Option<u64>,
+    pub(crate) target: String,
+    pub(crate) config: ConfigSummary,
+    pub(crate) hdr_log: Option<HdrLog>,
+    pub(crate) live: watch::Sender<LiveState>,
+}
+
+/// Names seen in responses (or error kinds), interned to small ids with whole-run totals.
+struct Names<K> {
+    ids: HashMap<K, u16>,
+    names: Vec<String>,
+    totals: Vec<u64>,
+    other: Option<u16>,
+}
+
+impl<K: Hash + Eq> Names<K> {
+    fn new() -> Self {
+        Names {
+            ids: HashMap::new(),
+            names: Vec::new(),
+            totals: Vec::new(),
+            other: None,
+        }
+    }
+
+    fn push(&mut self, name: String) -> u16 {
+        self.names.push(name);
+        self.totals.push(0);
+        (self.names.len() - 1) as u16
+    }
+
+    /// The id of `key`, counted once more in the totals.
+    fn count(&mut self, key: K, name: impl FnOnce(&K) -> String) -> u16 {
+        let id = match self.ids.get(&key) {
+            Some(&id) => id,
+            None if self.ids.len() < MAX_NAMES => {
+                let id = self.push(name(&key));
+                self.ids.insert(key, id);
+                id
+            }
+            None => match self.other {
+                Some(id) => id,
+                None => {
+                    let id = self.push("(other)".to_owned());
+                    self.other = Some(id);
+                    id
+                }
+            },
+        };
+        self.totals[id as usize] += 1;
+        id
+    }
+
+    fn totals(&self) -> BTreeMap<String, u64> {
+        self.names
+            .iter()
+            .cloned()
+            .zip(self.totals.iter().copied())
+            .collect()
+    }
+
+    fn map(&self, counts: &[(u16, u32)]) -> BTreeMap<String, u64> {
+        counts
+            .iter()
+            .map(|&(id, n)| (self.names[id as usize].clone(), u64::from(n)))
+            .collect()
+    }
+}
+
+fn header_name(v: &Option<HeaderValue>) -> String {
+    match v {
+        Some(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        None => "(none)".to_owned(),
+    }
+}
+
+fn bump(counts: &mut Vec<(u16, u32)>, id: u16) {
+    match counts.iter_mut().find(|(i, _)| *i == id) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((id, 1)),
+    }
+}
+
+/// An interval still collecting results.
+struct Acc {
+    hist: Histogram<u32>,
+    requests: u32,
+    ok: u32,
+    errors: Vec<(u16, u32)>,
+    versions: Vec<(u16, u32)>,
+    served_by: Vec<(u16, u32)>,
+}
+
+/// A closed interval: a few dozen bytes.
+struct Row {
+    requests: u32,
+    ok: u32,
+    p50_us: u32,
+    p99_us: u32,
+    max_us: u32,
+    errors: Box<[(u16, u32)]>,
+    versions: Box<[(u16, u32)]>,
+    served_by: Box<[(u16, u32)]>,
+}
+
+/// A result waiting in the reorder window: intended start and failure kind.
+type Slot = Option<(u64, Option<ErrorKind>)>;
+
+struct Recorder {
+    setup: Setup,
+    interval_us: u64,
+    // whole run
+    requests: u64,
+    ok: u64,
+    errors: u64,
+    pool_exhausted: u64,
+    max_intended_us: u64,
+    latency: Histogram<u64>,
+    lag: Histogram<u64>,
+    kinds: Names<ErrorKind>,
+    versions: Names<Option<HeaderValue>>,
+    served_by: Names<Option<HeaderValue>>,
+    gap: GapTracker,
+    // intended-order stream
+    window: VecDeque<Slot>,
+    window_base: u64,
+    outages: OutageDetector,
+    // timeline
+    open: VecDeque<Acc>,
+    first_open: u64,
+    spare: Vec<Histogram<u32>>,
+    rows: Vec<Row>,
+    events: Vec<Event>,
+    warnings: Vec<String>,
+    // live view
+    live_outage: Option<(u64, u64, u64)>,
+    last_error: Option<ErrorKind>,
+    tick_requests: u64,
+    tick_errors: u64,
+}
+
+/// Runs the recorder until every sender is gone, then builds the report.
+pub(crate) async fn record(
+    setup: Setup,
+    mut samples: mpsc::Receiver<Sample>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    stopped: impl Fn() -> bool,
+) -> Report {
+    let mut r = Recorder::new(setup);
+    if let Some(log) = r.setup.hdr_log.as_mut()
+        && let Err(e) = log.begin(r.setup.start_wall, &r.setup.target)
+    {
+        r.hdr_log_failed(&e);
+    }
+    let mut tick = tokio::time::interval_at(r.setup.start + r.setup.interval, r.setup.interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            biased;
+            n = samples.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    break;
+                }
+                for s in batch.drain(..) {
+                    r.on_sample(s);
+                }
+            }
+            Some(e) = events.recv() => r.on_event(e),
+            _ = tick.tick() => {
+                r.publish(false);
+                r.tick_requests = 0;
+                r.tick_errors = 0;
+            }
+        }
+    }
+    while let Ok(e) = events.try_recv() {
+        r.on_event(e);
+    }
+    r.finish(stopped())
+}
+
+impl Recorder {
+    fn new(setup: Setup) -> Self {
+        let interval_us = (setup.interval.as_micros() as u64).max(1);
+        let latency = histo::new_histogram(setup.high_us);
+        let lag = histo::new_histogram(3_600_000_000);
+        Recorder {
+            interval_us,
+            requests: 0,
+            ok: 0,
+            errors: 0,
+            pool_exhausted: 0,
+            max_intended_us: 0,
+            latency,
+            lag,
+            kinds: Names::new(),
+            versions: Names::new(),
+            served_by: Names::new(),
+            gap: GapTracker::default(),
+            window: VecDeque::new(),
+            window_base: 0,
+            outages: OutageDetector::default(),
+            open: VecDeque::new(),
+            first_open: 0,
+            spare: Vec::new(),
+            rows: Vec::new(),
+            events: Vec::new(),
+            warnings: Vec::new(),
+            live_outage: None,
+            last_error: None,
+            tick_requests: 0,
+            tick_errors: 0,
+            setup,
+        }
+    }
+
+    fn on_sample(&mut self, s: Sample) {
+        let latency_us = s.done_us.saturating_sub(s.intended_us);
+        self.requests += 1;
+        self.tick_requests += 1;
+        self.max_intended_us = self.max_intended_us.max(s.intended_us);
+        self.latency.saturating_record(latency_us.max(1));
+        self.lag.saturating_record(s.lag_us.max(1));
+        if s.pool_wait {
+            self.pool_exhausted += 1;
+        }
+        self.gap.observe(s.done_us, s.result.is_ok());
+
+        let failure = s.result.err();
+        let kind_id = failure.map(|k| self.kinds.count(k, |k| k.key().into_owned()));
+        let responded = !matches!(s.result, Err(k) if !matches!(k, ErrorKind::Http { .. }));
+        let ids = responded.then(|| {
+            (
+                self.versions.count(s.version, header_name),
+                self.served_by.count(s.served_by, header_name),
+            )
+        });
+
+        // Live view, in arrival order.
+        match failure {
+            Some(kind) => {
+                self.errors += 1;
+                self.tick_errors += 1;
+                self.last_error = Some(kind);
+                match &mut self.live_outage {
+                    Some((_, last, n)) => {
+                        *last = (*last).max(s.intended_us);
+                        *n += 1;
+                    }
+                    None => {
+                        self.live_outage = Some((s.intended_us, s.intended_us, 1));
+                        self.publish(false);
+                    }
+                }
+            }
+            None => {
+                self.ok += 1;
+                if matches!(self.live_outage, Some((_, last, _)) if s.intended_us > last) {
+                    self.live_outage = None;
+                }
+            }
+        }
+
+        // Timeline, by intended start.
+        let idx = (s.intended_us / self.interval_us).max(self.first_open);
+        let acc = self.acc(idx);
+        acc.hist.saturating_record(latency_us.max(1));
+        acc.requests += 1;
+        match kind_id {
+            Some(id) => bump(&mut acc.errors, id),
+            None => acc.ok += 1,
+        }
+        if let Some((v, t)) = ids {
+            bump(&mut acc.versions, v);
+            bump(&mut acc.served_by, t);
+        }
+
+        // Intended-order stream: outages, and closing complete intervals.
+        let Some(pos) = s.seq.checked_sub(self.window_base) else {
+            self.warn(format!("duplicate result for request {}", s.seq));
+            return;
+        };
+        let pos = pos as usize;
+        if self.window.len() <= pos {
+            self.window.resize(pos + 1, None);
+        }
+        self.window[pos] = Some((s.intended_us, failure));
+        while let Some(Some((intended_us, failure))) = self.window.front().copied() {
+            self.window.pop_front();
+            self.window_base += 1;
+            self.outages.observe(intended_us, failure);
+            self.close_before(intended_us / self.interval_us);
+        }
+    }
+
+    /// The accumulator of interval `idx` (≥ `first_open`), opening intervals up to it.
+    fn acc(&mut self, idx: u64) -> &mut Acc {
+        let pos = (idx - self.first_open) as usize;
+        while self.open.len() <= pos {
+            let hist = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| histo::new_histogram(self.setup.high_us));
+            self.open.push_back(Acc {
+                hist,
+                requests: 0,
+                ok: 0,
+                errors: Vec::new(),
+                versions: Vec::new(),
+                served_by: Vec::new(),
+            });
+        }
+        &mut self.open[pos]
+    }
+
+    /// Closes every interval before `idx`: all their requests have results.
+    fn close_before(&mut self, idx: u64) {
+        while self.first_open < idx {
+            let mut acc = match self.open.pop_front() {
+                Some(acc) => acc,
+                None => {
+                    // Nothing was intended in it; keep the timeline continuous.
+                    let hist = self
+                        .spare
+                        .pop()
+                        .unwrap_or_else(|| histo::new_histogram(self.setup.high_us));
+                    Acc {
+                        hist,
+                        requests: 0,
+                        ok: 0,
+                        errors: Vec::new(),
+                        versions: Vec::new(),
+                        served_by: Vec::new(),
+                    }
+                }
+            };
+            let start = Duration::from_micros(self.first_open * self.interval_us);
+            if let Some(log) = self.setup.hdr_log.as_mut()
+                && let Err(e) = log.write(&acc.hist, start, self.setup.interval)
+            {
+                self.hdr_log_failed(&e);
+            }
+            let p = Percentiles::of(&acc.hist);
+            let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+            self.rows.push(Row {
+                requests: acc.requests,
+                ok: acc.ok,
+                p50_us: small(p.p50),
+                p99_us: small(p.p99),
+                max_us: small(p.max),
+                errors: std::mem::take(&mut acc.errors).into_boxed_slice(),
+                versions: std::mem::take(&mut acc.versions).into_boxed_slice(),
+                served_by: std::mem::take(&mut acc.served_by).into_boxed_slice(),
+            });
+            acc.hist.reset();
+            self.spare.push(acc.hist);
+            self.first_open += 1;
+        }
+    }
+
+    fn hdr_log_failed(&mut self, e: &std::io::Error) {
+        self.warn(format!("hdr log write failed, log stopped: {e}"));
+        self.setup.hdr_log = None;
+    }
+
+    fn warn(&mut self, w: String) {
+        if self.warnings.len() < 100 {
+            self.warnings.push(w);
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push(e);
+        } else if self.events.len() == MAX_EVENTS {
+            self.warn(format!("more than {MAX_EVENTS} events: later ones dropped"));
+        }
+    }
+
+    fn live_state(&self, finished: bool) -> LiveState {
+        LiveState {
+            elapsed: self.setup.start.elapsed(),
+            requests: self.requests,
+            ok: self.ok,
+            errors: self.errors,
+            requests_last_interval: self.tick_requests,
+            errors_last_interval: self.tick_errors,
+            outage: self.live_outage.map(|(start_us, _, errors)| LiveOutage {
+                start_ms: start_us / 1000,
+                errors,
+            }),
+            last_error: self.last_error,
+            finished,
+        }
+    }
+
+    /// Publishes the live view.
+    fn publish(&mut self, finished: bool) {
+        self.setup.live.send_replace(self.live_state(finished));
+    }
+
+    fn finish(mut self, stopped_early: bool) -> Report {
+        // Every request has a result unless a sender died; skip holes rather than lose the rest.
+        let holes = self.window.iter().filter(|s| s.is_none()).count();
+        if holes > 0 {
+            self.warn(format!(
+                "{holes} requests had no result (sender task failed)"
+            ));
+        }
+        for (intended_us, failure) in std::mem::take(&mut self.window).into_iter().flatten() {
+            self.outages.observe(intended_us, failure);
+        }
+        let span_us = match self.setup.schedule_us {
+            Some(end) if !stopped_early => end,
+            _ => self.max_intended_us + 1,
+        };
+        let last = span_us
+            .div_ceil(self.interval_us)
+            .max(self.first_open + self.open.len() as u64);
+        self.close_before(last);
+        self.publish(true);
+
+        let (outages, outage_total) = std::mem::take(&mut self.outages).finish();
+        let latency_us = Percentiles::of(&self.latency);
+        let longest_gap_ms = self.gap.longest_us() / 1000;
+        let errors = ErrorSummary {
+            total: self.errors,
+            by_kind: self.kinds.totals(),
+        };
+        let (verdict, reasons) = verdict::evaluate(
+            &self.setup.config.slo,
+            &Measured {
+                requests: self.requests,
+                errors: self.errors,
+                latency_us,
+                longest_gap_ms,
+            },
+        );
+        let intervals = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| Interval {
+                start_ms: i as u64 * self.interval_us / 1000,
+                requests: u64::from(row.requests),
+                ok: u64::from(row.ok),
+                errors: u64::from(row.requests - row.ok),
+                errors_by_kind: self.kinds.map(&row.errors),
+                p50_us: u64::from(row.p50_us),
+                p99_us: u64::from(row.p99_us),
+                max_us: u64::from(row.max_us),
+                versions: self.versions.map(&row.versions),
+                served_by: self.served_by.map(&row.served_by),
+            })
+            .collect();
+        let mut events = std::mem::take(&mut self.events);
+        events.sort_by_key(|e| e.at_ms);
+        let unix_ms = self
+            .setup
+            .start_wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let span_s = span_us as f64 / 1e6;
+        Report {
+            verdict,
+            reasons,
+            target: self.setup.target.clone(),
+            started_at: humantime::format_rfc3339_millis(self.setup.start_wall).to_string(),
+            started_at_unix_ms: unix_ms,
+            elapsed_ms: span_us / 1000,
+            stopped_early,
+            config: self.setup.config.clone(),
+            requests: self.requests,
+            ok: self.ok,
+            errors,
+            latency_us,
+            schedule_lag_us: Percentiles::of(&self.lag),
+            pool_exhausted: self.pool_exhausted,
+            achieved_rate: if span_s > 0.0 {
+                self.requests as f64 / span_s
+            } else {
+                0.0
+            },
+            outages,
+            outage_total,
+            longest_gap_ms,
+            versions: self.versions.totals(),
+            served_by: self.served_by.totals(),
+            interval_ms: self.interval_us / 1000,
+            intervals,
+            events,
+            latency_histogram: histo::encode(&self.latency),
+            sources: Vec::new(),
+            warnings: self.warnings,
+        }
+    }
+}

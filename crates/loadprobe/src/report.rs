@@ -1,0 +1,281 @@
+//! The final [`Report`]: what the JSON holds, and the terminal summary.
+//!
+//! Every `*_ms` field is milliseconds since the probe's start (the first intended send), except
+//! `started_at_unix_ms`, the wall-clock start that `merge` aligns probes with.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConnectionMode;
+use crate::histo::Percentiles;
+use crate::outage::Outage;
+use crate::verdict::{SloSummary, Verdict};
+
+/// The result of a probe (or of several, merged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// `"pass"` or `"fail"`.
+    pub verdict: Verdict,
+    /// One line per breached SLO; empty on pass.
+    pub reasons: Vec<String>,
+    /// The probed URL.
+    pub target: String,
+    /// Wall-clock time of the probe's start, RFC 3339 (UTC).
+    pub started_at: String,
+    /// The same as Unix milliseconds.
+    pub started_at_unix_ms: u64,
+    /// From the start to the intended start of the last request, plus one interval at most.
+    pub elapsed_ms: u64,
+    /// Stopped before the schedule ended (Ctrl-C or [`crate::Probe::stop`]).
+    pub stopped_early: bool,
+    /// How the probe ran.
+    pub config: ConfigSummary,
+    /// Requests sent (each has exactly one result).
+    pub requests: u64,
+    /// Requests that got a success status.
+    pub ok: u64,
+    /// Failed requests.
+    pub errors: ErrorSummary,
+    /// Latency from the intended start to the end of the response.
+    pub latency_us: Percentiles,
+    /// How late the probe's own scheduler dispatched requests (timer precision, CPU starvation).
+    pub schedule_lag_us: Percentiles,
+    /// Requests that found every connection busy when due (their wait is part of their latency).
+    pub pool_exhausted: u64,
+    /// Requests per second actually sent.
+    pub achieved_rate: f64,
+    /// Outage windows (at most 10 000 kept, see `outage_total`).
+    pub outages: Vec<Outage>,
+    /// Number of outages, including any not kept.
+    pub outage_total: u64,
+    /// Longest time without a successful response, ms.
+    pub longest_gap_ms: u64,
+    /// Responses by `x-app-version` (`(none)` when absent).
+    pub versions: BTreeMap<String, u64>,
+    /// Responses by `x-served-by` (`(none)` when absent).
+    pub served_by: BTreeMap<String, u64>,
+    /// Width of an interval, ms.
+    pub interval_ms: u64,
+    /// The timeline, one entry per interval, by intended start time.
+    pub intervals: Vec<Interval>,
+    /// Event markers on the timeline.
+    pub events: Vec<Event>,
+    /// The whole-run latency histogram (HdrHistogram V2 deflate, base64), for exact merging.
+    pub latency_histogram: String,
+    /// Names of the merged reports (empty for a single probe).
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Things that went wrong in the probe itself but did not stop it.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// How the probe was configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSummary {
+    /// `"500/s"` or `"max"`.
+    pub rate: String,
+    /// Requests per second, `null` for `max`.
+    pub rate_per_s: Option<f64>,
+    /// Scheduled duration, ms.
+    pub duration_ms: u64,
+    /// Connections (in flight at most).
+    pub connections: usize,
+    /// `keep-alive` or `new-connection`.
+    pub mode: ConnectionMode,
+    /// Per-request timeout, ms.
+    pub timeout_ms: u64,
+    /// The SLO checked.
+    pub slo: SloSummary,
+    /// Statuses counted as success.
+    pub ok_status: String,
+    /// Header marking load-balancer-generated responses.
+    pub lb_marker: String,
+}
+
+/// Failed requests, in total and by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorSummary {
+    /// All failed requests.
+    pub total: u64,
+    /// By stable kind key (`connect_refused`, `http_502_lb`, ...).
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+/// One interval of the timeline (requests by intended start time).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Start of the interval, ms since the probe's start.
+    pub start_ms: u64,
+    /// Requests intended to start in it.
+    pub requests: u64,
+    /// Of which succeeded.
+    pub ok: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// Failed by kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Median latency, µs.
+    pub p50_us: u64,
+    /// 99th percentile latency, µs.
+    pub p99_us: u64,
+    /// Highest latency, µs.
+    pub max_us: u64,
+    /// Responses by `x-app-version`.
+    pub versions: BTreeMap<String, u64>,
+    /// Responses by `x-served-by`.
+    pub served_by: BTreeMap<String, u64>,
+}
+
+/// A marker on the timeline ("instance i-1 draining").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When, ms since the probe's start (negative: before it).
+    pub at_ms: i64,
+    /// What happened.
+    pub label: String,
+    /// The probe that recorded it (set by `merge`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+}
+
+impl Report {
+    /// Number of outage windows.
+    pub fn outage_count(&self) -> u64 {
+        self.outage_total
+    }
+
+    /// Whether the verdict is pass.
+    pub fn passed(&self) -> bool {
+        self.verdict == Verdict::Pass
+    }
+
+    /// Writes the report as pretty JSON.
+    pub fn write_json(&self, mut w: impl Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut w, self)?;
+        writeln!(w)?;
+        w.flush()
+    }
+
+    /// Reads a report written by [`Report::write_json`].
+    pub fn from_json(r: impl io::Read) -> Result<Report, serde_json::Error> {
+        serde_json::from_reader(r)
+    }
+
+    /// Writes the Markdown summary (fits a CI job summary).
+    pub fn write_markdown(&self, mut w: impl Write) -> io::Result<()> {
+        w.write_all(crate::report_md::render(self).as_bytes())?;
+        w.flush()
+    }
+
+    /// Writes the self-contained HTML page with charts.
+    pub fn write_html(&self, mut w: impl Write) -> io::Result<()> {
+        w.write_all(crate::report_html::render(self).as_bytes())?;
+        w.flush()
+    }
+
+    /// The plain-text summary printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let ms = |us: u64| us as f64 / 1000.0;
+        let _ = writeln!(
+            s,
+            "{} {} ({} {} connections, {}){}",
+            self.target,
+            self.config.rate,
+            self.config.connections,
+            self.config.mode,
+            humantime::format_duration(std::time::Duration::from_millis(self.elapsed_ms)),
+            if self.stopped_early {
+                ", stopped early"
+            } else {
+                ""
+            }
+        );
+        if !self.sources.is_empty() {
+            let _ = writeln!(s, "merged from: {}", self.sources.join(", "));
+        }
+        let _ = writeln!(
+            s,
+            "requests {}  ok {}  errors {}  achieved {:.1}/s",
+            self.requests, self.ok, self.errors.total, self.achieved_rate
+        );
+        let l = &self.latency_us;
+        let _ = writeln!(
+            s,
+            "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            ms(l.p50),
+            ms(l.p90),
+            ms(l.p99),
+            ms(l.p999),
+            ms(l.max)
+        );
+        let g = &self.schedule_lag_us;
+        let _ = writeln!(
+            s,
+            "probe      schedule lag p99 {:.3} ms, max {:.3} ms; pool exhausted {} times",
+            ms(g.p99),
+            ms(g.max),
+            self.pool_exhausted
+        );
+        for (kind, n) in &self.errors.by_kind {
+            let _ = writeln!(s, "error      {kind}: {n}");
+        }
+        let _ = writeln!(
+            s,
+            "outages    {}  longest gap between successes {} ms",
+            self.outage_total, self.longest_gap_ms
+        );
+        for o in self.outages.iter().take(20) {
+            let _ = writeln!(
+                s,
+                "  {}{:>8} ms .. {:>8} ms  {:>6} ms  {} errors  {}{}",
+                if o.source.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{}] ", o.source)
+                },
+                o.start_ms,
+                o.end_ms,
+                o.duration_ms,
+                o.errors,
+                o.kinds
+                    .iter()
+                    .map(|(k, n)| format!("{k}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                if o.recovered { "" } else { " (not recovered)" }
+            );
+        }
+        if self.outages.len() > 20 {
+            let _ = writeln!(s, "  ... {} more in the reports", self.outages.len() - 20);
+        }
+        let map = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if !self.versions.is_empty() {
+            let _ = writeln!(s, "versions   {}", map(&self.versions));
+        }
+        if !self.served_by.is_empty() && self.served_by.len() <= 20 {
+            let _ = writeln!(s, "served by  {}", map(&self.served_by));
+        }
+        for e in &self.events {
+            let _ = writeln!(s, "event {:>8} ms  {}", e.at_ms, e.label);
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
+        let _ = write!(s, "verdict: {}", self.verdict.to_string().to_uppercase());
+        for r in &self.reasons {
+            let _ = write!(s, "\n  - {r}");
+        }
+        s.push('\n');
+        s
+    }
+}
