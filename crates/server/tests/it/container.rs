@@ -1,0 +1,183 @@
+//! The container image: built FROM scratch by `scripts/build-image.sh`, run with Docker.
+//! `docker stop` must drain (in-flight request completes, exit code 0) and the image must be
+//! small; the negative control (no drain delay, no deadline) must show the request cut off.
+//!
+//! Needs a Docker engine. Without one the test fails, saying so, unless SKIP_DOCKER_TESTS=1.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{eventually, get};
+
+const TAG: &str = "ecs-zdt/server:test";
+
+fn docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Container output, both streams (the server logs to stderr).
+fn logs(name: &str) -> String {
+    match Command::new("docker").args(["logs", name]).output() {
+        Ok(out) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => format!("cannot read logs: {e}"),
+    }
+}
+
+/// Whether to run: Docker reachable, or an explicit opt-out.
+fn docker_available() -> bool {
+    match docker(&["info", "--format", "{{.ServerVersion}}"]) {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("SKIP_DOCKER_TESTS").is_some() => {
+            eprintln!("skipping container test (SKIP_DOCKER_TESTS set): {e}");
+            false
+        }
+        Err(e) => panic!("the container test needs a Docker engine ({e}); set SKIP_DOCKER_TESTS=1 to skip it"),
+    }
+}
+
+/// A running container, removed when dropped.
+struct Container {
+    name: String,
+}
+
+impl Container {
+    fn run(name: &str, env: &[(&str, &str)]) -> Container {
+        let _ = docker(&["rm", "-f", name]);
+        let mut args = vec![
+            "run", "-d", "--name", name, "-p", "127.0.0.1::8080",
+            "--health-interval", "500ms", "--health-start-period", "0s", "--health-retries", "3",
+        ];
+        let envs: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for e in &envs {
+            args.extend(["-e", e.as_str()]);
+        }
+        args.push(TAG);
+        docker(&args).unwrap();
+        Container { name: name.to_owned() }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        let port = docker(&["port", &self.name, "8080/tcp"]).unwrap();
+        let first = port.lines().next().unwrap();
+        first.parse().unwrap()
+    }
+
+    fn inspect(&self, format: &str) -> String {
+        docker(&["inspect", "--format", format, &self.name]).unwrap()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.name]);
+    }
+}
+
+fn build_image() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(root.join("scripts/build-image.sh"))
+        .arg(TAG)
+        .env("VERSION", "v-image")
+        .output()
+        .expect("run scripts/build-image.sh");
+    assert!(
+        out.status.success(),
+        "scripts/build-image.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts a container, holds a slow request in flight, runs `docker stop`, reports
+/// (slow request result, exit code, how long docker stop took, logs).
+async fn stop_with_request_in_flight(
+    name: &str,
+    env: &[(&str, &str)],
+) -> (Result<crate::util::Answer, String>, i64, Duration, String) {
+    let c = Container::run(name, env);
+    let addr = c.addr();
+    let up = eventually(Duration::from_secs(10), || async move {
+        matches!(get(addr, "/ready").await, Ok(r) if r.status == 200)
+    })
+    .await;
+    assert!(up.is_some(), "container never became ready: {}", logs(name));
+    let healthy = eventually(Duration::from_secs(15), || {
+        std::future::ready(c.inspect("{{.State.Health.Status}}") == "healthy")
+    })
+    .await;
+    assert!(healthy.is_some(), "HEALTHCHECK (`server healthcheck`) never reported healthy");
+
+    let slow = tokio::spawn(async move { get(addr, "/delay/1500").await });
+    let in_flight = eventually(Duration::from_secs(5), || async move {
+        let v = get(addr, "/version").await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&v.body).unwrap();
+        v["in_flight"].as_u64() == Some(2)
+    })
+    .await;
+    assert!(in_flight.is_some(), "slow request never got in flight");
+
+    let stopped = Instant::now();
+    let name_owned = name.to_owned();
+    tokio::task::spawn_blocking(move || docker(&["stop", "--time", "20", &name_owned]))
+        .await
+        .unwrap()
+        .unwrap();
+    let stop_took = stopped.elapsed();
+    let slow = slow.await.unwrap();
+    let code: i64 = c.inspect("{{.State.ExitCode}}").parse().unwrap();
+    let logs = logs(name);
+    (slow, code, stop_took, logs)
+}
+
+#[tokio::test]
+async fn image_is_small_and_docker_stop_drains() {
+    if !docker_available() {
+        return;
+    }
+    build_image();
+
+    // The image: tiny, non-root, exec-form entrypoint, health check through the binary.
+    let size: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", TAG]).unwrap().parse().unwrap();
+    assert!(size < 10 * 1024 * 1024, "image is {size} bytes");
+    let config = |f: &str| docker(&["image", "inspect", "--format", f, TAG]).unwrap();
+    assert_eq!(config("{{.Config.User}}"), "65532:65532");
+    assert_eq!(config("{{json .Config.Entrypoint}}"), r#"["/server"]"#);
+    assert_eq!(config("{{json .Config.Healthcheck.Test}}"), r#"["CMD","/server","healthcheck"]"#);
+
+    let name = format!("zdt-test-drain-{}", std::process::id());
+    let (slow, code, took, logs) =
+        stop_with_request_in_flight(&name, &[("DRAIN_DELAY_SECONDS", "1")]).await;
+    let slow = slow.unwrap_or_else(|e| panic!("in-flight request cut off by docker stop: {e}\n{logs}"));
+    assert_eq!(slow.status, 200);
+    assert_eq!(slow.header("x-app-version"), "v-image");
+    assert_eq!(code, 0, "docker stop must end in a clean exit:\n{logs}");
+    assert!(took >= Duration::from_secs(1), "stopped before the drain delay: {took:?}");
+    assert!(took < Duration::from_secs(15), "docker had to SIGKILL: {took:?}");
+    assert!(logs.contains("drained"), "{logs}");
+
+    // Negative control: the same stop with the drain turned off cuts the request off.
+    let name = format!("zdt-test-nodrain-{}", std::process::id());
+    let (slow, code, _, logs) = stop_with_request_in_flight(
+        &name,
+        &[("DRAIN_DELAY_SECONDS", "0"), ("SHUTDOWN_TIMEOUT_SECONDS", "0")],
+    )
+    .await;
+    assert!(slow.is_err(), "without a drain the in-flight request should fail: {slow:?}");
+    assert_eq!(code, 1, "exit code {code}:\n{logs}");
+}

@@ -1,0 +1,205 @@
+//! Routes, headers, escaping, malformed input, configuration errors, timeouts.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+
+use crate::util::{self, Conn, Server, base_env, eventually, get, raw};
+
+#[tokio::test]
+async fn routes_headers_and_escaping() {
+    let env = [base_env(), vec![("APP_MSG", "<b>hi</b>".into())]].concat();
+    let server = Server::start(&env).await;
+    let a = server.addr;
+
+    let page = get(a, "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("x-app-version"), "v-test");
+    assert_eq!(page.header("x-served-by"), "task-test");
+    assert!(page.header("content-type").starts_with("text/html"));
+    assert!(page.body.contains("&lt;b&gt;hi&lt;/b&gt;"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("/?q=&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<script>") && !page.body.contains("<b>hi"));
+
+    let missing = get(a, "/%3Cscript%3E").await.unwrap();
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("/&lt;script&gt;"), "{}", missing.body);
+    assert!(!missing.body.contains("<script>"));
+    assert_eq!(missing.header("x-served-by"), "task-test");
+
+    for (path, status) in [
+        ("/health", 200),
+        ("/ready", 200),
+        ("/status/503", 503),
+        ("/status/418", 418),
+    ] {
+        let answer = get(a, path).await.unwrap();
+        assert_eq!(answer.status, status, "{path}");
+        assert_eq!(answer.header("x-app-version"), "v-test", "{path}");
+    }
+
+    let version: serde_json::Value =
+        serde_json::from_str(&get(a, "/version").await.unwrap().body).unwrap();
+    assert_eq!(version["version"], "v-test");
+    assert_eq!(version["task"], "task-test");
+    assert_eq!(version["draining"], false);
+
+    let mut conn = Conn::open(a).await.unwrap();
+    let post = conn.request("POST", "/").await.unwrap();
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), "GET, HEAD");
+    let head = conn.request("HEAD", "/").await.unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    // The same connection carried three requests: keep-alive works when not draining.
+    assert!(
+        conn.get("/health")
+            .await
+            .unwrap()
+            .header("connection")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_not_a_crash() {
+    let server = Server::start(&base_env()).await;
+    let a = server.addr;
+    for bad in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"GET /<script> HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"\x00\x01\x02\x03\r\n\r\n",
+    ] {
+        let answer = raw(a, bad).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{bad:?} -> {answer:?}");
+    }
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    let answer = raw(a, huge.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    // Still serving.
+    assert_eq!(get(a, "/health").await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_2_naming_the_variable() {
+    for (var, value) in [
+        ("PORT", "abc"),
+        ("PORT", "65536"),
+        ("DRAIN_DELAY_SECONDS", "-1"),
+        ("SHUTDOWN_TIMEOUT_SECONDS", "ten"),
+        ("BIND", "not-an-ip"),
+        ("LOG_LEVEL", "loud=[["),
+    ] {
+        let out = util::command(&[(var, value.to_owned())])
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert!(stderr.contains(var), "{var}={value}: {stderr}");
+    }
+    let out = util::command(&[
+        ("DRAIN_DELAY_SECONDS", "30".into()),
+        ("SHUTDOWN_TIMEOUT_SECONDS", "10".into()),
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SHUTDOWN_TIMEOUT_SECONDS"));
+
+    // A port already taken is not a configuration error: exit 1, saying where.
+    let server = Server::start(&base_env()).await;
+    let env = [base_env(), vec![("PORT", server.addr.port().to_string())]].concat();
+    let out = util::command(&env).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&server.addr.to_string()), "{stderr}");
+}
+
+#[tokio::test]
+async fn healthcheck_subcommand() {
+    let server = Server::start(&base_env()).await;
+    let env = [base_env(), vec![("PORT", server.addr.port().to_string())]].concat();
+    let ok = util::command(&env)
+        .arg("healthcheck")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    drop(server);
+    // Negative: nothing listens there any more.
+    let env = [base_env(), vec![("PORT", "1".into())]].concat();
+    let down = util::command(&env)
+        .arg("healthcheck")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("/health"));
+}
+
+#[tokio::test]
+async fn idle_and_slow_header_connections_are_closed() {
+    let env = [base_env(), vec![("IDLE_TIMEOUT_SECONDS", "0.5".into())]].concat();
+    let server = Server::start(&env).await;
+    let mut conn = Conn::open(server.addr).await.unwrap();
+    assert_eq!(conn.get("/health").await.unwrap().status, 200);
+    let closed = eventually(Duration::from_secs(5), || {
+        std::future::ready(conn.is_closed())
+    })
+    .await;
+    let closed = closed.expect("idle keep-alive connection was never closed");
+    assert!(
+        closed >= Duration::from_millis(400),
+        "closed too early: {closed:?}"
+    );
+
+    // Slowloris: a request head that never completes is cut off by the same timer.
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut cut = false;
+    while started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if slow.write_all(b"X-Drip: 1\r\n").await.is_err() {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "a dripping request head was never cut off");
+}
+
+#[tokio::test]
+async fn default_idle_timeout_keeps_connections_open() {
+    // Positive twin of the test above: with the default (75 s) an idle connection stays open.
+    let server = Server::start(&base_env()).await;
+    let mut conn = Conn::open(server.addr).await.unwrap();
+    assert_eq!(conn.get("/health").await.unwrap().status, 200);
+    let closed = eventually(Duration::from_millis(1500), || {
+        std::future::ready(conn.is_closed())
+    })
+    .await;
+    assert!(closed.is_none(), "closed after {closed:?}");
+    assert_eq!(conn.get("/health").await.unwrap().status, 200);
+}
+
