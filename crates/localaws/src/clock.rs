@@ -1,0 +1,95 @@
+//! Simulated time for AWS machinery.
+//!
+//! Health-check intervals, deregistration delays (and, with the control plane, warmups, checkpoint
+//! delays and canary intervals) are *simulated* durations: they run `scale` times faster than real
+//! time so a 5-minute canary takes 30 s at scale 10. Processes and sockets stay real, and so do the
+//! durations a process lives through (stop timeouts, idle timeouts).
+//!
+//! The clock sits on `tokio::time`, so a test can pause and advance time deterministically
+//! (`#[tokio::test(start_paused = true)]`) for logic that needs no real process.
+
+use std::time::Duration;
+
+/// Converts simulated durations to real ones and sleeps for them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clock {
+    scale: f64,
+}
+
+/// The shortest real network timeout a scaled timeout becomes: a loopback process that answers at
+/// all answers within it, so scaling never turns a slow machine into an unhealthy target.
+pub const MIN_REAL_TIMEOUT: Duration = Duration::from_millis(100);
+
+impl Clock {
+    /// A clock running `scale` simulated seconds per real second (clamped to 0.01–1000).
+    pub fn new(scale: f64) -> Self {
+        let scale = if scale.is_finite() {
+            scale.clamp(0.01, 1000.0)
+        } else {
+            1.0
+        };
+        Self { scale }
+    }
+
+    /// Real time.
+    pub fn real() -> Self {
+        Self { scale: 1.0 }
+    }
+
+    /// Simulated seconds per real second.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// The real duration of a simulated one.
+    pub fn to_real(&self, simulated: Duration) -> Duration {
+        simulated.div_f64(self.scale)
+    }
+
+    /// The simulated duration of a real one.
+    pub fn to_simulated(&self, real: Duration) -> Duration {
+        real.mul_f64(self.scale)
+    }
+
+    /// A simulated network timeout as a real one, never below [`MIN_REAL_TIMEOUT`].
+    pub fn timeout(&self, simulated: Duration) -> Duration {
+        self.to_real(simulated).max(MIN_REAL_TIMEOUT)
+    }
+
+    /// Sleeps for a simulated duration.
+    pub async fn sleep(&self, simulated: Duration) {
+        tokio::time::sleep(self.to_real(simulated)).await;
+    }
+
+    /// Simulated seconds as a real duration.
+    pub fn secs(&self, simulated_secs: u32) -> Duration {
+        self.to_real(Duration::from_secs(u64::from(simulated_secs)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_both_ways() {
+        let c = Clock::new(10.0);
+        assert_eq!(c.to_real(Duration::from_secs(300)), Duration::from_secs(30));
+        assert_eq!(
+            c.to_simulated(Duration::from_secs(3)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(c.secs(5), Duration::from_millis(500));
+        assert_eq!(c.timeout(Duration::from_millis(500)), MIN_REAL_TIMEOUT);
+        assert_eq!(Clock::new(f64::NAN).scale(), 1.0);
+        assert_eq!(Clock::new(1e9).scale(), 1000.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleeps_scaled_time() {
+        let c = Clock::new(60.0);
+        let t = tokio::time::Instant::now();
+        c.sleep(Duration::from_secs(300)).await;
+        assert_eq!(t.elapsed(), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,631 @@
+//! The data plane, assembled from a stack: container instances (loopback addresses), target groups,
+//! listeners, and tasks as real processes.
+//!
+//! This is the layer the control plane (ECS services, instance refresh, CodeDeploy) drives, and
+//! what tests drive directly: run and stop tasks, register and deregister targets, change weights.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::events::{EventKind, Events};
+use crate::proxy::{self, Forward, Listener};
+use crate::runtime::{self, RunningTask, StopOutcome, TaskRuntime, TaskSpec};
+use crate::stack::{DEFAULT_STOP_TIMEOUT, Stack, TaskDefinition, WeightedTargetGroup};
+use crate::targets::{TargetGroup, TargetGroupSettings, TargetHealth};
+
+/// Why a data-plane operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    /// A listener could not bind its port.
+    #[error("listener {listener} cannot bind {addr}: {source}")]
+    Bind {
+        /// Listener name.
+        listener: String,
+        /// Address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Something named does not exist.
+    #[error("no {kind} named {name:?}")]
+    NotFound {
+        /// `task definition`, `target group`, `listener`, `instance`, `task`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// The task runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        /// Directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// A container instance: an id and its own loopback address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// `i-` and 17 hex digits.
+    pub id: String,
+    /// 127.0.x.y.
+    pub ip: IpAddr,
+}
+
+/// A running (or stopped) task as seen from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// 32 hex digits, like an ECS task id.
+    pub id: String,
+    /// Task definition family.
+    pub family: String,
+    /// Instance it runs on.
+    pub instance_id: String,
+    /// Where its container port answers.
+    pub endpoint: SocketAddr,
+}
+
+#[derive(Debug)]
+struct TaskRecord {
+    info: TaskInfo,
+    handle: Arc<dyn RunningTask>,
+    stop_timeout: Duration,
+}
+
+/// Options beyond the stack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where task logs go (`<dir>/tasks/<task>.stdout.log`).
+    pub state_dir: PathBuf,
+    /// Overrides the stack's `time_scale`.
+    pub time_scale: Option<f64>,
+    /// Binds every listener on port 0 (tests: no fixed ports).
+    pub ephemeral_ports: bool,
+    /// Overrides how image `server` resolves (default: beside the current executable, then
+    /// `$LOCALAWS_SERVER_BIN`, then `PATH`).
+    pub server_bin: Option<PathBuf>,
+}
+
+impl Options {
+    /// Defaults with state under `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            time_scale: None,
+            ephemeral_ports: false,
+            server_bin: None,
+        }
+    }
+}
+
+/// The running data plane. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DataPlane {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    stack: Stack,
+    clock: Clock,
+    events: Events,
+    runtime: Arc<dyn TaskRuntime>,
+    server_bin: Option<PathBuf>,
+    log_dir: PathBuf,
+    instances: Mutex<Vec<Instance>>,
+    target_groups: BTreeMap<String, Arc<TargetGroup>>,
+    listeners: Vec<Arc<Listener>>,
+    serving: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<BTreeMap<String, TaskRecord>>,
+    placed: AtomicU64,
+    ids: std::collections::hash_map::RandomState,
+    id_seq: AtomicU64,
+    stop: CancellationToken,
+}
+
+impl DataPlane {
+    /// Stands up instances, target groups and listeners (no tasks yet: see
+    /// [`DataPlane::start_services`]).
+    pub async fn start(
+        stack: Stack,
+        runtime: Arc<dyn TaskRuntime>,
+        options: Options,
+    ) -> Result<Self, DataPlaneError> {
+        let clock = Clock::new(options.time_scale.unwrap_or(stack.time_scale));
+        let events = Events::new();
+        let log_dir = options.state_dir.join("tasks");
+        std::fs::create_dir_all(&log_dir).map_err(|source| DataPlaneError::StateDir {
+            path: log_dir.clone(),
+            source,
+        })?;
+        let idle = stack
+            .load_balancers
+            .iter()
+            .map(|lb| lb.idle_timeout)
+            .max()
+            .unwrap_or(60);
+        let idle = Duration::from_secs(u64::from(idle));
+        let mut target_groups = BTreeMap::new();
+        for tg in &stack.target_groups {
+            let settings = TargetGroupSettings::from_config(tg).map_err(DataPlaneError::Invalid)?;
+            let group = TargetGroup::new(&tg.name, settings, idle, clock, events.clone());
+            target_groups.insert(tg.name.clone(), group);
+        }
+        let stop = CancellationToken::new();
+        let mut listeners = Vec::new();
+        let mut serving = Vec::new();
+        for lb in &stack.load_balancers {
+            let idle_timeout = Duration::from_secs(u64::from(lb.idle_timeout));
+            for l in &lb.listeners {
+                let forward = forward(&target_groups, &l.forward)?;
+                let port = if options.ephemeral_ports { 0 } else { l.port };
+                let addr = SocketAddr::new(lb.address, port);
+                let (listener, tcp) = proxy::bind(&lb.name, &l.name, addr, forward, idle_timeout)
+                    .await
+                    .map_err(|source| DataPlaneError::Bind {
+                        listener: format!("{}/{}", lb.name, l.name),
+                        addr,
+                        source,
+                    })?;
+                tracing::info!(
+                    load_balancer = %lb.name,
+                    listener = %l.name,
+                    url = %format!("http://{}/", listener.addr()),
+                    forward = %listener.forward().describe(),
+                    "listener up"
+                );
+                serving.push(tokio::spawn(proxy::serve(
+                    Arc::clone(&listener),
+                    tcp,
+                    stop.clone(),
+                    Duration::from_secs(5),
+                )));
+                listeners.push(listener);
+            }
+        }
+        let plane = Self {
+            inner: Arc::new(Inner {
+                clock,
+                events,
+                runtime,
+                server_bin: options.server_bin,
+                log_dir,
+                instances: Mutex::new(Vec::new()),
+                target_groups,
+                listeners,
+                serving: Mutex::new(serving),
+                tasks: Mutex::new(BTreeMap::new()),
+                placed: AtomicU64::new(0),
+                ids: std::collections::hash_map::RandomState::new(),
+                id_seq: AtomicU64::new(0),
+                stop,
+                stack,
+            }),
+        };
+        for _ in 0..plane.inner.stack.cluster.instances {
+            plane.add_instance();
+        }
+        Ok(plane)
+    }
+
+    /// The stack this plane was built from.
+    pub fn stack(&self) -> &Stack {
+        &self.inner.stack
+    }
+
+    /// The simulated clock.
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    /// Where task logs are written.
+    pub fn log_dir(&self) -> &Path {
+        &self.inner.log_dir
+    }
+
+    fn random_hex(&self, digits: usize) -> String {
+        let mut out = String::new();
+        while out.len() < digits {
+            let mut h = self.inner.ids.build_hasher();
+            h.write_u64(self.inner.id_seq.fetch_add(1, Ordering::Relaxed));
+            out.push_str(&format!("{:016x}", h.finish()));
+        }
+        out.truncate(digits);
+        out
+    }
+
+    /// Adds a container instance on the next free loopback address.
+    pub fn add_instance(&self) -> Instance {
+        let mut instances = self
+            .inner
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = u32::try_from(instances.len()).unwrap_or(u32::MAX);
+        // 127.0.1.1, 127.0.1.2, ... 127.0.1.250, 127.0.2.1, ...
+        let ip = Ipv4Addr::new(127, 0, 1 + (n / 250) as u8, 1 + (n % 250) as u8);
+        let instance = Instance {
+            id: format!("i-{}", self.random_hex(17)),
+            ip: IpAddr::V4(ip),
+        };
+        instances.push(instance.clone());
+        instance
+    }
+
+    /// The container instances.
+    pub fn instances(&self) -> Vec<Instance> {
+        self.inner
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The target group called `name`.
+    pub fn target_group(&self, name: &str) -> Result<Arc<TargetGroup>, DataPlaneError> {
+        self.inner
+            .target_groups
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("target group", name))
+    }
+
+    /// Every listener.
+    pub fn listeners(&self) -> &[Arc<Listener>] {
+        &self.inner.listeners
+    }
+
+    /// The listener called `name` (of any load balancer).
+    pub fn listener(&self, name: &str) -> Result<Arc<Listener>, DataPlaneError> {
+        self.inner
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .cloned()
+            .ok_or_else(|| not_found("listener", name))
+    }
+
+    /// Changes a listener's weighted forward while traffic flows.
+    pub fn set_weights(
+        &self,
+        listener: &str,
+        weights: &[WeightedTargetGroup],
+    ) -> Result<(), DataPlaneError> {
+        let l = self.listener(listener)?;
+        let f = forward(&self.inner.target_groups, weights)?;
+        let describe = f.describe();
+        l.set_forward(f);
+        self.inner.events.emit(EventKind::WeightsChanged {
+            listener: listener.to_owned(),
+            weights: describe,
+        });
+        Ok(())
+    }
+
+    /// Starts a task of `family` on `instance` (or the instance with the fewest tasks), with
+    /// `env` added on top of the task definition's environment.
+    pub async fn run_task(
+        &self,
+        family: &str,
+        instance: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<TaskInfo, DataPlaneError> {
+        let td = self
+            .inner
+            .stack
+            .task_definition(family)
+            .ok_or_else(|| not_found("task definition", family))?
+            .clone();
+        self.run_task_definition(&td, instance, env).await
+    }
+
+    /// Starts a task from a task definition (registered or not).
+    pub async fn run_task_definition(
+        &self,
+        td: &TaskDefinition,
+        instance: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<TaskInfo, DataPlaneError> {
+        let container = td.container_definitions.first().ok_or_else(|| {
+            DataPlaneError::Invalid(format!("task definition {} has no container", td.family))
+        })?;
+        let image = self
+            .inner
+            .stack
+            .images
+            .get(&container.image)
+            .ok_or_else(|| not_found("image", &container.image))?;
+        let instance = self.place(instance)?;
+        let command = self.resolve(&image.command);
+        let mut vars: Vec<(String, String)> = image
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        vars.extend(
+            container
+                .environment
+                .iter()
+                .map(|kv| (kv.name.clone(), kv.value.clone())),
+        );
+        vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let host_port = container
+            .port_mappings
+            .first()
+            .and_then(|p| p.host_port)
+            .filter(|p| *p != 0);
+        let host_port = match td.network_mode.as_deref() {
+            Some("host") => container.port_mappings.first().map(|p| p.container_port),
+            _ => host_port,
+        };
+        let id = self.random_hex(32);
+        let spec = TaskSpec {
+            task_id: id.clone(),
+            ip: instance.ip,
+            host_port,
+            command,
+            args: image.args.clone(),
+            env: vars,
+            log_dir: self.inner.log_dir.clone(),
+        };
+        let handle = self.inner.runtime.start(spec).await?;
+        let info = TaskInfo {
+            id: id.clone(),
+            family: td.family.clone(),
+            instance_id: instance.id.clone(),
+            endpoint: handle.endpoint(),
+        };
+        let stop_timeout = Duration::from_secs(u64::from(
+            container.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
+        ));
+        self.inner.events.emit(EventKind::TaskStarted {
+            task: id.clone(),
+            endpoint: info.endpoint,
+        });
+        // Report the exit whenever it happens (crash, kill, or stop).
+        let events = self.inner.events.clone();
+        let watched = Arc::clone(&handle);
+        tokio::spawn(async move {
+            let exit = watched.wait().await;
+            events.emit(EventKind::TaskStopped {
+                task: watched.id().to_owned(),
+                how: exit.to_string(),
+            });
+        });
+        self.tasks().insert(
+            id,
+            TaskRecord {
+                info: info.clone(),
+                handle,
+                stop_timeout,
+            },
+        );
+        Ok(info)
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, TaskRecord>> {
+        self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every task started and not yet forgotten.
+    pub fn task_list(&self) -> Vec<TaskInfo> {
+        self.tasks().values().map(|r| r.info.clone()).collect()
+    }
+
+    fn task(&self, id: &str) -> Result<(TaskInfo, Arc<dyn RunningTask>, Duration), DataPlaneError> {
+        self.tasks()
+            .get(id)
+            .map(|r| (r.info.clone(), Arc::clone(&r.handle), r.stop_timeout))
+            .ok_or_else(|| not_found("task", id))
+    }
+
+    fn place(&self, wanted: Option<&str>) -> Result<Instance, DataPlaneError> {
+        let instances = self.instances();
+        if let Some(id) = wanted {
+            return instances
+                .into_iter()
+                .find(|i| i.id == id)
+                .ok_or_else(|| not_found("instance", id));
+        }
+        if instances.is_empty() {
+            return Err(DataPlaneError::Invalid(
+                "the cluster has no instances".into(),
+            ));
+        }
+        let tasks = self.tasks();
+        let load = |i: &Instance| {
+            tasks
+                .values()
+                .filter(|t| t.info.instance_id == i.id)
+                .count()
+        };
+        // Fewest tasks first; ties rotate so placement spreads.
+        let start = usize::try_from(self.inner.placed.fetch_add(1, Ordering::Relaxed)).unwrap_or(0);
+        let n = instances.len();
+        (0..n)
+            .map(|k| &instances[(start + k) % n])
+            .min_by_key(|i| load(i))
+            .cloned()
+            .ok_or_else(|| DataPlaneError::Invalid("the cluster has no instances".into()))
+    }
+
+    fn resolve(&self, command: &str) -> PathBuf {
+        if command != "server" {
+            return PathBuf::from(command);
+        }
+        if let Some(bin) = &self.inner.server_bin {
+            return bin.clone();
+        }
+        if let Some(bin) = std::env::var_os("LOCALAWS_SERVER_BIN") {
+            return PathBuf::from(bin);
+        }
+        if let Ok(exe) = std::env::current_exe() {
+            for dir in exe.ancestors().skip(1).take(2) {
+                let candidate = dir.join("server");
+                if candidate.is_file() {
+                    return candidate;
+                }
+            }
+        }
+        PathBuf::from("server")
+    }
+
+    /// Registers a task's endpoint with a target group (ECS does this for service tasks).
+    pub fn register_task(&self, task_id: &str, target_group: &str) -> Result<(), DataPlaneError> {
+        let (info, _, _) = self.task(task_id)?;
+        self.target_group(target_group)?
+            .register(info.id, info.endpoint)
+            .map_err(DataPlaneError::Invalid)
+    }
+
+    /// Stops a task the ECS way, without touching the load balancer: SIGTERM, wait `stopTimeout`
+    /// (real), SIGKILL.
+    pub async fn stop_task(&self, task_id: &str) -> Result<StopOutcome, DataPlaneError> {
+        let (_, handle, stop_timeout) = self.task(task_id)?;
+        let outcome = runtime::stop(handle.as_ref(), stop_timeout).await;
+        self.tasks().remove(task_id);
+        Ok(outcome)
+    }
+
+    /// Stops a task as an ECS service does: deregister it from every target group, wait for the
+    /// deregistration delay to pass, then SIGTERM, `stopTimeout`, SIGKILL.
+    pub async fn drain_and_stop_task(&self, task_id: &str) -> Result<StopOutcome, DataPlaneError> {
+        let (info, _, _) = self.task(task_id)?;
+        let drains: Vec<CancellationToken> = self
+            .inner
+            .target_groups
+            .values()
+            .filter_map(|tg| tg.deregister(info.endpoint))
+            .collect();
+        for gone in drains {
+            gone.cancelled().await;
+        }
+        self.stop_task(task_id).await
+    }
+
+    /// Kills a task at once with SIGKILL, leaving the load balancer to find out by health checks
+    /// (an instance dying, or a stop without deregistration).
+    pub fn kill_task(&self, task_id: &str) -> Result<(), DataPlaneError> {
+        let (_, handle, _) = self.task(task_id)?;
+        handle.signal(runtime::StopSignal::Kill);
+        Ok(())
+    }
+
+    /// Runs every service's desired count, spread over the instances, and registers the tasks
+    /// with the service's target group.
+    pub async fn start_services(&self) -> Result<Vec<TaskInfo>, DataPlaneError> {
+        let mut started = Vec::new();
+        for svc in self.inner.stack.services.clone() {
+            for _ in 0..svc.desired_count {
+                let info = self.run_task(&svc.task_definition, None, &[]).await?;
+                if let Some(lb) = &svc.load_balancer {
+                    self.register_task(&info.id, &lb.target_group)?;
+                }
+                started.push(info);
+            }
+        }
+        Ok(started)
+    }
+
+    /// Waits until the target at `addr` in `target_group` is in `state`, or `within` passes.
+    pub async fn wait_for_target(
+        &self,
+        target_group: &str,
+        addr: SocketAddr,
+        state: TargetHealth,
+        within: Duration,
+    ) -> Result<bool, DataPlaneError> {
+        let tg = self.target_group(target_group)?;
+        let mut events = self.inner.events.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let now = tg.health_of(addr);
+            if now == Some(state) || (state == TargetHealth::Unused && now.is_none()) {
+                return Ok(true);
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => return Ok(false),
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return Ok(false),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Stops everything: tasks get SIGTERM together (SIGKILL after their stop timeout), then the
+    /// listeners close.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<(Arc<dyn RunningTask>, Duration)> = self
+            .tasks()
+            .values()
+            .map(|r| (Arc::clone(&r.handle), r.stop_timeout))
+            .collect();
+        for tg in self.inner.target_groups.values() {
+            tg.clear();
+        }
+        let mut stops = tokio::task::JoinSet::new();
+        for (task, timeout) in tasks {
+            stops.spawn(async move { runtime::stop(task.as_ref(), timeout).await });
+        }
+        while let Some(outcome) = stops.join_next().await {
+            tracing::debug!(?outcome, "task stopped");
+        }
+        self.tasks().clear();
+        self.inner.stop.cancel();
+        let serving: Vec<_> = self
+            .inner
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for s in serving {
+            let _ = s.await;
+        }
+    }
+}
+
+fn not_found(kind: &'static str, name: &str) -> DataPlaneError {
+    DataPlaneError::NotFound {
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+fn forward(
+    groups: &BTreeMap<String, Arc<TargetGroup>>,
+    weights: &[WeightedTargetGroup],
+) -> Result<Forward, DataPlaneError> {
+    crate::stack::validate_forward(weights, "forward", |n| groups.contains_key(n))
+        .map_err(|(field, message)| DataPlaneError::Invalid(format!("{field}: {message}")))?;
+    let resolved = weights
+        .iter()
+        .map(|w| {
+            groups
+                .get(&w.target_group)
+                .map(|g| (Arc::clone(g), w.weight))
+                .ok_or_else(|| not_found("target group", &w.target_group))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Forward::new(resolved).map_err(DataPlaneError::Invalid)
+}

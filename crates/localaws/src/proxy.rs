@@ -1,0 +1,419 @@
+//! The load balancer's listeners: real HTTP/1.1 reverse proxies.
+//!
+//! Each listener forwards to one or more target groups by weight (an ALB weighted forward action,
+//! spread with smooth weighted round-robin so a 90/10 split is exact over every ten requests), then
+//! round-robin among the group's routable targets, over a keep-alive connection pool per target.
+//! Requests get `x-forwarded-for`, `x-forwarded-proto` and `x-forwarded-port`; hop-by-hop headers
+//! are not forwarded in either direction.
+//!
+//! Errors the load balancer itself generates carry `server: awselb/2.0` (so a probe can tell them
+//! from the target's) and an `x-localaws-error` header naming the cause:
+//! - 502 when the target refuses or resets the connection, or the deregistration delay ends with
+//!   the request still in flight;
+//! - 503 when the target group has no registered targets;
+//! - 504 when the target does not answer within the idle timeout.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::targets::TargetGroup;
+
+/// Response body: the target's, streamed, or the load balancer's own.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_LOCALAWS_ERROR: HeaderName = HeaderName::from_static("x-localaws-error");
+const AWSELB: HeaderValue = HeaderValue::from_static("awselb/2.0");
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+
+/// A weighted forward: target groups and the smooth round-robin schedule of their weights.
+#[derive(Debug)]
+pub struct Forward {
+    groups: Vec<(Arc<TargetGroup>, u32)>,
+    schedule: Vec<u8>,
+}
+
+impl Forward {
+    /// A forward over `groups` (1–5 groups, weights 0–999, not all 0).
+    pub fn new(groups: Vec<(Arc<TargetGroup>, u32)>) -> Result<Self, String> {
+        if groups.is_empty() || groups.len() > 5 {
+            return Err("expected 1 to 5 target groups".into());
+        }
+        let weights: Vec<u32> = groups.iter().map(|(_, w)| *w).collect();
+        if weights.iter().any(|w| *w > 999) || weights.iter().all(|w| *w == 0) {
+            return Err("expected weights from 0 to 999, not all 0".into());
+        }
+        Ok(Self {
+            schedule: smooth_schedule(&weights),
+            groups,
+        })
+    }
+
+    /// The group for the `n`-th request.
+    fn pick(&self, n: usize) -> &Arc<TargetGroup> {
+        let slot = self.schedule[n % self.schedule.len()];
+        &self.groups[usize::from(slot)].0
+    }
+
+    /// `name=weight` pairs.
+    pub fn describe(&self) -> String {
+        self.groups
+            .iter()
+            .map(|(g, w)| format!("{}={w}", g.name))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Target groups with their weights.
+    pub fn groups(&self) -> &[(Arc<TargetGroup>, u32)] {
+        &self.groups
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// nginx's smooth weighted round-robin over weights reduced by their gcd: every group appears in
+/// proportion, spread evenly (90/10 → nine of one, then one of the other, every ten).
+fn smooth_schedule(weights: &[u32]) -> Vec<u8> {
+    let g = weights
+        .iter()
+        .copied()
+        .filter(|w| *w > 0)
+        .fold(0, gcd)
+        .max(1);
+    let w: Vec<i64> = weights.iter().map(|x| i64::from(x / g)).collect();
+    let total: i64 = w.iter().sum();
+    let mut current = vec![0i64; w.len()];
+    let mut schedule = Vec::with_capacity(usize::try_from(total).unwrap_or(1));
+    for _ in 0..total {
+        for (c, wi) in current.iter_mut().zip(&w) {
+            *c += wi;
+        }
+        let (best, _) = current
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
+            .unwrap_or((0, &0));
+        current[best] -= total;
+        schedule.push(u8::try_from(best).unwrap_or(0));
+    }
+    schedule
+}
+
+/// One listener of a load balancer.
+#[derive(Debug)]
+pub struct Listener {
+    /// Load balancer name.
+    pub load_balancer: String,
+    /// Listener name.
+    pub name: String,
+    addr: SocketAddr,
+    forward: ArcSwap<Forward>,
+    next: AtomicUsize,
+    idle_timeout: Duration,
+    port_value: HeaderValue,
+}
+
+impl Listener {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The forward action now in force.
+    pub fn forward(&self) -> arc_swap::Guard<Arc<Forward>> {
+        self.forward.load()
+    }
+
+    /// Replaces the forward action; takes effect on the next request.
+    pub fn set_forward(&self, forward: Forward) {
+        self.forward.store(Arc::new(forward));
+    }
+}
+
+/// Binds a listener on `addr` and serves it until `stop` fires; then lets in-flight requests
+/// finish for up to `grace`.
+pub async fn bind(
+    load_balancer: &str,
+    name: &str,
+    addr: SocketAddr,
+    forward: Forward,
+    idle_timeout: Duration,
+) -> std::io::Result<(Arc<Listener>, TcpListener)> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let tcp = socket.listen(1024)?;
+    let addr = tcp.local_addr()?;
+    let listener = Arc::new(Listener {
+        load_balancer: load_balancer.to_owned(),
+        name: name.to_owned(),
+        addr,
+        forward: ArcSwap::from_pointee(forward),
+        next: AtomicUsize::new(0),
+        idle_timeout,
+        port_value: HeaderValue::from(addr.port()),
+    });
+    Ok((listener, tcp))
+}
+
+/// Serves `tcp` for `listener` until `stop` fires, then drains connections for up to `grace`.
+pub async fn serve(
+    listener: Arc<Listener>,
+    tcp: TcpListener,
+    stop: CancellationToken,
+    grace: Duration,
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        // The client idle timeout (ALB: 60 s), also bounding how long a request head may take.
+        .header_read_timeout(listener.idle_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = tcp.accept() => match accepted {
+                Ok(a) => a,
+                Err(err) => {
+                    tracing::warn!(listener = %listener.name, %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let l = Arc::clone(&listener);
+        let svc = service_fn(move |req| handle(Arc::clone(&l), peer, req));
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(tcp);
+    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+}
+
+async fn handle(
+    listener: Arc<Listener>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let group = {
+        let forward = listener.forward.load();
+        Arc::clone(forward.pick(listener.next.fetch_add(1, Ordering::Relaxed)))
+    };
+    let Some(target) = group.pick() else {
+        return Ok(lb_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-registered-targets",
+        ));
+    };
+
+    let (mut parts, body) = req.into_parts();
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(target.authority.clone());
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    parts.uri = match Uri::from_parts(uri) {
+        Ok(uri) => uri,
+        Err(_) => return Ok(lb_error(StatusCode::BAD_REQUEST, "bad-request-target")),
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    forwarded_for(&mut parts.headers, peer);
+    parts.headers.insert(X_FORWARDED_PROTO.clone(), HTTP);
+    parts
+        .headers
+        .insert(X_FORWARDED_PORT.clone(), listener.port_value.clone());
+    parts.version = http::Version::HTTP_11;
+
+    let _in_flight = target.enter();
+    let request = target.client.request(Request::from_parts(parts, body));
+    let answer = tokio::select! {
+        biased;
+        () = target.cut_off.cancelled() => {
+            return Ok(lb_error(StatusCode::BAD_GATEWAY, "deregistration-delay-ended"));
+        }
+        answer = tokio::time::timeout(listener.idle_timeout, request) => answer,
+    };
+    match answer {
+        Err(_) => Ok(lb_error(StatusCode::GATEWAY_TIMEOUT, "target-timeout")),
+        Ok(Err(err)) => {
+            let (status, cause) = classify(&err);
+            tracing::debug!(target_addr = %target.addr, %err, cause, "proxy error");
+            Ok(lb_error(status, cause))
+        }
+        Ok(Ok(mut res)) => {
+            strip_hop_by_hop(res.headers_mut());
+            Ok(res.map(Either::Left))
+        }
+    }
+}
+
+/// Maps a client error to the ALB status and a cause.
+fn classify(err: &hyper_util::client::legacy::Error) -> (StatusCode, &'static str) {
+    use std::error::Error as _;
+    let mut source = err.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    (StatusCode::BAD_GATEWAY, "target-refused")
+                }
+                std::io::ErrorKind::TimedOut => {
+                    (StatusCode::GATEWAY_TIMEOUT, "target-connect-timeout")
+                }
+                std::io::ErrorKind::ConnectionReset => (StatusCode::BAD_GATEWAY, "target-reset"),
+                _ => (StatusCode::BAD_GATEWAY, "target-io-error"),
+            };
+        }
+        source = e.source();
+    }
+    if err.is_connect() {
+        (StatusCode::BAD_GATEWAY, "target-connect-failed")
+    } else {
+        (StatusCode::BAD_GATEWAY, "target-closed")
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+fn forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_string();
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+}
+
+/// A response the load balancer generates, shaped like ALB's.
+pub fn lb_error(status: StatusCode, cause: &'static str) -> Response<ProxyBody> {
+    let line = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let body = format!(
+        "<html>\r\n<head><title>{line}</title></head>\r\n<body>\r\n<center><h1>{line}</h1></center>\r\n</body>\r\n</html>\r\n"
+    );
+    let mut res = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::SERVER, AWSELB);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    h.insert(X_LOCALAWS_ERROR.clone(), HeaderValue::from_static(cause));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(weights: &[u32], n: usize) -> Vec<usize> {
+        let s = smooth_schedule(weights);
+        let mut c = vec![0; weights.len()];
+        for i in 0..n {
+            c[usize::from(s[i % s.len()])] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn weighted_schedule_is_exact_and_smooth() {
+        assert_eq!(smooth_schedule(&[90, 10]).len(), 10);
+        assert_eq!(counts(&[90, 10], 1000), vec![900, 100]);
+        assert_eq!(counts(&[100, 0], 50), vec![50, 0]);
+        assert_eq!(counts(&[0, 100], 50), vec![0, 50]);
+        assert_eq!(counts(&[1, 1, 1], 300), vec![100, 100, 100]);
+        assert_eq!(counts(&[999, 1], 1000), vec![999, 1]);
+        // Smooth: 50/50 alternates instead of bursting.
+        assert_eq!(smooth_schedule(&[50, 50]), vec![0, 1]);
+        let s = smooth_schedule(&[2, 1]);
+        assert_eq!(s, vec![0, 1, 0]);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-app-version", HeaderValue::from_static("v1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-app-version"));
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        forwarded_for(&mut h, "127.0.0.9:1".parse().unwrap());
+        assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.9");
+        forwarded_for(&mut h, "127.0.0.8:1".parse().unwrap());
+        assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.9, 127.0.0.8");
+    }
+
+    #[test]
+    fn lb_errors_mark_themselves() {
+        let r = lb_error(StatusCode::BAD_GATEWAY, "target-reset");
+        assert_eq!(r.headers()[header::SERVER], "awselb/2.0");
+        assert_eq!(r.headers()[&X_LOCALAWS_ERROR], "target-reset");
+    }
+}

@@ -1,0 +1,311 @@
+//! How tasks run: the [`TaskRuntime`] trait, and [`ProcessRuntime`], which runs each task as a
+//! local process on its instance's loopback address.
+//!
+//! A Docker runtime (tasks as containers of the project's image) fits behind the same trait.
+
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::sync::watch;
+
+/// A boxed future, for dyn-compatible async trait methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a task could not be started or signalled.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The static host port is taken on that instance (ECS: "already using a port required by
+    /// your task").
+    #[error(
+        "port {port} on {ip} is already in use: the task needs a static host port another task holds (use hostPort 0)"
+    )]
+    PortInUse {
+        /// Instance address.
+        ip: IpAddr,
+        /// The port.
+        port: u16,
+    },
+    /// The program could not be started.
+    #[error("cannot start {command:?}: {source}")]
+    Spawn {
+        /// The program.
+        command: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Log files could not be created.
+    #[error("cannot create task log {path}: {source}")]
+    Log {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// No free port could be found.
+    #[error("no free port on {ip}: {source}")]
+    NoPort {
+        /// Instance address.
+        ip: IpAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Everything needed to start one task.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// Task id (also `TASK_ID` in its environment).
+    pub task_id: String,
+    /// The instance's address; the task binds it.
+    pub ip: IpAddr,
+    /// Static host port, or `None` for a dynamic one.
+    pub host_port: Option<u16>,
+    /// Program and arguments.
+    pub command: PathBuf,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Environment (image, then task definition); `TASK_ID`, `PORT`, `BIND` are added.
+    pub env: Vec<(String, String)>,
+    /// Where `<task>.stdout.log` and `<task>.stderr.log` go.
+    pub log_dir: PathBuf,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskExit {
+    /// Exited with a code.
+    Code(i32),
+    /// Killed by a signal.
+    Signal(i32),
+}
+
+impl fmt::Display for TaskExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Code(c) => write!(f, "exit {c}"),
+            Self::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// What the runtime sends to stop a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// Graceful: SIGTERM.
+    Term,
+    /// Immediate: SIGKILL.
+    Kill,
+}
+
+/// A started task.
+pub trait RunningTask: Send + Sync + fmt::Debug {
+    /// Task id.
+    fn id(&self) -> &str;
+    /// Where the task's port answers.
+    fn endpoint(&self) -> SocketAddr;
+    /// Sends a signal; a task that already exited is left alone.
+    fn signal(&self, signal: StopSignal);
+    /// How it ended, once it has.
+    fn exit(&self) -> Option<TaskExit>;
+    /// Resolves when the task has exited.
+    fn wait(&self) -> BoxFuture<'_, TaskExit>;
+}
+
+/// Starts tasks.
+pub trait TaskRuntime: Send + Sync + fmt::Debug {
+    /// Starts a task; returns once its process runs (not once it is ready: health checks say that).
+    fn start(&self, spec: TaskSpec) -> BoxFuture<'_, Result<Arc<dyn RunningTask>, RuntimeError>>;
+}
+
+/// How a graceful stop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Exited on its own after SIGTERM.
+    Exited(TaskExit),
+    /// Still running at the stop timeout: SIGKILLed.
+    Killed(TaskExit),
+}
+
+/// Stops a task the ECS way: SIGTERM, wait up to `stop_timeout`, then SIGKILL.
+pub async fn stop(task: &dyn RunningTask, stop_timeout: Duration) -> StopOutcome {
+    if let Some(exit) = task.exit() {
+        return StopOutcome::Exited(exit);
+    }
+    task.signal(StopSignal::Term);
+    match tokio::time::timeout(stop_timeout, task.wait()).await {
+        Ok(exit) => StopOutcome::Exited(exit),
+        Err(_) => {
+            task.signal(StopSignal::Kill);
+            StopOutcome::Killed(task.wait().await)
+        }
+    }
+}
+
+/// Runs tasks as local processes.
+///
+/// Each task is one process bound to its instance's loopback address (`BIND`) and its host port
+/// (`PORT`). It runs in its own process group (a Ctrl-C at the terminal reaches `localaws`, which
+/// then stops tasks in order) and, where `setpriv` exists, with a parent-death signal, so no task
+/// outlives `localaws` even if it is killed outright.
+#[derive(Debug, Clone)]
+pub struct ProcessRuntime {
+    setpriv: Option<PathBuf>,
+}
+
+impl Default for ProcessRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProcessRuntime {
+    /// A runtime; finds `setpriv` (util-linux) for the parent-death signal.
+    pub fn new() -> Self {
+        let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file());
+        if setpriv.is_none() {
+            tracing::warn!(
+                "setpriv not found: tasks cannot be tied to localaws's lifetime if it is SIGKILLed"
+            );
+        }
+        Self { setpriv }
+    }
+}
+
+/// Picks the host port: the static one if free, or a free one.
+fn host_port(ip: IpAddr, wanted: Option<u16>) -> Result<u16, RuntimeError> {
+    match wanted {
+        Some(port) if port != 0 => match std::net::TcpListener::bind((ip, port)) {
+            Ok(_) => Ok(port),
+            Err(_) => Err(RuntimeError::PortInUse { ip, port }),
+        },
+        _ => std::net::TcpListener::bind((ip, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|source| RuntimeError::NoPort { ip, source }),
+    }
+}
+
+impl TaskRuntime for ProcessRuntime {
+    fn start(&self, spec: TaskSpec) -> BoxFuture<'_, Result<Arc<dyn RunningTask>, RuntimeError>> {
+        Box::pin(async move {
+            let port = host_port(spec.ip, spec.host_port)?;
+            let log = |stream: &str| {
+                let path = spec.log_dir.join(format!("{}.{stream}.log", spec.task_id));
+                std::fs::File::create(&path).map_err(|source| RuntimeError::Log { path, source })
+            };
+            let (stdout, stderr) = (log("stdout")?, log("stderr")?);
+            let mut cmd = match &self.setpriv {
+                Some(setpriv) => {
+                    let mut c = tokio::process::Command::new(setpriv);
+                    c.args(["--pdeathsig", "KILL", "--"]).arg(&spec.command);
+                    c
+                }
+                None => tokio::process::Command::new(&spec.command),
+            };
+            cmd.args(&spec.args)
+                .env_clear()
+                .envs(std::env::vars_os().filter(|(k, _)| k == "PATH" || k == "HOME"))
+                .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("TASK_ID", &spec.task_id)
+                .env("PORT", port.to_string())
+                .env("BIND", spec.ip.to_string())
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                .process_group(0)
+                .kill_on_drop(true);
+            let mut child = cmd.spawn().map_err(|source| RuntimeError::Spawn {
+                command: spec.command.display().to_string(),
+                source,
+            })?;
+            let pid = child.id();
+            let (tx, rx) = watch::channel(None);
+            // The waiter owns the child: if the runtime goes away, kill_on_drop ends the process.
+            tokio::spawn(async move {
+                let exit = match child.wait().await {
+                    Ok(status) => {
+                        use std::os::unix::process::ExitStatusExt;
+                        match (status.code(), status.signal()) {
+                            (Some(code), _) => TaskExit::Code(code),
+                            (None, Some(sig)) => TaskExit::Signal(sig),
+                            (None, None) => TaskExit::Code(-1),
+                        }
+                    }
+                    Err(_) => TaskExit::Code(-1),
+                };
+                let _ = tx.send(Some(exit));
+            });
+            let task: Arc<dyn RunningTask> = Arc::new(Process {
+                id: spec.task_id,
+                endpoint: SocketAddr::new(spec.ip, port),
+                pid,
+                exit: rx,
+            });
+            Ok(task)
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Process {
+    id: String,
+    endpoint: SocketAddr,
+    pid: Option<u32>,
+    exit: watch::Receiver<Option<TaskExit>>,
+}
+
+impl RunningTask for Process {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn endpoint(&self) -> SocketAddr {
+        self.endpoint
+    }
+
+    fn signal(&self, signal: StopSignal) {
+        // Never signal a pid after its exit was reaped: it may belong to someone else by now.
+        if self.exit.borrow().is_some() {
+            return;
+        }
+        let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) else {
+            return;
+        };
+        let sig = match signal {
+            StopSignal::Term => Signal::SIGTERM,
+            StopSignal::Kill => Signal::SIGKILL,
+        };
+        if let Err(err) = kill(Pid::from_raw(pid), sig) {
+            tracing::debug!(task = %self.id, %err, "signal not delivered");
+        }
+    }
+
+    fn exit(&self) -> Option<TaskExit> {
+        *self.exit.borrow()
+    }
+
+    fn wait(&self) -> BoxFuture<'_, TaskExit> {
+        let mut rx = self.exit.clone();
+        Box::pin(async move {
+            loop {
+                if let Some(exit) = *rx.borrow_and_update() {
+                    return exit;
+                }
+                if rx.changed().await.is_err() {
+                    return (*rx.borrow()).unwrap_or(TaskExit::Code(-1));
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,743 @@
+//! The stack file: the environment `localaws` stands up, described the way Terraform and the ECS
+//! task definition describe it.
+//!
+//! TOML. Load balancers, target groups and services use the Terraform provider's snake_case names;
+//! task definitions use the ECS JSON field names (`containerDefinitions`, `portMappings`,
+//! `hostPort`, `stopTimeout`, ...) so a real task definition translates line for line. A default
+//! stack is embedded ([`Stack::embedded`]), so `localaws` runs with no file at all.
+//!
+//! Durations are seconds. The ones that belong to AWS machinery (health-check interval and timeout,
+//! deregistration delay) are *simulated* and run `time_scale` times faster; the ones a real process
+//! lives through (`stopTimeout`, the load balancer idle timeout) are real. See [`crate::clock`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default stack (`default-stack.toml`).
+pub const DEFAULT_STACK: &str = include_str!("../default-stack.toml");
+
+/// A stack file that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// The file could not be read.
+    #[error("cannot read stack file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a field of the wrong type or name.
+    #[error("stack file {origin}: {message}")]
+    Parse {
+        /// The file, or `embedded default`.
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// Well-formed, but a value is out of range or a reference does not resolve.
+    #[error("stack file {origin}: {field}: {message}")]
+    Invalid {
+        /// The file, or `embedded default`.
+        origin: String,
+        /// The field, as a path (`target_groups[1].health_check.interval`).
+        field: String,
+        /// What was expected.
+        message: String,
+    },
+}
+
+/// The whole environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    /// Simulated seconds per real second for AWS machinery (1 = real time).
+    #[serde(default = "default_time_scale")]
+    pub time_scale: f64,
+    /// The ECS cluster: how many container instances, each on its own loopback address.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+    /// Image name → local command that runs it.
+    #[serde(default)]
+    pub images: BTreeMap<String, Image>,
+    /// ECS task definitions.
+    #[serde(default)]
+    pub task_definitions: Vec<TaskDefinition>,
+    /// ALB target groups.
+    #[serde(default)]
+    pub target_groups: Vec<TargetGroupConfig>,
+    /// Application load balancers with their listeners.
+    #[serde(default)]
+    pub load_balancers: Vec<LoadBalancerConfig>,
+    /// ECS services: tasks started at boot and registered with a target group.
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+fn default_time_scale() -> f64 {
+    1.0
+}
+
+/// The ECS cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Cluster name.
+    #[serde(default = "default_cluster_name")]
+    pub name: String,
+    /// Container instances at boot (each gets 127.0.x.y).
+    #[serde(default = "default_instances")]
+    pub instances: u32,
+}
+
+fn default_cluster_name() -> String {
+    "default".to_owned()
+}
+
+fn default_instances() -> u32 {
+    2
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: default_cluster_name(),
+            instances: default_instances(),
+        }
+    }
+}
+
+/// How to run an image locally.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// The program. `server` means the workspace's `server` binary (found beside `localaws`, in
+    /// `$LOCALAWS_SERVER_BIN`, or on `PATH`).
+    pub command: String,
+    /// Arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment added before the task definition's own.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+}
+
+/// An ECS task definition (the fields that matter here), with ECS JSON names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskDefinition {
+    /// Family name.
+    pub family: String,
+    /// `bridge` (the default here: dynamic host ports) or `host`.
+    #[serde(default)]
+    pub network_mode: Option<String>,
+    /// The containers; exactly one runs as the task's process here.
+    pub container_definitions: Vec<ContainerDefinition>,
+}
+
+/// One container of a task definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerDefinition {
+    /// Container name (services refer to it).
+    pub name: String,
+    /// Image name, looked up in `[images]`.
+    pub image: String,
+    /// Whether the task stops when this container stops.
+    #[serde(default)]
+    pub essential: Option<bool>,
+    /// Port mappings; `hostPort` 0 or absent is dynamic, as in bridge mode.
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+    /// Environment variables.
+    #[serde(default)]
+    pub environment: Vec<KeyValue>,
+    /// Seconds between SIGTERM and SIGKILL (real time; ECS default 30).
+    #[serde(default)]
+    pub stop_timeout: Option<u32>,
+    /// Container health check (kept for the control plane).
+    #[serde(default)]
+    pub health_check: Option<ContainerHealthCheck>,
+    /// CPU units (informational).
+    #[serde(default)]
+    pub cpu: Option<u32>,
+    /// Memory in MiB (informational).
+    #[serde(default)]
+    pub memory: Option<u32>,
+}
+
+/// ECS default `stopTimeout`.
+pub const DEFAULT_STOP_TIMEOUT: u32 = 30;
+
+/// `containerPort` → `hostPort`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortMapping {
+    /// The port the process listens on inside its container.
+    pub container_port: u16,
+    /// The port on the instance; 0 or absent picks a free one.
+    #[serde(default)]
+    pub host_port: Option<u16>,
+    /// `tcp`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+/// `{ name, value }`, as in ECS `environment`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyValue {
+    /// Variable name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// ECS container health check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerHealthCheck {
+    /// `["CMD", ...]` or `["CMD-SHELL", "..."]`.
+    pub command: Vec<String>,
+    /// Seconds between checks.
+    #[serde(default)]
+    pub interval: Option<u32>,
+    /// Seconds a check may take.
+    #[serde(default)]
+    pub timeout: Option<u32>,
+    /// Failures before unhealthy.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Grace period in seconds.
+    #[serde(default)]
+    pub start_period: Option<u32>,
+}
+
+/// An ALB target group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroupConfig {
+    /// Name.
+    pub name: String,
+    /// Seconds a deregistered target drains (simulated; AWS default 300).
+    #[serde(default = "default_deregistration_delay")]
+    pub deregistration_delay: u32,
+    /// Health checks.
+    #[serde(default)]
+    pub health_check: HealthCheckConfig,
+}
+
+fn default_deregistration_delay() -> u32 {
+    300
+}
+
+/// Target group health checks, with the ALB defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Path requested.
+    #[serde(default = "default_hc_path")]
+    pub path: String,
+    /// Seconds between checks (simulated, 5–300).
+    #[serde(default = "default_hc_interval")]
+    pub interval: u32,
+    /// Seconds a check may take (simulated, 2–120, less than the interval).
+    #[serde(default = "default_hc_timeout")]
+    pub timeout: u32,
+    /// Consecutive successes to become healthy (2–10).
+    #[serde(default = "default_hc_healthy")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures to become unhealthy (2–10).
+    #[serde(default = "default_hc_unhealthy")]
+    pub unhealthy_threshold: u32,
+    /// Success codes: `200`, `200,202`, `200-299`.
+    #[serde(default = "default_hc_matcher")]
+    pub matcher: String,
+}
+
+fn default_hc_path() -> String {
+    "/".to_owned()
+}
+fn default_hc_interval() -> u32 {
+    30
+}
+fn default_hc_timeout() -> u32 {
+    5
+}
+fn default_hc_healthy() -> u32 {
+    5
+}
+fn default_hc_unhealthy() -> u32 {
+    2
+}
+fn default_hc_matcher() -> String {
+    "200".to_owned()
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            path: default_hc_path(),
+            interval: default_hc_interval(),
+            timeout: default_hc_timeout(),
+            healthy_threshold: default_hc_healthy(),
+            unhealthy_threshold: default_hc_unhealthy(),
+            matcher: default_hc_matcher(),
+        }
+    }
+}
+
+/// An application load balancer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancerConfig {
+    /// Name.
+    pub name: String,
+    /// Address the listeners bind (loopback only).
+    #[serde(default = "default_lb_address")]
+    pub address: std::net::IpAddr,
+    /// Client idle timeout in seconds (real; ALB default 60).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u32,
+    /// Listeners.
+    pub listeners: Vec<ListenerConfig>,
+}
+
+fn default_lb_address() -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+}
+
+fn default_idle_timeout() -> u32 {
+    60
+}
+
+/// A listener and its default action: a weighted forward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name (`production`, `test`).
+    pub name: String,
+    /// Port; 0 picks a free one.
+    #[serde(default)]
+    pub port: u16,
+    /// Target groups with weights (0–999), like an ALB weighted forward action.
+    pub forward: Vec<WeightedTargetGroup>,
+}
+
+/// One target group of a weighted forward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedTargetGroup {
+    /// Target group name.
+    pub target_group: String,
+    /// Weight, 0–999.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// An ECS service: tasks placed at boot across the instances and registered with its target group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Name.
+    pub name: String,
+    /// Task definition family.
+    pub task_definition: String,
+    /// Tasks to run.
+    pub desired_count: u32,
+    /// Target group registration.
+    #[serde(default)]
+    pub load_balancer: Option<ServiceLoadBalancer>,
+}
+
+/// Where a service's tasks are registered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLoadBalancer {
+    /// Target group name.
+    pub target_group: String,
+    /// Container whose port is registered.
+    pub container_name: String,
+    /// That container's port.
+    pub container_port: u16,
+}
+
+impl Stack {
+    /// The embedded default stack.
+    pub fn embedded() -> Result<Self, StackError> {
+        Self::parse(DEFAULT_STACK, "embedded default")
+    }
+
+    /// Reads and validates a stack file.
+    pub fn load(path: &Path) -> Result<Self, StackError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StackError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates stack text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, StackError> {
+        let stack: Stack = toml::from_str(text).map_err(|e| StackError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        stack
+            .validate()
+            .map_err(|(field, message)| StackError::Invalid {
+                origin: origin.to_owned(),
+                field,
+                message,
+            })?;
+        Ok(stack)
+    }
+
+    /// The target group called `name`.
+    pub fn target_group(&self, name: &str) -> Option<&TargetGroupConfig> {
+        self.target_groups.iter().find(|t| t.name == name)
+    }
+
+    /// The task definition of family `family`.
+    pub fn task_definition(&self, family: &str) -> Option<&TaskDefinition> {
+        self.task_definitions.iter().find(|t| t.family == family)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
+        if !(self.time_scale.is_finite() && (0.01..=1000.0).contains(&self.time_scale)) {
+            return err("time_scale".into(), "expected a number from 0.01 to 1000");
+        }
+        if !(1..=250).contains(&self.cluster.instances) {
+            return err("cluster.instances".into(), "expected 1 to 250 instances");
+        }
+        unique(
+            self.target_groups.iter().map(|t| t.name.as_str()),
+            "target_groups",
+        )?;
+        unique(
+            self.task_definitions.iter().map(|t| t.family.as_str()),
+            "task_definitions",
+        )?;
+        unique(
+            self.load_balancers.iter().map(|l| l.name.as_str()),
+            "load_balancers",
+        )?;
+        unique(self.services.iter().map(|s| s.name.as_str()), "services")?;
+
+        for (name, image) in &self.images {
+            if image.command.trim().is_empty() {
+                return err(
+                    format!("images.{name}.command"),
+                    "expected a program to run",
+                );
+            }
+        }
+        for (i, td) in self.task_definitions.iter().enumerate() {
+            let at = format!("task_definitions[{i}]");
+            if td.family.is_empty() {
+                return err(format!("{at}.family"), "expected a name");
+            }
+            match td.network_mode.as_deref() {
+                None | Some("bridge") | Some("host") => {}
+                Some(_) => return err(format!("{at}.networkMode"), "expected bridge or host"),
+            }
+            if td.container_definitions.len() != 1 {
+                return err(
+                    format!("{at}.containerDefinitions"),
+                    "expected exactly one container (one process per task here)",
+                );
+            }
+            for (j, c) in td.container_definitions.iter().enumerate() {
+                let at = format!("{at}.containerDefinitions[{j}]");
+                if !self.images.contains_key(&c.image) {
+                    return Err((
+                        format!("{at}.image"),
+                        format!(
+                            "unknown image {:?}; known: {}",
+                            c.image,
+                            self.images.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                if c.port_mappings.len() > 1 {
+                    return err(
+                        format!("{at}.portMappings"),
+                        "expected at most one port mapping",
+                    );
+                }
+                if c.stop_timeout.is_some_and(|t| !(2..=120).contains(&t)) {
+                    return err(format!("{at}.stopTimeout"), "expected 2 to 120 seconds");
+                }
+                for (k, kv) in c.environment.iter().enumerate() {
+                    if kv.name.is_empty() || kv.name.contains('=') {
+                        return err(
+                            format!("{at}.environment[{k}].name"),
+                            "expected a variable name",
+                        );
+                    }
+                }
+            }
+        }
+        for (i, tg) in self.target_groups.iter().enumerate() {
+            let at = format!("target_groups[{i}]");
+            if tg.deregistration_delay > 3600 {
+                return err(
+                    format!("{at}.deregistration_delay"),
+                    "expected 0 to 3600 seconds",
+                );
+            }
+            let hc = &tg.health_check;
+            if !hc.path.starts_with('/') {
+                return err(
+                    format!("{at}.health_check.path"),
+                    "expected a path starting with /",
+                );
+            }
+            if !(5..=300).contains(&hc.interval) {
+                return err(
+                    format!("{at}.health_check.interval"),
+                    "expected 5 to 300 seconds",
+                );
+            }
+            if !(2..=120).contains(&hc.timeout) || hc.timeout >= hc.interval {
+                return err(
+                    format!("{at}.health_check.timeout"),
+                    "expected 2 to 120 seconds, less than the interval",
+                );
+            }
+            if !(2..=10).contains(&hc.healthy_threshold) {
+                return err(
+                    format!("{at}.health_check.healthy_threshold"),
+                    "expected 2 to 10",
+                );
+            }
+            if !(2..=10).contains(&hc.unhealthy_threshold) {
+                return err(
+                    format!("{at}.health_check.unhealthy_threshold"),
+                    "expected 2 to 10",
+                );
+            }
+            if let Err(message) = crate::health::Matcher::parse(&hc.matcher) {
+                return Err((format!("{at}.health_check.matcher"), message));
+            }
+        }
+        let mut ports = BTreeSet::new();
+        for (i, lb) in self.load_balancers.iter().enumerate() {
+            let at = format!("load_balancers[{i}]");
+            if !lb.address.is_loopback() {
+                return err(
+                    format!("{at}.address"),
+                    "expected a loopback address (127.0.0.0/8 or ::1)",
+                );
+            }
+            if !(1..=4000).contains(&lb.idle_timeout) {
+                return err(format!("{at}.idle_timeout"), "expected 1 to 4000 seconds");
+            }
+            unique(
+                lb.listeners.iter().map(|l| l.name.as_str()),
+                &format!("{at}.listeners"),
+            )?;
+            for (j, l) in lb.listeners.iter().enumerate() {
+                let at = format!("{at}.listeners[{j}]");
+                if l.port != 0 && !ports.insert((lb.address, l.port)) {
+                    return err(
+                        format!("{at}.port"),
+                        "port already used by another listener",
+                    );
+                }
+                validate_forward(&l.forward, &at, |name| self.target_group(name).is_some())?;
+            }
+        }
+        for (i, svc) in self.services.iter().enumerate() {
+            let at = format!("services[{i}]");
+            let Some(td) = self.task_definition(&svc.task_definition) else {
+                return err(
+                    format!("{at}.task_definition"),
+                    "no task definition of that family",
+                );
+            };
+            if svc.desired_count > 100 {
+                return err(format!("{at}.desired_count"), "expected 0 to 100 tasks");
+            }
+            if let Some(lb) = &svc.load_balancer {
+                if self.target_group(&lb.target_group).is_none() {
+                    return err(
+                        format!("{at}.load_balancer.target_group"),
+                        "no target group of that name",
+                    );
+                }
+                let container = td
+                    .container_definitions
+                    .iter()
+                    .find(|c| c.name == lb.container_name);
+                let Some(container) = container else {
+                    return err(
+                        format!("{at}.load_balancer.container_name"),
+                        "no container of that name in the task definition",
+                    );
+                };
+                if !container
+                    .port_mappings
+                    .iter()
+                    .any(|p| p.container_port == lb.container_port)
+                {
+                    return err(
+                        format!("{at}.load_balancer.container_port"),
+                        "the container has no port mapping for that port",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a weighted forward: known target groups, weights 0–999, at least one above 0.
+pub fn validate_forward(
+    forward: &[WeightedTargetGroup],
+    at: &str,
+    exists: impl Fn(&str) -> bool,
+) -> Result<(), (String, String)> {
+    if forward.is_empty() || forward.len() > 5 {
+        return Err((
+            format!("{at}.forward"),
+            "expected 1 to 5 target groups".into(),
+        ));
+    }
+    unique(
+        forward.iter().map(|f| f.target_group.as_str()),
+        &format!("{at}.forward"),
+    )?;
+    for (k, f) in forward.iter().enumerate() {
+        if !exists(&f.target_group) {
+            return Err((
+                format!("{at}.forward[{k}].target_group"),
+                format!("no target group named {:?}", f.target_group),
+            ));
+        }
+        if f.weight > 999 {
+            return Err((
+                format!("{at}.forward[{k}].weight"),
+                "expected 0 to 999".into(),
+            ));
+        }
+    }
+    if forward.iter().all(|f| f.weight == 0) {
+        return Err((
+            format!("{at}.forward"),
+            "every weight is 0: the listener forwards nowhere".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn unique<'a>(names: impl Iterator<Item = &'a str>, at: &str) -> Result<(), (String, String)> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err((at.to_owned(), format!("duplicate name {name:?}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_complete() {
+        let s = Stack::embedded().unwrap();
+        assert!(
+            s.time_scale > 1.0,
+            "the default stack runs simulated time faster"
+        );
+        assert!(s.images.contains_key("server"));
+        assert!(s.target_groups.len() >= 2, "blue and green");
+        let lb = &s.load_balancers[0];
+        let names: Vec<_> = lb.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert!(
+            names.contains(&"production") && names.contains(&"test"),
+            "{names:?}"
+        );
+        let c = &s.task_definitions[0].container_definitions[0];
+        assert_eq!(
+            c.port_mappings[0].host_port.unwrap_or(0),
+            0,
+            "dynamic host port"
+        );
+        assert!(!s.services.is_empty());
+    }
+
+    fn invalid(text: &str) -> String {
+        Stack::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = |tg: &str| {
+            format!(
+                "[[target_groups]]\nname = \"a\"\n{tg}\n[[load_balancers]]\nname = \"lb\"\n\
+                 [[load_balancers.listeners]]\nname = \"p\"\nforward = [{{ target_group = \"a\" }}]\n"
+            )
+        };
+        assert!(Stack::parse(&base(""), "t").is_ok());
+        let e = invalid(&base("health_check = { interval = 1 }"));
+        assert!(e.contains("target_groups[0].health_check.interval"), "{e}");
+        let e = invalid(&base("health_check = { interval = 10, timeout = 10 }"));
+        assert!(e.contains("health_check.timeout"), "{e}");
+        let e = invalid(&base("health_check = { matcher = \"abc\" }"));
+        assert!(e.contains("health_check.matcher"), "{e}");
+        let e = invalid(&base("deregistration_delay = 4000"));
+        assert!(e.contains("deregistration_delay"), "{e}");
+        let e = invalid(&base("colour = \"blue\""));
+        assert!(e.contains("colour") && e.contains("t.toml"), "{e}");
+        let e = invalid(
+            "[[target_groups]]\nname = \"a\"\n[[load_balancers]]\nname = \"lb\"\n\
+             [[load_balancers.listeners]]\nname = \"p\"\nforward = [{ target_group = \"b\" }]\n",
+        );
+        assert!(
+            e.contains("load_balancers[0].listeners[0].forward[0].target_group"),
+            "{e}"
+        );
+        let e = invalid(
+            "[[target_groups]]\nname = \"a\"\n[[load_balancers]]\nname = \"lb\"\naddress = \"10.0.0.1\"\n\
+             [[load_balancers.listeners]]\nname = \"p\"\nforward = [{ target_group = \"a\" }]\n",
+        );
+        assert!(e.contains("address") && e.contains("loopback"), "{e}");
+        let e = invalid("time_scale = 0");
+        assert!(e.contains("time_scale"), "{e}");
+    }
+
+    #[test]
+    fn task_definitions_use_ecs_names() {
+        let text = r#"
+            [images.app]
+            command = "/bin/true"
+            [[task_definitions]]
+            family = "web"
+            [[task_definitions.containerDefinitions]]
+            name = "web"
+            image = "app"
+            stopTimeout = 20
+            portMappings = [{ containerPort = 8080, hostPort = 0 }]
+            environment = [{ name = "APP_VERSION", value = "v2" }]
+        "#;
+        let s = Stack::parse(text, "t").unwrap();
+        let c = &s.task_definitions[0].container_definitions[0];
+        assert_eq!(c.stop_timeout, Some(20));
+        assert_eq!(c.environment[0].value, "v2");
+        let e = invalid(&text.replace("image = \"app\"", "image = \"nope\""));
+        assert!(
+            e.contains("containerDefinitions[0].image") && e.contains("app"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,494 @@
+//! Target groups: registered targets, their health, draining, and the routing snapshot the proxy
+//! reads on every request.
+//!
+//! States follow ELBv2: `initial` → `healthy` / `unhealthy` by health checks; deregistration puts a
+//! target in `draining` (no new requests; in-flight ones may finish) for the deregistration delay,
+//! after which its remaining requests are cut off and it becomes `unused` and disappears.
+//!
+//! Routing, like ALB: only healthy targets get requests; if none is healthy, the group **fails
+//! open** and routes to every registered target that is not draining; with none registered the
+//! load balancer answers 503.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::uri::Authority;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::events::{EventKind, Events};
+use crate::health::{self, HealthTracker, Matcher};
+use crate::stack::TargetGroupConfig;
+
+/// ELBv2 target health states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetHealth {
+    /// Registered, not yet checked enough to be healthy.
+    Initial,
+    /// Passing health checks: receives traffic.
+    Healthy,
+    /// Failing health checks: no traffic unless the whole group fails open.
+    Unhealthy,
+    /// Deregistered, finishing in-flight requests.
+    Draining,
+    /// Deregistered and drained.
+    Unused,
+}
+
+impl fmt::Display for TargetHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Initial => "initial",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Draining => "draining",
+            Self::Unused => "unused",
+        })
+    }
+}
+
+/// A target group's settings, with durations resolved.
+#[derive(Debug, Clone)]
+pub struct TargetGroupSettings {
+    /// Simulated deregistration delay.
+    pub deregistration_delay: Duration,
+    /// Health-check path.
+    pub path: String,
+    /// Simulated interval.
+    pub interval: Duration,
+    /// Simulated timeout.
+    pub timeout: Duration,
+    /// Passes to become healthy.
+    pub healthy_threshold: u32,
+    /// Failures to become unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Success codes.
+    pub matcher: Matcher,
+}
+
+impl TargetGroupSettings {
+    /// From the stack's (validated) configuration.
+    pub fn from_config(c: &TargetGroupConfig) -> Result<Self, String> {
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        Ok(Self {
+            deregistration_delay: secs(c.deregistration_delay),
+            path: c.health_check.path.clone(),
+            interval: secs(c.health_check.interval),
+            timeout: secs(c.health_check.timeout),
+            healthy_threshold: c.health_check.healthy_threshold,
+            unhealthy_threshold: c.health_check.unhealthy_threshold,
+            matcher: Matcher::parse(&c.health_check.matcher)?,
+        })
+    }
+}
+
+/// One registered target of one target group.
+#[derive(Debug)]
+pub struct Target {
+    /// ELBv2 target id (an instance id or a task id here).
+    pub id: String,
+    /// Where requests go.
+    pub addr: SocketAddr,
+    pub(crate) authority: Authority,
+    pub(crate) client: Client<HttpConnector, Incoming>,
+    status: Mutex<Status>,
+    in_flight: AtomicUsize,
+    /// Fired when the deregistration delay ends: in-flight requests are cut off.
+    pub(crate) cut_off: CancellationToken,
+    /// Fired when health checks must stop (draining or removed).
+    stop_checks: CancellationToken,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Status {
+    health: TargetHealth,
+    reason: Option<&'static str>,
+}
+
+/// A target as seen from outside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetInfo {
+    /// ELBv2 target id.
+    pub id: String,
+    /// Address.
+    pub addr: SocketAddr,
+    /// State.
+    pub health: TargetHealth,
+    /// ELBv2 reason code.
+    pub reason: Option<&'static str>,
+    /// Requests being proxied to it now.
+    pub in_flight: usize,
+}
+
+impl Target {
+    fn new(id: String, addr: SocketAddr, idle_timeout: Duration) -> Result<Self, String> {
+        let authority: Authority = addr
+            .to_string()
+            .parse()
+            .map_err(|e| format!("bad target address {addr}: {e}"))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        // ALB's connection timeout to targets is 10 s.
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            // Backend keep-alive up to the load balancer's idle timeout, as ALB does: a target that
+            // closes idle connections sooner races the proxy (FAILURE_MODES.md #6).
+            .pool_idle_timeout(idle_timeout)
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(Self {
+            id,
+            addr,
+            authority,
+            client,
+            status: Mutex::new(Status {
+                health: TargetHealth::Initial,
+                reason: Some("Elb.RegistrationInProgress"),
+            }),
+            in_flight: AtomicUsize::new(0),
+            cut_off: CancellationToken::new(),
+            stop_checks: CancellationToken::new(),
+        })
+    }
+
+    /// The current health state.
+    pub fn health(&self) -> TargetHealth {
+        self.status().health
+    }
+
+    fn status(&self) -> Status {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_status(&self, health: TargetHealth, reason: Option<&'static str>) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = Status { health, reason };
+    }
+
+    /// Counts a proxied request until the guard drops.
+    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    /// Requests being proxied to this target.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn info(&self) -> TargetInfo {
+        let s = self.status();
+        TargetInfo {
+            id: self.id.clone(),
+            addr: self.addr,
+            health: s.health,
+            reason: s.reason,
+            in_flight: self.in_flight(),
+        }
+    }
+}
+
+/// One proxied request in flight to a target.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Target>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the proxy reads per request: the targets it may pick from.
+#[derive(Debug, Default)]
+pub struct Routing {
+    targets: Vec<Arc<Target>>,
+    fail_open: bool,
+}
+
+impl Routing {
+    /// Whether no target is healthy and the group routes to all registered ones.
+    pub fn fail_open(&self) -> bool {
+        self.fail_open
+    }
+
+    /// Targets requests go to.
+    pub fn targets(&self) -> &[Arc<Target>] {
+        &self.targets
+    }
+}
+
+/// An ALB target group.
+#[derive(Debug)]
+pub struct TargetGroup {
+    /// Name.
+    pub name: String,
+    settings: RwLock<TargetGroupSettings>,
+    targets: Mutex<Vec<Arc<Target>>>,
+    routing: ArcSwap<Routing>,
+    next: AtomicUsize,
+    idle_timeout: Duration,
+    clock: Clock,
+    events: Events,
+    me: Weak<TargetGroup>,
+}
+
+impl TargetGroup {
+    /// A target group with no targets. `idle_timeout` (real) bounds idle backend connections.
+    pub fn new(
+        name: impl Into<String>,
+        settings: TargetGroupSettings,
+        idle_timeout: Duration,
+        clock: Clock,
+        events: Events,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            name: name.into(),
+            settings: RwLock::new(settings),
+            targets: Mutex::new(Vec::new()),
+            routing: ArcSwap::from_pointee(Routing::default()),
+            next: AtomicUsize::new(0),
+            idle_timeout,
+            clock,
+            events,
+            me: me.clone(),
+        })
+    }
+
+    /// The settings now in force.
+    pub fn settings(&self) -> TargetGroupSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Changes settings (health checks, deregistration delay) while traffic flows.
+    pub fn set_settings(&self, settings: TargetGroupSettings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
+    }
+
+    fn targets(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Target>>> {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every registered target (draining ones included).
+    pub fn describe(&self) -> Vec<TargetInfo> {
+        self.targets().iter().map(|t| t.info()).collect()
+    }
+
+    /// The state of the target at `addr` (the live registration, else a draining one).
+    pub fn health_of(&self, addr: SocketAddr) -> Option<TargetHealth> {
+        let targets = self.targets();
+        let mut found = targets.iter().filter(|t| t.addr == addr);
+        let all: Vec<_> = found.by_ref().collect();
+        all.iter()
+            .find(|t| t.health() != TargetHealth::Draining)
+            .or_else(|| all.first())
+            .map(|t| t.health())
+    }
+
+    /// The routing snapshot (for the proxy and for tests).
+    pub fn routing(&self) -> arc_swap::Guard<Arc<Routing>> {
+        self.routing.load()
+    }
+
+    /// Picks the next target round-robin, or `None` when no target is registered (503).
+    pub(crate) fn pick(&self) -> Option<Arc<Target>> {
+        let routing = self.routing.load();
+        let n = routing.targets.len();
+        if n == 0 {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        Some(Arc::clone(&routing.targets[i]))
+    }
+
+    /// Registers `addr` under `id` and starts health checks. Registering an address that is
+    /// already registered (and not draining) changes nothing.
+    pub fn register(&self, id: impl Into<String>, addr: SocketAddr) -> Result<(), String> {
+        let target = {
+            let mut targets = self.targets();
+            if targets
+                .iter()
+                .any(|t| t.addr == addr && t.health() != TargetHealth::Draining)
+            {
+                return Ok(());
+            }
+            let target = Arc::new(Target::new(id.into(), addr, self.idle_timeout)?);
+            targets.push(Arc::clone(&target));
+            target
+        };
+        self.events.emit(EventKind::TargetRegistered {
+            target_group: self.name.clone(),
+            target: addr,
+        });
+        self.rebuild();
+        tokio::spawn(health_checks(self.me.clone(), target, self.clock));
+        Ok(())
+    }
+
+    /// Starts deregistering the target at `addr`: it drains for the deregistration delay, then
+    /// its remaining requests are cut off and it is removed. Returns a token that fires when it
+    /// is gone, or `None` if no such target is registered.
+    pub fn deregister(&self, addr: SocketAddr) -> Option<CancellationToken> {
+        let target = {
+            let targets = self.targets();
+            let target = targets
+                .iter()
+                .find(|t| t.addr == addr && t.health() != TargetHealth::Draining)?;
+            Arc::clone(target)
+        };
+        target.set_status(
+            TargetHealth::Draining,
+            Some("Target.DeregistrationInProgress"),
+        );
+        target.stop_checks.cancel();
+        self.rebuild();
+        self.events.emit(EventKind::TargetHealth {
+            target_group: self.name.clone(),
+            target: addr,
+            state: TargetHealth::Draining,
+            reason: Some("Target.DeregistrationInProgress"),
+        });
+        let delay = self.settings().deregistration_delay;
+        let me = self.me.clone();
+        let gone = CancellationToken::new();
+        let done = gone.clone();
+        let clock = self.clock;
+        tokio::spawn(async move {
+            clock.sleep(delay).await;
+            if let Some(tg) = me.upgrade() {
+                tg.remove(&target);
+            }
+            done.cancel();
+        });
+        Some(gone)
+    }
+
+    /// Ends a target: cuts off what is still in flight and forgets it.
+    fn remove(&self, target: &Arc<Target>) {
+        let cut_off = target.in_flight();
+        target.stop_checks.cancel();
+        target.cut_off.cancel();
+        target.set_status(TargetHealth::Unused, Some("Target.NotRegistered"));
+        self.targets().retain(|t| !Arc::ptr_eq(t, target));
+        self.rebuild();
+        self.events.emit(EventKind::TargetDeregistered {
+            target_group: self.name.clone(),
+            target: target.addr,
+            cut_off,
+        });
+    }
+
+    /// Removes every target at once (the group is being deleted or localaws is stopping).
+    pub fn clear(&self) {
+        let all: Vec<_> = self.targets().drain(..).collect();
+        for t in &all {
+            t.stop_checks.cancel();
+            t.cut_off.cancel();
+        }
+        self.rebuild();
+    }
+
+    fn set_health(&self, target: &Target, health: TargetHealth, reason: Option<&'static str>) {
+        let current = target.status();
+        if matches!(
+            current.health,
+            TargetHealth::Draining | TargetHealth::Unused
+        ) {
+            return;
+        }
+        target.set_status(health, reason);
+        if current.health != health {
+            self.rebuild();
+            self.events.emit(EventKind::TargetHealth {
+                target_group: self.name.clone(),
+                target: target.addr,
+                state: health,
+                reason,
+            });
+        }
+    }
+
+    /// Recomputes the routing snapshot from the targets' states.
+    fn rebuild(&self) {
+        let targets = self.targets();
+        let healthy: Vec<_> = targets
+            .iter()
+            .filter(|t| t.health() == TargetHealth::Healthy)
+            .cloned()
+            .collect();
+        let routing = if healthy.is_empty() {
+            let registered: Vec<_> = targets
+                .iter()
+                .filter(|t| matches!(t.health(), TargetHealth::Initial | TargetHealth::Unhealthy))
+                .cloned()
+                .collect();
+            Routing {
+                fail_open: !registered.is_empty(),
+                targets: registered,
+            }
+        } else {
+            Routing {
+                targets: healthy,
+                fail_open: false,
+            }
+        };
+        self.routing.store(Arc::new(routing));
+    }
+}
+
+/// The health-check loop of one target: first check at once, then every interval, until the
+/// target drains or is removed.
+async fn health_checks(tg: Weak<TargetGroup>, target: Arc<Target>, clock: Clock) {
+    let mut tracker = {
+        let Some(group) = tg.upgrade() else { return };
+        let s = group.settings();
+        group.set_health(
+            &target,
+            TargetHealth::Initial,
+            Some("Elb.InitialHealthChecking"),
+        );
+        HealthTracker::new(s.healthy_threshold, s.unhealthy_threshold)
+    };
+    loop {
+        let Some(settings) = tg.upgrade().map(|g| g.settings()) else {
+            return;
+        };
+        let timeout = clock.timeout(settings.timeout);
+        let result = tokio::select! {
+            () = target.stop_checks.cancelled() => return,
+            r = health::check(target.addr, &settings.path, timeout, &settings.matcher) => r,
+        };
+        let Some(group) = tg.upgrade() else { return };
+        let reason = result.err().map(|f| f.reason());
+        match tracker.record(result.is_ok()) {
+            Some(state) => {
+                let reason = match state {
+                    TargetHealth::Healthy => None,
+                    _ => reason,
+                };
+                group.set_health(&target, state, reason);
+            }
+            None if tracker.state() == TargetHealth::Unhealthy && reason.is_some() => {
+                group.set_health(&target, TargetHealth::Unhealthy, reason);
+            }
+            None => {}
+        }
+        drop(group);
+        tokio::select! {
+            () = target.stop_checks.cancelled() => return,
+            () = clock.sleep(settings.interval) => {}
+        }
+    }
+}
