@@ -99,30 +99,6 @@ impl ErrorKind {
             _ => ErrorKind::ConnectError,
         }
     }
-
-    /// Classifies a hyper error met while sending or reading a response.
-    pub(crate) fn from_hyper(e: &hyper::Error) -> ErrorKind {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        while let Some(s) = source {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                return match io.kind() {
-                    std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe => ErrorKind::ConnectionReset,
-                    std::io::ErrorKind::TimedOut => ErrorKind::RequestTimeout,
-                    _ => ErrorKind::ConnectionClosed,
-                };
-            }
-            source = s.source();
-        }
-        if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() || e.is_user() {
-            ErrorKind::Protocol
-        } else {
-            // `is_incomplete_message`, `is_canceled`, `is_closed`: the connection went away
-            // before a complete response.
-            ErrorKind::ConnectionClosed
-        }
-    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,17 @@ impl Marker {
     }
 }
 
+/// A cloneable handle that stops a probe early (for a Ctrl-C handler or an abort decision).
+#[derive(Debug, Clone)]
+pub struct StopHandle(Arc<Stop>);
+
+impl StopHandle {
+    /// Stops sending; see [`Probe::stop`].
+    pub fn stop(&self) {
+        self.0.stop();
+    }
+}
+
 /// Stops the schedule if the handle is dropped without [`Probe::finish`].
 #[derive(Debug)]
 struct StopOnDrop(Arc<Stop>);
@@ -88,7 +99,7 @@ impl Probe {
         let stop = Arc::new(Stop::default());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (live_tx, live_rx) = watch::channel(LiveState::default());
-        let (results_tx, results_rx) = mpsc::channel(16 * 1024);
+        let (results_tx, results_rx) = mpsc::unbounded_channel();
 
         let config = ConfigSummary {
             rate: cfg.rate.to_string(),
@@ -160,12 +171,19 @@ impl Probe {
             ok_status: cfg.ok_status,
             lb_marker: cfg.lb_marker,
         });
-        for _ in 0..cfg.connections {
-            runtime.spawn(sender::run(
-                sender_cfg.clone(),
-                jobs.clone(),
-                results_tx.clone(),
-            ));
+        match jobs {
+            Jobs::Max { .. } => {
+                spawn_closed_loop(cfg.connections, &sender_cfg, &jobs, &results_tx)?
+            }
+            Jobs::Scheduled { .. } => {
+                for _ in 0..cfg.connections {
+                    runtime.spawn(sender::run(
+                        sender_cfg.clone(),
+                        jobs.clone(),
+                        results_tx.clone(),
+                    ));
+                }
+            }
         }
 
         Ok(Probe {
@@ -206,6 +224,11 @@ impl Probe {
         self.start_wall
     }
 
+    /// A cloneable handle that stops this probe, usable while [`Probe::finish`] is awaited.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.0.clone())
+    }
+
     /// Stops sending. Requests in flight (or already due) finish, each within its timeout.
     pub fn stop(&self) {
         self.stop.0.stop();
@@ -221,6 +244,41 @@ impl Probe {
         drop(stop);
         report
     }
+}
+
+/// Closed loop (benchmarks): thread per core, each with its own single-threaded runtime and
+/// its share of the connections, as wrk does. No work stealing, no cross-thread wake-up per
+/// request; only batches of results cross to the recorder.
+fn spawn_closed_loop(
+    connections: usize,
+    sender_cfg: &Arc<SenderConfig>,
+    jobs: &Jobs,
+    results: &mpsc::UnboundedSender<sender::Batch>,
+) -> Result<(), ProbeError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(connections);
+    for t in 0..threads {
+        let share = connections / threads + usize::from(t < connections % threads);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ProbeError::Internal(format!("cannot start a sender runtime: {e}")))?;
+        let (cfg, jobs, results) = (sender_cfg.clone(), jobs.clone(), results.clone());
+        std::thread::Builder::new()
+            .name(format!("loadprobe-send-{t}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for _ in 0..share {
+                        set.spawn(sender::run(cfg.clone(), jobs.clone(), results.clone()));
+                    }
+                    while set.join_next().await.is_some() {}
+                });
+            })
+            .map_err(|e| ProbeError::Internal(format!("cannot start a sender thread: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Runs a probe to the end: [`Probe::start`] then [`Probe::finish`].

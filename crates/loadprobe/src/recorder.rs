@@ -202,7 +202,7 @@ struct Recorder {
 /// Runs the recorder until every sender is gone, then builds the report.
 pub(crate) async fn record(
     setup: Setup,
-    mut samples: mpsc::Receiver<Sample>,
+    mut samples: mpsc::UnboundedReceiver<crate::sender::Batch>,
     mut events: mpsc::UnboundedReceiver<Event>,
     stopped: impl Fn() -> bool,
 ) -> Report {
@@ -214,15 +214,14 @@ pub(crate) async fn record(
     }
     let mut tick = tokio::time::interval_at(r.setup.start + r.setup.interval, r.setup.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut batch = Vec::with_capacity(256);
+    let mut batches = Vec::with_capacity(64);
     loop {
         tokio::select! {
-            biased;
-            n = samples.recv_many(&mut batch, 256) => {
+            n = samples.recv_many(&mut batches, 64) => {
                 if n == 0 {
                     break;
                 }
-                for s in batch.drain(..) {
+                for s in batches.drain(..).flatten() {
                     r.on_sample(s);
                 }
             }

@@ -1,5 +1,191 @@
-//! Markdown report.
+//! Markdown report, sized for a CI job summary (`$GITHUB_STEP_SUMMARY`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
 use crate::report::Report;
+
+/// Rows kept in the long tables; the JSON has everything.
+const MAX_ROWS: usize = 50;
+
+fn ms(us: u64) -> String {
+    format!("{:.1} ms", us as f64 / 1000.0)
+}
+
+/// Escapes what would break a table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn shares(out: &mut String, title: &str, m: &BTreeMap<String, u64>) {
+    if m.is_empty() {
+        return;
+    }
+    let total: u64 = m.values().sum();
+    let _ = writeln!(
+        out,
+        "\n### {title}\n\n| {title} | responses | share |\n|---|---:|---:|"
+    );
+    for (k, n) in m.iter().take(MAX_ROWS) {
+        let _ = writeln!(
+            out,
+            "| `{}` | {n} | {:.1}% |",
+            cell(k),
+            100.0 * *n as f64 / total.max(1) as f64
+        );
+    }
+}
+
 pub(crate) fn render(r: &Report) -> String {
-    r.summary()
+    let mut s = String::new();
+    let badge = if r.passed() { "✅ PASS" } else { "❌ FAIL" };
+    let _ = writeln!(s, "## loadprobe {badge}: `{}`\n", cell(&r.target));
+    for reason in &r.reasons {
+        let _ = writeln!(s, "- {}", cell(reason));
+    }
+    if !r.reasons.is_empty() {
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "{} {} over {} connections for {} ms from {}{}{}.\n",
+        r.config.rate,
+        r.config.mode,
+        r.config.connections,
+        r.elapsed_ms,
+        r.started_at,
+        if r.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        },
+        if r.sources.is_empty() {
+            String::new()
+        } else {
+            format!(", merged from {}", r.sources.join(", "))
+        }
+    );
+    let l = &r.latency_us;
+    let _ = writeln!(
+        s,
+        "| requests | ok | errors | rate | p50 | p90 | p99 | p99.9 | max | longest gap | outages |"
+    );
+    let _ = writeln!(
+        s,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {:.1}/s | {} | {} | {} | {} | {} | {} ms | {} |",
+        r.requests,
+        r.ok,
+        r.errors.total,
+        r.achieved_rate,
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max),
+        r.longest_gap_ms,
+        r.outage_total
+    );
+    if !r.errors.by_kind.is_empty() {
+        let _ = writeln!(s, "\n### Errors\n\n| kind | count |\n|---|---:|");
+        for (k, n) in &r.errors.by_kind {
+            let _ = writeln!(s, "| `{k}` | {n} |");
+        }
+    }
+    if !r.outages.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Outages\n\n| start | end | duration | errors | kinds |{}\n|---:|---:|---:|---:|---|{}",
+            if r.sources.is_empty() { "" } else { " probe |" },
+            if r.sources.is_empty() { "" } else { "---|" }
+        );
+        for o in r.outages.iter().take(MAX_ROWS) {
+            let kinds = o
+                .kinds
+                .iter()
+                .map(|(k, n)| format!("`{k}` {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                s,
+                "| {} ms | {} ms{} | {} ms | {} | {kinds} |{}",
+                o.start_ms,
+                o.end_ms,
+                if o.recovered { "" } else { " (not recovered)" },
+                o.duration_ms,
+                o.errors,
+                if r.sources.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {} |", cell(&o.source))
+                }
+            );
+        }
+        if r.outages.len() > MAX_ROWS {
+            let _ = writeln!(
+                s,
+                "\n{} more outages in the JSON report.",
+                r.outages.len() - MAX_ROWS
+            );
+        }
+    }
+    shares(&mut s, "version", &r.versions);
+    if r.served_by.len() <= MAX_ROWS {
+        shares(&mut s, "served by", &r.served_by);
+    }
+    if !r.events.is_empty() {
+        let _ = writeln!(s, "\n### Events\n\n| at | event |\n|---:|---|");
+        for e in r.events.iter().take(MAX_ROWS) {
+            let src = if e.source.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", cell(&e.source))
+            };
+            let _ = writeln!(s, "| {} ms | {}{src} |", e.at_ms, cell(&e.label));
+        }
+    }
+    let bad: Vec<_> = r.intervals.iter().filter(|i| i.errors > 0).collect();
+    if !bad.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Intervals with errors ({} ms each)\n\n| start | requests | errors | p99 | versions |\n|---:|---:|---:|---:|---|",
+            r.interval_ms
+        );
+        for i in bad.iter().take(MAX_ROWS) {
+            let versions = i
+                .versions
+                .iter()
+                .map(|(k, n)| format!("{} {n}", cell(k)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                s,
+                "| {} ms | {} | {} | {} | {versions} |",
+                i.start_ms,
+                i.requests,
+                i.errors,
+                ms(i.p99_us)
+            );
+        }
+        if bad.len() > MAX_ROWS {
+            let _ = writeln!(s, "\n{} more in the JSON report.", bad.len() - MAX_ROWS);
+        }
+    }
+    let g = &r.schedule_lag_us;
+    let _ = writeln!(
+        s,
+        "\n<sub>probe health: schedule lag p99 {}, max {}; pool exhausted {} times{}</sub>",
+        ms(g.p99),
+        ms(g.max),
+        r.pool_exhausted,
+        if r.warnings.is_empty() {
+            String::new()
+        } else {
+            format!("; warnings: {}", cell(&r.warnings.join("; ")))
+        }
+    );
+    s
 }

@@ -1,6 +1,6 @@
 //! Senders: one task per connection, each taking requests from the schedule (or, with
-//! `--rate max`, as fast as it can), sending them with hyper's HTTP/1.1 connection API and
-//! handing each result to the recorder. They share nothing with the recorder but that channel.
+//! `--rate max`, as fast as it can), sending them over a lean HTTP/1.1 connection
+//! ([`crate::wire`]) and handing each result to the recorder. They share nothing with the recorder but that channel.
 //!
 //! Every request's deadline is its intended start plus the timeout, so a request that waited
 //! for a connection has less time left, and one whose deadline passed in the queue is a
@@ -11,12 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::HeaderValue;
-use http::header::HeaderName;
-use http_body_util::{BodyExt as _, Empty};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::{Instant, timeout_at};
 
@@ -25,9 +20,7 @@ use crate::error::ErrorKind;
 use crate::recorder::Sample;
 use crate::schedule::{Idle, Job, Stop};
 use crate::target::Target;
-
-const X_APP_VERSION: HeaderName = HeaderName::from_static("x-app-version");
-const X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+use crate::wire::Wire;
 
 /// What every sender needs.
 pub(crate) struct SenderConfig {
@@ -108,8 +101,24 @@ impl From<ErrorKind> for Exchange {
     }
 }
 
+/// Samples are handed over in batches of up to this many (closed loop only) ...
+const BATCH: usize = 64;
+/// ... and at least this often, so the live view stays fresh.
+const BATCH_AGE: Duration = Duration::from_millis(5);
+
+/// A batch of results on its way to the recorder.
+pub(crate) type Batch = Vec<Sample>;
+
 /// One connection's loop: until the jobs run out or the recorder is gone.
-pub(crate) async fn run(cfg: Arc<SenderConfig>, jobs: Jobs, results: mpsc::Sender<Sample>) {
+pub(crate) async fn run(cfg: Arc<SenderConfig>, jobs: Jobs, results: mpsc::UnboundedSender<Batch>) {
+    // Open loop sends every result at once (the rate is bounded); closed loop batches them to
+    // spare the recorder a wake-up per request.
+    let batch_max = match jobs {
+        Jobs::Scheduled { .. } => 1,
+        Jobs::Max { .. } => BATCH,
+    };
+    let mut batch = Vec::with_capacity(batch_max);
+    let mut batch_start = Instant::now();
     let mut conn = None;
     while let Some(job) = jobs.next().await {
         let intended = Instant::from_std(job.intended);
@@ -121,7 +130,10 @@ pub(crate) async fn run(cfg: Arc<SenderConfig>, jobs: Jobs, results: mpsc::Sende
         };
         let done = Instant::now();
         let us = |t: Instant| t.saturating_duration_since(cfg.start).as_micros() as u64;
-        let sample = Sample {
+        if batch.is_empty() {
+            batch_start = done;
+        }
+        batch.push(Sample {
             seq: job.seq,
             intended_us: us(intended),
             done_us: us(done),
@@ -130,85 +142,58 @@ pub(crate) async fn run(cfg: Arc<SenderConfig>, jobs: Jobs, results: mpsc::Sende
             result: ex.result,
             version: ex.version,
             served_by: ex.served_by,
-        };
+        });
         jobs.done();
-        if results.send(sample).await.is_err() {
+        if (batch.len() >= batch_max || done - batch_start >= BATCH_AGE)
+            && results
+                .send(std::mem::replace(&mut batch, Vec::with_capacity(batch_max)))
+                .is_err()
+        {
             return;
         }
+    }
+    if !batch.is_empty() {
+        let _ = results.send(batch);
     }
 }
 
 impl SenderConfig {
-    async fn connect(&self, deadline: Instant) -> Result<SendRequest<Empty<Bytes>>, ErrorKind> {
-        let stream = timeout_at(deadline, self.target.connect())
-            .await
-            .map_err(|_| ErrorKind::ConnectTimeout)??;
-        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ErrorKind::from_hyper(&e))?;
-        tokio::spawn(async move {
-            // Its errors reach the request that was in flight; nothing to do here.
-            let _ = conn.await;
-        });
-        Ok(tx)
-    }
-
     /// Sends one request on the kept connection (or a new one) and reads the whole response.
-    async fn exchange(
-        &self,
-        conn: &mut Option<SendRequest<Empty<Bytes>>>,
-        deadline: Instant,
-    ) -> Exchange {
+    async fn exchange(&self, kept: &mut Option<Wire>, deadline: Instant) -> Exchange {
         let keep_alive = self.mode == ConnectionMode::KeepAlive;
-        let reused = match conn.take() {
-            // A connection the server closed while idle is replaced before sending: only a
-            // request that was actually sent can fail.
-            Some(mut tx) if keep_alive => match timeout_at(deadline, tx.ready()).await {
-                Ok(Ok(())) => Some(tx),
-                Ok(Err(_)) => None,
-                Err(_) => return ErrorKind::RequestTimeout.into(),
-            },
-            _ => None,
-        };
-        let mut tx = match reused {
-            Some(tx) => tx,
-            None => match self.connect(deadline).await {
-                Ok(tx) => tx,
-                Err(kind) => return kind.into(),
+        // A connection the server closed while idle is replaced before sending: only a request
+        // that was actually sent can fail.
+        let reused = kept.take().filter(|w| keep_alive && !w.closed());
+        let mut wire = match reused {
+            Some(wire) => wire,
+            None => match timeout_at(deadline, self.target.connect()).await {
+                Ok(Ok(stream)) => Wire::new(stream),
+                Ok(Err(kind)) => return kind.into(),
+                Err(_) => return ErrorKind::ConnectTimeout.into(),
             },
         };
-        let req = self.target.request(!keep_alive);
-        let response = async {
-            let resp = tx.send_request(req).await?;
-            let (parts, mut body) = resp.into_parts();
-            while let Some(frame) = body.frame().await {
-                frame?;
-            }
-            Ok::<_, hyper::Error>(parts)
-        };
-        let mut parts = match timeout_at(deadline, response).await {
-            Ok(Ok(parts)) => parts,
-            Ok(Err(e)) => return ErrorKind::from_hyper(&e).into(),
+        let request = self.target.request(!keep_alive);
+        let head = match timeout_at(deadline, wire.exchange(request, &self.lb_marker)).await {
+            Ok(Ok(head)) => head,
+            Ok(Err(kind)) => return kind.into(),
             // The connection is dropped with the request: HTTP/1.1 cannot cancel one.
             Err(_) => return ErrorKind::RequestTimeout.into(),
         };
-        if keep_alive {
-            *conn = Some(tx);
+        if keep_alive && head.reusable {
+            *kept = Some(wire);
         }
-        let status = parts.status.as_u16();
-        let result = if self.ok_status.contains(status) {
-            Ok(status)
+        let result = if self.ok_status.contains(head.status) {
+            Ok(head.status)
         } else {
-            let by_lb = parts.headers.get(&self.lb_marker.header).is_some_and(|v| {
-                v.as_bytes()
-                    .eq_ignore_ascii_case(self.lb_marker.value.as_bytes())
-            });
-            Err(ErrorKind::Http { status, by_lb })
+            Err(ErrorKind::Http {
+                status: head.status,
+                by_lb: head.by_lb,
+            })
         };
         Exchange {
             result,
-            version: parts.headers.remove(X_APP_VERSION),
-            served_by: parts.headers.remove(X_SERVED_BY),
+            version: head.version,
+            served_by: head.served_by,
         }
     }
 }

@@ -2,10 +2,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use http::Uri;
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
-use http::{Request, Uri};
-use http_body_util::Empty;
 
 use crate::error::{ErrorKind, ProbeError};
 
@@ -16,13 +15,10 @@ pub(crate) struct Target {
     port: u16,
     /// Set when the host is an IP literal: no name resolution per connection.
     addr: Option<SocketAddr>,
-    host_header: HeaderValue,
-    path: PathAndQuery,
+    /// The request, serialized once: keep-alive, and with `connection: close`.
+    keep_alive: Vec<u8>,
+    close: Vec<u8>,
 }
-
-const USER_AGENT: HeaderValue =
-    HeaderValue::from_static(concat!("loadprobe/", env!("CARGO_PKG_VERSION")));
-const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 impl Target {
     pub(crate) fn from_uri(uri: &Uri) -> Result<Target, ProbeError> {
@@ -59,18 +55,27 @@ impl Target {
             .parse::<IpAddr>()
             .ok()
             .map(|ip| SocketAddr::new(ip, port));
-        let host_header = HeaderValue::from_str(authority.as_str())
-            .map_err(|_| bad("host is not a valid header value"))?;
+        if HeaderValue::from_str(authority.as_str()).is_err() {
+            return Err(bad("host is not a valid header value"));
+        }
         let path = uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let request = |extra: &str| {
+            format!(
+                "GET {path} HTTP/1.1\r\nhost: {}\r\nuser-agent: loadprobe/{}\r\naccept: */*\r\n{extra}\r\n",
+                authority.as_str(),
+                env!("CARGO_PKG_VERSION")
+            )
+            .into_bytes()
+        };
         Ok(Target {
             host: host.to_owned(),
             port,
             addr,
-            host_header,
-            path,
+            keep_alive: request(""),
+            close: request("connection: close\r\n"),
         })
     }
 
@@ -87,17 +92,9 @@ impl Target {
         Ok(stream)
     }
 
-    /// A `GET` for the target; cheap (shared buffers, one header map).
-    pub(crate) fn request(&self, close: bool) -> Request<Empty<bytes::Bytes>> {
-        let mut req = Request::new(Empty::new());
-        *req.uri_mut() = Uri::from(self.path.clone());
-        let h = req.headers_mut();
-        h.insert(http::header::HOST, self.host_header.clone());
-        h.insert(http::header::USER_AGENT, USER_AGENT);
-        if close {
-            h.insert(http::header::CONNECTION, CLOSE);
-        }
-        req
+    /// The serialized `GET`; with `connection: close` for one-shot connections.
+    pub(crate) fn request(&self, close: bool) -> &[u8] {
+        if close { &self.close } else { &self.keep_alive }
     }
 }
 
@@ -110,10 +107,23 @@ mod tests {
     fn parses_host_port_and_path() {
         let t = Target::from_uri(&Uri::from_static("http://127.0.0.1:8080/a?b=1")).unwrap();
         assert_eq!(t.addr, Some("127.0.0.1:8080".parse().unwrap()));
-        assert_eq!(t.host_header, "127.0.0.1:8080");
-        assert_eq!(t.path.as_str(), "/a?b=1");
+        let req = std::str::from_utf8(t.request(false)).unwrap();
+        assert!(
+            req.starts_with("GET /a?b=1 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n"),
+            "{req}"
+        );
+        assert!(req.ends_with("\r\n\r\n") && !req.contains("close"));
+        assert!(
+            std::str::from_utf8(t.request(true))
+                .unwrap()
+                .contains("connection: close\r\n")
+        );
         let t = Target::from_uri(&Uri::from_static("http://example.com")).unwrap();
-        assert_eq!((t.port, t.addr, t.path.as_str()), (80, None, "/"));
+        assert_eq!((t.port, t.addr), (80, None));
+        assert!(
+            t.request(false)
+                .starts_with(b"GET / HTTP/1.1\r\nhost: example.com\r\n")
+        );
         let t = Target::from_uri(&Uri::from_static("http://[::1]:9/")).unwrap();
         assert_eq!(t.addr, Some("[::1]:9".parse().unwrap()));
     }
