@@ -298,7 +298,6 @@ async fn send<S: AsyncWrite + Unpin>(io: &mut S, request: &[u8]) -> Result<(), E
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use tokio::io::AsyncWriteExt as _;
 
     /// Serves `responses` one per request (each written in the given pieces) and reads them
     /// until one is not reusable or fails; the stream ends after the last.
