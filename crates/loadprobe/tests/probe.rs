@@ -409,3 +409,332 @@ fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// The command line.
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadprobe-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn cli(args: &[&str]) -> loadprobe::Cli {
+    use clap::Parser as _;
+    loadprobe::Cli::try_parse_from(std::iter::once("loadprobe").chain(args.iter().copied()))
+        .unwrap()
+}
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn bad_input_exits_2_before_any_traffic() {
+    use clap::Parser as _;
+    let server = TestServer::start("v1", "task-1").await;
+    let url = server.url();
+    for (args, needle) in [
+        (vec!["--rate", "0", url.as_str()], "--rate"),
+        (vec!["--rate", "fast", url.as_str()], "--rate"),
+        (vec!["--duration", "soon", url.as_str()], "--duration"),
+        (vec!["--timeout", "0s", url.as_str()], "--timeout"),
+        (vec!["--ok-status", "299-200", url.as_str()], "--ok-status"),
+        (vec![], "<URL>"),
+    ] {
+        let err = loadprobe::Cli::try_parse_from(std::iter::once("loadprobe").chain(args.clone()))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{args:?}");
+        assert!(err.to_string().contains(needle), "{args:?}: {err}");
+    }
+
+    let dir = scratch("bad-input");
+    let missing = dir.join("no/such/dir/report");
+    let missing = missing.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["https://example.com/"], "https"),
+        (vec!["http://"], "invalid target URL"),
+        (vec!["--connections", "0", url.as_str()], "--connections"),
+        (vec!["--interval", "1ms", url.as_str()], "--interval"),
+        (vec!["--json", missing, url.as_str()], "--json"),
+        (vec!["--markdown", missing, url.as_str()], "--markdown"),
+        (vec!["--html", missing, url.as_str()], "--html"),
+        (vec!["--hdr-log", missing, url.as_str()], "--hdr-log"),
+        (vec!["--events", missing, url.as_str()], "--events"),
+    ] {
+        let mut full = vec!["--quiet", "--duration", "200ms"];
+        full.extend(args.iter().copied());
+        let err = loadprobe::run_cli(cli(&full)).await.unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains(needle), "{args:?}: {msg}");
+    }
+    assert_eq!(server.connections(), 0, "no request went out");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn help_teaches_with_examples() {
+    use clap::CommandFactory as _;
+    let help = loadprobe::Cli::command().render_long_help().to_string();
+    for needle in [
+        "Examples:",
+        "--max-p99",
+        "--new-connection",
+        "merge",
+        "Exit status: 0 pass, 1 fail",
+    ] {
+        assert!(help.contains(needle), "help lacks {needle}");
+    }
+}
+
+#[tokio::test]
+async fn binary_exit_codes_and_every_report() {
+    let server = TestServer::start("v1", "task-1").await;
+    let dir = scratch("binary");
+    let out = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let bin = env!("CARGO_BIN_EXE_loadprobe");
+    let run = |args: Vec<String>| {
+        tokio::process::Command::new(bin)
+            .args(args)
+            .kill_on_drop(true)
+            .output()
+    };
+    let args = |url: &str, prefix: &str| -> Vec<String> {
+        [
+            "--rate",
+            "100",
+            "--duration",
+            "500ms",
+            "--json",
+            &out(&format!("{prefix}.json")),
+            "--markdown",
+            &out(&format!("{prefix}.md")),
+            "--html",
+            &out(&format!("{prefix}.html")),
+            "--hdr-log",
+            &out(&format!("{prefix}.hlog")),
+            url,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+
+    let ok = run(args(&server.url(), "ok")).await.unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(stdout.contains("verdict: PASS"), "{stdout}");
+    let json = read_json(&dir.join("ok.json"));
+    for key in [
+        "verdict",
+        "requests",
+        "ok",
+        "errors",
+        "latency_us",
+        "outages",
+        "longest_gap_ms",
+        "versions",
+        "intervals",
+        "events",
+        "started_at",
+    ] {
+        assert!(json.get(key).is_some(), "JSON lacks {key}");
+    }
+    assert_eq!(json["verdict"], "pass");
+    assert_eq!(json["requests"], 50);
+    assert_eq!(json["errors"]["total"], 0);
+    for p in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(json["latency_us"][p].as_u64().unwrap() > 0, "{p}");
+    }
+    let md = std::fs::read_to_string(dir.join("ok.md")).unwrap();
+    assert!(md.contains("PASS") && md.contains("| requests |"), "{md}");
+    let html = std::fs::read_to_string(dir.join("ok.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("Version mix"));
+    for external in ["<script", "<link", "src=", "url(", "@import"] {
+        assert!(
+            !html.contains(external),
+            "the page must need no network: {external}"
+        );
+    }
+    let hlog = std::fs::read_to_string(dir.join("ok.hlog")).unwrap();
+    assert!(hlog.contains("#[StartTime:") && hlog.lines().count() >= 5 + 3);
+
+    let port = util::bind(0).local_addr().unwrap().port();
+    let fail = run(args(&format!("http://127.0.0.1:{port}/"), "fail"))
+        .await
+        .unwrap();
+    assert_eq!(fail.status.code(), Some(1));
+    let json = read_json(&dir.join("fail.json"));
+    assert_eq!(json["verdict"], "fail");
+    assert_eq!(json["errors"]["by_kind"]["connect_refused"], 50);
+    assert_eq!(json["outages"][0]["errors"], 50);
+    let md = std::fs::read_to_string(dir.join("fail.md")).unwrap();
+    assert!(md.contains("FAIL") && md.contains("connect_refused"));
+
+    let usage = run(vec!["--rate".into(), "0".into(), server.url()])
+        .await
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("--rate"));
+    let usage = run(vec!["--json".into(), out("x/y.json"), server.url()])
+        .await
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("cannot create --json file"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Waits (polling, with a deadline) until the server has answered `n` requests.
+async fn wait_requests(server: &TestServer, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.requests() < n {
+        assert!(
+            Instant::now() < deadline,
+            "server saw only {} requests",
+            server.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn events_from_a_file_and_a_fifo_land_on_the_timeline() {
+    use std::io::Write as _;
+    let server = TestServer::start("v1", "task-1").await;
+    let dir = scratch("events");
+    let file = dir.join("events.txt");
+    // A line with its own time (one second before now) is placed there, not when read.
+    let earlier =
+        humantime::format_rfc3339_millis(std::time::SystemTime::now() - Duration::from_secs(1));
+    std::fs::write(&file, format!("# comment\n{earlier} refresh started\n")).unwrap();
+    let fifo = dir.join("events.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let run = |events: &std::path::Path, json: &std::path::Path| {
+        let args = [
+            "--quiet",
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--events",
+            events.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            &server.url(),
+        ]
+        .map(str::to_owned);
+        tokio::spawn(async move {
+            use clap::Parser as _;
+            loadprobe::run_cli(
+                loadprobe::Cli::try_parse_from(std::iter::once("loadprobe".to_owned()).chain(args))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+        })
+    };
+
+    let probe = run(&file, &dir.join("file.json"));
+    wait_requests(&server, 50).await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    writeln!(f, "instance i-1 draining").unwrap();
+    assert_eq!(probe.await.unwrap(), Verdict::Pass);
+    let r = Report::from_json(std::fs::File::open(dir.join("file.json")).unwrap()).unwrap();
+    let labels: Vec<_> = r
+        .events
+        .iter()
+        .map(|e| (e.label.as_str(), e.at_ms))
+        .collect();
+    assert_eq!(labels.len(), 2, "{labels:?}");
+    assert_eq!(labels[0].0, "refresh started");
+    assert!((-1200..=-800).contains(&labels[0].1), "{labels:?}");
+    assert_eq!(labels[1].0, "instance i-1 draining");
+    assert!((400..=1000).contains(&labels[1].1), "{labels:?}");
+
+    let before = server.requests();
+    let probe = run(&fifo, &dir.join("fifo.json"));
+    wait_requests(&server, before + 50).await;
+    let fifo_path = fifo.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(fifo_path)
+            .unwrap();
+        writeln!(w, "traffic 10% green").unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(probe.await.unwrap(), Verdict::Pass);
+    let r = Report::from_json(std::fs::File::open(dir.join("fifo.json")).unwrap()).unwrap();
+    assert_eq!(r.events.len(), 1, "{:?}", r.events);
+    assert_eq!(r.events[0].label, "traffic 10% green");
+    assert!((400..=1000).contains(&r.events[0].at_ms), "{:?}", r.events);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn merge_combines_probes_of_several_hosts() {
+    let a = TestServer::start("1.0", "task-a").await;
+    let b = TestServer::start("2.0", "task-b").await;
+    b.ctl.status.store(502, std::sync::atomic::Ordering::SeqCst);
+    b.ctl.as_lb.store(true, std::sync::atomic::Ordering::SeqCst);
+    let dir = scratch("merge");
+    let (ra, rb) = tokio::join!(
+        loadprobe::run(config(&a.url(), 100.0, 500)),
+        loadprobe::run(config(&b.url(), 50.0, 500))
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    ra.write_json(std::fs::File::create(dir.join("host-a.json")).unwrap())
+        .unwrap();
+    rb.write_json(std::fs::File::create(dir.join("host-b.json")).unwrap())
+        .unwrap();
+    let merged = dir.join("all.json");
+    let verdict = loadprobe::run_cli(cli(&[
+        "merge",
+        "--quiet",
+        dir.join("host-a.json").to_str().unwrap(),
+        dir.join("host-b.json").to_str().unwrap(),
+        "--json",
+        merged.to_str().unwrap(),
+        "--html",
+        dir.join("all.html").to_str().unwrap(),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(verdict, Verdict::Fail, "host b failed");
+    let m = Report::from_json(std::fs::File::open(&merged).unwrap()).unwrap();
+    assert_eq!(m.requests, 75);
+    assert_eq!(m.ok, 50);
+    assert_eq!(m.errors.by_kind["http_502_lb"], 25);
+    assert_eq!(m.sources, ["host-a", "host-b"]);
+    assert_eq!(m.outages.len(), 1);
+    assert_eq!(m.outages[0].source, "host-b");
+    assert_eq!(m.versions["1.0"] + m.versions["2.0"], 75);
+    assert_eq!(sum_intervals(&m, |i| i.requests), 75);
+    assert!(
+        m.reasons.iter().any(|r| r.starts_with("host-b: ")),
+        "{:?}",
+        m.reasons
+    );
+
+    let err = loadprobe::run_cli(cli(&["merge", dir.join("nope.json").to_str().unwrap()]))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("nope.json"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
