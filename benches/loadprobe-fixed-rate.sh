@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Fixed-rate precision and memory of loadprobe: 5,000 requests/s for 60 s against `hello-hyper`.
+# Reports the probe's own schedule lag (p99 must stay under 1 ms), latency, and its RSS sampled
+# every second (flat: the same ±10 % at 10 s and at the end; under 64 MB). wrk has no fixed-rate
+# mode; a short wrk run is shown as the capacity the 5,000/s sit under.
+#
+#   benches/loadprobe-fixed-rate.sh [RATE] [SECONDS] [CONNECTIONS]   (defaults: 5000 60 32)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rate=${1:-5000} secs=${2:-60} conns=${3:-32}
+(( secs >= 15 )) || { echo "need at least 15 s to compare RSS at 10 s and at the end" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 2; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+cargo build --release --quiet -p loadprobe --bin loadprobe -p benches --bin hello-hyper
+bin=$CARGO_TARGET_DIR/release
+work=$(mktemp -d)
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.02; done; echo "port $1 never opened" >&2; exit 1; }
+
+port=$(free_port)
+"$bin/hello-hyper" "127.0.0.1:$port" >/dev/null & pids+=($!)
+wait_up "$port"
+url="http://127.0.0.1:$port/"
+
+capacity=$(wrk -t2 -c"$conns" -d3s "$url" | awk '/Requests\/sec/ {print $2}')
+
+"$bin/loadprobe" --quiet --rate "$rate" --duration "${secs}s" --connections "$conns" \
+  --json "$work/fixed.json" --hdr-log "$work/fixed.hlog" "$url" & probe=$!
+pids+=("$probe")
+rss=()
+while kill -0 "$probe" 2>/dev/null; do
+  kb=$(awk '/^VmRSS/ {print $2}' "/proc/$probe/status" 2>/dev/null || true)
+  [[ -n "$kb" ]] && rss+=("$kb")
+  sleep 1
+done
+status=0; wait "$probe" || status=$?
+(( status <= 1 )) || { echo "probe failed with exit $status" >&2; exit 1; }
+(( ${#rss[@]} >= 12 )) || { echo "too few RSS samples: ${#rss[@]}" >&2; exit 1; }
+
+at10=${rss[9]}
+last=${rss[-1]}
+peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
+python3 - "$work/fixed.json" "$at10" "$last" "$peak" "$capacity" "$secs" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+at10, last, peak, capacity, secs = (float(x) for x in sys.argv[2:])
+lag, lat = r["schedule_lag_us"], r["latency_us"]
+flat = abs(last - at10) <= 0.10 * at10
+rows = [
+    ("wrk -t2 capacity (3 s, same server)", "%.0f req/s" % capacity, ""),
+    ("requests sent / intended", "%d / %d" % (r["requests"], r["config"]["rate_per_s"] * secs), ""),
+    ("achieved rate", "%.1f req/s" % r["achieved_rate"], ""),
+    ("errors", str(r["errors"]["total"]), "pass" if r["errors"]["total"] == 0 else "FAIL"),
+    ("schedule lag p50 / p99 / max", "%d / %d / %d us" % (lag["p50"], lag["p99"], lag["max"]),
+     "pass" if lag["p99"] < 1000 else "FAIL (p99 >= 1 ms)"),
+    ("latency p50 / p99 / max", "%.2f / %.2f / %.2f ms" % (lat["p50"] / 1e3, lat["p99"] / 1e3, lat["max"] / 1e3), ""),
+    ("pool exhausted", str(r["pool_exhausted"]), ""),
+    ("RSS at 10 s / at end / peak", "%.1f / %.1f / %.1f MB" % (at10 / 1024, last / 1024, peak / 1024),
+     ("pass" if flat else "FAIL (not flat)") + ("" if peak < 64 * 1024 else ", FAIL (>= 64 MB)")),
+]
+print("| loadprobe --rate %s --duration %ds | value | check |" % (r["config"]["rate"], secs))
+print("| --- | ---: | --- |")
+for name, value, check in rows:
+    print("| %s | %s | %s |" % (name, value, check))
+PY

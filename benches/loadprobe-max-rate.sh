@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Max rate of `loadprobe --rate max` (32 keep-alive connections, recording everything) against
+# the minimal hyper server `hello-hyper`, side by side with wrk in the same run.
+#
+#   benches/loadprobe-max-rate.sh [ROUNDS] [SECONDS] [CONNECTIONS]   (defaults: 5 10 32)
+#
+# Rounds alternate wrk -t1, wrk -t2 and the probe against the same server process, so drift on
+# a shared 2-core machine hits all alike; figures are medians over rounds and the probe is
+# compared with the better wrk. Client and server compete for the same cores, for wrk as for
+# the probe.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5} secs=${2:-10} conns=${3:-32}
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 2; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+cargo build --release --quiet -p loadprobe --bin loadprobe -p benches --bin hello-hyper
+bin=$CARGO_TARGET_DIR/release
+work=$(mktemp -d)
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.02; done; echo "port $1 never opened" >&2; exit 1; }
+
+port=$(free_port)
+"$bin/hello-hyper" "127.0.0.1:$port" >/dev/null & pids+=($!)
+wait_up "$port"
+url="http://127.0.0.1:$port/"
+
+wrk_rps() { wrk -t"$1" -c"$conns" -d"${secs}s" "$url" | awk '/Requests\/sec/ {print $2}'; }
+probe_rps() {
+  "$bin/loadprobe" --quiet --rate max --connections "$conns" --duration "${secs}s" \
+    --json "$work/max.json" --hdr-log "$work/max.hlog" "$url" || {
+    echo "probe failed (exit $?); its report:" >&2; cat "$work/max.json" >&2; exit 1; }
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.0f %d %d" % (r["achieved_rate"], r["requests"], r["errors"]["total"]))' "$work/max.json"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+w1=() w2=() pr=()
+for r in $(seq "$rounds"); do
+  w1+=("$(wrk_rps 1)")
+  w2+=("$(wrk_rps 2)")
+  read -r rate requests errors < <(probe_rps)
+  pr+=("$rate")
+  echo "round $r: wrk -t1 ${w1[-1]}  wrk -t2 ${w2[-1]}  loadprobe $rate req/s ($requests requests recorded, $errors errors)"
+done
+m1=$(printf '%s\n' "${w1[@]}" | median)
+m2=$(printf '%s\n' "${w2[@]}" | median)
+mp=$(printf '%s\n' "${pr[@]}" | median)
+echo
+echo "| client (-c$conns, ${secs}s, keep-alive, median of $rounds) | req/s | vs best wrk |"
+echo "| --- | ---: | ---: |"
+awk -v a="$m1" -v b="$m2" -v p="$mp" 'BEGIN {
+  best = (a > b) ? a : b
+  printf "| wrk -t1 | %.0f | %.2fx |\n", a, a / best
+  printf "| wrk -t2 | %.0f | %.2fx |\n", b, b / best
+  printf "| loadprobe --rate max (records every request) | %.0f | %.2fx |\n", p, p / best
+}'
