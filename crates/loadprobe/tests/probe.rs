@@ -738,3 +738,55 @@ async fn merge_combines_probes_of_several_hosts() {
     assert!(format!("{err:#}").contains("nope.json"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_sending_and_still_writes_every_report() {
+    let server = TestServer::start("v1", "task-1").await;
+    let dir = scratch("ctrl-c");
+    let out = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadprobe"))
+        .args([
+            "--quiet",
+            "--rate",
+            "100",
+            "--duration",
+            "60s",
+            "--json",
+            &out("r.json"),
+        ])
+        .args([
+            "--markdown",
+            &out("r.md"),
+            "--html",
+            &out("r.html"),
+            &server.url(),
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_requests(&server, 20).await;
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the probe exits within the timeout after Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "what was measured passed");
+    let r = Report::from_json(std::fs::File::open(dir.join("r.json")).unwrap()).unwrap();
+    assert_consistent(&r);
+    assert!(r.stopped_early);
+    assert!(r.requests >= 20 && r.requests < 1000, "{}", r.requests);
+    assert_eq!(r.requests, server.requests(), "nothing in flight was lost");
+    assert!(r.events.iter().any(|e| e.label.contains("Ctrl-C")));
+    assert!(
+        std::fs::read_to_string(dir.join("r.md"))
+            .unwrap()
+            .contains("stopped early")
+    );
+    assert!(std::fs::metadata(dir.join("r.html")).unwrap().len() > 1000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
