@@ -12,9 +12,12 @@ use crate::report::{Interval, Report};
 
 const MAX_BARS: usize = 600;
 const W: f64 = 960.0;
-const H: f64 = 150.0;
-const LEFT: f64 = 60.0;
-const TOP: f64 = 14.0;
+const H: f64 = 170.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 30.0;
+/// Rows of event labels above each chart.
+const LABEL_ROWS: usize = 4;
+const TOP: f64 = 10.0 * LABEL_ROWS as f64 + 6.0;
 const BOTTOM: f64 = 22.0;
 const PALETTE: [&str; 8] = [
     "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
@@ -69,7 +72,7 @@ struct Chart<'a> {
 
 impl Chart<'_> {
     fn x(&self, ms: f64) -> f64 {
-        LEFT + (W - LEFT - 10.0) * (ms / self.span_ms).clamp(0.0, 1.0)
+        LEFT + (W - LEFT - RIGHT) * (ms / self.span_ms).clamp(0.0, 1.0)
     }
 
     /// Stacked bars: per bucket, (value, colour) from the bottom up.
@@ -99,7 +102,7 @@ impl Chart<'_> {
                 o.errors
             );
         }
-        let bw = ((W - LEFT - 10.0) * self.width_ms / self.span_ms).max(0.5);
+        let bw = ((W - LEFT - RIGHT) * self.width_ms / self.span_ms).max(0.5);
         for (start_ms, stack) in bars {
             let mut base = 0.0;
             for (v, color) in stack {
@@ -122,14 +125,18 @@ impl Chart<'_> {
         let _ = writeln!(
             out,
             "<line class=\"axis\" x1=\"{LEFT}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\"/><line class=\"axis\" x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{bottom}\"/>",
-            W - 10.0
+            W - RIGHT
         );
         let _ = writeln!(
             out,
-            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{:.1} {}</text><text x=\"{:.0}\" y=\"{bottom}\" text-anchor=\"end\">0</text>",
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{} {}</text><text x=\"{:.0}\" y=\"{bottom}\" text-anchor=\"end\">0</text>",
             LEFT - 4.0,
             TOP + 8.0,
-            top,
+            if top >= 100.0 {
+                format!("{top:.0}")
+            } else {
+                format!("{top:.1}")
+            },
             esc(unit),
             LEFT - 4.0
         );
@@ -142,6 +149,8 @@ impl Chart<'_> {
                 ms / 1000.0
             );
         }
+        // Labels go in the first row where they do not overlap the previous one.
+        let mut row_end = [f64::MIN; LABEL_ROWS];
         for e in &self.report.events {
             let x = self.x(e.at_ms.max(0) as f64);
             let label = if e.source.is_empty() {
@@ -149,13 +158,20 @@ impl Chart<'_> {
             } else {
                 format!("{} ({})", e.label, e.source)
             };
+            let row = (0..LABEL_ROWS)
+                .find(|&r| row_end[r] < x)
+                .unwrap_or_else(|| {
+                    (0..LABEL_ROWS).fold(0, |a, r| if row_end[r] < row_end[a] { r } else { a })
+                });
+            row_end[row] = x + 2.0 + 6.0 * label.chars().count() as f64;
+            let label_y = 10.0 + 10.0 * row as f64;
             let _ = writeln!(
                 out,
                 "<line class=\"event\" x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{bottom}\"><title>{} ms: {}</title></line><text class=\"event\" x=\"{:.1}\" y=\"{:.0}\">{}</text>",
                 e.at_ms,
                 esc(&label),
                 x + 2.0,
-                TOP - 3.0,
+                label_y,
                 esc(&label)
             );
         }
