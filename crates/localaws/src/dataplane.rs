@@ -86,6 +86,8 @@ struct TaskRecord {
     info: TaskInfo,
     handle: Arc<dyn RunningTask>,
     stop_timeout: Duration,
+    /// Reports the exit as an event whenever it happens.
+    watcher: JoinHandle<()>,
 }
 
 /// Options beyond the stack.
@@ -406,7 +408,7 @@ impl DataPlane {
         // Report the exit whenever it happens (crash, kill, or stop).
         let events = self.inner.events.clone();
         let watched = Arc::clone(&handle);
-        tokio::spawn(async move {
+        let watcher = tokio::spawn(async move {
             let exit = watched.wait().await;
             events.emit(EventKind::TaskStopped {
                 task: watched.id().to_owned(),
@@ -419,6 +421,7 @@ impl DataPlane {
                 info: info.clone(),
                 handle,
                 stop_timeout,
+                watcher,
             },
         );
         Ok(info)
@@ -575,22 +578,19 @@ impl DataPlane {
     /// Stops everything: tasks get SIGTERM together (SIGKILL after their stop timeout), then the
     /// listeners close.
     pub async fn shutdown(&self) {
-        let tasks: Vec<(Arc<dyn RunningTask>, Duration)> = self
-            .tasks()
-            .values()
-            .map(|r| (Arc::clone(&r.handle), r.stop_timeout))
-            .collect();
+        let records: Vec<TaskRecord> = std::mem::take(&mut *self.tasks()).into_values().collect();
         for tg in self.inner.target_groups.values() {
             tg.clear();
         }
         let mut stops = tokio::task::JoinSet::new();
-        for (task, timeout) in tasks {
-            stops.spawn(async move { runtime::stop(task.as_ref(), timeout).await });
+        for record in records {
+            stops.spawn(async move {
+                runtime::stop(record.handle.as_ref(), record.stop_timeout).await;
+                // The exit event is out before shutdown returns.
+                let _ = record.watcher.await;
+            });
         }
-        while let Some(outcome) = stops.join_next().await {
-            tracing::debug!(?outcome, "task stopped");
-        }
-        self.tasks().clear();
+        while stops.join_next().await.is_some() {}
         self.inner.stop.cancel();
         let serving: Vec<_> = self
             .inner

@@ -1,0 +1,189 @@
+//! Health checks decide who gets traffic: thresholds, fail-open, and new targets waiting their
+//! turn.
+
+use std::time::{Duration, Instant};
+
+use localaws::TargetHealth;
+
+use crate::util::{Stand, TestTarget, bridge_events, event_ms, probe, test_stack};
+
+#[tokio::test]
+async fn target_failing_health_checks_becomes_unhealthy_and_stops_receiving_traffic() {
+    let stand = Stand::start(test_stack()).await;
+    stand.healthy_tasks(2, "blue", &[]).await;
+    let flaky = TestTarget::start([127, 0, 2, 1], "flaky", false).await;
+    let tg = stand.plane.target_group("blue").unwrap();
+    tg.register("flaky", flaky.addr).unwrap();
+    let healthy = stand
+        .plane
+        .wait_for_target(
+            "blue",
+            flaky.addr,
+            TargetHealth::Healthy,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(healthy);
+
+    let probe = probe(&stand.url("production", "/"), 300.0, 3.0);
+    bridge_events(&stand.plane, &probe);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    probe.mark("flaky starts failing");
+    flaky.set_failing(true);
+    let failing_since = Instant::now();
+    let unhealthy = stand
+        .plane
+        .wait_for_target(
+            "blue",
+            flaky.addr,
+            TargetHealth::Unhealthy,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(unhealthy, "never marked unhealthy");
+    // Two consecutive failures at a 0.5 s (real) interval: at least one interval, at most three.
+    let took = failing_since.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took <= Duration::from_millis(1600),
+        "{took:?}"
+    );
+    let info = tg
+        .describe()
+        .into_iter()
+        .find(|t| t.addr == flaky.addr)
+        .unwrap();
+    assert_eq!(info.reason, Some("Target.ResponseCodeMismatch"));
+    let report = probe.finish().await.unwrap();
+
+    // It never answered an error itself, so the switch is invisible to clients...
+    assert_eq!(report.errors.total, 0, "{}", report.summary());
+    // ...but it served before and nothing once out of rotation.
+    let out = event_ms(&report, &format!("{} unhealthy", flaky.addr));
+    let served = |keep: &dyn Fn(i64) -> bool| -> u64 {
+        report
+            .intervals
+            .iter()
+            .filter(|i| keep(i.start_ms as i64))
+            .map(|i| i.served_by.get("flaky").copied().unwrap_or(0))
+            .sum()
+    };
+    assert!(
+        served(&|s| s < out - 100) > 0,
+        "flaky served nothing while healthy"
+    );
+    assert_eq!(
+        served(&|s| s > out + 100),
+        0,
+        "an unhealthy target got traffic"
+    );
+    stand.stop().await;
+}
+
+#[tokio::test]
+async fn all_targets_unhealthy_fails_open() {
+    let stand = Stand::start(test_stack()).await;
+    let a = TestTarget::start([127, 0, 2, 2], "sick-a", true).await;
+    let b = TestTarget::start([127, 0, 2, 3], "sick-b", true).await;
+    let tg = stand.plane.target_group("green").unwrap();
+    for t in [&a, &b] {
+        tg.register(t.name, t.addr).unwrap();
+    }
+    for t in [&a, &b] {
+        let unhealthy = stand
+            .plane
+            .wait_for_target(
+                "green",
+                t.addr,
+                TargetHealth::Unhealthy,
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert!(unhealthy);
+    }
+    assert!(tg.routing().fail_open());
+
+    let report = probe(&stand.url("test", "/"), 200.0, 1.0)
+        .finish()
+        .await
+        .unwrap();
+    assert_eq!(
+        report.errors.total, 0,
+        "fail open: requests still reach the targets"
+    );
+    assert_eq!(report.served_by.get("sick-a"), Some(&100));
+    assert_eq!(report.served_by.get("sick-b"), Some(&100));
+
+    // One recovers: the group stops failing open and routes only to it.
+    b.set_failing(false);
+    let healthy = stand
+        .plane
+        .wait_for_target(
+            "green",
+            b.addr,
+            TargetHealth::Healthy,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(healthy);
+    assert!(!tg.routing().fail_open());
+    let before = a.served();
+    let report = probe(&stand.url("test", "/"), 200.0, 0.5)
+        .finish()
+        .await
+        .unwrap();
+    assert_eq!(report.errors.total, 0);
+    assert_eq!(
+        a.served(),
+        before,
+        "the unhealthy target got traffic after another recovered"
+    );
+    assert_eq!(report.served_by.get("sick-b"), Some(&100));
+    stand.stop().await;
+}
+
+#[tokio::test]
+async fn new_target_gets_traffic_only_once_healthy() {
+    let stand = Stand::start(test_stack()).await;
+    stand.healthy_tasks(1, "blue", &[]).await;
+    let probe = probe(&stand.url("production", "/"), 300.0, 2.5);
+    bridge_events(&stand.plane, &probe);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let newcomer = TestTarget::start([127, 0, 2, 4], "newcomer", false).await;
+    stand
+        .plane
+        .target_group("blue")
+        .unwrap()
+        .register("newcomer", newcomer.addr)
+        .unwrap();
+    let report = probe.finish().await.unwrap();
+
+    assert_eq!(report.errors.total, 0, "{}", report.summary());
+    let registered = event_ms(&report, &format!("{} registered", newcomer.addr));
+    let healthy = event_ms(&report, &format!("{} healthy", newcomer.addr));
+    assert!(
+        healthy > registered,
+        "healthy only after the threshold of checks"
+    );
+    let served = |keep: &dyn Fn(i64) -> bool| -> u64 {
+        report
+            .intervals
+            .iter()
+            .filter(|i| keep(i.start_ms as i64))
+            .map(|i| i.served_by.get("newcomer").copied().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(
+        served(&|s| s + 100 <= healthy),
+        0,
+        "traffic before the target was healthy"
+    );
+    assert!(
+        served(&|s| s > healthy + 100) > 0,
+        "no traffic once healthy"
+    );
+    stand.stop().await;
+}

@@ -1,0 +1,10 @@
+//! localaws over real processes and real traffic, measured by the probe: spreading load,
+//! draining (with its negative controls), weighted shifts, health checks and fail-open, the
+//! load balancer's own errors, and never leaving an orphan process.
+
+#![allow(clippy::unwrap_used)]
+
+mod health;
+mod process;
+mod traffic;
+mod util;

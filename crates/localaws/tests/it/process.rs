@@ -1,0 +1,216 @@
+//! The `localaws` binary: its CLI, and that no task outlives it — not on Ctrl-C, not on SIGKILL.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::util::{get, server_bin};
+
+fn stack_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+        time_scale = 10.0
+        [cluster]
+        instances = 2
+        [images.server]
+        command = "{}"
+        [[task_definitions]]
+        family = "web"
+        [[task_definitions.containerDefinitions]]
+        name = "web"
+        image = "server"
+        stopTimeout = 5
+        portMappings = [{{ containerPort = 8080 }}]
+        environment = [{{ name = "DRAIN_DELAY_SECONDS", value = "0.2" }}]
+        [[target_groups]]
+        name = "tg"
+        deregistration_delay = 5
+        health_check = {{ path = "/ready", interval = 5, timeout = 2 }}
+        [[load_balancers]]
+        name = "lb"
+        [[load_balancers.listeners]]
+        name = "production"
+        port = 0
+        forward = [{{ target_group = "tg" }}]
+        [[services]]
+        name = "web"
+        task_definition = "web"
+        desired_count = 2
+        load_balancer = {{ target_group = "tg", container_name = "web", container_port = 8080 }}
+        "#,
+        server_bin().display()
+    );
+    let path = dir.join("stack.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts `localaws up` and waits until both service tasks run; returns their endpoints and a
+/// channel of the remaining log lines.
+async fn start_localaws(
+    dir: &std::path::Path,
+) -> (
+    Child,
+    Vec<SocketAddr>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_localaws"))
+        .arg("up")
+        .arg("--stack")
+        .arg(stack_file(dir))
+        .arg("--state-dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut endpoints = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split(" started on ").nth(1) {
+                let addr: String = rest.chars().take_while(|c| *c != '"').collect();
+                endpoints.push(addr.parse::<SocketAddr>().unwrap());
+            }
+            if line.contains("Ctrl-C stops every task") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "localaws did not come up");
+    assert_eq!(endpoints.len(), 2, "{endpoints:?}");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    for e in &endpoints {
+        let up = tokio::time::timeout(Duration::from_secs(5), async {
+            while get(&format!("http://{e}/health")).await.map(|r| r.0) != Ok(200) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(up.is_ok(), "task at {e} never answered");
+    }
+    (child, endpoints, rx)
+}
+
+async fn all_gone(endpoints: &[SocketAddr], within: Duration) -> bool {
+    tokio::time::timeout(within, async {
+        loop {
+            let mut alive = false;
+            for e in endpoints {
+                if tokio::net::TcpStream::connect(e).await.is_ok() {
+                    alive = true;
+                }
+            }
+            if !alive {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn sigkill_of_localaws_leaves_no_task_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, endpoints, _) = start_localaws(dir.path()).await;
+    let pid = Pid::from_raw(child.id().unwrap() as i32);
+    kill(pid, Signal::SIGKILL).unwrap();
+    let _ = child.wait().await;
+    assert!(
+        all_gone(&endpoints, Duration::from_secs(5)).await,
+        "tasks outlived a SIGKILLed localaws (orphans)"
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_every_task_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, endpoints, mut logs) = start_localaws(dir.path()).await;
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("localaws did not exit after SIGINT")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(all_gone(&endpoints, Duration::from_secs(1)).await);
+    let mut clean = 0;
+    // Every line up to the end of its output (the reader ends at EOF).
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), logs.recv()).await {
+        if line.contains("stopped (exit 0)") {
+            clean += 1;
+        }
+    }
+    assert_eq!(clean, 2, "every task should drain and exit 0");
+    // Each task's output went to its own log files.
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("tasks"))
+        .unwrap()
+        .collect();
+    assert_eq!(logs.len(), 4, "stdout and stderr per task");
+}
+
+#[tokio::test]
+async fn cli_validates_stack_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = stack_file(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_localaws"))
+        .arg("check")
+        .arg(&good)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("interval = 5", "interval = 1");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_localaws"))
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("target_groups[0].health_check.interval"),
+        "{stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_localaws"))
+        .args(["up", "--time-scale", "0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--time-scale"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_localaws"))
+        .arg("default-stack")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(localaws::Stack::parse(&text, "printed").is_ok());
+}

@@ -1,0 +1,357 @@
+//! Traffic through the listener while the data plane changes underneath it.
+
+use std::time::Duration;
+
+use localaws::stack::WeightedTargetGroup;
+use localaws::{StopOutcome, TargetHealth, TaskExit};
+
+use crate::util::{Stand, bridge_events, event_ms, get, probe, test_stack};
+
+#[tokio::test]
+async fn three_tasks_share_1000_rps_without_errors() {
+    let stand = Stand::start(test_stack()).await;
+    let tasks = stand.healthy_tasks(3, "blue", &[]).await;
+
+    let report = probe(&stand.url("production", "/"), 1000.0, 3.0)
+        .finish()
+        .await
+        .unwrap();
+
+    assert_eq!(report.errors.total, 0, "{}", report.summary());
+    assert!(report.passed(), "{:?}", report.reasons);
+    assert_eq!(report.requests, 3000, "open loop: exactly rate x duration");
+    assert_eq!(report.served_by.len(), 3, "{:?}", report.served_by);
+    for t in &tasks {
+        let n = report.served_by.get(&t.id).copied().unwrap_or(0);
+        assert!(
+            (900..=1100).contains(&n),
+            "task {} served {n} of 3000 (round-robin)",
+            t.id
+        );
+    }
+    stand.stop().await;
+}
+
+fn weights(blue: u32, green: u32) -> Vec<WeightedTargetGroup> {
+    vec![
+        WeightedTargetGroup {
+            target_group: "blue".into(),
+            weight: blue,
+        },
+        WeightedTargetGroup {
+            target_group: "green".into(),
+            weight: green,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn deregister_then_stop_drops_nothing() {
+    // Deregistration delay 20 s simulated = 2 s real, longer than the app's 1 s drain delay.
+    let stand = Stand::start(test_stack()).await;
+    let tasks = stand.healthy_tasks(3, "blue", &[]).await;
+    let probe = probe(&stand.url("production", "/"), 500.0, 5.0);
+    bridge_events(&stand.plane, &probe);
+    // Slow requests in flight across the deregistration must finish too.
+    let slow_url = stand.url("production", "/delay/600");
+    let slow = tokio::spawn(async move {
+        let mut results = Vec::new();
+        for _ in 0..8 {
+            results.push(get(&slow_url).await);
+        }
+        results
+    });
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let victim = &tasks[0];
+    let outcome = stand.plane.drain_and_stop_task(&victim.id).await.unwrap();
+    let report = probe.finish().await.unwrap();
+
+    assert_eq!(
+        outcome,
+        StopOutcome::Exited(TaskExit::Code(0)),
+        "the task drained and exited 0"
+    );
+    assert_eq!(report.errors.total, 0, "{}", report.summary());
+    assert!(report.passed(), "{:?}", report.reasons);
+    for r in slow.await.unwrap() {
+        assert_eq!(r.unwrap().0, 200);
+    }
+    // The victim served before it was deregistered and nothing after its drain began.
+    let draining_ms = event_ms(&report, &format!("{} draining", victim.endpoint));
+    let before: u64 = report
+        .intervals
+        .iter()
+        .filter(|i| (i.start_ms as i64) < draining_ms - 100)
+        .map(|i| i.served_by.get(&victim.id).copied().unwrap_or(0))
+        .sum();
+    let after: u64 = report
+        .intervals
+        .iter()
+        .filter(|i| (i.start_ms as i64) > draining_ms + 100)
+        .map(|i| i.served_by.get(&victim.id).copied().unwrap_or(0))
+        .sum();
+    assert!(
+        before > 0,
+        "the victim served nothing before deregistration"
+    );
+    assert_eq!(after, 0, "a draining target got new requests");
+    stand.stop().await;
+}
+
+#[tokio::test]
+async fn negative_control_sigkill_without_deregistering_drops_requests_until_unhealthy() {
+    let stand = Stand::start(test_stack()).await;
+    let tasks = stand.healthy_tasks(3, "blue", &[]).await;
+    let probe = probe(&stand.url("production", "/"), 500.0, 4.0);
+    bridge_events(&stand.plane, &probe);
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let victim = &tasks[0];
+    probe.mark("kill victim");
+    stand.plane.kill_task(&victim.id).unwrap();
+    let unhealthy = stand
+        .plane
+        .wait_for_target(
+            "blue",
+            victim.endpoint,
+            TargetHealth::Unhealthy,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(
+        unhealthy,
+        "health checks never marked the killed task unhealthy"
+    );
+    let report = probe.finish().await.unwrap();
+
+    assert!(
+        !report.passed(),
+        "killing a task without deregistering must fail the verdict"
+    );
+    assert!(report.errors.total > 0);
+    let lb_502 = report
+        .errors
+        .by_kind
+        .get("http_502_lb")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        lb_502, report.errors.total,
+        "every error is a load-balancer 502: {:?}",
+        report.errors.by_kind
+    );
+    // Located in time: errors start at the kill and stop once the target is unhealthy.
+    let kill = event_ms(&report, "kill victim");
+    let marked_unhealthy = event_ms(&report, &format!("{} unhealthy", victim.endpoint));
+    let first = report.outages.first().unwrap().start_ms as i64;
+    let last = report.outages.last().unwrap().end_ms as i64;
+    assert!(
+        first >= kill - 100,
+        "errors before the kill: {first} < {kill}"
+    );
+    assert!(
+        last <= marked_unhealthy + 200,
+        "errors after unhealthy: {last} > {marked_unhealthy}"
+    );
+    assert!(marked_unhealthy > kill);
+    let late: u64 = report
+        .intervals
+        .iter()
+        .filter(|i| (i.start_ms as i64) > marked_unhealthy + 200)
+        .map(|i| i.errors)
+        .sum();
+    assert_eq!(late, 0, "errors after the target was taken out of rotation");
+    stand.stop().await;
+}
+
+/// Runs a probe of `/delay/800` requests over two targets and deregisters one of them with the
+/// given deregistration delay (simulated seconds) while requests are in flight on it.
+async fn deregister_under_slow_requests(delay: u32) -> loadprobe::Report {
+    let mut stack = test_stack();
+    stack.target_groups[0].deregistration_delay = delay;
+    let stand = Stand::start(stack).await;
+    let tasks = stand.healthy_tasks(2, "blue", &[]).await;
+    let probe = probe(&stand.url("production", "/delay/800"), 40.0, 3.0);
+    bridge_events(&stand.plane, &probe);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let victim = &tasks[0];
+    let tg = stand.plane.target_group("blue").unwrap();
+    assert!(
+        tg.describe()
+            .iter()
+            .any(|t| t.addr == victim.endpoint && t.in_flight > 0)
+    );
+    tg.deregister(victim.endpoint).unwrap();
+    let report = probe.finish().await.unwrap();
+    stand.stop().await;
+    report
+}
+
+#[tokio::test]
+async fn in_flight_requests_finish_within_the_deregistration_delay() {
+    // 30 s simulated = 3 s real: the 800 ms requests in flight finish while the target drains.
+    let report = deregister_under_slow_requests(30).await;
+    assert_eq!(report.errors.total, 0, "{}", report.summary());
+}
+
+#[tokio::test]
+async fn negative_control_zero_deregistration_delay_cuts_in_flight_requests() {
+    let report = deregister_under_slow_requests(0).await;
+    assert!(!report.passed());
+    let cut = report
+        .errors
+        .by_kind
+        .get("http_502_lb")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        cut > 0,
+        "in-flight requests should be cut off: {:?}",
+        report.errors.by_kind
+    );
+    assert_eq!(cut, report.errors.total, "{:?}", report.errors.by_kind);
+    // Located in time: exactly the requests in flight on the victim when its delay (0) ended,
+    // i.e. started within one request duration (800 ms) before the deregistration; every other
+    // request (on the other target) succeeded, before and after.
+    let deregistered = event_ms(&report, "deregistered from blue");
+    for o in &report.outages {
+        assert!(
+            (o.start_ms as i64) >= deregistered - 900 && (o.end_ms as i64) <= deregistered + 100,
+            "{o:?} is not around the deregistration at {deregistered} ms"
+        );
+    }
+    let in_window = report
+        .intervals
+        .iter()
+        .filter(|i| {
+            (i.start_ms as i64) >= deregistered - 800 && (i.start_ms as i64) < deregistered - 100
+        })
+        .map(|i| i.errors)
+        .sum::<u64>();
+    assert!(
+        in_window >= 10,
+        "about half the requests of the last 800 ms were on the victim: {in_window}"
+    );
+}
+
+#[tokio::test]
+async fn weights_shift_traffic_between_versions() {
+    let stand = Stand::start(test_stack()).await;
+    stand
+        .healthy_tasks(2, "blue", &[("APP_VERSION", "v1")])
+        .await;
+    stand
+        .healthy_tasks(2, "green", &[("APP_VERSION", "v2")])
+        .await;
+    let probe = probe(&stand.url("production", "/"), 1000.0, 3.0);
+    let marker = probe.marker();
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    marker.mark("90/10");
+    stand
+        .plane
+        .set_weights("production", &weights(90, 10))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    marker.mark("0/100");
+    stand
+        .plane
+        .set_weights("production", &weights(0, 100))
+        .unwrap();
+    let report = probe.finish().await.unwrap();
+    assert_eq!(report.errors.total, 0, "{}", report.summary());
+
+    let t1 = event_ms(&report, "90/10");
+    let t2 = event_ms(&report, "0/100");
+    let share = |from: i64, to: i64| {
+        let (mut v1, mut v2) = (0u64, 0u64);
+        let mut intervals = 0;
+        for i in report.intervals.iter().filter(|i| {
+            let s = i.start_ms as i64;
+            s >= from + 100 && s + 100 <= to - 100
+        }) {
+            let a = i.versions.get("v1").copied().unwrap_or(0);
+            let b = i.versions.get("v2").copied().unwrap_or(0);
+            // Per interval too: 100/0 and 0/100 are absolute, 90/10 within a few requests.
+            let pct = b as f64 * 100.0 / (a + b).max(1) as f64;
+            intervals += 1;
+            v1 += a;
+            v2 += b;
+            assert!(pct.is_finite());
+        }
+        assert!(
+            intervals >= 5,
+            "too few whole intervals between {from} and {to}"
+        );
+        (v1, v2)
+    };
+    let (v1, v2) = share(0, t1);
+    assert_eq!(v2, 0, "green got traffic at 100/0 ({v1} v1)");
+    let (v1, v2) = share(t1, t2);
+    let pct = v2 as f64 * 100.0 / (v1 + v2) as f64;
+    assert!(
+        (8.0..=12.0).contains(&pct),
+        "90/10 gave {pct:.1}% green ({v1} v1, {v2} v2)"
+    );
+    for i in report
+        .intervals
+        .iter()
+        .filter(|i| (i.start_ms as i64) >= t1 + 100 && (i.start_ms as i64) + 200 <= t2)
+    {
+        let a = i.versions.get("v1").copied().unwrap_or(0);
+        let b = i.versions.get("v2").copied().unwrap_or(0);
+        let pct = b as f64 * 100.0 / (a + b).max(1) as f64;
+        assert!(
+            (4.0..=16.0).contains(&pct),
+            "interval at {} ms: {pct:.1}% green",
+            i.start_ms
+        );
+    }
+    let (v1, v2) = share(t2, report.elapsed_ms as i64);
+    assert_eq!(v1, 0, "blue got traffic at 0/100 ({v2} v2)");
+    stand.stop().await;
+}
+
+#[tokio::test]
+async fn load_balancer_generated_errors_mark_themselves() {
+    let mut stack = test_stack();
+    stack.load_balancers[0].idle_timeout = 1;
+    let stand = Stand::start(stack).await;
+
+    // 503: the target group has no registered targets.
+    let (status, server, cause) = get(&stand.url("test", "/")).await.unwrap();
+    assert_eq!(
+        (status, server.as_str(), cause.as_str()),
+        (503, "awselb/2.0", "no-registered-targets")
+    );
+
+    // 504: the target takes longer than the idle timeout (1 s).
+    let tasks = stand.healthy_tasks(1, "green", &[]).await;
+    let (status, server, cause) = get(&stand.url("test", "/delay/3000")).await.unwrap();
+    assert_eq!(
+        (status, server.as_str(), cause.as_str()),
+        (504, "awselb/2.0", "target-timeout")
+    );
+
+    // Target answers (even errors) are passed through unmarked.
+    let (status, server, _) = get(&stand.url("test", "/status/500")).await.unwrap();
+    assert_eq!((status, server.as_str()), (500, ""));
+
+    // 502: the target is gone (refused) before health checks notice.
+    stand.plane.kill_task(&tasks[0].id).unwrap();
+    let gone = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok((502, server, cause)) = get(&stand.url("test", "/")).await {
+                return (server, cause);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("no 502 after killing the only target");
+    assert_eq!(gone.0, "awselb/2.0");
+    assert!(gone.1.starts_with("target-"), "{}", gone.1);
+    stand.stop().await;
+}

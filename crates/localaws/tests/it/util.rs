@@ -1,0 +1,275 @@
+//! Test utilities: a small stack on real processes, the probe, in-test targets with chosen
+//! misbehaviour, and a bridge that marks data-plane events on the probe's timeline.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use loadprobe::{ConnectionMode, Probe, ProbeConfig, Rate, Report};
+use localaws::{DataPlane, Options, ProcessRuntime, Stack};
+
+/// The `server` binary, built if this test run did not build it already.
+pub fn server_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        // target/<profile>/deps/it-xxxx -> target/<profile>/server
+        let profile_dir = exe.parent().and_then(|d| d.parent()).expect("profile dir");
+        let bin = profile_dir.join("server");
+        if !bin.is_file() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args(["build", "-p", "server", "--bin", "server"])
+                .status()
+                .expect("run cargo build -p server");
+            assert!(status.success(), "cargo build -p server failed");
+        }
+        assert!(bin.is_file(), "no server binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// The test stack: 3 instances, blue/green target groups (health checks every 5 s simulated =
+/// 0.5 s real, deregistration delay 20 s = 2 s real), task definition `web` whose app drains
+/// for 1 s, production and test listeners. No services: tests start tasks themselves.
+pub fn test_stack() -> Stack {
+    let text = r#"
+        time_scale = 10.0
+        [cluster]
+        instances = 3
+        [images.server]
+        command = "server"
+        environment = { LOG_FORMAT = "json" }
+        [[task_definitions]]
+        family = "web"
+        [[task_definitions.containerDefinitions]]
+        name = "web"
+        image = "server"
+        stopTimeout = 10
+        portMappings = [{ containerPort = 8080, hostPort = 0 }]
+        environment = [
+          { name = "APP_VERSION", value = "v1" },
+          { name = "DRAIN_DELAY_SECONDS", value = "1" },
+          { name = "SHUTDOWN_TIMEOUT_SECONDS", value = "5" },
+        ]
+        [[target_groups]]
+        name = "blue"
+        deregistration_delay = 20
+        health_check = { path = "/ready", interval = 5, timeout = 3, healthy_threshold = 2, unhealthy_threshold = 2 }
+        [[target_groups]]
+        name = "green"
+        deregistration_delay = 20
+        health_check = { path = "/ready", interval = 5, timeout = 3, healthy_threshold = 2, unhealthy_threshold = 2 }
+        [[load_balancers]]
+        name = "lb"
+        [[load_balancers.listeners]]
+        name = "production"
+        forward = [{ target_group = "blue", weight = 100 }, { target_group = "green", weight = 0 }]
+        [[load_balancers.listeners]]
+        name = "test"
+        forward = [{ target_group = "green", weight = 100 }]
+    "#;
+    Stack::parse(text, "test stack").expect("test stack")
+}
+
+/// A running data plane and the directory holding its state.
+pub struct Stand {
+    pub plane: DataPlane,
+    pub dir: tempfile::TempDir,
+}
+
+impl Stand {
+    pub async fn start(stack: Stack) -> Stand {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = Options::new(dir.path());
+        options.ephemeral_ports = true;
+        options.server_bin = Some(server_bin());
+        let plane = DataPlane::start(stack, Arc::new(ProcessRuntime::new()), options)
+            .await
+            .expect("data plane");
+        Stand { plane, dir }
+    }
+
+    pub fn url(&self, listener: &str, path: &str) -> String {
+        let l = self.plane.listener(listener).expect("listener");
+        format!("http://{}{}", l.addr(), path)
+    }
+
+    /// Starts `n` tasks (with `env`), registers them in `tg`, waits until all are healthy.
+    pub async fn healthy_tasks(
+        &self,
+        n: usize,
+        tg: &str,
+        env: &[(&str, &str)],
+    ) -> Vec<localaws::TaskInfo> {
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let t = self
+                .plane
+                .run_task("web", None, env)
+                .await
+                .expect("run task");
+            self.plane.register_task(&t.id, tg).expect("register");
+            tasks.push(t);
+        }
+        for t in &tasks {
+            let ok = self
+                .plane
+                .wait_for_target(
+                    tg,
+                    t.endpoint,
+                    localaws::TargetHealth::Healthy,
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+            assert!(ok, "task {} never became healthy in {tg}", t.id);
+        }
+        tasks
+    }
+
+    pub async fn stop(self) {
+        self.plane.shutdown().await;
+    }
+}
+
+/// Starts a keep-alive probe at `rate` req/s for `secs` seconds, 100 ms intervals.
+pub fn probe(url: &str, rate: f64, secs: f64) -> Probe {
+    let mut cfg = ProbeConfig::new(url.parse().expect("url"));
+    cfg.rate = Rate::PerSecond(rate);
+    cfg.duration = Duration::from_secs_f64(secs);
+    cfg.connections = 32;
+    cfg.mode = ConnectionMode::KeepAlive;
+    cfg.interval = Duration::from_millis(100);
+    Probe::start(cfg).expect("probe")
+}
+
+/// Marks every data-plane event on the probe's timeline, at the time it happened.
+pub fn bridge_events(plane: &DataPlane, probe: &Probe) {
+    let mut rx = plane.events().subscribe();
+    let marker = probe.marker();
+    tokio::spawn(async move {
+        while let Ok(event) = rx.recv().await {
+            marker.mark_at(event.at, event.kind.to_string());
+        }
+    });
+}
+
+/// The time (ms on the probe's timeline) of the first event whose label contains `needle`.
+pub fn event_ms(report: &Report, needle: &str) -> i64 {
+    report
+        .events
+        .iter()
+        .find(|e| e.label.contains(needle))
+        .unwrap_or_else(|| panic!("no event {needle:?} in {:#?}", report.events))
+        .at_ms
+}
+
+/// A hyper server inside the test, with a name (its `x-served-by`), a switch that makes its
+/// `/ready` answer 500 (failing health checks while still serving traffic), and a count of the
+/// non-health-check requests it served.
+pub struct TestTarget {
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    served: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
+}
+
+impl TestTarget {
+    pub async fn start(ip: [u8; 4], name: &'static str, failing: bool) -> TestTarget {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0)))
+            .await
+            .expect("bind test target");
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicU64::new(0));
+        let failing = Arc::new(AtomicBool::new(failing));
+        let (count, fail) = (Arc::clone(&served), Arc::clone(&failing));
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (count, fail) = (Arc::clone(&count), Arc::clone(&fail));
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let status = if req.uri().path() == "/ready" {
+                            if fail.load(Ordering::Relaxed) {
+                                StatusCode::INTERNAL_SERVER_ERROR
+                            } else {
+                                StatusCode::OK
+                            }
+                        } else {
+                            count.fetch_add(1, Ordering::Relaxed);
+                            StatusCode::OK
+                        };
+                        let mut res = Response::new(Full::new(Bytes::from_static(b"hi\n")));
+                        *res.status_mut() = status;
+                        res.headers_mut()
+                            .insert("x-served-by", name.parse().unwrap());
+                        res.headers_mut()
+                            .insert("x-app-version", "test".parse().unwrap());
+                        std::future::ready(Ok::<_, Infallible>(res))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        TestTarget {
+            addr,
+            name,
+            served,
+            failing,
+        }
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
+    }
+}
+
+/// GET over a fresh connection: (status, `server` header, `x-localaws-error` header).
+pub async fn get(url: &str) -> Result<(u16, String, String), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let authority = uri.authority().ok_or("no authority")?.to_string();
+    let stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::get(uri.path())
+        .header("host", authority)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let header = |n: &str| {
+        res.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    Ok((
+        res.status().as_u16(),
+        header("server"),
+        header("x-localaws-error"),
+    ))
+}
