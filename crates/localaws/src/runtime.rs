@@ -3,13 +3,14 @@
 //!
 //! A Docker runtime (tasks as containers of the project's image) fits behind the same trait.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -158,6 +159,9 @@ pub async fn stop(task: &dyn RunningTask, stop_timeout: Duration) -> StopOutcome
 #[derive(Debug, Clone)]
 pub struct ProcessRuntime {
     setpriv: Option<PathBuf>,
+    /// Host ports held by live tasks, as Docker holds them from container creation: a port is
+    /// taken from the moment its task is started, not from when the process gets to bind it.
+    reserved: Arc<Mutex<HashSet<(IpAddr, u16)>>>,
 }
 
 impl Default for ProcessRuntime {
@@ -178,28 +182,71 @@ impl ProcessRuntime {
                 "setpriv not found: tasks cannot be tied to localaws's lifetime if it is SIGKILLed"
             );
         }
-        Self { setpriv }
+        Self {
+            setpriv,
+            reserved: Arc::default(),
+        }
+    }
+
+    /// Reserves the host port: the static one if free, or a free one.
+    fn reserve(&self, ip: IpAddr, wanted: Option<u16>) -> Result<Reservation, RuntimeError> {
+        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        let port = match wanted {
+            Some(port) if port != 0 => {
+                if reserved.contains(&(ip, port))
+                    || std::net::TcpListener::bind((ip, port)).is_err()
+                {
+                    return Err(RuntimeError::PortInUse { ip, port });
+                }
+                port
+            }
+            _ => {
+                let mut found = None;
+                for _ in 0..64 {
+                    let port = std::net::TcpListener::bind((ip, 0))
+                        .and_then(|l| l.local_addr())
+                        .map(|a| a.port())
+                        .map_err(|source| RuntimeError::NoPort { ip, source })?;
+                    if !reserved.contains(&(ip, port)) {
+                        found = Some(port);
+                        break;
+                    }
+                }
+                found.ok_or_else(|| RuntimeError::NoPort {
+                    ip,
+                    source: std::io::Error::other("every port offered is reserved"),
+                })?
+            }
+        };
+        reserved.insert((ip, port));
+        Ok(Reservation {
+            key: (ip, port),
+            reserved: Arc::clone(&self.reserved),
+        })
     }
 }
 
-/// Picks the host port: the static one if free, or a free one.
-fn host_port(ip: IpAddr, wanted: Option<u16>) -> Result<u16, RuntimeError> {
-    match wanted {
-        Some(port) if port != 0 => match std::net::TcpListener::bind((ip, port)) {
-            Ok(_) => Ok(port),
-            Err(_) => Err(RuntimeError::PortInUse { ip, port }),
-        },
-        _ => std::net::TcpListener::bind((ip, 0))
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|source| RuntimeError::NoPort { ip, source }),
+/// A host port held for a task; released when dropped (when the task has exited).
+#[derive(Debug)]
+struct Reservation {
+    key: (IpAddr, u16),
+    reserved: Arc<Mutex<HashSet<(IpAddr, u16)>>>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
     }
 }
 
 impl TaskRuntime for ProcessRuntime {
     fn start(&self, spec: TaskSpec) -> BoxFuture<'_, Result<Arc<dyn RunningTask>, RuntimeError>> {
         Box::pin(async move {
-            let port = host_port(spec.ip, spec.host_port)?;
+            let reservation = self.reserve(spec.ip, spec.host_port)?;
+            let port = reservation.key.1;
             let log = |stream: &str| {
                 let path = spec.log_dir.join(format!("{}.{stream}.log", spec.task_id));
                 std::fs::File::create(&path).map_err(|source| RuntimeError::Log { path, source })
@@ -233,6 +280,7 @@ impl TaskRuntime for ProcessRuntime {
             let (tx, rx) = watch::channel(None);
             // The waiter owns the child: if the runtime goes away, kill_on_drop ends the process.
             tokio::spawn(async move {
+                let _reservation = reservation;
                 let exit = match child.wait().await {
                     Ok(status) => {
                         use std::os::unix::process::ExitStatusExt;

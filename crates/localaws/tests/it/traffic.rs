@@ -355,3 +355,53 @@ async fn load_balancer_generated_errors_mark_themselves() {
     assert!(gone.1.starts_with("target-"), "{}", gone.1);
     stand.stop().await;
 }
+
+#[tokio::test]
+async fn static_host_port_blocks_a_second_task_on_the_same_instance() {
+    // FAILURE_MODES.md #8: with a static host port a second copy cannot be placed on the same
+    // instance (what blocks 200% rolling deployments and green task sets); dynamic ports can.
+    let mut stack = test_stack();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    stack.task_definitions[0].container_definitions[0].port_mappings[0].host_port = Some(port);
+    let stand = Stand::start(stack).await;
+    let instance = stand.plane.instances()[0].id.clone();
+    let first = stand
+        .plane
+        .run_task("web", Some(&instance), &[])
+        .await
+        .unwrap();
+    assert_eq!(first.endpoint.port(), port);
+    let second = stand.plane.run_task("web", Some(&instance), &[]).await;
+    let err = second
+        .expect_err("a second task with the same static host port was placed")
+        .to_string();
+    assert!(
+        err.contains("already in use") && err.contains(&port.to_string()),
+        "{err}"
+    );
+    // Another instance has its own address, so the same static port is free there.
+    let other = stand.plane.instances()[1].id.clone();
+    assert!(stand.plane.run_task("web", Some(&other), &[]).await.is_ok());
+    stand.stop().await;
+
+    // Positive twin: dynamic host ports put two copies on one instance.
+    let stand = Stand::start(test_stack()).await;
+    let instance = stand.plane.instances()[0].id.clone();
+    let a = stand
+        .plane
+        .run_task("web", Some(&instance), &[])
+        .await
+        .unwrap();
+    let b = stand
+        .plane
+        .run_task("web", Some(&instance), &[])
+        .await
+        .unwrap();
+    assert_eq!(a.endpoint.ip(), b.endpoint.ip());
+    assert_ne!(a.endpoint.port(), b.endpoint.port());
+    stand.stop().await;
+}
