@@ -280,7 +280,10 @@ impl Recorder {
         self.tick_requests += 1;
         self.max_intended_us = self.max_intended_us.max(s.intended_us);
         self.latency.saturating_record(latency_us.max(1));
-        self.lag.saturating_record(s.lag_us.max(1));
+        if self.setup.schedule_us.is_some() {
+            // Closed loop has no schedule to lag behind.
+            self.lag.saturating_record(s.lag_us.max(1));
+        }
         if s.pool_wait {
             self.pool_exhausted += 1;
         }

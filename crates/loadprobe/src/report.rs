@@ -27,7 +27,8 @@ pub struct Report {
     pub started_at: String,
     /// The same as Unix milliseconds.
     pub started_at_unix_ms: u64,
-    /// From the start to the intended start of the last request, plus one interval at most.
+    /// Length of the schedule that ran: the duration, or (stopped early, or `--rate max`) up
+    /// to the intended start of the last request.
     pub elapsed_ms: u64,
     /// Stopped before the schedule ended (Ctrl-C or [`crate::Probe::stop`]).
     pub stopped_early: bool,
@@ -41,7 +42,8 @@ pub struct Report {
     pub errors: ErrorSummary,
     /// Latency from the intended start to the end of the response.
     pub latency_us: Percentiles,
-    /// How late the probe's own scheduler dispatched requests (timer precision, CPU starvation).
+    /// How late the probe's own scheduler dispatched requests (timer precision, CPU starvation);
+    /// all zero for `--rate max`, which has no schedule.
     pub schedule_lag_us: Percentiles,
     /// Requests that found every connection busy when due (their wait is part of their latency).
     pub pool_exhausted: u64,
@@ -213,14 +215,16 @@ impl Report {
             ms(l.p999),
             ms(l.max)
         );
-        let g = &self.schedule_lag_us;
-        let _ = writeln!(
-            s,
-            "probe      schedule lag p99 {:.3} ms, max {:.3} ms; pool exhausted {} times",
-            ms(g.p99),
-            ms(g.max),
-            self.pool_exhausted
-        );
+        if self.config.rate_per_s.is_some() {
+            let g = &self.schedule_lag_us;
+            let _ = writeln!(
+                s,
+                "probe      schedule lag p99 {:.3} ms, max {:.3} ms; pool exhausted {} times",
+                ms(g.p99),
+                ms(g.max),
+                self.pool_exhausted
+            );
+        }
         for (kind, n) in &self.errors.by_kind {
             let _ = writeln!(s, "error      {kind}: {n}");
         }
