@@ -9,27 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-5000} secs=${2:-60} conns=${3:-32}
 (( secs >= 15 )) || { echo "need at least 15 s to compare RSS at 10 s and at the end" >&2; exit 2; }
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 2; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet -p loadprobe --bin loadprobe -p benches --bin hello-hyper
-bin=$CARGO_TARGET_DIR/release
-work=$(mktemp -d)
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.02; done; echo "port $1 never opened" >&2; exit 1; }
-
-port=$(free_port)
-"$bin/hello-hyper" "127.0.0.1:$port" >/dev/null & pids+=($!)
-wait_up "$port"
-url="http://127.0.0.1:$port/"
+# shellcheck source=benches/loadprobe-lib.sh
+source benches/loadprobe-lib.sh
 
 capacity=$(wrk -t2 -c"$conns" -d3s "$url" | awk '/Requests\/sec/ {print $2}')
 
