@@ -48,7 +48,9 @@ fn docker_available() -> bool {
             eprintln!("skipping container test (SKIP_DOCKER_TESTS set): {e}");
             false
         }
-        Err(e) => panic!("the container test needs a Docker engine ({e}); set SKIP_DOCKER_TESTS=1 to skip it"),
+        Err(e) => panic!(
+            "the container test needs a Docker engine ({e}); set SKIP_DOCKER_TESTS=1 to skip it"
+        ),
     }
 }
 
@@ -61,8 +63,18 @@ impl Container {
     fn run(name: &str, env: &[(&str, &str)]) -> Container {
         let _ = docker(&["rm", "-f", name]);
         let mut args = vec![
-            "run", "-d", "--name", name, "-p", "127.0.0.1::8080",
-            "--health-interval", "500ms", "--health-start-period", "0s", "--health-retries", "3",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-p",
+            "127.0.0.1::8080",
+            "--health-interval",
+            "500ms",
+            "--health-start-period",
+            "0s",
+            "--health-retries",
+            "3",
         ];
         let envs: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         for e in &envs {
@@ -70,7 +82,9 @@ impl Container {
         }
         args.push(TAG);
         docker(&args).unwrap();
-        Container { name: name.to_owned() }
+        Container {
+            name: name.to_owned(),
+        }
     }
 
     fn addr(&self) -> std::net::SocketAddr {
@@ -121,7 +135,10 @@ async fn stop_with_request_in_flight(
         std::future::ready(c.inspect("{{.State.Health.Status}}") == "healthy")
     })
     .await;
-    assert!(healthy.is_some(), "HEALTHCHECK (`server healthcheck`) never reported healthy");
+    assert!(
+        healthy.is_some(),
+        "HEALTHCHECK (`server healthcheck`) never reported healthy"
+    );
 
     let slow = tokio::spawn(async move { get(addr, "/delay/1500").await });
     let in_flight = eventually(Duration::from_secs(5), || async move {
@@ -153,31 +170,50 @@ async fn image_is_small_and_docker_stop_drains() {
     build_image();
 
     // The image: tiny, non-root, exec-form entrypoint, health check through the binary.
-    let size: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", TAG]).unwrap().parse().unwrap();
+    let size: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", TAG])
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(size < 10 * 1024 * 1024, "image is {size} bytes");
     let config = |f: &str| docker(&["image", "inspect", "--format", f, TAG]).unwrap();
     assert_eq!(config("{{.Config.User}}"), "65532:65532");
     assert_eq!(config("{{json .Config.Entrypoint}}"), r#"["/server"]"#);
-    assert_eq!(config("{{json .Config.Healthcheck.Test}}"), r#"["CMD","/server","healthcheck"]"#);
+    assert_eq!(
+        config("{{json .Config.Healthcheck.Test}}"),
+        r#"["CMD","/server","healthcheck"]"#
+    );
 
     let name = format!("zdt-test-drain-{}", std::process::id());
     let (slow, code, took, logs) =
         stop_with_request_in_flight(&name, &[("DRAIN_DELAY_SECONDS", "1")]).await;
-    let slow = slow.unwrap_or_else(|e| panic!("in-flight request cut off by docker stop: {e}\n{logs}"));
+    let slow =
+        slow.unwrap_or_else(|e| panic!("in-flight request cut off by docker stop: {e}\n{logs}"));
     assert_eq!(slow.status, 200);
     assert_eq!(slow.header("x-app-version"), "v-image");
     assert_eq!(code, 0, "docker stop must end in a clean exit:\n{logs}");
-    assert!(took >= Duration::from_secs(1), "stopped before the drain delay: {took:?}");
-    assert!(took < Duration::from_secs(15), "docker had to SIGKILL: {took:?}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "stopped before the drain delay: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "docker had to SIGKILL: {took:?}"
+    );
     assert!(logs.contains("drained"), "{logs}");
 
     // Negative control: the same stop with the drain turned off cuts the request off.
     let name = format!("zdt-test-nodrain-{}", std::process::id());
     let (slow, code, _, logs) = stop_with_request_in_flight(
         &name,
-        &[("DRAIN_DELAY_SECONDS", "0"), ("SHUTDOWN_TIMEOUT_SECONDS", "0")],
+        &[
+            ("DRAIN_DELAY_SECONDS", "0"),
+            ("SHUTDOWN_TIMEOUT_SECONDS", "0"),
+        ],
     )
     .await;
-    assert!(slow.is_err(), "without a drain the in-flight request should fail: {slow:?}");
+    assert!(
+        slow.is_err(),
+        "without a drain the in-flight request should fail: {slow:?}"
+    );
     assert_eq!(code, 1, "exit code {code}:\n{logs}");
 }

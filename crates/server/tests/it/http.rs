@@ -202,4 +202,3 @@ async fn default_idle_timeout_keeps_connections_open() {
     assert!(closed.is_none(), "closed after {closed:?}");
     assert_eq!(conn.get("/health").await.unwrap().status, 200);
 }
-
