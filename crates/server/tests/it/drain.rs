@@ -168,16 +168,24 @@ async fn sigterm_drains_without_dropping_a_request() {
         Vec::<String>::new(),
         "keep-alive requests failed during the drain"
     );
-    // During the drain every response tells keep-alive clients to reconnect.
-    let closes = d
+    // During the drain every response tells keep-alive clients to reconnect: from the moment
+    // the server handled the signal (a few ms after it was sent), all of them do.
+    let close: Vec<bool> = d
         .kept
         .iter()
-        .filter(|r| matches!(r, Ok(a) if a.header("connection") == "close"))
-        .count();
-    assert_eq!(
-        closes,
-        d.kept.len(),
-        "every drain-time response carries Connection: close"
+        .map(|r| matches!(r, Ok(a) if a.header("connection") == "close"))
+        .collect();
+    let first = close
+        .iter()
+        .position(|c| *c)
+        .expect("no Connection: close during the drain");
+    assert!(
+        first <= 3,
+        "Connection: close only from response {first} on"
+    );
+    assert!(
+        close[first..].iter().all(|c| *c),
+        "a drain-time response without Connection: close"
     );
     let slow = d.slow.expect("the in-flight /delay request was cut off");
     assert_eq!(
