@@ -11,7 +11,6 @@
 //! ([`Config::from_env`]); a bad value exits with code 2 and names the variable.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -116,8 +115,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve => {
             logging::init(&config.log_level, config.log_format)?;
             let signals = signals::listen().map_err(Error::Signals)?;
-            let state = Arc::new(AppState::new(config));
-            let bound = Bound::bind(Arc::clone(&state))?;
+            let state = AppState::leak(config);
+            let bound = Bound::bind(state)?;
             let addr = bound.local_addr().map_err(|source| ServeError::Bind {
                 addr: std::net::SocketAddr::new(state.config.bind, state.config.port),
                 source,

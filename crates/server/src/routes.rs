@@ -14,7 +14,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,15 +33,15 @@ const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
-/// The router. Cheap to clone (one `Arc`).
-#[derive(Debug, Clone)]
+/// The router. Copied per request: it is one reference to process-lifetime state.
+#[derive(Debug, Clone, Copy)]
 pub struct Routes {
-    state: Arc<AppState>,
+    state: &'static AppState,
 }
 
 impl Routes {
     /// A router over the shared state.
-    pub fn new(state: Arc<AppState>) -> Self {
+    pub fn new(state: &'static AppState) -> Self {
         Self { state }
     }
 
@@ -78,8 +77,14 @@ impl Routes {
 
     fn page(&self, uri: &http::Uri) -> Response<Body> {
         let shown = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let decoded = percent_encoding::percent_decode_str(shown).decode_utf8_lossy();
         let page = &self.state.page;
+        if shown == "/" {
+            // Rendered once: a clone of the bytes, no allocation.
+            let mut res = Response::new(Full::new(page.root.clone()));
+            res.headers_mut().insert(CONTENT_TYPE, HTML);
+            return res;
+        }
+        let decoded = percent_encoding::percent_decode_str(shown).decode_utf8_lossy();
         let mut html =
             String::with_capacity(page.head.len() + page.tail.len() + decoded.len() + 16);
         html.push_str(&page.head);
@@ -256,7 +261,7 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        Routes::new(Arc::new(AppState::new(config)))
+        Routes::new(AppState::leak(config))
     }
 
     async fn get(
@@ -265,7 +270,7 @@ mod tests {
         uri: &str,
     ) -> (StatusCode, Response<Body>, String) {
         let req = Request::builder().method(method).uri(uri).body(()).unwrap();
-        let res = routes.clone().oneshot(req).await.unwrap();
+        let res = (*routes).oneshot(req).await.unwrap();
         let status = res.status();
         let (parts, body) = res.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
@@ -291,6 +296,18 @@ mod tests {
         );
         assert!(!body.contains("<script>"), "{body}");
         assert!(body.contains("v7") && body.contains("task-1"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn root_page_is_the_rendered_page_for_slash() {
+        let r = routes();
+        let (_, _, root) = get(&r, Method::GET, "/").await;
+        let (_, _, query) = get(&r, Method::GET, "/?a=1").await;
+        assert_eq!(root, format!("{}/{}", r.state.page.head, r.state.page.tail));
+        assert_eq!(
+            query,
+            format!("{}/?a=1{}", r.state.page.head, r.state.page.tail)
+        );
     }
 
     #[tokio::test]

@@ -9,7 +9,6 @@
 //!    [`ServeError::DeadlineExceeded`] naming how much was cut off.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -56,7 +55,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Bound {
     listener: TcpListener,
-    state: Arc<AppState>,
+    state: &'static AppState,
 }
 
 /// How a clean shutdown went.
@@ -70,7 +69,7 @@ pub struct Drained {
 
 impl Bound {
     /// Binds `BIND:PORT` (port 0 picks a free one; see [`Bound::local_addr`]).
-    pub fn bind(state: Arc<AppState>) -> Result<Self, ServeError> {
+    pub fn bind(state: &'static AppState) -> Result<Self, ServeError> {
         let addr = SocketAddr::new(state.config.bind, state.config.port);
         let bind = || -> std::io::Result<TcpListener> {
             let socket = if addr.is_ipv4() {
@@ -103,7 +102,7 @@ impl Bound {
             .header_read_timeout(config.idle_timeout)
             .max_buf_size(config.max_header_bytes)
             .keep_alive(true);
-        let service = StampLayer::new(Arc::clone(&state)).layer(Routes::new(Arc::clone(&state)));
+        let service = StampLayer::new(state).layer(Routes::new(state));
         let graceful = GracefulShutdown::new();
 
         let accept = |stream: tokio::net::TcpStream, peer: SocketAddr| {
@@ -115,7 +114,7 @@ impl Bound {
                 TowerToHyperService::new(service.clone()),
             );
             let conn = graceful.watch(conn);
-            let open = OpenConnection::open(Arc::clone(&state));
+            let open = OpenConnection::open(state);
             tokio::spawn(async move {
                 let _open = open;
                 if let Err(err) = conn.await {

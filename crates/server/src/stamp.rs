@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -24,14 +23,14 @@ pub static X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 /// Applies [`Stamp`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct StampLayer {
-    state: Arc<AppState>,
+    state: &'static AppState,
 }
 
 impl StampLayer {
     /// A layer over the shared state.
-    pub fn new(state: Arc<AppState>) -> Self {
+    pub fn new(state: &'static AppState) -> Self {
         Self { state }
     }
 }
@@ -42,7 +41,7 @@ impl<S> Layer<S> for StampLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Stamp {
             inner,
-            state: Arc::clone(&self.state),
+            state: self.state,
         }
     }
 }
@@ -51,7 +50,7 @@ impl<S> Layer<S> for StampLayer {
 #[derive(Debug, Clone)]
 pub struct Stamp<S> {
     inner: S,
-    state: Arc<AppState>,
+    state: &'static AppState,
 }
 
 impl<S, B, ResB> Service<Request<B>> for Stamp<S>
@@ -73,7 +72,7 @@ where
             started: Instant::now(),
         });
         // Counted before the route runs, so the route sees itself in flight.
-        let guard = InFlight::enter(Arc::clone(&self.state));
+        let guard = InFlight::enter(self.state);
         StampFuture {
             inner: self.inner.call(req),
             guard,

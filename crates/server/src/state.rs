@@ -1,7 +1,6 @@
 //! State shared by every connection: configuration, the pre-rendered page, and the lifecycle
 //! (serving → draining) with the count of requests in flight.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -34,9 +33,17 @@ pub struct Page {
     pub head: String,
     /// Everything after the path.
     pub tail: String,
+    /// The whole page for the path `/`, the one a load balancer and a probe request most.
+    pub root: bytes::Bytes,
 }
 
 impl AppState {
+    /// Builds the state and gives it the lifetime of the process: every connection and request
+    /// refers to it without reference counting (one allocation, made once at start).
+    pub fn leak(config: Config) -> &'static Self {
+        Box::leak(Box::new(Self::new(config)))
+    }
+
     /// Builds the state (renders the page, prepares header values).
     pub fn new(config: Config) -> Self {
         let msg = escape_html(&config.message);
@@ -48,6 +55,7 @@ impl AppState {
              <p>path <code>"
         );
         let tail = "</code></p>\n</body></html>\n".to_owned();
+        let root = bytes::Bytes::from(format!("{head}/{tail}"));
         // Config validation guarantees visible ASCII; fall back rather than panic if that changes.
         let header = |v: &str| {
             HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
@@ -57,7 +65,7 @@ impl AppState {
             served_by_header: header(&config.task_id),
             started: Instant::now(),
             lifecycle: Lifecycle::default(),
-            page: Page { head, tail },
+            page: Page { head, tail, root },
             config,
         }
     }
@@ -95,18 +103,18 @@ impl Lifecycle {
 
 /// One request in flight; dropping it counts the request as done.
 #[derive(Debug)]
-pub struct InFlight(Arc<AppState>);
+pub struct InFlight(&'static AppState);
 
 impl InFlight {
     /// Counts a request until the guard drops.
-    pub fn enter(state: Arc<AppState>) -> Self {
+    pub fn enter(state: &'static AppState) -> Self {
         state.lifecycle.in_flight.fetch_add(1, Ordering::Relaxed);
         Self(state)
     }
 
     /// The shared state.
-    pub fn state(&self) -> &AppState {
-        &self.0
+    pub fn state(&self) -> &'static AppState {
+        self.0
     }
 }
 
@@ -118,11 +126,11 @@ impl Drop for InFlight {
 
 /// One open connection; dropping it counts the connection as closed.
 #[derive(Debug)]
-pub struct OpenConnection(Arc<AppState>);
+pub struct OpenConnection(&'static AppState);
 
 impl OpenConnection {
     /// Counts a connection until the guard drops.
-    pub fn open(state: Arc<AppState>) -> Self {
+    pub fn open(state: &'static AppState) -> Self {
         state.lifecycle.connections.fetch_add(1, Ordering::Relaxed);
         Self(state)
     }
