@@ -63,21 +63,6 @@ task=$(grep -o 'started on [0-9.:]*' "$work/localaws.log" | head -1 | sed 's/sta
 for _ in $(seq 100); do grep -q "healthy in tg" "$work/localaws.log" && break; sleep 0.1; done
 echo "listener $lb -> task http://$task/"
 
-probe() { # url out.json
-  "$bin/loadprobe" "$1" --rate "$rate" --duration "${secs}s" --connections 32 --quiet --json "$2" >/dev/null || true
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["latency_us"]; print(l["p50"], l["p99"], r["errors"]["total"])' "$2"
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-d50=() d99=() l50=() l99=()
-for r in $(seq "$rounds"); do
-  read -r a b e1 < <(probe "http://$task/" "$work/direct.json")
-  read -r c d e2 < <(probe "$lb" "$work/lb.json")
-  d50+=("$a"); d99+=("$b"); l50+=("$c"); l99+=("$d")
-  echo "round $r: direct p50 ${a}us p99 ${b}us (errors $e1) | via listener p50 ${c}us p99 ${d}us (errors $e2)"
-done
-D50=$(printf '%s\n' "${d50[@]}" | median); D99=$(printf '%s\n' "${d99[@]}" | median)
-L50=$(printf '%s\n' "${l50[@]}" | median); L99=$(printf '%s\n' "${l99[@]}" | median)
-
 # nginx as a keep-alive reverse proxy to the same task.
 nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$work/nginx/logs"
@@ -105,6 +90,23 @@ nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx.log" &
 pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.05; done
 
+probe() { # url out.json
+  "$bin/loadprobe" "$1" --rate "$rate" --duration "${secs}s" --connections 32 --quiet --json "$2" >/dev/null || true
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["latency_us"]; print(l["p50"], l["p99"], r["errors"]["total"])' "$2"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+d50=() d99=() l50=() l99=() n50=() n99=()
+for r in $(seq "$rounds"); do
+  read -r a b e1 < <(probe "http://$task/" "$work/direct.json")
+  read -r c d e2 < <(probe "$lb" "$work/lb.json")
+  read -r e f e3 < <(probe "http://127.0.0.1:$nport/" "$work/nginx.json")
+  d50+=("$a"); d99+=("$b"); l50+=("$c"); l99+=("$d"); n50+=("$e"); n99+=("$f")
+  echo "round $r: direct p50 ${a}us p99 ${b}us (errors $e1) | listener p50 ${c}us p99 ${d}us (errors $e2) | nginx p50 ${e}us p99 ${f}us (errors $e3)"
+done
+D50=$(printf '%s\n' "${d50[@]}" | median); D99=$(printf '%s\n' "${d99[@]}" | median)
+L50=$(printf '%s\n' "${l50[@]}" | median); L99=$(printf '%s\n' "${l99[@]}" | median)
+N50=$(printf '%s\n' "${n50[@]}" | median); N99=$(printf '%s\n' "${n99[@]}" | median)
+
 rps() { wrk -t1 -c32 -d"${secs}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
 ng=() la=()
 for r in $(seq "$rounds"); do
@@ -115,8 +117,8 @@ done
 NG=$(printf '%s\n' "${ng[@]}" | median); LA=$(printf '%s\n' "${la[@]}" | median)
 
 echo
-echo "| measure (median of $rounds) | direct / nginx | localaws listener | difference |"
-echo "| --- | ---: | ---: | ---: |"
-awk -v a="$D50" -v b="$L50" 'BEGIN { printf "| p50 at %s req/s | %d us | %d us | %+d us |\n", "'"$rate"'", a, b, b - a }'
-awk -v a="$D99" -v b="$L99" 'BEGIN { printf "| p99 at %s req/s | %d us | %d us | %+d us |\n", "'"$rate"'", a, b, b - a }'
-awk -v a="$NG" -v b="$LA" 'BEGIN { printf "| max req/s (wrk -c32) | %.0f | %.0f | %.2fx nginx |\n", a, b, b / a }'
+echo "| measure (median of $rounds) | direct to task | via nginx | via localaws listener | localaws adds |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+awk -v a="$D50" -v n="$N50" -v b="$L50" 'BEGIN { printf "| p50 at %s req/s | %d us | %d us | %d us | %+d us |\n", "'"$rate"'", a, n, b, b - a }'
+awk -v a="$D99" -v n="$N99" -v b="$L99" 'BEGIN { printf "| p99 at %s req/s | %d us | %d us | %d us | %+d us |\n", "'"$rate"'", a, n, b, b - a }'
+awk -v a="$NG" -v b="$LA" 'BEGIN { printf "| max req/s (wrk -t1 -c32) | | %.0f | %.0f | %.2fx nginx |\n", a, b, b / a }'

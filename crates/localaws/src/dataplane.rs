@@ -49,6 +49,14 @@ pub enum DataPlaneError {
     /// The task runtime failed.
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
+    /// The proxy's worker threads could not be started.
+    #[error("cannot start {threads} proxy worker thread(s): {source}")]
+    Workers {
+        /// How many.
+        threads: usize,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The state directory could not be created.
     #[error("cannot create state directory {path}: {source}")]
     StateDir {
@@ -99,6 +107,8 @@ pub struct Options {
     pub time_scale: Option<f64>,
     /// Binds every listener on port 0 (tests: no fixed ports).
     pub ephemeral_ports: bool,
+    /// Proxy worker threads (default: one per core, at most 8).
+    pub proxy_threads: Option<usize>,
     /// Overrides how image `server` resolves (default: beside the current executable, then
     /// `$LOCALAWS_SERVER_BIN`, then `PATH`).
     pub server_bin: Option<PathBuf>,
@@ -111,6 +121,7 @@ impl Options {
             state_dir: state_dir.into(),
             time_scale: None,
             ephemeral_ports: false,
+            proxy_threads: None,
             server_bin: None,
         }
     }
@@ -133,6 +144,7 @@ struct Inner {
     instances: Mutex<Vec<Instance>>,
     target_groups: BTreeMap<String, Arc<TargetGroup>>,
     listeners: Vec<Arc<Listener>>,
+    workers: proxy::Workers,
     serving: Mutex<Vec<JoinHandle<()>>>,
     tasks: Mutex<BTreeMap<String, TaskRecord>>,
     placed: AtomicU64,
@@ -163,10 +175,22 @@ impl DataPlane {
             .max()
             .unwrap_or(60);
         let idle = Duration::from_secs(u64::from(idle));
+        let threads = options
+            .proxy_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
+        let workers = proxy::Workers::start(threads)
+            .map_err(|source| DataPlaneError::Workers { threads, source })?;
         let mut target_groups = BTreeMap::new();
         for tg in &stack.target_groups {
             let settings = TargetGroupSettings::from_config(tg).map_err(DataPlaneError::Invalid)?;
-            let group = TargetGroup::new(&tg.name, settings, idle, clock, events.clone());
+            let group = TargetGroup::new(
+                &tg.name,
+                settings,
+                idle,
+                workers.len(),
+                clock,
+                events.clone(),
+            );
             target_groups.insert(tg.name.clone(), group);
         }
         let stop = CancellationToken::new();
@@ -179,12 +203,11 @@ impl DataPlane {
                 let port = if options.ephemeral_ports { 0 } else { l.port };
                 let addr = SocketAddr::new(lb.address, port);
                 let (listener, tcp) = proxy::bind(&lb.name, &l.name, addr, forward, idle_timeout)
-                    .await
                     .map_err(|source| DataPlaneError::Bind {
-                        listener: format!("{}/{}", lb.name, l.name),
-                        addr,
-                        source,
-                    })?;
+                    listener: format!("{}/{}", lb.name, l.name),
+                    addr,
+                    source,
+                })?;
                 tracing::info!(
                     load_balancer = %lb.name,
                     listener = %l.name,
@@ -192,12 +215,13 @@ impl DataPlane {
                     forward = %listener.forward().describe(),
                     "listener up"
                 );
-                serving.push(tokio::spawn(proxy::serve(
+                serving.push(proxy::serve(
                     Arc::clone(&listener),
                     tcp,
+                    &workers,
                     stop.clone(),
                     Duration::from_secs(5),
-                )));
+                ));
                 listeners.push(listener);
             }
         }
@@ -211,6 +235,7 @@ impl DataPlane {
                 instances: Mutex::new(Vec::new()),
                 target_groups,
                 listeners,
+                workers,
                 serving: Mutex::new(serving),
                 tasks: Mutex::new(BTreeMap::new()),
                 placed: AtomicU64::new(0),
@@ -602,6 +627,7 @@ impl DataPlane {
         for s in serving {
             let _ = s.await;
         }
+        self.inner.workers.stop();
     }
 }
 

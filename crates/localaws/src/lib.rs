@@ -86,6 +86,9 @@ pub struct UpArgs {
     /// Where task logs go.
     #[arg(long, value_name = "DIR", default_value = "target/localaws")]
     pub state_dir: PathBuf,
+    /// Proxy worker threads [default: one per core, at most 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub proxy_threads: Option<u16>,
 }
 
 /// Why `run` failed.
@@ -156,6 +159,7 @@ async fn up(args: UpArgs) -> Result<(), Error> {
         .context("installing the SIGTERM handler")?;
     let mut options = Options::new(&args.state_dir);
     options.time_scale = args.time_scale;
+    options.proxy_threads = args.proxy_threads.map(usize::from);
     let plane = DataPlane::start(stack, Arc::new(ProcessRuntime::new()), options)
         .await
         .context("starting the data plane")?;

@@ -151,23 +151,87 @@ impl Listener {
     }
 }
 
-/// Binds a listener on `addr` and serves it until `stop` fires; then lets in-flight requests
-/// finish for up to `grace`.
-pub async fn bind(
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The proxy worker this thread is (0 outside the workers).
+pub(crate) fn worker_index() -> usize {
+    WORKER.with(std::cell::Cell::get)
+}
+
+/// The proxy's threads: one single-threaded runtime per thread, like nginx's worker processes.
+///
+/// A connection lives on one worker from accept to close, and every target has one connection
+/// pool per worker, so a request never hops between threads: no cross-thread wake-ups, which on
+/// a small machine cost more than the proxying itself.
+#[derive(Debug)]
+pub struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    stop: CancellationToken,
+}
+
+impl Workers {
+    /// Starts `n` worker threads (at least one).
+    pub fn start(n: usize) -> std::io::Result<Self> {
+        let stop = CancellationToken::new();
+        let mut handles = Vec::new();
+        for i in 0..n.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(runtime.handle().clone());
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(format!("proxy-{i}"))
+                .spawn(move || {
+                    WORKER.with(|w| w.set(i));
+                    runtime.block_on(stop.cancelled());
+                })?;
+        }
+        Ok(Self { handles, stop })
+    }
+
+    /// How many workers run.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Whether there are none (never: at least one is started).
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Ends the worker threads; connections still open on them are dropped.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Binds a listener on `addr` (port 0 picks one).
+pub fn bind(
     load_balancer: &str,
     name: &str,
     addr: SocketAddr,
     forward: Forward,
     idle_timeout: Duration,
-) -> std::io::Result<(Arc<Listener>, TcpListener)> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    let tcp = socket.listen(1024)?;
+) -> std::io::Result<(Arc<Listener>, std::net::TcpListener)> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    let tcp = std::net::TcpListener::from(socket);
     let addr = tcp.local_addr()?;
     let listener = Arc::new(Listener {
         load_balancer: load_balancer.to_owned(),
@@ -181,19 +245,40 @@ pub async fn bind(
     Ok((listener, tcp))
 }
 
-/// Serves `tcp` for `listener` until `stop` fires, then drains connections for up to `grace`.
-pub async fn serve(
+/// Serves `tcp` for `listener` on `workers` until `stop` fires, then lets open connections
+/// finish their requests for up to `grace`. Connections are handed to the workers in turn.
+pub fn serve(
     listener: Arc<Listener>,
-    tcp: TcpListener,
+    tcp: std::net::TcpListener,
+    workers: &Workers,
+    stop: CancellationToken,
+    grace: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let handles = workers.handles.clone();
+    workers.handles[0].spawn(accept_loop(listener, tcp, handles, stop, grace))
+}
+
+async fn accept_loop(
+    listener: Arc<Listener>,
+    tcp: std::net::TcpListener,
+    workers: Vec<tokio::runtime::Handle>,
     stop: CancellationToken,
     grace: Duration,
 ) {
+    let tcp = match TcpListener::from_std(tcp) {
+        Ok(tcp) => tcp,
+        Err(err) => {
+            tracing::error!(listener = %listener.name, %err, "cannot serve the listener");
+            return;
+        }
+    };
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         // The client idle timeout (ALB: 60 s), also bounding how long a request head may take.
         .header_read_timeout(listener.idle_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let mut turn = 0usize;
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
@@ -206,12 +291,22 @@ pub async fn serve(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let l = Arc::clone(&listener);
-        let svc = service_fn(move |req| handle(Arc::clone(&l), peer, req));
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
-        tokio::spawn(async move {
-            let _ = conn.await;
+        // Hand the connection to the next worker; it lives there until it closes.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let worker = &workers[turn % workers.len()];
+        turn = turn.wrapping_add(1);
+        let (l, http, watcher) = (Arc::clone(&listener), http.clone(), graceful.watcher());
+        worker.spawn(async move {
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let svc = service_fn(move |req| handle(Arc::clone(&l), peer, req));
+            let _ = watcher
+                .watch(http.serve_connection(TokioIo::new(stream), svc))
+                .await;
         });
     }
     drop(tcp);
@@ -254,7 +349,7 @@ async fn handle(
     parts.version = http::Version::HTTP_11;
 
     let _in_flight = target.enter();
-    let request = target.client.request(Request::from_parts(parts, body));
+    let request = target.client().request(Request::from_parts(parts, body));
     let answer = tokio::select! {
         biased;
         () = target.cut_off.cancelled() => {

@@ -100,7 +100,8 @@ pub struct Target {
     /// Where requests go.
     pub addr: SocketAddr,
     pub(crate) authority: Authority,
-    pub(crate) client: Client<HttpConnector, Incoming>,
+    /// One keep-alive pool per proxy worker thread, so a request never crosses threads.
+    clients: Box<[Client<HttpConnector, Incoming>]>,
     status: Mutex<Status>,
     in_flight: AtomicUsize,
     /// Fired when the deregistration delay ends: in-flight requests are cut off.
@@ -131,7 +132,12 @@ pub struct TargetInfo {
 }
 
 impl Target {
-    fn new(id: String, addr: SocketAddr, idle_timeout: Duration) -> Result<Self, String> {
+    fn new(
+        id: String,
+        addr: SocketAddr,
+        idle_timeout: Duration,
+        workers: usize,
+    ) -> Result<Self, String> {
         let authority: Authority = addr
             .to_string()
             .parse()
@@ -140,18 +146,23 @@ impl Target {
         connector.set_nodelay(true);
         // ALB's connection timeout to targets is 10 s.
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            // Backend keep-alive up to the load balancer's idle timeout, as ALB does: a target that
-            // closes idle connections sooner races the proxy (FAILURE_MODES.md #6).
-            .pool_idle_timeout(idle_timeout)
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let clients = (0..workers.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    // Backend keep-alive up to the load balancer's idle timeout, as ALB does: a
+                    // target that closes idle connections sooner races the proxy
+                    // (FAILURE_MODES.md #6).
+                    .pool_idle_timeout(idle_timeout)
+                    .pool_max_idle_per_host(256)
+                    .build(connector.clone())
+            })
+            .collect();
         Ok(Self {
             id,
             addr,
             authority,
-            client,
+            clients,
             status: Mutex::new(Status {
                 health: TargetHealth::Initial,
                 reason: Some("Elb.RegistrationInProgress"),
@@ -160,6 +171,11 @@ impl Target {
             cut_off: CancellationToken::new(),
             stop_checks: CancellationToken::new(),
         })
+    }
+
+    /// The connection pool of the proxy worker running on this thread.
+    pub(crate) fn client(&self) -> &Client<HttpConnector, Incoming> {
+        &self.clients[crate::proxy::worker_index() % self.clients.len()]
     }
 
     /// The current health state.
@@ -237,17 +253,20 @@ pub struct TargetGroup {
     routing: ArcSwap<Routing>,
     next: AtomicUsize,
     idle_timeout: Duration,
+    workers: usize,
     clock: Clock,
     events: Events,
     me: Weak<TargetGroup>,
 }
 
 impl TargetGroup {
-    /// A target group with no targets. `idle_timeout` (real) bounds idle backend connections.
+    /// A target group with no targets. `idle_timeout` (real) bounds idle backend connections;
+    /// `workers` is the number of proxy worker threads (one connection pool each per target).
     pub fn new(
         name: impl Into<String>,
         settings: TargetGroupSettings,
         idle_timeout: Duration,
+        workers: usize,
         clock: Clock,
         events: Events,
     ) -> Arc<Self> {
@@ -258,6 +277,7 @@ impl TargetGroup {
             routing: ArcSwap::from_pointee(Routing::default()),
             next: AtomicUsize::new(0),
             idle_timeout,
+            workers,
             clock,
             events,
             me: me.clone(),
@@ -324,7 +344,12 @@ impl TargetGroup {
             {
                 return Ok(());
             }
-            let target = Arc::new(Target::new(id.into(), addr, self.idle_timeout)?);
+            let target = Arc::new(Target::new(
+                id.into(),
+                addr,
+                self.idle_timeout,
+                self.workers,
+            )?);
             targets.push(Arc::clone(&target));
             target
         };
