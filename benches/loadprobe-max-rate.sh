@@ -21,7 +21,6 @@ probe_rps() {
     echo "probe failed (exit $?); its report:" >&2; cat "$work/max.json" >&2; exit 1; }
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.0f %d %d" % (r["achieved_rate"], r["requests"], r["errors"]["total"]))' "$work/max.json"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 w1=() w2=() pr=()
 for r in $(seq "$rounds"); do

@@ -10,20 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-1000} secs=${2:-10} rounds=${3:-3}
-for tool in wrk nginx python3; do
-  command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install wrk nginx)" >&2; exit 2; }
-done
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet -p server -p localaws -p loadprobe
-bin=$CARGO_TARGET_DIR/release
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+need wrk nginx python3
+build server localaws loadprobe
 
 cat > "$work/stack.toml" <<TOML
 time_scale = 10.0
@@ -64,7 +54,7 @@ for _ in $(seq 100); do grep -q "healthy in tg" "$work/localaws.log" && break; s
 echo "listener $lb -> task http://$task/"
 
 # nginx as a keep-alive reverse proxy to the same task.
-nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+nport=$(free_port)
 mkdir -p "$work/nginx/logs"
 cat > "$work/nginx/nginx.conf" <<CONF
 worker_processes auto;
@@ -88,13 +78,12 @@ http {
 CONF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx.log" &
 pids+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.05; done
+wait_up "$nport"
 
 probe() { # url out.json
   "$bin/loadprobe" "$1" --rate "$rate" --duration "${secs}s" --connections 32 --quiet --json "$2" >/dev/null || true
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["latency_us"]; print(l["p50"], l["p99"], r["errors"]["total"])' "$2"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 d50=() d99=() l50=() l99=() n50=() n99=()
 for r in $(seq "$rounds"); do
   read -r a b e1 < <(probe "http://$task/" "$work/direct.json")

@@ -9,17 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} secs=${2:-10} conns=${3:-32}
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 2; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet -p server -p benches
-bin=$CARGO_TARGET_DIR/release
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.02; done; echo "port $1 never opened" >&2; exit 1; }
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+need wrk python3
+build server benches
 
 hp=$(free_port); sp=$(free_port)
 "$bin/hello-hyper" "127.0.0.1:$hp" >/dev/null & pids+=($!)
@@ -27,7 +20,6 @@ PORT=$sp BIND=127.0.0.1 LOG_FORMAT=json "$bin/server" 2>/dev/null & pids+=($!)
 wait_up "$hp"; wait_up "$sp"
 
 rps() { wrk -t1 -c"$conns" -d"${secs}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 hello=() page=() health=()
 for r in $(seq "$rounds"); do
   hello+=("$(rps "http://127.0.0.1:$hp/")")
