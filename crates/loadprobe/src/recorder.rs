@@ -360,20 +360,26 @@ impl Recorder {
     fn acc(&mut self, idx: u64) -> &mut Acc {
         let pos = (idx - self.first_open) as usize;
         while self.open.len() <= pos {
-            let hist = self
-                .spare
-                .pop()
-                .unwrap_or_else(|| histo::new_histogram(self.setup.high_us));
-            self.open.push_back(Acc {
-                hist,
-                requests: 0,
-                ok: 0,
-                errors: Vec::new(),
-                versions: Vec::new(),
-                served_by: Vec::new(),
-            });
+            let acc = self.empty_acc();
+            self.open.push_back(acc);
         }
         &mut self.open[pos]
+    }
+
+    /// An empty interval accumulator, reusing a spare histogram when there is one.
+    fn empty_acc(&mut self) -> Acc {
+        let hist = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| histo::new_histogram(self.setup.high_us));
+        Acc {
+            hist,
+            requests: 0,
+            ok: 0,
+            errors: Vec::new(),
+            versions: Vec::new(),
+            served_by: Vec::new(),
+        }
     }
 
     /// Closes every interval before `idx`: all their requests have results.
@@ -381,21 +387,8 @@ impl Recorder {
         while self.first_open < idx {
             let mut acc = match self.open.pop_front() {
                 Some(acc) => acc,
-                None => {
-                    // Nothing was intended in it; keep the timeline continuous.
-                    let hist = self
-                        .spare
-                        .pop()
-                        .unwrap_or_else(|| histo::new_histogram(self.setup.high_us));
-                    Acc {
-                        hist,
-                        requests: 0,
-                        ok: 0,
-                        errors: Vec::new(),
-                        versions: Vec::new(),
-                        served_by: Vec::new(),
-                    }
-                }
+                // Nothing was intended in it; keep the timeline continuous.
+                None => self.empty_acc(),
             };
             let start = Duration::from_micros(self.first_open * self.interval_us);
             if let Some(log) = self.setup.hdr_log.as_mut()
