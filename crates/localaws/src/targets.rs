@@ -309,12 +309,11 @@ impl TargetGroup {
     /// The state of the target at `addr` (the live registration, else a draining one).
     pub fn health_of(&self, addr: SocketAddr) -> Option<TargetHealth> {
         let targets = self.targets();
-        let mut found = targets.iter().filter(|t| t.addr == addr);
-        let all: Vec<_> = found.by_ref().collect();
-        all.iter()
-            .find(|t| t.health() != TargetHealth::Draining)
-            .or_else(|| all.first())
-            .map(|t| t.health())
+        let states = targets.iter().filter(|t| t.addr == addr).map(|t| t.health());
+        states
+            .clone()
+            .find(|h| *h != TargetHealth::Draining)
+            .or_else(|| states.clone().next())
     }
 
     /// The routing snapshot (for the proxy and for tests).
