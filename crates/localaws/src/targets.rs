@@ -309,7 +309,10 @@ impl TargetGroup {
     /// The state of the target at `addr` (the live registration, else a draining one).
     pub fn health_of(&self, addr: SocketAddr) -> Option<TargetHealth> {
         let targets = self.targets();
-        let states = targets.iter().filter(|t| t.addr == addr).map(|t| t.health());
+        let states = targets
+            .iter()
+            .filter(|t| t.addr == addr)
+            .map(|t| t.health());
         states
             .clone()
             .find(|h| *h != TargetHealth::Draining)
