@@ -109,9 +109,10 @@ pub struct Options {
     pub ephemeral_ports: bool,
     /// Proxy worker threads (default: one per core, at most 8).
     pub proxy_threads: Option<usize>,
-    /// Overrides how image `server` resolves (default: beside the current executable, then
-    /// `$LOCALAWS_SERVER_BIN`, then `PATH`).
-    pub server_bin: Option<PathBuf>,
+    /// How image `server` runs: a program and the arguments before the image's own. Default:
+    /// `$LOCALAWS_SERVER_BIN`, else a `server` binary beside the current executable, else `server`
+    /// on `PATH`. The `localaws` binary sets itself with `server` (the application is linked in).
+    pub server: Option<(PathBuf, Vec<String>)>,
 }
 
 impl Options {
@@ -122,7 +123,7 @@ impl Options {
             time_scale: None,
             ephemeral_ports: false,
             proxy_threads: None,
-            server_bin: None,
+            server: None,
         }
     }
 }
@@ -139,7 +140,7 @@ struct Inner {
     clock: Clock,
     events: Events,
     runtime: Arc<dyn TaskRuntime>,
-    server_bin: Option<PathBuf>,
+    server: Option<(PathBuf, Vec<String>)>,
     log_dir: PathBuf,
     instances: Mutex<Vec<Instance>>,
     target_groups: BTreeMap<String, Arc<TargetGroup>>,
@@ -230,7 +231,7 @@ impl DataPlane {
                 clock,
                 events,
                 runtime,
-                server_bin: options.server_bin,
+                server: options.server,
                 log_dir,
                 instances: Mutex::new(Vec::new()),
                 target_groups,
@@ -384,7 +385,8 @@ impl DataPlane {
             .get(&container.image)
             .ok_or_else(|| not_found("image", &container.image))?;
         let instance = self.place(instance)?;
-        let command = self.resolve(&image.command);
+        let (command, mut args) = self.resolve(&image.command);
+        args.extend(image.args.iter().cloned());
         let mut vars: Vec<(String, String)> = image
             .environment
             .iter()
@@ -412,7 +414,7 @@ impl DataPlane {
             ip: instance.ip,
             host_port,
             command,
-            args: image.args.clone(),
+            args,
             env: vars,
             log_dir: self.inner.log_dir.clone(),
         };
@@ -498,25 +500,26 @@ impl DataPlane {
             .ok_or_else(|| DataPlaneError::Invalid("the cluster has no instances".into()))
     }
 
-    fn resolve(&self, command: &str) -> PathBuf {
+    /// The program and leading arguments an image command runs as.
+    fn resolve(&self, command: &str) -> (PathBuf, Vec<String>) {
         if command != "server" {
-            return PathBuf::from(command);
-        }
-        if let Some(bin) = &self.inner.server_bin {
-            return bin.clone();
+            return (PathBuf::from(command), Vec::new());
         }
         if let Some(bin) = std::env::var_os("LOCALAWS_SERVER_BIN") {
-            return PathBuf::from(bin);
+            return (PathBuf::from(bin), Vec::new());
+        }
+        if let Some(server) = &self.inner.server {
+            return server.clone();
         }
         if let Ok(exe) = std::env::current_exe() {
             for dir in exe.ancestors().skip(1).take(2) {
                 let candidate = dir.join("server");
                 if candidate.is_file() {
-                    return candidate;
+                    return (candidate, Vec::new());
                 }
             }
         }
-        PathBuf::from("server")
+        (PathBuf::from("server"), Vec::new())
     }
 
     /// Registers a task's endpoint with a target group (ECS does this for service tasks).

@@ -72,6 +72,14 @@ pub enum Command {
     },
     /// Print the embedded default stack.
     DefaultStack,
+    /// Run the application (`crates/server`, linked in): what image `server` runs as a task, so
+    /// `cargo run -p localaws` needs no separately built binary. Arguments go to `server`.
+    #[command(hide = true)]
+    Server {
+        /// Arguments for `server`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Arguments of `up`.
@@ -140,6 +148,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Up(args) => up(args).await,
+        Command::Server { .. } => Err(Error::Usage(
+            "`localaws server` is dispatched by main before logging starts".into(),
+        )),
     }
 }
 
@@ -160,6 +171,10 @@ async fn up(args: UpArgs) -> Result<(), Error> {
     let mut options = Options::new(&args.state_dir);
     options.time_scale = args.time_scale;
     options.proxy_threads = args.proxy_threads.map(usize::from);
+    // Image `server` runs this very binary as the application: always the code it was built with.
+    options.server = std::env::current_exe()
+        .ok()
+        .map(|exe| (exe, vec!["server".to_owned()]));
     let plane = DataPlane::start(stack, Arc::new(ProcessRuntime::new()), options)
         .await
         .context("starting the data plane")?;

@@ -108,6 +108,30 @@ impl Error {
     }
 }
 
+/// Runs the command on a new runtime and returns the process exit code: what `main` does, also
+/// for programs that link the application in (localaws runs its tasks this way).
+pub fn main_with(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("server: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Logged for the log shipper, printed for a human (logging may not be up yet).
+            tracing::error!(error = %err, "exiting");
+            eprintln!("server: {err}");
+            err.exit_code()
+        }
+    }
+}
+
 /// Runs the command; must be called inside a tokio runtime.
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let config = Config::from_env()?;

@@ -11,14 +11,15 @@ use tokio::process::{Child, Command};
 
 use crate::util::{get, server_bin};
 
-fn stack_file(dir: &std::path::Path) -> std::path::PathBuf {
+/// A stack with two service tasks; `command` is what image `server` runs.
+fn stack_file(dir: &std::path::Path, command: &str) -> std::path::PathBuf {
     let text = format!(
         r#"
         time_scale = 10.0
         [cluster]
         instances = 2
         [images.server]
-        command = "{}"
+        command = "{command}"
         [[task_definitions]]
         family = "web"
         [[task_definitions.containerDefinitions]]
@@ -42,8 +43,7 @@ fn stack_file(dir: &std::path::Path) -> std::path::PathBuf {
         task_definition = "web"
         desired_count = 2
         load_balancer = {{ target_group = "tg", container_name = "web", container_port = 8080 }}
-        "#,
-        server_bin().display()
+        "#
     );
     let path = dir.join("stack.toml");
     std::fs::write(&path, text).unwrap();
@@ -54,15 +54,17 @@ fn stack_file(dir: &std::path::Path) -> std::path::PathBuf {
 /// channel of the remaining log lines.
 async fn start_localaws(
     dir: &std::path::Path,
+    command: &str,
 ) -> (
     Child,
     Vec<SocketAddr>,
     tokio::sync::mpsc::UnboundedReceiver<String>,
 ) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_localaws"))
+        .env_remove("LOCALAWS_SERVER_BIN")
         .arg("up")
         .arg("--stack")
-        .arg(stack_file(dir))
+        .arg(stack_file(dir, command))
         .arg("--state-dir")
         .arg(dir)
         .stdin(Stdio::null())
@@ -127,7 +129,8 @@ async fn all_gone(endpoints: &[SocketAddr], within: Duration) -> bool {
 #[tokio::test]
 async fn sigkill_of_localaws_leaves_no_task_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, endpoints, _) = start_localaws(dir.path()).await;
+    let bin = server_bin().display().to_string();
+    let (mut child, endpoints, _) = start_localaws(dir.path(), &bin).await;
     let pid = Pid::from_raw(child.id().unwrap() as i32);
     kill(pid, Signal::SIGKILL).unwrap();
     let _ = child.wait().await;
@@ -140,7 +143,8 @@ async fn sigkill_of_localaws_leaves_no_task_behind() {
 #[tokio::test]
 async fn ctrl_c_stops_every_task_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, endpoints, mut logs) = start_localaws(dir.path()).await;
+    let bin = server_bin().display().to_string();
+    let (mut child, endpoints, mut logs) = start_localaws(dir.path(), &bin).await;
     kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGINT).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
@@ -166,7 +170,7 @@ async fn ctrl_c_stops_every_task_gracefully() {
 #[tokio::test]
 async fn cli_validates_stack_files() {
     let dir = tempfile::tempdir().unwrap();
-    let good = stack_file(dir.path());
+    let good = stack_file(dir.path(), "server");
     let out = Command::new(env!("CARGO_BIN_EXE_localaws"))
         .arg("check")
         .arg(&good)
@@ -213,4 +217,23 @@ async fn cli_validates_stack_files() {
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(localaws::Stack::parse(&text, "printed").is_ok());
+}
+
+#[tokio::test]
+async fn image_server_runs_the_application_linked_into_localaws() {
+    // `cargo run -p localaws` builds no `server` binary: image `server` runs localaws itself as
+    // the application, so the default stack works from one command.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, endpoints, _) = start_localaws(dir.path(), "server").await;
+    for e in &endpoints {
+        let (status, _, _) = get(&format!("http://{e}/ready")).await.unwrap();
+        assert_eq!(status, 200);
+    }
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(all_gone(&endpoints, Duration::from_secs(1)).await);
 }

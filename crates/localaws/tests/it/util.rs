@@ -94,7 +94,7 @@ impl Stand {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut options = Options::new(dir.path());
         options.ephemeral_ports = true;
-        options.server_bin = Some(server_bin());
+        options.server = Some((server_bin(), Vec::new()));
         let plane = DataPlane::start(stack, Arc::new(ProcessRuntime::new()), options)
             .await
             .expect("data plane");
