@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{eventually, get};
+use crate::util::{eventually, get, wait_for_in_flight};
 
 const TAG: &str = "ecs-zdt/server:test";
 
@@ -141,13 +141,10 @@ async fn stop_with_request_in_flight(
     );
 
     let slow = tokio::spawn(async move { get(addr, "/delay/1500").await });
-    let in_flight = eventually(Duration::from_secs(5), || async move {
-        let v = get(addr, "/version").await.unwrap();
-        let v: serde_json::Value = serde_json::from_str(&v.body).unwrap();
-        v["in_flight"].as_u64() == Some(2)
-    })
-    .await;
-    assert!(in_flight.is_some(), "slow request never got in flight");
+    assert!(
+        wait_for_in_flight(addr, 1).await,
+        "slow request never got in flight"
+    );
 
     let stopped = Instant::now();
     let name_owned = name.to_owned();

@@ -1,10 +1,13 @@
 //! The drain on SIGTERM, with its negative control beside it.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use tokio::sync::OnceCell;
 
-use crate::util::{Answer, Conn, Server, base_env, eventually, get};
+use crate::util::{Answer, Conn, Server, base_env, eventually, get, wait_for_in_flight};
 
 /// What a client population saw around a SIGTERM.
 struct Drain {
@@ -36,70 +39,14 @@ async fn drain(drain_delay: &str, deadline: &str, window: Duration, slow_ms: u64
     let a = server.addr;
 
     let slow = tokio::spawn(async move { get(a, &format!("/delay/{slow_ms}")).await });
-    // Wait until the server counts the slow request in flight (plus the /version asking).
-    let in_flight = eventually(Duration::from_secs(5), || async move {
-        let v = get(a, "/version").await.unwrap();
-        let v: serde_json::Value = serde_json::from_str(&v.body).unwrap();
-        v["in_flight"].as_u64() == Some(2)
-    })
-    .await;
-    assert!(in_flight.is_some(), "the slow request never got in flight");
+    assert!(
+        wait_for_in_flight(a, 1).await,
+        "the slow request never got in flight"
+    );
 
-    let signal_at = std::sync::Arc::new(tokio::sync::OnceCell::<Instant>::new());
-    let stop_at = {
-        let signal_at = signal_at.clone();
-        move || signal_at.get().map(|t| *t + window)
-    };
-    let after_signal = {
-        let signal_at = signal_at.clone();
-        move || signal_at.get().is_some()
-    };
-
-    let fresh = tokio::spawn({
-        let (stop_at, after_signal) = (stop_at.clone(), after_signal.clone());
-        async move {
-            let mut seen = Vec::new();
-            loop {
-                if stop_at().is_some_and(|t| Instant::now() >= t) {
-                    return seen;
-                }
-                let counted = after_signal();
-                let result = get(a, "/").await;
-                if counted {
-                    seen.push(result);
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    });
-    let kept = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        let mut conn = Conn::open(a).await.ok();
-        loop {
-            if stop_at().is_some_and(|t| Instant::now() >= t) {
-                return seen;
-            }
-            let counted = after_signal();
-            let result = match conn.as_mut() {
-                Some(c) if !c.is_closed() => c.get("/").await,
-                _ => match Conn::open(a).await {
-                    Ok(mut c) => {
-                        let r = c.get("/").await;
-                        conn = Some(c);
-                        r
-                    }
-                    Err(e) => Err(e.to_string()),
-                },
-            };
-            if result.is_err() {
-                conn = None;
-            }
-            if counted {
-                seen.push(result);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
+    let signal_at = Arc::new(OnceCell::<Instant>::new());
+    let fresh = tokio::spawn(stream(a, false, Arc::clone(&signal_at), window));
+    let kept = tokio::spawn(stream(a, true, Arc::clone(&signal_at), window));
 
     // Some traffic before the signal, so both streams are warm.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -127,6 +74,43 @@ async fn drain(drain_delay: &str, deadline: &str, window: Duration, slow_ms: u64
         exit_code,
         exited_after,
         logs,
+    }
+}
+
+/// `GET /` every 10 ms, over one keep-alive connection (reopened when it closes) or a fresh
+/// connection each time, until `window` after the signal; returns the results of the requests
+/// sent after the signal.
+async fn stream(
+    a: SocketAddr,
+    keep_alive: bool,
+    signal_at: Arc<OnceCell<Instant>>,
+    window: Duration,
+) -> Vec<Result<Answer, String>> {
+    let mut seen = Vec::new();
+    let mut conn: Option<Conn> = None;
+    loop {
+        if signal_at
+            .get()
+            .is_some_and(|t| Instant::now() >= *t + window)
+        {
+            return seen;
+        }
+        let counted = signal_at.get().is_some();
+        let reuse = conn.as_ref().is_some_and(|c| keep_alive && !c.is_closed());
+        if !reuse {
+            conn = Conn::open(a).await.ok();
+        }
+        let result = match conn.as_mut() {
+            Some(c) => c.get("/").await,
+            None => Err("connect failed".to_owned()),
+        };
+        if result.is_err() {
+            conn = None;
+        }
+        if counted {
+            seen.push(result);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -198,3 +198,17 @@ where
     }
     None
 }
+
+/// Waits (up to 5 s) until the server at `addr` counts `n` requests in flight besides the
+/// `/version` request asking; false if it never does.
+pub async fn wait_for_in_flight(addr: SocketAddr, n: u64) -> bool {
+    eventually(Duration::from_secs(5), || async move {
+        let Ok(v) = get(addr, "/version").await else {
+            return false;
+        };
+        let v: serde_json::Value = serde_json::from_str(&v.body).unwrap_or_default();
+        v["in_flight"].as_u64() == Some(n + 1)
+    })
+    .await
+    .is_some()
+}
