@@ -9,44 +9,30 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::util::{get, server_bin};
+use localaws::stack::{ServiceConfig, ServiceLoadBalancer};
 
-/// A stack with two service tasks; `command` is what image `server` runs.
+use crate::util::{get, server_bin, test_stack};
+
+/// The test stack with two service tasks in `blue`, written to a file; `command` is what image
+/// `server` runs.
 fn stack_file(dir: &std::path::Path, command: &str) -> std::path::PathBuf {
-    let text = format!(
-        r#"
-        time_scale = 10.0
-        [cluster]
-        instances = 2
-        [images.server]
-        command = "{command}"
-        [[task_definitions]]
-        family = "web"
-        [[task_definitions.containerDefinitions]]
-        name = "web"
-        image = "server"
-        stopTimeout = 5
-        portMappings = [{{ containerPort = 8080 }}]
-        environment = [{{ name = "DRAIN_DELAY_SECONDS", value = "0.2" }}]
-        [[target_groups]]
-        name = "tg"
-        deregistration_delay = 5
-        health_check = {{ path = "/ready", interval = 5, timeout = 2 }}
-        [[load_balancers]]
-        name = "lb"
-        [[load_balancers.listeners]]
-        name = "production"
-        port = 0
-        forward = [{{ target_group = "tg" }}]
-        [[services]]
-        name = "web"
-        task_definition = "web"
-        desired_count = 2
-        load_balancer = {{ target_group = "tg", container_name = "web", container_port = 8080 }}
-        "#
-    );
+    let mut stack = test_stack();
+    stack.cluster.instances = 2;
+    if let Some(image) = stack.images.get_mut("server") {
+        image.command = command.to_owned();
+    }
+    stack.services.push(ServiceConfig {
+        name: "web".into(),
+        task_definition: "web".into(),
+        desired_count: 2,
+        load_balancer: Some(ServiceLoadBalancer {
+            target_group: "blue".into(),
+            container_name: "web".into(),
+            container_port: 8080,
+        }),
+    });
     let path = dir.join("stack.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, toml::to_string(&stack).unwrap()).unwrap();
     path
 }
 
