@@ -123,6 +123,12 @@ impl Error {
     }
 }
 
+/// The application's command line from the arguments of `localaws server`.
+pub fn server_cli(args: Vec<String>) -> server::Cli {
+    use clap::Parser as _;
+    server::Cli::parse_from(std::iter::once("server".to_owned()).chain(args))
+}
+
 /// Runs the command; must be called inside a tokio runtime.
 pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command.unwrap_or(Command::Up(UpArgs::default())) {
@@ -148,9 +154,11 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Up(args) => up(args).await,
-        Command::Server { .. } => Err(Error::Usage(
-            "`localaws server` is dispatched by main before logging starts".into(),
-        )),
+        // The binary runs this before its own logging starts (see main.rs); here for callers
+        // of the library.
+        Command::Server { args } => server::run(server_cli(args))
+            .await
+            .map_err(|e| Error::Runtime(e.into())),
     }
 }
 

@@ -5,8 +5,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = localaws::Cli::parse();
+    // A task of image `server`: the application, with its own logging and exit codes.
     if let Some(localaws::Command::Server { args }) = cli.command {
-        return serve_application(args);
+        return server::main_with(localaws::server_cli(args));
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -35,11 +36,4 @@ fn main() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
-}
-
-/// `localaws server ...`: the application as a task process, with its own logging and exit codes.
-fn serve_application(args: Vec<String>) -> ExitCode {
-    server::main_with(server::Cli::parse_from(
-        std::iter::once("server".to_owned()).chain(args),
-    ))
 }

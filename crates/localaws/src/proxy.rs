@@ -303,7 +303,9 @@ async fn accept_loop(
                 return;
             };
             let _ = stream.set_nodelay(true);
-            let svc = service_fn(move |req| handle(Arc::clone(&l), peer, req));
+            // The client address goes into every request's x-forwarded-for: render it once.
+            let client = client_ip(peer);
+            let svc = service_fn(move |req| handle(Arc::clone(&l), client.clone(), req));
             let _ = watcher
                 .watch(http.serve_connection(TokioIo::new(stream), svc))
                 .await;
@@ -315,7 +317,7 @@ async fn accept_loop(
 
 async fn handle(
     listener: Arc<Listener>,
-    peer: SocketAddr,
+    client: HeaderValue,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let group = {
@@ -341,7 +343,7 @@ async fn handle(
         Err(_) => return Ok(lb_error(StatusCode::BAD_REQUEST, "bad-request-target")),
     };
     strip_hop_by_hop(&mut parts.headers);
-    forwarded_for(&mut parts.headers, peer);
+    forwarded_for(&mut parts.headers, &client);
     parts.headers.insert(X_FORWARDED_PROTO.clone(), HTTP);
     parts
         .headers
@@ -424,15 +426,24 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-fn forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_string();
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {ip}"),
-        None => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+/// The client's IP as a header value.
+fn client_ip(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// Appends the client to `x-forwarded-for` (sets it when the client sent none).
+fn forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
+    let appended = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|prior| prior.to_str().ok())
+        .and_then(|prior| {
+            let ip = client.to_str().ok()?;
+            HeaderValue::from_str(&format!("{prior}, {ip}")).ok()
+        });
+    headers.insert(
+        X_FORWARDED_FOR.clone(),
+        appended.unwrap_or_else(|| client.clone()),
+    );
 }
 
 /// A response the load balancer generates, shaped like ALB's.
@@ -499,9 +510,9 @@ mod tests {
     #[test]
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
-        forwarded_for(&mut h, "127.0.0.9:1".parse().unwrap());
+        forwarded_for(&mut h, &client_ip("127.0.0.9:1".parse().unwrap()));
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.9");
-        forwarded_for(&mut h, "127.0.0.8:1".parse().unwrap());
+        forwarded_for(&mut h, &client_ip("127.0.0.8:1".parse().unwrap()));
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.9, 127.0.0.8");
     }
 
