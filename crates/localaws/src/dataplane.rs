@@ -458,11 +458,6 @@ impl DataPlane {
         self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every task started and not yet forgotten.
-    pub fn task_list(&self) -> Vec<TaskInfo> {
-        self.tasks().values().map(|r| r.info.clone()).collect()
-    }
-
     fn task(&self, id: &str) -> Result<(TaskInfo, Arc<dyn RunningTask>, Duration), DataPlaneError> {
         self.tasks()
             .get(id)

@@ -81,11 +81,6 @@ impl Forward {
             .collect::<Vec<_>>()
             .join(",")
     }
-
-    /// Target groups with their weights.
-    pub fn groups(&self) -> &[(Arc<TargetGroup>, u32)] {
-        &self.groups
-    }
 }
 
 fn gcd(a: u32, b: u32) -> u32 {

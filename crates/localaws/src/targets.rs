@@ -292,11 +292,6 @@ impl TargetGroup {
             .clone()
     }
 
-    /// Changes settings (health checks, deregistration delay) while traffic flows.
-    pub fn set_settings(&self, settings: TargetGroupSettings) {
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
-    }
-
     fn targets(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Target>>> {
         self.targets.lock().unwrap_or_else(|p| p.into_inner())
     }
