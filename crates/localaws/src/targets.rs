@@ -12,7 +12,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -248,7 +248,7 @@ impl Routing {
 pub struct TargetGroup {
     /// Name.
     pub name: String,
-    settings: RwLock<TargetGroupSettings>,
+    settings: TargetGroupSettings,
     targets: Mutex<Vec<Arc<Target>>>,
     routing: ArcSwap<Routing>,
     next: AtomicUsize,
@@ -272,7 +272,7 @@ impl TargetGroup {
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             name: name.into(),
-            settings: RwLock::new(settings),
+            settings,
             targets: Mutex::new(Vec::new()),
             routing: ArcSwap::from_pointee(Routing::default()),
             next: AtomicUsize::new(0),
@@ -284,12 +284,9 @@ impl TargetGroup {
         })
     }
 
-    /// The settings now in force.
-    pub fn settings(&self) -> TargetGroupSettings {
-        self.settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The group's settings.
+    pub fn settings(&self) -> &TargetGroupSettings {
+        &self.settings
     }
 
     fn targets(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Target>>> {
@@ -484,7 +481,7 @@ async fn health_checks(tg: Weak<TargetGroup>, target: Arc<Target>, clock: Clock)
         HealthTracker::new(s.healthy_threshold, s.unhealthy_threshold)
     };
     loop {
-        let Some(settings) = tg.upgrade().map(|g| g.settings()) else {
+        let Some(settings) = tg.upgrade().map(|g| g.settings().clone()) else {
             return;
         };
         let timeout = clock.timeout(settings.timeout);
