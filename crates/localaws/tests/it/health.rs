@@ -14,17 +14,9 @@ async fn target_failing_health_checks_becomes_unhealthy_and_stops_receiving_traf
     let flaky = TestTarget::start([127, 0, 2, 1], "flaky", false).await;
     let tg = stand.plane.target_group("blue").unwrap();
     tg.register("flaky", flaky.addr).unwrap();
-    let healthy = stand
-        .plane
-        .wait_for_target(
-            "blue",
-            flaky.addr,
-            TargetHealth::Healthy,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    assert!(healthy);
+    stand
+        .expect_state("blue", flaky.addr, TargetHealth::Healthy)
+        .await;
 
     let probe = probe(&stand.url("production", "/"), 300.0, 3.0);
     bridge_events(&stand.plane, &probe);
@@ -32,17 +24,9 @@ async fn target_failing_health_checks_becomes_unhealthy_and_stops_receiving_traf
     probe.mark("flaky starts failing");
     flaky.set_failing(true);
     let failing_since = Instant::now();
-    let unhealthy = stand
-        .plane
-        .wait_for_target(
-            "blue",
-            flaky.addr,
-            TargetHealth::Unhealthy,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    assert!(unhealthy, "never marked unhealthy");
+    stand
+        .expect_state("blue", flaky.addr, TargetHealth::Unhealthy)
+        .await;
     // Two consecutive failures at a 0.5 s (real) interval: at least one interval, at most three.
     let took = failing_since.elapsed();
     assert!(
@@ -91,17 +75,9 @@ async fn all_targets_unhealthy_fails_open() {
         tg.register(t.name, t.addr).unwrap();
     }
     for t in [&a, &b] {
-        let unhealthy = stand
-            .plane
-            .wait_for_target(
-                "green",
-                t.addr,
-                TargetHealth::Unhealthy,
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-        assert!(unhealthy);
+        stand
+            .expect_state("green", t.addr, TargetHealth::Unhealthy)
+            .await;
     }
     assert!(tg.routing().fail_open());
 
@@ -118,17 +94,9 @@ async fn all_targets_unhealthy_fails_open() {
 
     // One recovers: the group stops failing open and routes only to it.
     b.set_failing(false);
-    let healthy = stand
-        .plane
-        .wait_for_target(
-            "green",
-            b.addr,
-            TargetHealth::Healthy,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    assert!(healthy);
+    stand
+        .expect_state("green", b.addr, TargetHealth::Healthy)
+        .await;
     assert!(!tg.routing().fail_open());
     let before = a.served();
     let report = probe(&stand.url("test", "/"), 200.0, 0.5)

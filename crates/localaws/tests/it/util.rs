@@ -124,19 +124,20 @@ impl Stand {
             tasks.push(t);
         }
         for t in &tasks {
-            let ok = self
-                .plane
-                .wait_for_target(
-                    tg,
-                    t.endpoint,
-                    localaws::TargetHealth::Healthy,
-                    Duration::from_secs(10),
-                )
-                .await
-                .unwrap();
-            assert!(ok, "task {} never became healthy in {tg}", t.id);
+            self.expect_state(tg, t.endpoint, localaws::TargetHealth::Healthy)
+                .await;
         }
         tasks
+    }
+
+    /// Waits (up to 10 s) until the target at `addr` in `tg` is in `state`; panics otherwise.
+    pub async fn expect_state(&self, tg: &str, addr: SocketAddr, state: localaws::TargetHealth) {
+        let reached = self
+            .plane
+            .wait_for_target(tg, addr, state, Duration::from_secs(10))
+            .await
+            .expect("target group");
+        assert!(reached, "{addr} never became {state} in {tg}");
     }
 
     pub async fn stop(self) {
