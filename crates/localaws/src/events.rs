@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
-use crate::targets::TargetHealth;
+use crate::dataplane::TargetHealth;
 
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +53,14 @@ pub enum EventKind {
         target: SocketAddr,
         /// Requests still in flight when the delay ended (they were cut off).
         cut_off: usize,
+    },
+    /// A control-plane transition: an instance launched or terminating, a container instance
+    /// draining, an instance refresh moving on, a service placing or stopping a task.
+    Control {
+        /// `autoscaling`, `ecs`, `ec2`, `elbv2`.
+        service: &'static str,
+        /// What happened, in AWS's words where AWS has some.
+        message: String,
     },
     /// A listener's forward weights changed.
     WeightsChanged {
@@ -106,6 +114,7 @@ impl fmt::Display for EventKind {
             Self::WeightsChanged { listener, weights } => {
                 write!(f, "listener {listener} weights {weights}")
             }
+            Self::Control { service, message } => write!(f, "{service}: {message}"),
         }
     }
 }

@@ -6,10 +6,10 @@
 //!
 //! - a [stack file](stack) (TOML; one is embedded) describes load balancers, target groups, task
 //!   definitions and services the way Terraform would;
-//! - [tasks](runtime) are real processes (the workspace's `server`), each bound to its instance's
+//! - [tasks](dataplane::runtime) are real processes (the workspace's `server`), each bound to its instance's
 //!   own loopback address (127.0.x.y) on a dynamic host port, stopped with SIGTERM, `stopTimeout`,
 //!   SIGKILL;
-//! - [listeners](proxy) are real reverse proxies forwarding by weight to [target groups](targets)
+//! - [listeners](dataplane::proxy) are real reverse proxies forwarding by weight to [target groups](dataplane::targets)
 //!   with health checks, fail-open, and draining on deregistration;
 //! - AWS machinery runs on a [scaled clock](clock) so a 5-minute canary takes seconds.
 //!
@@ -17,54 +17,69 @@
 //! [`DataPlane`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+pub mod api;
 pub mod clock;
+pub mod control;
 pub mod dataplane;
 pub mod events;
-pub mod health;
-pub mod proxy;
-pub mod runtime;
+pub mod running;
 pub mod stack;
-pub mod targets;
 
 pub use clock::Clock;
+pub use control::{Control, ControlError};
 pub use dataplane::{DataPlane, DataPlaneError, Instance, Options, TaskInfo};
+pub use dataplane::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntime};
+pub use dataplane::{TargetGroup, TargetHealth, TargetInfo};
 pub use events::{Event, EventKind, Events};
-pub use runtime::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntime};
+pub use running::{Localaws, ReadyInfo, StartError};
 pub use stack::{Stack, StackError};
-pub use targets::{TargetGroup, TargetHealth, TargetInfo};
 
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "localaws",
     version,
-    about = "Offline stand-in for AWS (ALB, target groups, ECS tasks) with a real data plane",
+    about = "Offline stand-in for AWS (Auto Scaling, EC2 launch templates, ELBv2, ECS) with a real data plane",
+    args_conflicts_with_subcommands = true,
     after_help = "\
 Examples:
-  localaws                          run the embedded default stack until Ctrl-C
-  localaws up --stack my.toml       run a stack file
-  localaws up --time-scale 60       simulated AWS time 60x faster than real time
-  localaws check my.toml            validate a stack file and exit
-  localaws default-stack            print the embedded default stack
+  localaws                                   serve the embedded default stack until Ctrl-C
+  localaws --stack my.toml --time-scale 60   a stack file, simulated AWS time 60x real time
+  localaws --ready-file ready.json           write the endpoints once the fleet is healthy
+  localaws check my.toml                     validate a stack file and exit
+  localaws default-stack                     print the embedded default stack
+
+Then, from another terminal (any credentials work; signatures are not checked):
+  export AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_REGION=us-east-1 \\
+         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+  aws autoscaling describe-auto-scaling-groups --auto-scaling-group-names demo-asg
+  aws ec2 create-launch-template-version --launch-template-name demo-lt \\
+      --source-version 1 --launch-template-data '{\"ImageId\":\"ami-0ecs000000000002\"}'
+  aws autoscaling start-instance-refresh --auto-scaling-group-name demo-asg \\
+      --desired-configuration '{\"LaunchTemplate\":{\"LaunchTemplateName\":\"demo-lt\",\"Version\":\"2\"}}'
 
 Exit codes: 0 ok; 1 runtime failure; 2 bad input (stack file, flags)"
 )]
 pub struct Cli {
-    /// What to do; `up` when omitted.
+    /// What to do; `serve` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// `serve`'s arguments, when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Stand the stack up and serve until Ctrl-C or SIGTERM, then stop every task gracefully.
-    Up(UpArgs),
+    /// Serve the AWS API, the listeners and the fleet until Ctrl-C or SIGTERM, then stop every
+    /// task gracefully (the default).
+    #[command(visible_alias = "up")]
+    Serve(ServeArgs),
     /// Validate a stack file.
     Check {
         /// The stack file.
@@ -82,18 +97,24 @@ pub enum Command {
     },
 }
 
-/// Arguments of `up`.
-#[derive(Debug, Default, clap::Args)]
-pub struct UpArgs {
+/// Arguments of `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
     /// Stack file (TOML); the embedded default when omitted.
     #[arg(long, value_name = "FILE")]
     pub stack: Option<PathBuf>,
     /// Simulated seconds per real second, overriding the stack's `time_scale`.
     #[arg(long, value_name = "N")]
     pub time_scale: Option<f64>,
-    /// Where task logs go.
-    #[arg(long, value_name = "DIR", default_value = "target/localaws")]
-    pub state_dir: PathBuf,
+    /// Port of the AWS API on 127.0.0.1 (0 picks a free one).
+    #[arg(long, value_name = "PORT", default_value_t = running::DEFAULT_API_PORT)]
+    pub port: u16,
+    /// Where task logs go [default: a new directory under the system's temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Write the endpoints (JSON: API endpoint, listener URLs) here once the fleet is healthy.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
     /// Proxy worker threads [default: one per core, at most 8].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub proxy_threads: Option<u16>,
@@ -131,38 +152,43 @@ pub fn server_cli(args: Vec<String>) -> server::Cli {
 
 /// Runs the command; must be called inside a tokio runtime.
 pub async fn run(cli: Cli) -> Result<(), Error> {
-    match cli.command.unwrap_or(Command::Up(UpArgs::default())) {
-        Command::DefaultStack => {
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::DefaultStack) => {
             use std::io::Write as _;
             std::io::stdout()
                 .write_all(stack::DEFAULT_STACK.as_bytes())
                 .context("writing to stdout")?;
             Ok(())
         }
-        Command::Check { stack } => {
+        Some(Command::Check { stack }) => {
             let s = Stack::load(&stack)?;
             eprintln!(
-                "{}: ok ({} target groups, {} listeners, {} services)",
+                "{}: ok ({} target groups, {} listeners, {} services{})",
                 stack.display(),
                 s.target_groups.len(),
                 s.load_balancers
                     .iter()
                     .map(|l| l.listeners.len())
                     .sum::<usize>(),
-                s.services.len()
+                s.services.len(),
+                s.auto_scaling_group
+                    .as_ref()
+                    .map(|a| format!(", auto scaling group {} of {}", a.name, a.desired_capacity))
+                    .unwrap_or_default()
             );
             Ok(())
         }
-        Command::Up(args) => up(args).await,
         // The binary runs this before its own logging starts (see main.rs); here for callers
         // of the library.
-        Command::Server { args } => server::run(server_cli(args))
+        Some(Command::Server { args }) => server::run(server_cli(args))
             .await
             .map_err(|e| Error::Runtime(e.into())),
     }
 }
 
-async fn up(args: UpArgs) -> Result<(), Error> {
+async fn serve(args: ServeArgs) -> Result<(), Error> {
     if let Some(scale) = args.time_scale
         && !(scale.is_finite() && (0.01..=1000.0).contains(&scale))
     {
@@ -174,43 +200,71 @@ async fn up(args: UpArgs) -> Result<(), Error> {
         Some(path) => Stack::load(path)?,
         None => Stack::embedded()?,
     };
+    let state_dir = match args.state_dir {
+        Some(dir) => dir,
+        None => std::env::temp_dir().join(format!("localaws-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&state_dir).map_err(|e| {
+        Error::Usage(format!(
+            "cannot create --state-dir {}: {e}",
+            state_dir.display()
+        ))
+    })?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    let mut options = Options::new(&args.state_dir);
+    let mut options = Options::new(&state_dir);
     options.time_scale = args.time_scale;
     options.proxy_threads = args.proxy_threads.map(usize::from);
     // Image `server` runs this very binary as the application: always the code it was built with.
     options.server = std::env::current_exe()
         .ok()
         .map(|exe| (exe, vec!["server".to_owned()]));
-    let plane = DataPlane::start(stack, Arc::new(ProcessRuntime::new()), options)
+    let la = Localaws::start(stack, options, args.port)
         .await
-        .context("starting the data plane")?;
+        .context("starting localaws")?;
     tracing::info!(
-        time_scale = plane.clock().scale(),
-        instances = plane.instances().len(),
-        logs = %plane.log_dir().display(),
-        "data plane up"
+        endpoint = %la.endpoint(),
+        time_scale = la.plane().clock().scale(),
+        logs = %la.plane().log_dir().display(),
+        "localaws up; waiting for the fleet to turn healthy"
     );
-    let started = tokio::select! {
-        started = plane.start_services() => started,
+    let ready = tokio::select! {
+        ready = la.wait_ready(la.ready_timeout()) => ready,
         _ = tokio::signal::ctrl_c() => {
-            plane.shutdown().await;
+            la.shutdown().await;
+            return Ok(());
+        }
+        _ = term.recv() => {
+            la.shutdown().await;
             return Ok(());
         }
     };
-    if let Err(err) = started {
-        plane.shutdown().await;
-        return Err(anyhow::Error::new(err).context("starting services").into());
+    if !ready {
+        la.shutdown().await;
+        return Err(Error::Runtime(anyhow::anyhow!(
+            "the fleet did not turn healthy in time: see the task logs"
+        )));
     }
-    for l in plane.listeners() {
-        eprintln!(
-            "{}/{}: http://{}/  -> {}",
-            l.load_balancer,
-            l.name,
-            l.addr(),
-            l.forward().describe()
-        );
+    let info = la.ready_info();
+    eprintln!(
+        "AWS API: {}  (region {}, any credentials)",
+        info.endpoint, info.region
+    );
+    for (name, url) in &info.listeners {
+        let forward = la
+            .plane()
+            .listeners()
+            .iter()
+            .find(|l| format!("{}/{}", l.load_balancer, l.name) == *name)
+            .map(|l| l.forward().describe())
+            .unwrap_or_default();
+        eprintln!("{name}: {url}  -> {forward}");
+    }
+    eprintln!("task logs: {}", la.plane().log_dir().display());
+    if let Some(path) = &args.ready_file {
+        let text = serde_json::to_string_pretty(&info).context("rendering the ready file")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing --ready-file {}", path.display()))?;
     }
     eprintln!("Ctrl-C stops every task gracefully and exits.");
     tokio::select! {
@@ -218,6 +272,6 @@ async fn up(args: UpArgs) -> Result<(), Error> {
         _ = term.recv() => {}
     }
     tracing::info!("stopping: every task gets SIGTERM");
-    plane.shutdown().await;
+    la.shutdown().await;
     Ok(())
 }

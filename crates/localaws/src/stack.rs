@@ -74,6 +74,192 @@ pub struct Stack {
     /// ECS services: tasks started at boot and registered with a target group.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// EC2 launch templates (with the Auto Scaling group).
+    #[serde(default)]
+    pub launch_templates: Vec<LaunchTemplateConfig>,
+    /// How instances booted from an image id behave (boot time, injected faults); an image id
+    /// not listed here boots normally.
+    #[serde(default)]
+    pub amis: BTreeMap<String, AmiConfig>,
+    /// The Auto Scaling group that provides the cluster's instances. Without one, the cluster
+    /// has `cluster.instances` fixed instances and no control plane launches or terminates any.
+    #[serde(default)]
+    pub auto_scaling_group: Option<AutoScalingGroupConfig>,
+}
+
+/// An EC2 launch template: numbered versions (1, 2, ...) of launch data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchTemplateConfig {
+    /// Name (`demo-lt`).
+    pub name: String,
+    /// Versions, from version 1.
+    pub versions: Vec<LaunchTemplateData>,
+    /// The `$Default` version.
+    #[serde(default = "one")]
+    pub default_version: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One launch template version's data (the fields that matter here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchTemplateData {
+    /// AMI id; see `[amis]` for how it boots.
+    pub image_id: String,
+    /// Instance type (informational).
+    #[serde(default = "default_instance_type")]
+    pub instance_type: String,
+}
+
+fn default_instance_type() -> String {
+    "t3.small".to_owned()
+}
+
+/// How an instance booted from an AMI behaves. Times are simulated seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmiConfig {
+    /// From launch to `InService`.
+    #[serde(default = "default_boot")]
+    pub boot: u32,
+    /// From `InService` until the ECS agent registers the container instance.
+    #[serde(default = "default_agent_start")]
+    pub agent_start: u32,
+    /// `false` injects failed EC2 status checks: the instance turns unhealthy after boot.
+    #[serde(default = "yes")]
+    pub status_checks_pass: bool,
+    /// `false` injects an ECS agent that never registers the container instance.
+    #[serde(default = "yes")]
+    pub ecs_agent_registers: bool,
+}
+
+fn default_boot() -> u32 {
+    30
+}
+fn default_agent_start() -> u32 {
+    10
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for AmiConfig {
+    fn default() -> Self {
+        Self {
+            boot: default_boot(),
+            agent_start: default_agent_start(),
+            status_checks_pass: true,
+            ecs_agent_registers: true,
+        }
+    }
+}
+
+/// The Auto Scaling group, with the ECS capacity provider attached to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoScalingGroupConfig {
+    /// Name (`demo-asg`).
+    pub name: String,
+    /// Minimum size.
+    pub min_size: u32,
+    /// Maximum size.
+    pub max_size: u32,
+    /// Desired capacity.
+    pub desired_capacity: u32,
+    /// Launch template and version (`1`, `$Latest`, `$Default`).
+    pub launch_template: LaunchTemplateSpec,
+    /// `EC2` or `ELB`.
+    #[serde(default = "default_health_check_type")]
+    pub health_check_type: String,
+    /// Seconds after launch before health checks count (simulated).
+    #[serde(default)]
+    pub health_check_grace_period: u32,
+    /// Seconds a new instance needs before it counts toward capacity (simulated).
+    #[serde(default)]
+    pub default_instance_warmup: Option<u32>,
+    /// The ECS capacity provider over this group.
+    #[serde(default)]
+    pub capacity_provider: CapacityProviderConfig,
+    /// Lifecycle hooks (`autoscaling:EC2_INSTANCE_TERMINATING` holds a terminating instance in
+    /// `Terminating:Wait` until `CompleteLifecycleAction` or the heartbeat timeout).
+    #[serde(default)]
+    pub lifecycle_hooks: Vec<LifecycleHookConfig>,
+}
+
+fn default_health_check_type() -> String {
+    "EC2".to_owned()
+}
+
+/// A launch template reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchTemplateSpec {
+    /// Launch template name.
+    pub name: String,
+    /// `1`, `2`, ..., `$Latest` or `$Default`.
+    #[serde(default = "default_lt_version")]
+    pub version: String,
+}
+
+fn default_lt_version() -> String {
+    "$Default".to_owned()
+}
+
+/// The ECS capacity provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityProviderConfig {
+    /// Name.
+    #[serde(default = "default_capacity_provider")]
+    pub name: String,
+    /// Managed draining (AWS's default for new capacity providers): a terminating instance waits
+    /// in `Terminating:Wait` until ECS has moved its tasks away.
+    #[serde(default = "yes")]
+    pub managed_draining: bool,
+    /// Managed termination protection: instances running tasks are protected from scale-in.
+    #[serde(default)]
+    pub managed_termination_protection: bool,
+}
+
+fn default_capacity_provider() -> String {
+    "default-cp".to_owned()
+}
+
+impl Default for CapacityProviderConfig {
+    fn default() -> Self {
+        Self {
+            name: default_capacity_provider(),
+            managed_draining: true,
+            managed_termination_protection: false,
+        }
+    }
+}
+
+/// An Auto Scaling lifecycle hook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleHookConfig {
+    /// Hook name.
+    pub name: String,
+    /// `autoscaling:EC2_INSTANCE_TERMINATING` or `autoscaling:EC2_INSTANCE_LAUNCHING`.
+    pub transition: String,
+    /// Seconds the instance waits for `CompleteLifecycleAction` (simulated; AWS default 3600).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_timeout: u32,
+    /// `CONTINUE` or `ABANDON` when the timeout passes.
+    #[serde(default = "default_hook_result")]
+    pub default_result: String,
+}
+
+fn default_heartbeat() -> u32 {
+    3600
+}
+fn default_hook_result() -> String {
+    "ABANDON".to_owned()
 }
 
 fn default_time_scale() -> f64 {
@@ -87,9 +273,17 @@ pub struct ClusterConfig {
     /// Cluster name.
     #[serde(default = "default_cluster_name")]
     pub name: String,
-    /// Container instances at boot (each gets 127.0.x.y).
+    /// Container instances at boot (each gets 127.0.x.y) when there is no Auto Scaling group.
     #[serde(default = "default_instances")]
     pub instances: u32,
+    /// Seconds (simulated) before ECS notices that an instance vanished and marks its tasks
+    /// stopped; the load balancer's health checks usually notice first.
+    #[serde(default = "default_agent_disconnect")]
+    pub agent_disconnect_timeout: u32,
+}
+
+fn default_agent_disconnect() -> u32 {
+    60
 }
 
 fn default_cluster_name() -> String {
@@ -105,6 +299,7 @@ impl Default for ClusterConfig {
         Self {
             name: default_cluster_name(),
             instances: default_instances(),
+            agent_disconnect_timeout: default_agent_disconnect(),
         }
     }
 }
@@ -354,6 +549,28 @@ pub struct ServiceConfig {
     /// Target group registration.
     #[serde(default)]
     pub load_balancer: Option<ServiceLoadBalancer>,
+    /// Healthy tasks kept during deployments and draining, as a percentage of the desired count.
+    #[serde(default = "default_min_healthy")]
+    pub minimum_healthy_percent: u32,
+    /// Tasks allowed during deployments and draining, as a percentage of the desired count.
+    #[serde(default = "default_max_percent")]
+    pub maximum_percent: u32,
+    /// Seconds after start before failed load balancer health checks stop a task (simulated).
+    #[serde(default)]
+    pub health_check_grace_period: u32,
+    /// `ECS` (rolling) or `CODE_DEPLOY` (blue/green).
+    #[serde(default = "default_controller")]
+    pub deployment_controller: String,
+}
+
+fn default_min_healthy() -> u32 {
+    100
+}
+fn default_max_percent() -> u32 {
+    200
+}
+fn default_controller() -> String {
+    "ECS".to_owned()
 }
 
 /// Where a service's tasks are registered.
@@ -524,7 +741,7 @@ impl Stack {
                     "expected 2 to 10",
                 );
             }
-            if let Err(message) = crate::health::Matcher::parse(&hc.matcher) {
+            if let Err(message) = crate::dataplane::health::Matcher::parse(&hc.matcher) {
                 return Err((format!("{at}.health_check.matcher"), message));
             }
         }
@@ -555,8 +772,24 @@ impl Stack {
                 validate_forward(&l.forward, &at, |name| self.target_group(name).is_some())?;
             }
         }
+        self.validate_auto_scaling()?;
         for (i, svc) in self.services.iter().enumerate() {
             let at = format!("services[{i}]");
+            if svc.name.is_empty() {
+                return err(format!("{at}.name"), "expected a name");
+            }
+            if svc.minimum_healthy_percent > 100 {
+                return err(format!("{at}.minimum_healthy_percent"), "expected 0 to 100");
+            }
+            if !(100..=200).contains(&svc.maximum_percent) {
+                return err(format!("{at}.maximum_percent"), "expected 100 to 200");
+            }
+            if !matches!(svc.deployment_controller.as_str(), "ECS" | "CODE_DEPLOY") {
+                return err(
+                    format!("{at}.deployment_controller"),
+                    "expected ECS or CODE_DEPLOY",
+                );
+            }
             let Some(td) = self.task_definition(&svc.task_definition) else {
                 return err(
                     format!("{at}.task_definition"),
@@ -596,6 +829,134 @@ impl Stack {
             }
         }
         Ok(())
+    }
+}
+
+impl Stack {
+    fn validate_auto_scaling(&self) -> Result<(), (String, String)> {
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
+        unique(
+            self.launch_templates.iter().map(|t| t.name.as_str()),
+            "launch_templates",
+        )?;
+        for (i, lt) in self.launch_templates.iter().enumerate() {
+            let at = format!("launch_templates[{i}]");
+            if lt.name.is_empty() {
+                return err(format!("{at}.name"), "expected a name");
+            }
+            if lt.versions.is_empty() {
+                return err(format!("{at}.versions"), "expected at least one version");
+            }
+            if lt.default_version == 0 || lt.default_version as usize > lt.versions.len() {
+                return err(
+                    format!("{at}.default_version"),
+                    "expected the number of one of the versions (from 1)",
+                );
+            }
+            for (j, v) in lt.versions.iter().enumerate() {
+                if !v.image_id.starts_with("ami-") {
+                    return err(
+                        format!("{at}.versions[{j}].image_id"),
+                        "expected an AMI id (ami-...)",
+                    );
+                }
+            }
+        }
+        for (name, ami) in &self.amis {
+            if ami.boot > 3600 || ami.agent_start > 3600 {
+                return err(
+                    format!("amis.{name}"),
+                    "expected boot and agent_start up to 3600 s",
+                );
+            }
+        }
+        let Some(asg) = &self.auto_scaling_group else {
+            return Ok(());
+        };
+        let at = "auto_scaling_group";
+        if asg.name.is_empty() {
+            return err(format!("{at}.name"), "expected a name");
+        }
+        if asg.max_size > 250 || asg.min_size > asg.max_size {
+            return err(
+                format!("{at}.max_size"),
+                "expected min_size <= max_size <= 250",
+            );
+        }
+        if !(asg.min_size..=asg.max_size).contains(&asg.desired_capacity) {
+            return err(
+                format!("{at}.desired_capacity"),
+                "expected a value from min_size to max_size",
+            );
+        }
+        let Some(lt) = self
+            .launch_templates
+            .iter()
+            .find(|t| t.name == asg.launch_template.name)
+        else {
+            return err(
+                format!("{at}.launch_template.name"),
+                "no launch template of that name",
+            );
+        };
+        match asg.launch_template.version.as_str() {
+            "$Latest" | "$Default" => {}
+            v => match v.parse::<usize>() {
+                Ok(n) if (1..=lt.versions.len()).contains(&n) => {}
+                _ => {
+                    return err(
+                        format!("{at}.launch_template.version"),
+                        "expected $Latest, $Default or an existing version number",
+                    );
+                }
+            },
+        }
+        if !matches!(asg.health_check_type.as_str(), "EC2" | "ELB") {
+            return err(format!("{at}.health_check_type"), "expected EC2 or ELB");
+        }
+        for (i, h) in asg.lifecycle_hooks.iter().enumerate() {
+            let at = format!("{at}.lifecycle_hooks[{i}]");
+            if !matches!(
+                h.transition.as_str(),
+                "autoscaling:EC2_INSTANCE_TERMINATING" | "autoscaling:EC2_INSTANCE_LAUNCHING"
+            ) {
+                return err(
+                    format!("{at}.transition"),
+                    "expected autoscaling:EC2_INSTANCE_TERMINATING or autoscaling:EC2_INSTANCE_LAUNCHING",
+                );
+            }
+            if !(30..=7200).contains(&h.heartbeat_timeout) {
+                return err(
+                    format!("{at}.heartbeat_timeout"),
+                    "expected 30 to 7200 seconds",
+                );
+            }
+            if !matches!(h.default_result.as_str(), "CONTINUE" | "ABANDON") {
+                return err(
+                    format!("{at}.default_result"),
+                    "expected CONTINUE or ABANDON",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The local image an ECS image reference runs as: the name itself (`server`), or the
+    /// repository's last path segment without tag or digest, so a registry URI such as
+    /// `123456789012.dkr.ecr.us-east-1.amazonaws.com/ecs-zdt/server:3f2a` runs image `server`.
+    pub fn image(&self, reference: &str) -> Option<&Image> {
+        if let Some(image) = self.images.get(reference) {
+            return Some(image);
+        }
+        let repo = reference.split('@').next().unwrap_or(reference);
+        let last = repo.rsplit('/').next().unwrap_or(repo);
+        let name = last.split(':').next().unwrap_or(last);
+        self.images.get(name)
+    }
+
+    /// How instances of `image_id` boot.
+    pub fn ami(&self, image_id: &str) -> AmiConfig {
+        self.amis.get(image_id).cloned().unwrap_or_default()
     }
 }
 

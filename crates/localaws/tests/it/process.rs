@@ -30,6 +30,10 @@ fn stack_file(dir: &std::path::Path, command: &str) -> std::path::PathBuf {
             container_name: "web".into(),
             container_port: 8080,
         }),
+        minimum_healthy_percent: 100,
+        maximum_percent: 200,
+        health_check_grace_period: 0,
+        deployment_controller: "ECS".into(),
     });
     let path = dir.join("stack.toml");
     std::fs::write(&path, toml::to_string(&stack).unwrap()).unwrap();
@@ -49,6 +53,7 @@ async fn start_localaws(
     let mut child = Command::new(env!("CARGO_BIN_EXE_localaws"))
         .env_remove("LOCALAWS_SERVER_BIN")
         .arg("up")
+        .args(["--port", "0"])
         .arg("--stack")
         .arg(stack_file(dir, command))
         .arg("--state-dir")

@@ -17,10 +17,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::events::{EventKind, Events};
-use crate::proxy::{self, Forward, Listener};
-use crate::runtime::{self, RunningTask, StopOutcome, TaskRuntime, TaskSpec};
+pub mod health;
+pub mod proxy;
+pub mod runtime;
+pub mod targets;
+
+pub use health::TargetHealth;
+pub use runtime::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntime};
+pub use targets::{TargetGroup, TargetInfo};
+
 use crate::stack::{DEFAULT_STOP_TIMEOUT, Stack, TaskDefinition, WeightedTargetGroup};
-use crate::targets::{TargetGroup, TargetGroupSettings, TargetHealth};
+use proxy::{Forward, Listener};
+use runtime::TaskSpec;
+use targets::TargetGroupSettings;
 
 /// Why a data-plane operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +152,8 @@ struct Inner {
     server: Option<(PathBuf, Vec<String>)>,
     log_dir: PathBuf,
     instances: Mutex<Vec<Instance>>,
+    /// Instances ever added: addresses are never reused.
+    launched: AtomicU64,
     target_groups: BTreeMap<String, Arc<TargetGroup>>,
     listeners: Vec<Arc<Listener>>,
     workers: proxy::Workers,
@@ -234,6 +245,7 @@ impl DataPlane {
                 server: options.server,
                 log_dir,
                 instances: Mutex::new(Vec::new()),
+                launched: AtomicU64::new(0),
                 target_groups,
                 listeners,
                 workers,
@@ -246,8 +258,11 @@ impl DataPlane {
                 stack,
             }),
         };
-        for _ in 0..plane.inner.stack.cluster.instances {
-            plane.add_instance();
+        // With an Auto Scaling group, the control plane launches the instances.
+        if plane.inner.stack.auto_scaling_group.is_none() {
+            for _ in 0..plane.inner.stack.cluster.instances {
+                plane.add_instance();
+            }
         }
         Ok(plane)
     }
@@ -283,22 +298,79 @@ impl DataPlane {
         out
     }
 
-    /// Adds a container instance on the next free loopback address.
+    /// Adds a container instance on the next loopback address. An address is never given twice,
+    /// so nothing still talking to a terminated instance can reach its successor.
     pub fn add_instance(&self) -> Instance {
-        let mut instances = self
-            .inner
-            .instances
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let n = u32::try_from(instances.len()).unwrap_or(u32::MAX);
-        // 127.0.1.1, 127.0.1.2, ... 127.0.1.250, 127.0.2.1, ...
+        let n = self.inner.launched.fetch_add(1, Ordering::Relaxed);
+        // 127.0.1.1, 127.0.1.2, ... 127.0.1.250, 127.0.2.1, ... (up to 127.0.255.250)
+        let n = u32::try_from(n % (250 * 255)).unwrap_or(0);
         let ip = Ipv4Addr::new(127, 0, 1 + (n / 250) as u8, 1 + (n % 250) as u8);
         let instance = Instance {
             id: format!("i-{}", self.random_hex(17)),
             ip: IpAddr::V4(ip),
         };
-        instances.push(instance.clone());
+        self.inner
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(instance.clone());
         instance
+    }
+
+    /// Removes an instance as its termination does: every task still running on it dies at
+    /// once (SIGKILL), without deregistration. Returns the ids of the tasks that were running.
+    pub fn remove_instance(&self, instance_id: &str) -> Vec<String> {
+        self.inner
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|i| i.id != instance_id);
+        let victims: Vec<(String, Arc<dyn RunningTask>)> = self
+            .tasks()
+            .values()
+            .filter(|r| r.info.instance_id == instance_id)
+            .map(|r| (r.info.id.clone(), Arc::clone(&r.handle)))
+            .collect();
+        for (_, handle) in &victims {
+            handle.signal(runtime::StopSignal::Kill);
+        }
+        victims.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// Whether the task's process has exited.
+    pub fn task_exited(&self, task_id: &str) -> bool {
+        self.tasks()
+            .get(task_id)
+            .is_none_or(|r| r.handle.exit().is_some())
+    }
+
+    /// Forgets a task whose process has exited (or kills it first if it has not).
+    pub fn forget_task(&self, task_id: &str) {
+        if let Some(r) = self.tasks().remove(task_id) {
+            r.handle.signal(runtime::StopSignal::Kill);
+        }
+    }
+
+    /// Tasks known to the data plane (running, or exited and not yet forgotten).
+    pub fn task_list(&self) -> Vec<TaskInfo> {
+        self.tasks().values().map(|r| r.info.clone()).collect()
+    }
+
+    /// Deregisters the task's endpoint from every target group it is registered with (draining
+    /// starts at once). Returns tokens that fire when each deregistration delay has passed.
+    pub fn deregister_task(&self, task_id: &str) -> Result<Vec<CancellationToken>, DataPlaneError> {
+        let (info, _, _) = self.task(task_id)?;
+        Ok(self
+            .inner
+            .target_groups
+            .values()
+            .filter_map(|tg| tg.deregister(info.endpoint))
+            .collect())
+    }
+
+    /// Every target group.
+    pub fn target_groups(&self) -> impl Iterator<Item = &Arc<TargetGroup>> {
+        self.inner.target_groups.values()
     }
 
     /// The container instances.
@@ -375,14 +447,30 @@ impl DataPlane {
         instance: Option<&str>,
         env: &[(&str, &str)],
     ) -> Result<TaskInfo, DataPlaneError> {
+        let id = self.new_task_id();
+        self.run_task_as(id, td, instance, env).await
+    }
+
+    /// A fresh task id (32 hex digits), for callers that record a task before it starts.
+    pub fn new_task_id(&self) -> String {
+        self.random_hex(32)
+    }
+
+    /// Starts a task under the id `id` (from [`DataPlane::new_task_id`]).
+    pub async fn run_task_as(
+        &self,
+        id: String,
+        td: &TaskDefinition,
+        instance: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<TaskInfo, DataPlaneError> {
         let container = td.container_definitions.first().ok_or_else(|| {
             DataPlaneError::Invalid(format!("task definition {} has no container", td.family))
         })?;
         let image = self
             .inner
             .stack
-            .images
-            .get(&container.image)
+            .image(&container.image)
             .ok_or_else(|| not_found("image", &container.image))?;
         let instance = self.place(instance)?;
         let (command, mut args) = self.resolve(&image.command);
@@ -408,7 +496,6 @@ impl DataPlane {
             Some("host") => container.port_mappings.first().map(|p| p.container_port),
             _ => host_port,
         };
-        let id = self.random_hex(32);
         let spec = TaskSpec {
             task_id: id.clone(),
             ip: instance.ip,
@@ -537,13 +624,7 @@ impl DataPlane {
     /// Stops a task as an ECS service does: deregister it from every target group, wait for the
     /// deregistration delay to pass, then SIGTERM, `stopTimeout`, SIGKILL.
     pub async fn drain_and_stop_task(&self, task_id: &str) -> Result<StopOutcome, DataPlaneError> {
-        let (info, _, _) = self.task(task_id)?;
-        let drains: Vec<CancellationToken> = self
-            .inner
-            .target_groups
-            .values()
-            .filter_map(|tg| tg.deregister(info.endpoint))
-            .collect();
+        let drains = self.deregister_task(task_id)?;
         for gone in drains {
             gone.cancelled().await;
         }

@@ -135,6 +135,15 @@ pub enum StopOutcome {
     Killed(TaskExit),
 }
 
+impl fmt::Display for StopOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exited(exit) => write!(f, "{exit} after SIGTERM"),
+            Self::Killed(exit) => write!(f, "SIGKILL at stopTimeout, {exit}"),
+        }
+    }
+}
+
 /// Stops a task the ECS way: SIGTERM, wait up to `stop_timeout`, then SIGKILL.
 pub async fn stop(task: &dyn RunningTask, stop_timeout: Duration) -> StopOutcome {
     if let Some(exit) = task.exit() {

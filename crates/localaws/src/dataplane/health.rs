@@ -5,6 +5,7 @@
 //! `healthy_threshold` consecutive passes make a target healthy, `unhealthy_threshold` consecutive
 //! failures make it unhealthy; a new target starts in `initial` and gets no traffic until healthy.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,13 +13,56 @@ use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 use tokio::net::TcpStream;
 
-use crate::targets::TargetHealth;
+/// ELBv2 target health states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetHealth {
+    /// Registered, not yet checked enough to be healthy.
+    Initial,
+    /// Passing health checks: receives traffic.
+    Healthy,
+    /// Failing health checks: no traffic unless the whole group fails open.
+    Unhealthy,
+    /// Deregistered, finishing in-flight requests.
+    Draining,
+    /// Deregistered and drained.
+    Unused,
+}
+
+impl fmt::Display for TargetHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Initial => "initial",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Draining => "draining",
+            Self::Unused => "unused",
+        })
+    }
+}
 
 /// Success codes: `200`, `200,202`, `200-299` (ALB `matcher.http_code` syntax).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matcher(Vec<(u16, u16)>);
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
+    }
+}
 
 impl Matcher {
     /// Parses the ALB syntax; the error says what was expected.

@@ -9,7 +9,6 @@
 //! open** and routes to every registered target that is not draining; with none registered the
 //! load balancer answers 503.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -24,38 +23,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::health::{self, HealthTracker, Matcher, TargetHealth};
 use crate::clock::Clock;
 use crate::events::{EventKind, Events};
-use crate::health::{self, HealthTracker, Matcher};
 use crate::stack::TargetGroupConfig;
-
-/// ELBv2 target health states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetHealth {
-    /// Registered, not yet checked enough to be healthy.
-    Initial,
-    /// Passing health checks: receives traffic.
-    Healthy,
-    /// Failing health checks: no traffic unless the whole group fails open.
-    Unhealthy,
-    /// Deregistered, finishing in-flight requests.
-    Draining,
-    /// Deregistered and drained.
-    Unused,
-}
-
-impl fmt::Display for TargetHealth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Initial => "initial",
-            Self::Healthy => "healthy",
-            Self::Unhealthy => "unhealthy",
-            Self::Draining => "draining",
-            Self::Unused => "unused",
-        })
-    }
-}
 
 /// A target group's settings, with durations resolved.
 #[derive(Debug, Clone)]
@@ -175,7 +146,7 @@ impl Target {
 
     /// The connection pool of the proxy worker running on this thread.
     pub(crate) fn client(&self) -> &Client<HttpConnector, Incoming> {
-        &self.clients[crate::proxy::worker_index() % self.clients.len()]
+        &self.clients[super::proxy::worker_index() % self.clients.len()]
     }
 
     /// The current health state.

@@ -32,7 +32,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::targets::TargetGroup;
+use super::targets::TargetGroup;
 
 /// Response body: the target's, streamed, or the load balancer's own.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -71,6 +71,14 @@ impl Forward {
     fn pick(&self, n: usize) -> &Arc<TargetGroup> {
         let slot = self.schedule[n % self.schedule.len()];
         &self.groups[usize::from(slot)].0
+    }
+
+    /// Target group names with their weights, in order.
+    pub fn weights(&self) -> Vec<(String, u32)> {
+        self.groups
+            .iter()
+            .map(|(g, w)| (g.name.clone(), *w))
+            .collect()
     }
 
     /// `name=weight` pairs.

@@ -1,0 +1,449 @@
+//! Auto Scaling (awsQuery, `Version=2011-01-01`).
+
+use super::query::{Params, Xml};
+use super::{ApiError, unsupported};
+use crate::control::autoscaling::{Ec2Instance, GroupUpdate};
+use crate::control::ec2::TemplateRef;
+use crate::control::refresh::{InstanceRefresh, RefreshPreferences, StartRefresh};
+use crate::control::{Control, ControlError, State};
+
+/// API version.
+pub const VERSION: &str = "2011-01-01";
+/// XML namespace.
+pub const XMLNS: &str = "http://autoscaling.amazonaws.com/doc/2011-01-01/";
+
+fn err(e: ControlError) -> ApiError {
+    ApiError::from_control(e, "ValidationError", |kind, name| match kind {
+        "auto scaling group" => (
+            "ValidationError".into(),
+            format!("AutoScalingGroup name not found - {name}"),
+        ),
+        "launch template" => (
+            "ValidationError".into(),
+            format!(
+                "You must use a valid fully-formed launch template. The specified launch template, with template name {name}, does not exist."
+            ),
+        ),
+        _ => ("ValidationError".into(), format!("{kind} {name} not found")),
+    })
+}
+
+/// Handles one action.
+pub fn handle(c: &Control, action: &str, p: &Params) -> Result<Xml, ApiError> {
+    match action {
+        "DescribeAutoScalingGroups" => describe_groups(c, p),
+        "DescribeAutoScalingInstances" => describe_instances(c, p),
+        "SetDesiredCapacity" => {
+            let name = p.req("AutoScalingGroupName")?;
+            let desired = p
+                .u32("DesiredCapacity", 0, 10_000)?
+                .ok_or_else(|| ApiError::missing("DesiredCapacity"))?;
+            c.update_group(
+                name,
+                GroupUpdate {
+                    desired: Some(desired),
+                    ..GroupUpdate::default()
+                },
+            )
+            .map_err(err)?;
+            Ok(Xml::new())
+        }
+        "UpdateAutoScalingGroup" => {
+            let name = p.req("AutoScalingGroupName")?;
+            let lt = p.nested("LaunchTemplate");
+            let template = template_ref(&lt)?;
+            if let Some(t) = p.get("HealthCheckType")
+                && !matches!(t, "EC2" | "ELB")
+            {
+                return Err(ApiError::validation(format!(
+                    "invalid HealthCheckType {t:?}: expected EC2 or ELB"
+                )));
+            }
+            c.update_group(
+                name,
+                GroupUpdate {
+                    min: p.u32("MinSize", 0, 10_000)?,
+                    max: p.u32("MaxSize", 0, 10_000)?,
+                    desired: p.u32("DesiredCapacity", 0, 10_000)?,
+                    launch_template: template,
+                    version: lt.get("Version").map(str::to_owned),
+                    health_check_type: p.get("HealthCheckType").map(str::to_owned),
+                    health_check_grace_period: p.u32("HealthCheckGracePeriod", 0, 7200)?,
+                    default_instance_warmup: p.u32("DefaultInstanceWarmup", 0, 3600)?,
+                },
+            )
+            .map_err(err)?;
+            Ok(Xml::new())
+        }
+        "StartInstanceRefresh" => {
+            let name = p.req("AutoScalingGroupName")?;
+            if let Some(s) = p.get("Strategy")
+                && s != "Rolling"
+            {
+                return Err(ApiError::validation(format!(
+                    "invalid Strategy {s:?}: expected Rolling"
+                )));
+            }
+            let desired = p.nested("DesiredConfiguration");
+            let lt = desired.nested("LaunchTemplate");
+            let desired = match template_ref(&lt)? {
+                Some(r) => Some((r, lt.get("Version").map(str::to_owned))),
+                None if desired.has("MixedInstancesPolicy") => {
+                    return Err(ApiError::validation(
+                        "DesiredConfiguration.MixedInstancesPolicy is not emulated: use LaunchTemplate",
+                    ));
+                }
+                None => None,
+            };
+            let prefs = preferences(&p.nested("Preferences"))?;
+            let id = c
+                .start_instance_refresh(name, StartRefresh { desired, prefs })
+                .map_err(err)?;
+            let mut x = Xml::new();
+            x.leaf("InstanceRefreshId", id);
+            Ok(x)
+        }
+        "DescribeInstanceRefreshes" => {
+            let name = p.req("AutoScalingGroupName")?;
+            let ids = p.member_values("InstanceRefreshIds");
+            let max = p.u32("MaxRecords", 1, 100)?.unwrap_or(50);
+            let refreshes: Vec<InstanceRefresh> = c
+                .read(|st| {
+                    st.asg(name)?;
+                    Ok(st
+                        .refreshes
+                        .iter()
+                        .rev()
+                        .filter(|r| ids.is_empty() || ids.contains(&r.id))
+                        .cloned()
+                        .collect())
+                })
+                .map_err(err)?;
+            let (page, next) = paginate(&refreshes, max, p.get("NextToken"))?;
+            let mut x = Xml::new();
+            x.list("InstanceRefreshes", "member", page, refresh_xml);
+            x.opt("NextToken", next);
+            Ok(x)
+        }
+        "CancelInstanceRefresh" => {
+            let id = c
+                .cancel_instance_refresh(p.req("AutoScalingGroupName")?)
+                .map_err(err)?;
+            let mut x = Xml::new();
+            x.leaf("InstanceRefreshId", id);
+            Ok(x)
+        }
+        "RollbackInstanceRefresh" => {
+            let id = c
+                .rollback_instance_refresh(p.req("AutoScalingGroupName")?)
+                .map_err(err)?;
+            let mut x = Xml::new();
+            x.leaf("InstanceRefreshId", id);
+            Ok(x)
+        }
+        "DescribeScalingActivities" => {
+            let name = p.get("AutoScalingGroupName");
+            let ids = p.member_values("ActivityIds");
+            let max = p.u32("MaxRecords", 1, 100)?.unwrap_or(100);
+            let (group, arn, activities) = c.read(|st| {
+                let asg = st.asg.as_ref();
+                (
+                    asg.map(|a| a.name.clone()).unwrap_or_default(),
+                    asg.map(|a| a.arn.clone()).unwrap_or_default(),
+                    st.activities
+                        .iter()
+                        .rev()
+                        .filter(|a| ids.is_empty() || ids.contains(&a.id))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )
+            });
+            let activities = if name.is_some_and(|n| n != group) {
+                Vec::new()
+            } else {
+                activities
+            };
+            let (page, next) = paginate(&activities, max, p.get("NextToken"))?;
+            let mut x = Xml::new();
+            x.list("Activities", "member", page, |x, a| {
+                x.leaf("ActivityId", &a.id)
+                    .leaf("AutoScalingGroupName", &group)
+                    .leaf("AutoScalingGroupARN", &arn)
+                    .leaf("Description", &a.description)
+                    .leaf("Cause", &a.cause)
+                    .time("StartTime", a.start);
+                if let Some(end) = a.end {
+                    x.time("EndTime", end);
+                }
+                x.leaf("StatusCode", a.status)
+                    .leaf("Progress", 100)
+                    .leaf("Details", format!("{{\"InstanceId\":\"{}\"}}", a.instance));
+            });
+            x.opt("NextToken", next);
+            Ok(x)
+        }
+        "DescribeLifecycleHooks" => {
+            let name = p.req("AutoScalingGroupName")?;
+            let names = p.member_values("LifecycleHookNames");
+            let hooks = c
+                .read(|st| st.asg(name).map(|a| a.hooks.clone()))
+                .map_err(err)?;
+            let mut x = Xml::new();
+            x.list(
+                "LifecycleHooks",
+                "member",
+                hooks
+                    .iter()
+                    .filter(|h| names.is_empty() || names.contains(&h.name)),
+                |x, h| {
+                    x.leaf("LifecycleHookName", &h.name)
+                        .leaf("AutoScalingGroupName", name)
+                        .leaf("LifecycleTransition", &h.transition)
+                        .leaf("HeartbeatTimeout", h.heartbeat_timeout)
+                        .leaf(
+                            "GlobalTimeout",
+                            h.heartbeat_timeout.saturating_mul(100).min(172_800),
+                        )
+                        .leaf("DefaultResult", &h.default_result);
+                },
+            );
+            Ok(x)
+        }
+        "CompleteLifecycleAction" => {
+            c.complete_lifecycle_action(
+                p.req("AutoScalingGroupName")?,
+                p.req("LifecycleHookName")?,
+                p.req("InstanceId")?,
+                p.req("LifecycleActionResult")?,
+            )
+            .map_err(err)?;
+            Ok(Xml::new())
+        }
+        other => Err(unsupported("Auto Scaling", other, "InvalidAction")),
+    }
+}
+
+fn template_ref(p: &Params) -> Result<Option<TemplateRef>, ApiError> {
+    match (p.get("LaunchTemplateName"), p.get("LaunchTemplateId")) {
+        (Some(_), Some(_)) => Err(ApiError::validation(
+            "specify either LaunchTemplateName or LaunchTemplateId, not both",
+        )),
+        (Some(n), None) => Ok(Some(TemplateRef::Name(n.to_owned()))),
+        (None, Some(id)) => Ok(Some(TemplateRef::Id(id.to_owned()))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn preferences(p: &Params) -> Result<RefreshPreferences, ApiError> {
+    let d = RefreshPreferences::default();
+    let checkpoints = p
+        .member_values("CheckpointPercentages")
+        .iter()
+        .map(|v| {
+            v.parse::<u32>().map_err(|_| {
+                ApiError::validation(format!(
+                    "invalid value {v:?} in Preferences.CheckpointPercentages: expected 1 to 100"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RefreshPreferences {
+        min_healthy: p
+            .u32("MinHealthyPercentage", 0, 100)?
+            .unwrap_or(d.min_healthy),
+        max_healthy: p
+            .u32("MaxHealthyPercentage", 100, 200)?
+            .unwrap_or(d.max_healthy),
+        warmup: p.u32("InstanceWarmup", 0, 86_400)?,
+        skip_matching: p.bool("SkipMatching")?.unwrap_or(false),
+        checkpoint_delay: p
+            .u32("CheckpointDelay", 0, 172_800)?
+            .unwrap_or(d.checkpoint_delay),
+        checkpoints,
+        auto_rollback: p.bool("AutoRollback")?.unwrap_or(false),
+        bake_time: p.u32("BakeTime", 0, 43_200)?.unwrap_or(0),
+        scale_in_protected: p
+            .get("ScaleInProtectedInstances")
+            .unwrap_or(&d.scale_in_protected)
+            .to_owned(),
+        standby: p.get("StandbyInstances").unwrap_or(&d.standby).to_owned(),
+    })
+}
+
+/// One page of `items` from `token` (an offset, as this emulator issues them).
+pub fn paginate<'a, T>(
+    items: &'a [T],
+    max: u32,
+    token: Option<&str>,
+) -> Result<(&'a [T], Option<String>), ApiError> {
+    let start = match token {
+        None | Some("") => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n <= items.len())
+            .ok_or_else(|| ApiError::new("InvalidNextToken", format!("invalid NextToken {t:?}")))?,
+    };
+    let end = (start + max as usize).min(items.len());
+    let next = (end < items.len()).then(|| end.to_string());
+    Ok((&items[start..end], next))
+}
+
+fn launch_template(x: &mut Xml, st: &State, lt: Option<&(String, u32)>, configured: Option<&str>) {
+    let Some((name, version)) = lt else {
+        return;
+    };
+    let id = st
+        .launch_templates
+        .get(name)
+        .map(|t| t.id.clone())
+        .unwrap_or_default();
+    x.el("LaunchTemplate", |x| {
+        x.leaf("LaunchTemplateId", id)
+            .leaf("LaunchTemplateName", name)
+            .leaf(
+                "Version",
+                configured.map_or_else(|| version.to_string(), str::to_owned),
+            );
+    });
+}
+
+fn instance_fields(x: &mut Xml, st: &State, i: &Ec2Instance) {
+    x.leaf("InstanceId", &i.id)
+        .leaf("InstanceType", &i.instance_type)
+        .leaf("AvailabilityZone", i.zone)
+        .leaf("LifecycleState", i.lifecycle)
+        .leaf("HealthStatus", i.health)
+        .leaf("ImageId", &i.image_id);
+    launch_template(x, st, i.launch_template.as_ref(), None);
+    x.leaf("ProtectedFromScaleIn", i.protected);
+}
+
+fn describe_groups(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let names = p.member_values("AutoScalingGroupNames");
+    let max = p.u32("MaxRecords", 1, 100)?.unwrap_or(50);
+    if let Some(t) = p.get("NextToken").filter(|t| !t.is_empty() && *t != "0") {
+        return Err(ApiError::new(
+            "InvalidNextToken",
+            format!("invalid NextToken {t:?}"),
+        ));
+    }
+    let _ = max;
+    Ok(c.read(|st| {
+        let mut x = Xml::new();
+        let groups: Vec<_> = st
+            .asg
+            .iter()
+            .filter(|a| names.is_empty() || names.contains(&a.name))
+            .collect();
+        x.list("AutoScalingGroups", "member", groups, |x, a| {
+            x.leaf("AutoScalingGroupName", &a.name)
+                .leaf("AutoScalingGroupARN", &a.arn);
+            let id = st
+                .launch_templates
+                .get(&a.launch_template)
+                .map(|t| t.id.clone())
+                .unwrap_or_default();
+            x.el("LaunchTemplate", |x| {
+                x.leaf("LaunchTemplateId", id)
+                    .leaf("LaunchTemplateName", &a.launch_template)
+                    .leaf("Version", &a.version);
+            });
+            x.leaf("MinSize", a.min)
+                .leaf("MaxSize", a.max)
+                .leaf("DesiredCapacity", a.desired)
+                .leaf("DefaultCooldown", 300)
+                .list(
+                    "AvailabilityZones",
+                    "member",
+                    ["us-east-1a", "us-east-1b", "us-east-1c"],
+                    |x, z| {
+                        x.text(z);
+                    },
+                )
+                .leaf("HealthCheckType", &a.health_check_type)
+                .leaf("HealthCheckGracePeriod", a.health_check_grace_period)
+                .list("Instances", "member", st.group_instances(), |x, i| {
+                    instance_fields(x, st, i)
+                })
+                .time("CreatedTime", a.created)
+                .list("TerminationPolicies", "member", ["Default"], |x, t| {
+                    x.text(t);
+                })
+                .leaf(
+                    "NewInstancesProtectedFromScaleIn",
+                    a.managed_termination_protection,
+                )
+                .opt("DefaultInstanceWarmup", a.default_instance_warmup);
+        });
+        x
+    }))
+}
+
+fn describe_instances(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let ids = p.member_values("InstanceIds");
+    let max = p.u32("MaxRecords", 1, 50)?.unwrap_or(50);
+    let (xml, _) = c.read(|st| {
+        let group = st.asg.as_ref().map(|a| a.name.clone()).unwrap_or_default();
+        let instances: Vec<&Ec2Instance> = st
+            .group_instances()
+            .into_iter()
+            .filter(|i| ids.is_empty() || ids.contains(&i.id))
+            .collect();
+        let (page, next) = match paginate(&instances, max, p.get("NextToken")) {
+            Ok(v) => v,
+            Err(e) => return (Err(e), ()),
+        };
+        let mut x = Xml::new();
+        x.list("AutoScalingInstances", "member", page, |x, i| {
+            instance_fields(x, st, i);
+            x.leaf("AutoScalingGroupName", &group);
+        });
+        x.opt("NextToken", next);
+        (Ok(x), ())
+    });
+    xml
+}
+
+fn refresh_xml(x: &mut Xml, r: &InstanceRefresh) {
+    x.leaf("InstanceRefreshId", &r.id)
+        .leaf("AutoScalingGroupName", &r.group)
+        .leaf("Status", r.status)
+        .opt("StatusReason", r.reason.as_deref())
+        .time("StartTime", r.start);
+    if let Some(end) = r.end {
+        x.time("EndTime", end);
+    }
+    x.leaf("PercentageComplete", r.percentage)
+        .leaf("InstancesToUpdate", r.instances_to_update())
+        .el("Preferences", |x| {
+            let p = &r.prefs;
+            x.leaf("MinHealthyPercentage", p.min_healthy)
+                .leaf("MaxHealthyPercentage", p.max_healthy)
+                .opt("InstanceWarmup", p.warmup)
+                .list("CheckpointPercentages", "member", &p.checkpoints, |x, c| {
+                    x.text(&c.to_string());
+                })
+                .leaf("CheckpointDelay", p.checkpoint_delay)
+                .leaf("SkipMatching", p.skip_matching)
+                .leaf("AutoRollback", p.auto_rollback)
+                .leaf("ScaleInProtectedInstances", &p.scale_in_protected)
+                .leaf("StandbyInstances", &p.standby)
+                .leaf("BakeTime", p.bake_time);
+        })
+        .leaf("Strategy", "Rolling");
+    if let Some((name, version)) = &r.desired {
+        x.el("DesiredConfiguration", |x| {
+            x.el("LaunchTemplate", |x| {
+                x.leaf("LaunchTemplateName", name).leaf("Version", version);
+            });
+        });
+    }
+    if let Some(reason) = &r.rollback_reason {
+        x.el("RollbackDetails", |x| {
+            x.leaf("RollbackReason", reason)
+                .leaf("InstancesToUpdateOnRollback", r.instances_to_update())
+                .leaf("PercentageCompleteOnRollback", r.percentage);
+        });
+    }
+}

@@ -1,0 +1,543 @@
+//! Amazon ECS (awsJson1_1, `X-Amz-Target: AmazonEC2ContainerServiceV20141113.*`).
+
+use serde_json::{Map, Value, json};
+
+use super::json::{Input, time};
+use super::{ApiError, unsupported};
+use crate::control::ecs::{ServiceUpdate, TaskDefinitionRevision};
+use crate::control::{Control, ControlError, Service, State, Task};
+use crate::stack::TaskDefinition;
+
+/// The `X-Amz-Target` service name.
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
+
+fn err(e: ControlError) -> ApiError {
+    ApiError::from_control(e, "InvalidParameterException", |kind, name| match kind {
+        "cluster" => (
+            "ClusterNotFoundException".into(),
+            format!("Cluster not found: {name}"),
+        ),
+        "service" => (
+            "ServiceNotFoundException".into(),
+            format!("Service not found: {name}"),
+        ),
+        "task definition" => (
+            "ClientException".into(),
+            format!("Unable to describe task definition {name}."),
+        ),
+        _ => (
+            "InvalidParameterException".into(),
+            format!("{kind} {name} not found"),
+        ),
+    })
+}
+
+fn cluster(c: &Control, input: &Input) -> Result<(), ApiError> {
+    let name = input.str("cluster")?;
+    c.read(|st| st.check_cluster(name)).map_err(err)
+}
+
+/// Handles one operation.
+pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiError> {
+    match operation {
+        "RegisterTaskDefinition" => {
+            let raw = Value::Object(input.0.clone());
+            let definition = task_definition_from_json(&raw)?;
+            let rev = c.register_task_definition(definition, raw).map_err(err)?;
+            Ok(json!({ "taskDefinition": task_definition_json(&rev) }))
+        }
+        "DescribeTaskDefinition" => {
+            let r = input.req("taskDefinition")?;
+            let rev = c.read(|st| st.task_definition(r).cloned()).map_err(err)?;
+            Ok(json!({ "taskDefinition": task_definition_json(&rev), "tags": [] }))
+        }
+        "DescribeClusters" => {
+            let names = input.strings("clusters")?;
+            let names = if names.is_empty() {
+                vec!["default".to_owned()]
+            } else {
+                names
+            };
+            Ok(c.read(|st| {
+                let mut clusters = Vec::new();
+                let mut failures = Vec::new();
+                for n in &names {
+                    if st.check_cluster(Some(n)).is_ok() {
+                        clusters.push(cluster_json(st));
+                    } else {
+                        failures.push(json!({ "arn": n, "reason": "MISSING" }));
+                    }
+                }
+                json!({ "clusters": clusters, "failures": failures })
+            }))
+        }
+        "DescribeServices" => {
+            cluster(c, input)?;
+            let names = input.strings("services")?;
+            if names.is_empty() {
+                return Err(ApiError::new(
+                    "InvalidParameterException",
+                    "services is required",
+                ));
+            }
+            Ok(c.read(|st| {
+                let mut services = Vec::new();
+                let mut failures = Vec::new();
+                for n in &names {
+                    match st.service(n) {
+                        Ok(s) => services.push(service_json(st, s)),
+                        Err(_) => failures.push(json!({
+                            "arn": format!("arn:aws:ecs:{}:{}:service/{}/{n}", crate::control::REGION, crate::control::ACCOUNT, st.cluster),
+                            "reason": "MISSING"
+                        })),
+                    }
+                }
+                json!({ "services": services, "failures": failures })
+            }))
+        }
+        "UpdateService" => {
+            cluster(c, input)?;
+            let name = input.req("service")?;
+            let config = input.object("deploymentConfiguration")?;
+            let update = ServiceUpdate {
+                desired: input.u32("desiredCount", 0, 1000)?,
+                task_definition: input.str("taskDefinition")?.map(str::to_owned),
+                min_healthy: match &config {
+                    Some(d) => d.u32("minimumHealthyPercent", 0, 100)?,
+                    None => None,
+                },
+                max_percent: match &config {
+                    Some(d) => d.u32("maximumPercent", 100, 200)?,
+                    None => None,
+                },
+                grace: input.u32("healthCheckGracePeriodSeconds", 0, 2_147_483_647)?,
+            };
+            let svc = c.update_service(name, &update).map_err(err)?;
+            Ok(c.read(|st| json!({ "service": service_json(st, &svc) })))
+        }
+        "ListTasks" => {
+            cluster(c, input)?;
+            let service = input.str("serviceName")?;
+            let instance = input.str("containerInstance")?;
+            let family = input.str("family")?;
+            let desired = input.str("desiredStatus")?.unwrap_or("RUNNING");
+            if !matches!(desired, "RUNNING" | "PENDING" | "STOPPED") {
+                return Err(ApiError::new(
+                    "InvalidParameterException",
+                    format!(
+                        "invalid desiredStatus {desired:?}: expected RUNNING, PENDING or STOPPED"
+                    ),
+                ));
+            }
+            let max = input.u32("maxResults", 1, 100)?.unwrap_or(100);
+            if let Some(s) = service {
+                c.read(|st| st.service(s).map(|_| ())).map_err(err)?;
+            }
+            let arns: Vec<String> = c.read(|st| {
+                let ec2 = instance
+                    .and_then(|i| st.container_instance(i).map(|ci| ci.ec2_instance.clone()));
+                st.tasks
+                    .values()
+                    .filter(|t| {
+                        service.is_none_or(|s| {
+                            t.service.as_deref() == Some(s)
+                                || st.service(s).is_ok_and(|svc| {
+                                    t.service.as_deref() == Some(svc.name.as_str())
+                                })
+                        })
+                    })
+                    .filter(|t| instance.is_none() || ec2.as_deref() == Some(t.instance.as_str()))
+                    .filter(|t| family.is_none_or(|f| t.task_definition.0 == f))
+                    .filter(|t| match desired {
+                        "STOPPED" => t.desired_status == "STOPPED",
+                        "PENDING" => t.last_status == "PROVISIONING",
+                        _ => t.desired_status == "RUNNING",
+                    })
+                    .map(|t| t.arn.clone())
+                    .collect()
+            });
+            let (page, next) = page(&arns, max, input.str("nextToken")?)?;
+            let mut out = json!({ "taskArns": page });
+            if let Some(n) = next {
+                out["nextToken"] = Value::from(n);
+            }
+            Ok(out)
+        }
+        "DescribeTasks" => {
+            cluster(c, input)?;
+            let refs = input.strings("tasks")?;
+            if refs.is_empty() {
+                return Err(ApiError::new(
+                    "InvalidParameterException",
+                    "tasks is required",
+                ));
+            }
+            Ok(c.read(|st| {
+                let mut tasks = Vec::new();
+                let mut failures = Vec::new();
+                for r in &refs {
+                    match st.task(r) {
+                        Some(t) => tasks.push(task_json(st, t)),
+                        None => failures.push(json!({ "arn": r, "reason": "MISSING" })),
+                    }
+                }
+                json!({ "tasks": tasks, "failures": failures })
+            }))
+        }
+        "ListContainerInstances" => {
+            cluster(c, input)?;
+            let status = input.str("status")?;
+            if let Some(s) = status
+                && !matches!(
+                    s,
+                    "ACTIVE" | "DRAINING" | "REGISTERING" | "DEREGISTERING" | "REGISTRATION_FAILED"
+                )
+            {
+                return Err(ApiError::new(
+                    "InvalidParameterException",
+                    format!("invalid status {s:?}"),
+                ));
+            }
+            let max = input.u32("maxResults", 1, 100)?.unwrap_or(100);
+            let arns: Vec<String> = c.read(|st| {
+                st.container_instances
+                    .values()
+                    .filter(|ci| match status {
+                        Some(s) => ci.status == s,
+                        None => ci.status != "INACTIVE",
+                    })
+                    .map(|ci| ci.arn.clone())
+                    .collect()
+            });
+            let (page, next) = page(&arns, max, input.str("nextToken")?)?;
+            let mut out = json!({ "containerInstanceArns": page });
+            if let Some(n) = next {
+                out["nextToken"] = Value::from(n);
+            }
+            Ok(out)
+        }
+        "DescribeContainerInstances" => {
+            cluster(c, input)?;
+            let refs = input.strings("containerInstances")?;
+            if refs.is_empty() {
+                return Err(ApiError::new(
+                    "InvalidParameterException",
+                    "containerInstances is required",
+                ));
+            }
+            Ok(c.read(|st| {
+                let mut found = Vec::new();
+                let mut failures = Vec::new();
+                for r in &refs {
+                    match st.container_instance(r) {
+                        Some(ci) => found.push(container_instance_json(st, ci)),
+                        None => failures.push(json!({ "arn": r, "reason": "MISSING" })),
+                    }
+                }
+                json!({ "containerInstances": found, "failures": failures })
+            }))
+        }
+        "UpdateContainerInstancesState" => {
+            cluster(c, input)?;
+            let refs = input.strings("containerInstances")?;
+            if refs.is_empty() {
+                return Err(ApiError::new(
+                    "InvalidParameterException",
+                    "containerInstances is required",
+                ));
+            }
+            let status = input.req("status")?;
+            let (changed, missing) = c
+                .update_container_instances_state(&refs, status)
+                .map_err(err)?;
+            Ok(c.read(|st| {
+                json!({
+                    "containerInstances": changed.iter().map(|ci| container_instance_json(st, ci)).collect::<Vec<_>>(),
+                    "failures": missing.iter().map(|m| json!({ "arn": m, "reason": "MISSING" })).collect::<Vec<_>>(),
+                })
+            }))
+        }
+        other => Err(unsupported("ECS", other, "UnknownOperationException")),
+    }
+}
+
+fn page<'a>(
+    items: &'a [String],
+    max: u32,
+    token: Option<&str>,
+) -> Result<(&'a [String], Option<String>), ApiError> {
+    super::autoscaling::paginate(items, max, token)
+        .map_err(|e| ApiError::new("InvalidParameterException", e.message))
+}
+
+/// Keeps only the members `localaws` understands, so a real task definition (with roles, log
+/// configuration, requirements...) registers, and turns it into the stack's type.
+pub fn task_definition_from_json(raw: &Value) -> Result<TaskDefinition, ApiError> {
+    fn keep(v: &Value, keys: &[&str]) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(k, _)| keys.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let mut td = keep(raw, &["family", "networkMode", "containerDefinitions"]);
+    if let Some(Value::Array(containers)) = td.get_mut("containerDefinitions") {
+        for c in containers.iter_mut() {
+            let mut k = keep(
+                c,
+                &[
+                    "name",
+                    "image",
+                    "essential",
+                    "portMappings",
+                    "environment",
+                    "stopTimeout",
+                    "healthCheck",
+                    "cpu",
+                    "memory",
+                ],
+            );
+            if let Some(Value::Array(ports)) = k.get_mut("portMappings") {
+                for p in ports.iter_mut() {
+                    *p = keep(p, &["containerPort", "hostPort", "protocol"]);
+                }
+            }
+            if let Some(hc) = k.get_mut("healthCheck") {
+                *hc = keep(
+                    hc,
+                    &["command", "interval", "timeout", "retries", "startPeriod"],
+                );
+            }
+            *c = k;
+        }
+    }
+    let td: TaskDefinition = serde_json::from_value(td)
+        .map_err(|e| ApiError::new("ClientException", format!("invalid task definition: {e}")))?;
+    if let Some(mode) = &td.network_mode
+        && !matches!(mode.as_str(), "bridge" | "host")
+    {
+        return Err(ApiError::new(
+            "ClientException",
+            format!(
+                "networkMode {mode:?} is not emulated: localaws runs bridge (dynamic host ports) or host"
+            ),
+        ));
+    }
+    for c in &td.container_definitions {
+        if c.stop_timeout.is_some_and(|t| t > 120) {
+            return Err(ApiError::new(
+                "ClientException",
+                format!(
+                    "containerDefinitions[{}].stopTimeout must be at most 120 seconds",
+                    c.name
+                ),
+            ));
+        }
+    }
+    Ok(td)
+}
+
+fn task_definition_json(rev: &TaskDefinitionRevision) -> Value {
+    let mut v = match &rev.raw {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    v.insert("taskDefinitionArn".into(), Value::from(rev.arn.clone()));
+    v.insert("family".into(), Value::from(rev.family.clone()));
+    v.insert("revision".into(), Value::from(rev.revision));
+    v.insert("status".into(), Value::from("ACTIVE"));
+    v.insert("registeredAt".into(), time(rev.registered_at));
+    v.entry("networkMode")
+        .or_insert_with(|| Value::from("bridge"));
+    v.insert("compatibilities".into(), json!(["EC2"]));
+    Value::Object(v)
+}
+
+fn cluster_json(st: &State) -> Value {
+    let registered = st
+        .container_instances
+        .values()
+        .filter(|c| c.status != "INACTIVE")
+        .count();
+    let running = st
+        .tasks
+        .values()
+        .filter(|t| t.last_status == "RUNNING")
+        .count();
+    let pending = st
+        .tasks
+        .values()
+        .filter(|t| t.last_status == "PROVISIONING")
+        .count();
+    json!({
+        "clusterArn": st.cluster_arn(),
+        "clusterName": st.cluster,
+        "status": "ACTIVE",
+        "registeredContainerInstancesCount": registered,
+        "runningTasksCount": running,
+        "pendingTasksCount": pending,
+        "activeServicesCount": st.services.len(),
+        "capacityProviders": st.asg.as_ref().map(|a| vec![a.capacity_provider.clone()]).unwrap_or_default(),
+    })
+}
+
+fn service_json(st: &State, s: &Service) -> Value {
+    let td_arn = |f: &str, r: u32| {
+        st.task_definition(&format!("{f}:{r}"))
+            .map(|t| t.arn.clone())
+            .unwrap_or_default()
+    };
+    let mine: Vec<&Task> = st
+        .tasks
+        .values()
+        .filter(|t| t.service.as_deref() == Some(s.name.as_str()) && t.desired_status == "RUNNING")
+        .collect();
+    let running = mine.iter().filter(|t| t.last_status == "RUNNING").count();
+    let pending = mine
+        .iter()
+        .filter(|t| t.last_status == "PROVISIONING")
+        .count();
+    // One deployment per task definition in use: the service's is PRIMARY.
+    let mut deployments = vec![json!({
+        "id": format!("ecs-svc/{}", &s.arn.len()),
+        "status": "PRIMARY",
+        "taskDefinition": td_arn(&s.task_definition.0, s.task_definition.1),
+        "desiredCount": s.desired,
+        "runningCount": mine.iter().filter(|t| t.last_status == "RUNNING" && t.task_definition == s.task_definition).count(),
+        "pendingCount": mine.iter().filter(|t| t.last_status == "PROVISIONING" && t.task_definition == s.task_definition).count(),
+        "rolloutState": if s.steady { "COMPLETED" } else { "IN_PROGRESS" },
+        "launchType": "EC2",
+        "createdAt": time(s.created),
+        "updatedAt": time(crate::control::wall()),
+    })];
+    let mut others: Vec<(String, u32)> = mine
+        .iter()
+        .filter(|t| t.task_definition != s.task_definition)
+        .map(|t| t.task_definition.clone())
+        .collect();
+    others.sort();
+    others.dedup();
+    for (f, r) in others {
+        deployments.push(json!({
+            "status": "ACTIVE",
+            "taskDefinition": td_arn(&f, r),
+            "desiredCount": 0,
+            "runningCount": mine.iter().filter(|t| t.last_status == "RUNNING" && t.task_definition == (f.clone(), r)).count(),
+        }));
+    }
+    json!({
+        "serviceArn": s.arn,
+        "serviceName": s.name,
+        "clusterArn": st.cluster_arn(),
+        "status": "ACTIVE",
+        "desiredCount": s.desired,
+        "runningCount": running,
+        "pendingCount": pending,
+        "launchType": "EC2",
+        "taskDefinition": td_arn(&s.task_definition.0, s.task_definition.1),
+        "deploymentConfiguration": {
+            "minimumHealthyPercent": s.min_healthy,
+            "maximumPercent": s.max_percent,
+        },
+        "deployments": deployments,
+        "deploymentController": { "type": s.controller },
+        "loadBalancers": s.load_balancer.iter().map(|lb| json!({
+            "targetGroupArn": super::elbv2::target_group_arn(&lb.target_group),
+            "containerName": lb.container_name,
+            "containerPort": lb.container_port,
+        })).collect::<Vec<_>>(),
+        "healthCheckGracePeriodSeconds": s.grace,
+        "schedulingStrategy": "REPLICA",
+        "placementStrategy": [{ "type": "spread", "field": "instanceId" }],
+        "createdAt": time(s.created),
+        "events": s.events.iter().rev().take(100).map(|(at, message, id)| json!({
+            "id": id, "createdAt": time(*at), "message": message,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn task_json(st: &State, t: &Task) -> Value {
+    let td_arn = st
+        .task_definition(&format!("{}:{}", t.task_definition.0, t.task_definition.1))
+        .map(|d| d.arn.clone())
+        .unwrap_or_default();
+    let ci_arn = st
+        .container_instances
+        .get(&t.instance)
+        .map(|c| c.arn.clone())
+        .unwrap_or_default();
+    let container = t.definition.container_definitions.first();
+    let mut v = json!({
+        "taskArn": t.arn,
+        "clusterArn": st.cluster_arn(),
+        "taskDefinitionArn": td_arn,
+        "containerInstanceArn": ci_arn,
+        "lastStatus": t.last_status,
+        "desiredStatus": t.desired_status,
+        "launchType": "EC2",
+        "createdAt": time(t.created_at),
+        "group": t.service.as_ref().map(|s| format!("service:{s}")).unwrap_or_else(|| format!("family:{}", t.task_definition.0)),
+        "healthStatus": "UNKNOWN",
+        "containers": container.map(|c| vec![json!({
+            "containerArn": format!("{}/{}", t.arn.replace(":task/", ":container/"), c.name),
+            "taskArn": t.arn,
+            "name": c.name,
+            "image": c.image,
+            "lastStatus": t.last_status,
+            "exitCode": t.exit_code,
+            "networkBindings": t.endpoint.map(|e| vec![json!({
+                "bindIP": e.ip().to_string(),
+                "containerPort": c.port_mappings.first().map(|p| p.container_port),
+                "hostPort": e.port(),
+                "protocol": "tcp",
+            })]).unwrap_or_default(),
+        })]).unwrap_or_default(),
+    });
+    let m = v.as_object_mut();
+    if let Some(m) = m {
+        if let Some(at) = t.started_at {
+            m.insert("startedAt".into(), time(at));
+        }
+        if let Some(at) = t.stopping_at {
+            m.insert("stoppingAt".into(), time(at));
+        }
+        if let Some(at) = t.stopped_at {
+            m.insert("stoppedAt".into(), time(at));
+        }
+        if let Some(r) = &t.stopped_reason {
+            m.insert("stoppedReason".into(), Value::from(r.clone()));
+        }
+        if let Some(code) = t.stop_code {
+            m.insert("stopCode".into(), Value::from(code));
+        }
+    }
+    v
+}
+
+fn container_instance_json(st: &State, ci: &crate::control::ContainerInstance) -> Value {
+    let running = st
+        .tasks
+        .values()
+        .filter(|t| t.instance == ci.ec2_instance && t.last_status == "RUNNING")
+        .count();
+    let pending = st
+        .tasks
+        .values()
+        .filter(|t| t.instance == ci.ec2_instance && t.last_status == "PROVISIONING")
+        .count();
+    json!({
+        "containerInstanceArn": ci.arn,
+        "ec2InstanceId": ci.ec2_instance,
+        "status": ci.status,
+        "agentConnected": ci.agent_connected,
+        "runningTasksCount": running,
+        "pendingTasksCount": pending,
+        "registeredAt": time(ci.registered_at),
+        "capacityProviderName": st.asg.as_ref().map(|a| a.capacity_provider.clone()),
+        "versionInfo": { "agentVersion": "1.89.0", "dockerVersion": "localaws" },
+    })
+}

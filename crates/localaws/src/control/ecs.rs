@@ -1,0 +1,907 @@
+//! ECS on EC2: container instances, task definitions, services and their tasks.
+//!
+//! The service scheduler keeps `desiredCount` tasks running, spread over `ACTIVE` container
+//! instances, each registered in the service's target group. Tasks that must go (on a `DRAINING`
+//! container instance, of an old task definition, or failing load balancer health checks) are
+//! replaced first: new ones start within `maximumPercent`, and old ones stop only while
+//! `minimumHealthyPercent` of the desired count stays healthy. Stopping a task is ECS's sequence:
+//! deregister from the target group, wait out the deregistration delay, SIGTERM, `stopTimeout`,
+//! SIGKILL.
+//!
+//! A task whose instance is terminated under it dies with it; ECS only notices after the agent's
+//! disconnect timeout, so until then the load balancer's health checks are all that protects
+//! clients: the outage that managed draining prevents.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+use super::autoscaling::Lifecycle;
+use super::{Action, Control, ControlError, Ctx, Emitter, KEEP_STOPPED, State, hex_id, wall};
+use crate::dataplane::TargetHealth;
+use crate::stack::{ServiceLoadBalancer, Stack, TaskDefinition};
+
+/// A container instance: an EC2 instance whose ECS agent registered it with the cluster.
+#[derive(Debug, Clone)]
+pub struct ContainerInstance {
+    /// 32 hex digits (the ARN's last segment).
+    pub id: String,
+    /// ARN.
+    pub arn: String,
+    /// EC2 instance id.
+    pub ec2_instance: String,
+    /// `ACTIVE`, `DRAINING` or `INACTIVE`.
+    pub status: &'static str,
+    /// Whether its agent is connected.
+    pub agent_connected: bool,
+    /// Registration time.
+    pub registered_at: SystemTime,
+}
+
+/// One registered revision of a task definition.
+#[derive(Debug, Clone)]
+pub struct TaskDefinitionRevision {
+    /// Family.
+    pub family: String,
+    /// Revision, from 1.
+    pub revision: u32,
+    /// ARN.
+    pub arn: String,
+    /// What runs.
+    pub definition: TaskDefinition,
+    /// The JSON as registered (echoed by `DescribeTaskDefinition`).
+    pub raw: serde_json::Value,
+    /// Registration time.
+    pub registered_at: SystemTime,
+}
+
+/// An ECS service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Name.
+    pub name: String,
+    /// ARN.
+    pub arn: String,
+    /// Task definition: family and revision.
+    pub task_definition: (String, u32),
+    /// Desired count.
+    pub desired: u32,
+    /// `minimumHealthyPercent`.
+    pub min_healthy: u32,
+    /// `maximumPercent`.
+    pub max_percent: u32,
+    /// Simulated seconds.
+    pub grace: u32,
+    /// Target group registration.
+    pub load_balancer: Option<ServiceLoadBalancer>,
+    /// `ECS` or `CODE_DEPLOY`.
+    pub controller: String,
+    /// Creation time.
+    pub created: SystemTime,
+    /// Service events, newest last.
+    pub events: VecDeque<(SystemTime, String, String)>,
+    /// Whether the last event was "reached a steady state".
+    pub steady: bool,
+    /// When placement last failed (to say it once, not on every step).
+    pub unplaceable_since: Option<Instant>,
+}
+
+/// An ECS task.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// 32 hex digits.
+    pub id: String,
+    /// ARN.
+    pub arn: String,
+    /// Task definition: family and revision.
+    pub task_definition: (String, u32),
+    /// What it runs.
+    pub definition: TaskDefinition,
+    /// The service that started it.
+    pub service: Option<String>,
+    /// EC2 instance id it was placed on.
+    pub instance: String,
+    /// Host endpoint of its container port, once running.
+    pub endpoint: Option<SocketAddr>,
+    /// Target group it is registered in.
+    pub target_group: Option<String>,
+    /// `PROVISIONING`, `RUNNING`, `DEACTIVATING`, `STOPPING`, `STOPPED`.
+    pub last_status: &'static str,
+    /// `RUNNING` or `STOPPED`.
+    pub desired_status: &'static str,
+    /// Created (wall clock).
+    pub created_at: SystemTime,
+    /// Started (wall clock).
+    pub started_at: Option<SystemTime>,
+    /// Started (real instant), for the grace period.
+    pub started: Option<Instant>,
+    /// When the stop began (wall clock).
+    pub stopping_at: Option<SystemTime>,
+    /// Stopped (wall clock).
+    pub stopped_at: Option<SystemTime>,
+    /// Why it stopped.
+    pub stopped_reason: Option<String>,
+    /// `ServiceSchedulerInitiated`, `TaskFailedToStart`, `EssentialContainerExited`, ...
+    pub stop_code: Option<&'static str>,
+    /// The container's exit code, once known.
+    pub exit_code: Option<i32>,
+    /// When its instance vanished under it (ECS notices after the disconnect timeout).
+    pub lost: Option<Instant>,
+}
+
+impl Task {
+    /// Not stopped yet.
+    pub fn is_live(&self) -> bool {
+        self.last_status != "STOPPED"
+    }
+
+    /// Asked to stop, not stopped yet.
+    pub fn is_stopping(&self) -> bool {
+        self.desired_status == "STOPPED" && self.is_live()
+    }
+}
+
+fn task_definition_arn(family: &str, revision: u32) -> String {
+    format!(
+        "arn:aws:ecs:{}:{}:task-definition/{family}:{revision}",
+        super::REGION,
+        super::ACCOUNT
+    )
+}
+
+pub(super) fn load(state: &mut State, stack: &Stack) {
+    for td in &stack.task_definitions {
+        let raw = serde_json::to_value(td).unwrap_or_default();
+        state.task_definitions.insert(
+            td.family.clone(),
+            vec![TaskDefinitionRevision {
+                family: td.family.clone(),
+                revision: 1,
+                arn: task_definition_arn(&td.family, 1),
+                definition: td.clone(),
+                raw,
+                registered_at: wall(),
+            }],
+        );
+    }
+    for s in &stack.services {
+        state.services.insert(
+            s.name.clone(),
+            Service {
+                name: s.name.clone(),
+                arn: format!(
+                    "arn:aws:ecs:{}:{}:service/{}/{}",
+                    super::REGION,
+                    super::ACCOUNT,
+                    stack.cluster.name,
+                    s.name
+                ),
+                task_definition: (s.task_definition.clone(), 1),
+                desired: s.desired_count,
+                min_healthy: s.minimum_healthy_percent,
+                max_percent: s.maximum_percent,
+                grace: s.health_check_grace_period,
+                load_balancer: s.load_balancer.clone(),
+                controller: s.deployment_controller.clone(),
+                created: wall(),
+                events: VecDeque::new(),
+                steady: false,
+                unplaceable_since: None,
+            },
+        );
+    }
+}
+
+impl State {
+    /// The cluster's ARN.
+    pub fn cluster_arn(&self) -> String {
+        format!(
+            "arn:aws:ecs:{}:{}:cluster/{}",
+            super::REGION,
+            super::ACCOUNT,
+            self.cluster
+        )
+    }
+
+    /// Checks that `name` (a name or an ARN) is this cluster.
+    pub fn check_cluster(&self, name: Option<&str>) -> Result<(), ControlError> {
+        // As on AWS, a request that names no cluster means the cluster called `default`.
+        let n = name.unwrap_or("default");
+        if n == self.cluster || n == self.cluster_arn() {
+            Ok(())
+        } else {
+            Err(ControlError::not_found("cluster", n))
+        }
+    }
+
+    /// The service named (or with the ARN) `name`.
+    pub fn service(&self, name: &str) -> Result<&Service, ControlError> {
+        self.services
+            .get(name)
+            .or_else(|| self.services.values().find(|s| s.arn == name))
+            .ok_or_else(|| ControlError::not_found("service", name))
+    }
+
+    /// A task definition by `family`, `family:revision` or ARN (the latest active revision for a
+    /// bare family).
+    pub fn task_definition(
+        &self,
+        reference: &str,
+    ) -> Result<&TaskDefinitionRevision, ControlError> {
+        let short = reference
+            .rsplit_once(":task-definition/")
+            .map_or(reference, |(_, rest)| rest);
+        let (family, revision) = match short.split_once(':') {
+            Some((f, r)) => {
+                let r: u32 = r.parse().map_err(|_| {
+                    ControlError::Validation(format!(
+                        "invalid task definition {reference:?}: expected family, family:revision or an ARN"
+                    ))
+                })?;
+                (f, Some(r))
+            }
+            None => (short, None),
+        };
+        let revisions = self
+            .task_definitions
+            .get(family)
+            .ok_or_else(|| ControlError::not_found("task definition", reference))?;
+        let found = match revision {
+            Some(r) => revisions.iter().find(|t| t.revision == r),
+            None => revisions.last(),
+        };
+        found.ok_or_else(|| ControlError::not_found("task definition", reference))
+    }
+
+    /// A task by id or ARN.
+    pub fn task(&self, reference: &str) -> Option<&Task> {
+        let id = reference.rsplit('/').next().unwrap_or(reference);
+        self.tasks.get(id)
+    }
+
+    /// The container instance by id or ARN.
+    pub fn container_instance(&self, reference: &str) -> Option<&ContainerInstance> {
+        let id = reference.rsplit('/').next().unwrap_or(reference);
+        self.container_instances
+            .values()
+            .find(|c| c.id == id || c.ec2_instance == id)
+    }
+}
+
+/// The ECS agent on `ec2` registers its container instance.
+pub(super) fn register_container_instance(state: &mut State, ec2: &str, events: Emitter<'_>) {
+    let id = hex_id(32);
+    let arn = format!(
+        "arn:aws:ecs:{}:{}:container-instance/{}/{id}",
+        super::REGION,
+        super::ACCOUNT,
+        state.cluster
+    );
+    state.container_instances.insert(
+        ec2.to_owned(),
+        ContainerInstance {
+            id,
+            arn,
+            ec2_instance: ec2.to_owned(),
+            status: "ACTIVE",
+            agent_connected: true,
+            registered_at: wall(),
+        },
+    );
+    events.emit(
+        "ecs",
+        format!("container instance on {ec2} registered (ACTIVE)"),
+    );
+}
+
+/// Sets the container instance on `ec2` to `DRAINING`.
+pub(super) fn drain_container_instance(state: &mut State, ec2: &str, events: Emitter<'_>) {
+    if let Some(ci) = state.container_instances.get_mut(ec2)
+        && ci.status == "ACTIVE"
+    {
+        ci.status = "DRAINING";
+        events.emit("ecs", format!("container instance on {ec2} DRAINING"));
+    }
+}
+
+/// The instance `ec2` was terminated: its container instance goes, and ECS will find its tasks
+/// gone once the agent's disconnect timeout passes.
+pub(super) fn instance_gone(state: &mut State, ec2: &str, ctx: &Ctx<'_>) {
+    if let Some(ci) = state.container_instances.get_mut(ec2) {
+        ci.status = "INACTIVE";
+        ci.agent_connected = false;
+    }
+    for t in state.tasks.values_mut() {
+        if t.instance == ec2 && t.is_live() && t.lost.is_none() {
+            t.lost = Some(ctx.now);
+        }
+    }
+}
+
+fn add_event(svc: &mut Service, message: String) {
+    svc.events.push_back((wall(), message, hex_id(8)));
+    while svc.events.len() > 100 {
+        svc.events.pop_front();
+    }
+}
+
+fn mark_stopped(t: &mut Task, reason: String, code: &'static str) {
+    t.last_status = "STOPPED";
+    t.desired_status = "STOPPED";
+    t.stopped_at = Some(wall());
+    t.stopped_reason.get_or_insert(reason);
+    t.stop_code.get_or_insert(code);
+}
+
+/// One reconcile step: notice dead tasks, then run every service's scheduler.
+pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) {
+    let disconnect = ctx.plane.stack().cluster.agent_disconnect_timeout;
+    // Tasks whose process died.
+    for t in state.tasks.values_mut() {
+        if t.last_status != "RUNNING" || t.desired_status != "RUNNING" {
+            continue;
+        }
+        match t.lost {
+            Some(since) if ctx.elapsed(since, disconnect) => {
+                mark_stopped(
+                    t,
+                    "Task stopped because its container instance was terminated".into(),
+                    "TerminationNotice",
+                );
+                ctx.events.emit(
+                        "ecs",
+                        format!(
+                            "task {} STOPPED: its instance {} was terminated (noticed after the agent disconnect timeout)",
+                            t.id, t.instance
+                        ),
+                    );
+                actions.push(Action::CleanUpTask(t.id.clone()));
+            }
+            Some(_) => {}
+            None if ctx.plane.task_exited(&t.id) => {
+                mark_stopped(
+                    t,
+                    "Essential container in task exited".into(),
+                    "EssentialContainerExited",
+                );
+                ctx.events.emit(
+                    "ecs",
+                    format!("task {} STOPPED: essential container exited", t.id),
+                );
+                actions.push(Action::CleanUpTask(t.id.clone()));
+            }
+            None => {}
+        }
+    }
+    let names: Vec<String> = state.services.keys().cloned().collect();
+    for name in names {
+        schedule(state, ctx, &name, actions);
+    }
+    // Keep the most recent stopped tasks only.
+    let stopped = state.tasks.values().filter(|t| !t.is_live()).count();
+    if stopped > KEEP_STOPPED {
+        let mut old: Vec<(SystemTime, String)> = state
+            .tasks
+            .values()
+            .filter(|t| !t.is_live())
+            .map(|t| (t.stopped_at.unwrap_or(t.created_at), t.id.clone()))
+            .collect();
+        old.sort();
+        for (_, id) in old.iter().take(stopped - KEEP_STOPPED) {
+            state.tasks.remove(id);
+        }
+    }
+}
+
+fn healthy(t: &Task, ctx: &Ctx<'_>) -> bool {
+    if t.last_status != "RUNNING" || t.lost.is_some() {
+        return false;
+    }
+    match (&t.target_group, t.endpoint) {
+        (Some(tg), Some(addr)) => {
+            ctx.plane
+                .target_group(tg)
+                .ok()
+                .and_then(|g| g.health_of(addr))
+                == Some(TargetHealth::Healthy)
+        }
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
+}
+
+fn elb_unhealthy(t: &Task, ctx: &Ctx<'_>) -> bool {
+    match (&t.target_group, t.endpoint) {
+        (Some(tg), Some(addr)) => {
+            ctx.plane
+                .target_group(tg)
+                .ok()
+                .and_then(|g| g.health_of(addr))
+                == Some(TargetHealth::Unhealthy)
+        }
+        _ => false,
+    }
+}
+
+fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Action>) {
+    let Some(svc) = state.services.get(name).cloned() else {
+        return;
+    };
+    let instance_ok = |state: &State, ec2: &str| {
+        state
+            .container_instances
+            .get(ec2)
+            .is_some_and(|c| c.status == "ACTIVE")
+            && state
+                .instances
+                .get(ec2)
+                .is_some_and(|i| i.lifecycle == Lifecycle::InService)
+    };
+    let mine: Vec<Task> = state
+        .tasks
+        .values()
+        .filter(|t| t.service.as_deref() == Some(name) && t.is_live())
+        .cloned()
+        .collect();
+    // Tasks failing load balancer health checks past the grace period are replaced.
+    let mut stop: Vec<(String, String)> = Vec::new();
+    for t in &mine {
+        if !t.is_stopping()
+            && t.last_status == "RUNNING"
+            && t.lost.is_none()
+            && t.started.is_some_and(|s| ctx.elapsed(s, svc.grace))
+            && elb_unhealthy(t, ctx)
+        {
+            stop.push((
+                t.id.clone(),
+                format!(
+                    "Task failed ELB health checks in (target-group {})",
+                    t.target_group.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+    }
+    let failing: std::collections::BTreeSet<&str> =
+        stop.iter().map(|(id, _)| id.as_str()).collect();
+    let (keep, replace): (Vec<&Task>, Vec<&Task>) = mine
+        .iter()
+        .filter(|t| !t.is_stopping() && !failing.contains(t.id.as_str()) && t.lost.is_none())
+        .partition(|t| instance_ok(state, &t.instance) && t.task_definition == svc.task_definition);
+    let total = mine.len() as u32;
+    let desired = svc.desired;
+    let ceiling = (desired * svc.max_percent / 100).max(desired);
+    let floor = (desired * svc.min_healthy).div_ceil(100);
+    let mut healthy_count = keep
+        .iter()
+        .chain(replace.iter())
+        .filter(|t| healthy(t, ctx))
+        .count() as u32;
+    // Stop tasks that must go while the healthy floor allows (unhealthy ones at once), oldest
+    // first.
+    let mut replace_sorted = replace.clone();
+    replace_sorted.sort_by_key(|t| t.created_at);
+    for t in &replace_sorted {
+        if t.last_status != "RUNNING" {
+            continue;
+        }
+        if healthy(t, ctx) {
+            if healthy_count.saturating_sub(1) < floor {
+                continue;
+            }
+            healthy_count -= 1;
+        }
+        let why = if t.task_definition != svc.task_definition {
+            "Task replaced by a deployment of a new task definition"
+        } else {
+            "Container instance is DRAINING: task moved to another instance"
+        };
+        stop.push((t.id.clone(), why.into()));
+    }
+    // Scale in.
+    let keep_n = keep.len() as u32;
+    if replace.is_empty() && keep_n > desired {
+        let mut extra: Vec<&&Task> = keep.iter().collect();
+        extra.sort_by_key(|t| (healthy(t, ctx), std::cmp::Reverse(t.created_at)));
+        for t in extra.iter().take((keep_n - desired) as usize) {
+            stop.push((t.id.clone(), "Service scaled in".into()));
+        }
+    }
+    for (id, reason) in &stop {
+        if let Some(t) = state.tasks.get_mut(id)
+            && t.last_status == "RUNNING"
+            && !t.is_stopping()
+        {
+            t.desired_status = "STOPPED";
+            t.last_status = "DEACTIVATING";
+            t.stopping_at = Some(wall());
+            t.stopped_reason = Some(reason.clone());
+            t.stop_code = Some("ServiceSchedulerInitiated");
+            actions.push(Action::StopTask(id.clone()));
+        }
+    }
+    if let Some(s) = state.services.get_mut(name) {
+        for (id, reason) in &stop {
+            add_event(
+                s,
+                format!("(service {name}) has stopped 1 running tasks: (task {id}). {reason}."),
+            );
+        }
+    }
+    // Start what is missing, within maximumPercent.
+    let want = desired.saturating_sub(keep_n);
+    let room = ceiling.saturating_sub(total);
+    let start = want.min(room);
+    let Ok(td) = state
+        .task_definition(&format!(
+            "{}:{}",
+            svc.task_definition.0, svc.task_definition.1
+        ))
+        .cloned()
+    else {
+        return;
+    };
+    let mut started = Vec::new();
+    for _ in 0..start {
+        let candidates: Vec<String> = state
+            .container_instances
+            .keys()
+            .filter(|ec2| instance_ok(state, ec2))
+            .cloned()
+            .collect();
+        let load = |ec2: &str| {
+            let live = state
+                .tasks
+                .values()
+                .filter(|t| t.instance == ec2 && t.is_live());
+            let of_service = live
+                .clone()
+                .filter(|t| t.service.as_deref() == Some(name))
+                .count();
+            (of_service, live.count())
+        };
+        let Some(instance) = candidates.iter().min_by_key(|c| load(c)).cloned() else {
+            if let Some(s) = state.services.get_mut(name)
+                && s.unplaceable_since.is_none()
+            {
+                s.unplaceable_since = Some(ctx.now);
+                add_event(
+                    s,
+                    format!(
+                        "(service {name}) was unable to place a task because no container instance met all of its requirements."
+                    ),
+                );
+                ctx.events.emit(
+                    "ecs",
+                    format!("service {name} cannot place a task: no ACTIVE container instance"),
+                );
+            }
+            break;
+        };
+        let id = ctx.plane.new_task_id();
+        state.tasks.insert(
+            id.clone(),
+            Task {
+                id: id.clone(),
+                arn: format!(
+                    "arn:aws:ecs:{}:{}:task/{}/{id}",
+                    super::REGION,
+                    super::ACCOUNT,
+                    state.cluster
+                ),
+                task_definition: (td.family.clone(), td.revision),
+                definition: td.definition.clone(),
+                service: Some(name.to_owned()),
+                instance,
+                endpoint: None,
+                target_group: svc.load_balancer.as_ref().map(|l| l.target_group.clone()),
+                last_status: "PROVISIONING",
+                desired_status: "RUNNING",
+                created_at: wall(),
+                started_at: None,
+                started: None,
+                stopping_at: None,
+                stopped_at: None,
+                stopped_reason: None,
+                stop_code: None,
+                exit_code: None,
+                lost: None,
+            },
+        );
+        actions.push(Action::StartTask(id.clone()));
+        started.push(id);
+    }
+    let running = mine.iter().filter(|t| t.last_status == "RUNNING").count() as u32;
+    let steady = stop.is_empty()
+        && started.is_empty()
+        && replace.is_empty()
+        && keep_n == desired
+        && running == desired
+        && keep.iter().all(|t| healthy(t, ctx))
+        && !mine.iter().any(|t| t.is_stopping());
+    if let Some(s) = state.services.get_mut(name) {
+        if !started.is_empty() {
+            s.unplaceable_since = None;
+            add_event(
+                s,
+                format!(
+                    "(service {name}) has started {} tasks: {}.",
+                    started.len(),
+                    started
+                        .iter()
+                        .map(|id| format!("(task {id})"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            );
+        }
+        if steady && !s.steady {
+            add_event(s, format!("(service {name}) has reached a steady state."));
+        }
+        s.steady = steady;
+    }
+}
+
+/// Starts a task recorded as `PROVISIONING` and registers it in its target group.
+pub(super) async fn start_task(c: &Control, id: String) {
+    let Some((td, instance, tg)) = c.read(|st| {
+        st.tasks.get(&id).map(|t| {
+            (
+                t.definition.clone(),
+                t.instance.clone(),
+                t.target_group.clone(),
+            )
+        })
+    }) else {
+        return;
+    };
+    let result = c
+        .plane()
+        .run_task_as(id.clone(), &td, Some(&instance), &[])
+        .await;
+    let registered = match (&result, &tg) {
+        (Ok(_), Some(tg)) => c.plane().register_task(&id, tg).map_err(|e| e.to_string()),
+        _ => Ok(()),
+    };
+    c.write(|st, c| {
+        let Some(t) = st.tasks.get_mut(&id) else {
+            return;
+        };
+        match (&result, registered) {
+            (Ok(info), Ok(())) => {
+                t.last_status = "RUNNING";
+                t.endpoint = Some(info.endpoint);
+                t.started_at = Some(wall());
+                t.started = Some(Instant::now());
+                c.events().emit(
+                    "ecs",
+                    format!(
+                        "task {id} RUNNING on {} at {}{}",
+                        t.instance,
+                        info.endpoint,
+                        tg.as_ref()
+                            .map(|g| format!(", registered in {g}"))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
+            (Err(e), _) => {
+                mark_stopped(t, format!("Task failed to start: {e}"), "TaskFailedToStart");
+                c.events()
+                    .emit("ecs", format!("task {id} failed to start: {e}"));
+            }
+            (Ok(_), Err(e)) => {
+                mark_stopped(
+                    t,
+                    format!("Task failed to register in its target group: {e}"),
+                    "TaskFailedToStart",
+                );
+            }
+        }
+    });
+}
+
+/// Stops a task the ECS way: deregister, wait for the deregistration delay, SIGTERM,
+/// `stopTimeout`, SIGKILL.
+pub(super) async fn stop_task(c: &Control, id: String) {
+    let drains = c.plane().deregister_task(&id).unwrap_or_default();
+    for gone in drains {
+        gone.cancelled().await;
+    }
+    c.write(|st, _| {
+        if let Some(t) = st.tasks.get_mut(&id)
+            && t.is_live()
+        {
+            t.last_status = "STOPPING";
+        }
+    });
+    let outcome = c.plane().stop_task(&id).await;
+    c.write(|st, c| {
+        if let Some(t) = st.tasks.get_mut(&id) {
+            if let Ok(
+                crate::dataplane::StopOutcome::Exited(crate::dataplane::TaskExit::Code(code))
+                | crate::dataplane::StopOutcome::Killed(crate::dataplane::TaskExit::Code(code)),
+            ) = &outcome
+            {
+                t.exit_code = Some(*code);
+            }
+            let reason = t.stopped_reason.clone().unwrap_or_default();
+            mark_stopped(t, reason, "ServiceSchedulerInitiated");
+            c.events().emit(
+                "ecs",
+                format!(
+                    "task {id} STOPPED ({})",
+                    match &outcome {
+                        Ok(o) => o.to_string(),
+                        Err(e) => e.to_string(),
+                    }
+                ),
+            );
+        }
+    });
+}
+
+/// What `RegisterTaskDefinition` and `UpdateService` need from a request.
+impl Control {
+    /// `RegisterTaskDefinition`: a new revision of the family.
+    pub fn register_task_definition(
+        &self,
+        definition: TaskDefinition,
+        raw: serde_json::Value,
+    ) -> Result<TaskDefinitionRevision, ControlError> {
+        let stack = self.plane().stack();
+        if definition.family.is_empty() {
+            return Err(ControlError::Validation("family is required".into()));
+        }
+        if definition.container_definitions.len() != 1 {
+            return Err(ControlError::Validation(
+                "containerDefinitions: localaws runs exactly one container per task".into(),
+            ));
+        }
+        for c in &definition.container_definitions {
+            if stack.image(&c.image).is_none() {
+                return Err(ControlError::Validation(format!(
+                    "containerDefinitions.image {:?} maps to no local image; known: {}",
+                    c.image,
+                    stack.images.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        self.write(|st, _| {
+            let revisions = st
+                .task_definitions
+                .entry(definition.family.clone())
+                .or_default();
+            let revision = revisions.last().map_or(1, |r| r.revision + 1);
+            let rev = TaskDefinitionRevision {
+                family: definition.family.clone(),
+                revision,
+                arn: task_definition_arn(&definition.family, revision),
+                definition,
+                raw,
+                registered_at: wall(),
+            };
+            revisions.push(rev.clone());
+            Ok(rev)
+        })
+    }
+
+    /// `UpdateService`.
+    pub fn update_service(
+        &self,
+        name: &str,
+        update: &ServiceUpdate,
+    ) -> Result<Service, ControlError> {
+        self.write(|st, _| {
+            let svc = st.service(name)?.clone();
+            let td = match &update.task_definition {
+                Some(r) => {
+                    if svc.controller == "CODE_DEPLOY" {
+                        return Err(ControlError::Validation(
+                            "Unable to update task definition on services with a CODE_DEPLOY deployment controller. Use AWS CodeDeploy to trigger a new deployment.".into(),
+                        ));
+                    }
+                    let t = st.task_definition(r)?;
+                    Some((t.family.clone(), t.revision))
+                }
+                None => None,
+            };
+            if let Some(d) = update.desired
+                && d > 1000
+            {
+                return Err(ControlError::Validation(format!(
+                    "desiredCount {d} is out of range: expected 0 to 1000"
+                )));
+            }
+            if let Some(p) = update.min_healthy
+                && p > 100
+            {
+                return Err(ControlError::Validation(format!(
+                    "minimumHealthyPercent {p} is out of range: expected 0 to 100"
+                )));
+            }
+            if let Some(p) = update.max_percent
+                && !(100..=200).contains(&p)
+            {
+                return Err(ControlError::Validation(format!(
+                    "maximumPercent {p} is out of range: expected 100 to 200"
+                )));
+            }
+            let s = st
+                .services
+                .get_mut(&svc.name)
+                .ok_or_else(|| ControlError::not_found("service", name))?;
+            if let Some(td) = td {
+                s.task_definition = td;
+                s.steady = false;
+            }
+            if let Some(d) = update.desired {
+                s.desired = d;
+                s.steady = false;
+            }
+            if let Some(p) = update.min_healthy {
+                s.min_healthy = p;
+            }
+            if let Some(p) = update.max_percent {
+                s.max_percent = p;
+            }
+            if let Some(g) = update.grace {
+                s.grace = g;
+            }
+            Ok(s.clone())
+        })
+    }
+
+    /// `UpdateContainerInstancesState`: `ACTIVE` or `DRAINING`. Returns the ones changed and
+    /// the references that matched nothing.
+    pub fn update_container_instances_state(
+        &self,
+        references: &[String],
+        status: &str,
+    ) -> Result<(Vec<ContainerInstance>, Vec<String>), ControlError> {
+        let status: &'static str = match status {
+            "ACTIVE" => "ACTIVE",
+            "DRAINING" => "DRAINING",
+            s => {
+                return Err(ControlError::Validation(format!(
+                    "invalid status {s:?}: expected ACTIVE or DRAINING"
+                )));
+            }
+        };
+        self.write(|st, c| {
+            let mut changed = Vec::new();
+            let mut missing = Vec::new();
+            for r in references {
+                let Some(ec2) = st.container_instance(r).map(|ci| ci.ec2_instance.clone()) else {
+                    missing.push(r.clone());
+                    continue;
+                };
+                if let Some(ci) = st.container_instances.get_mut(&ec2) {
+                    if ci.status != "INACTIVE" && ci.status != status {
+                        ci.status = status;
+                        c.events()
+                            .emit("ecs", format!("container instance on {ec2} {status}"));
+                    }
+                    changed.push(ci.clone());
+                }
+            }
+            Ok((changed, missing))
+        })
+    }
+}
+
+/// What `UpdateService` may change.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceUpdate {
+    /// `desiredCount`.
+    pub desired: Option<u32>,
+    /// `taskDefinition`.
+    pub task_definition: Option<String>,
+    /// `deploymentConfiguration.minimumHealthyPercent`.
+    pub min_healthy: Option<u32>,
+    /// `deploymentConfiguration.maximumPercent`.
+    pub max_percent: Option<u32>,
+    /// `healthCheckGracePeriodSeconds`.
+    pub grace: Option<u32>,
+}
