@@ -12,6 +12,10 @@
 //!   the request still in flight;
 //! - 503 when the target group has no registered targets;
 //! - 504 when the target does not answer within the idle timeout.
+//!
+//! An error about one target also names it, as an ALB access log records `target:port` for every
+//! request: `x-localaws-target: 127.0.1.2:40077` and `x-localaws-target-id: <registration id>`
+//! (the task id for an ECS task, the same value the task sends as `x-served-by`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,6 +45,8 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_LOCALAWS_ERROR: HeaderName = HeaderName::from_static("x-localaws-error");
+static X_LOCALAWS_TARGET: HeaderName = HeaderName::from_static("x-localaws-target");
+static X_LOCALAWS_TARGET_ID: HeaderName = HeaderName::from_static("x-localaws-target-id");
 const AWSELB: HeaderValue = HeaderValue::from_static("awselb/2.0");
 const HTTP: HeaderValue = HeaderValue::from_static("http");
 
@@ -358,16 +364,20 @@ async fn handle(
     let answer = tokio::select! {
         biased;
         () = target.cut_off.cancelled() => {
-            return Ok(lb_error(StatusCode::BAD_GATEWAY, "deregistration-delay-ended"));
+            return Ok(target_error(&target, StatusCode::BAD_GATEWAY, "deregistration-delay-ended"));
         }
         answer = tokio::time::timeout(listener.idle_timeout, request) => answer,
     };
     match answer {
-        Err(_) => Ok(lb_error(StatusCode::GATEWAY_TIMEOUT, "target-timeout")),
+        Err(_) => Ok(target_error(
+            &target,
+            StatusCode::GATEWAY_TIMEOUT,
+            "target-timeout",
+        )),
         Ok(Err(err)) => {
             let (status, cause) = classify(&err);
             tracing::debug!(target_addr = %target.addr, %err, cause, "proxy error");
-            Ok(lb_error(status, cause))
+            Ok(target_error(&target, status, cause))
         }
         Ok(Ok(mut res)) => {
             strip_hop_by_hop(res.headers_mut());
@@ -447,6 +457,22 @@ fn forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
         X_FORWARDED_FOR.clone(),
         appended.unwrap_or_else(|| client.clone()),
     );
+}
+
+/// A load-balancer error about one target: names it as an ALB access log does (`target:port`),
+/// and by its registration id (the task id for ECS tasks), so a probe can attribute the failure.
+fn target_error(
+    target: &super::targets::Target,
+    status: StatusCode,
+    cause: &'static str,
+) -> Response<ProxyBody> {
+    let mut res = lb_error(status, cause);
+    let h = res.headers_mut();
+    h.insert(X_LOCALAWS_TARGET.clone(), target.addr_value.clone());
+    if let Some(id) = &target.id_value {
+        h.insert(X_LOCALAWS_TARGET_ID.clone(), id.clone());
+    }
+    res
 }
 
 /// A response the load balancer generates, shaped like ALB's.

@@ -71,6 +71,10 @@ pub struct Target {
     /// Where requests go.
     pub addr: SocketAddr,
     pub(crate) authority: Authority,
+    /// `addr` as a header value, rendered once (load-balancer errors name the target).
+    pub(crate) addr_value: http::HeaderValue,
+    /// `id` as a header value, when it is one.
+    pub(crate) id_value: Option<http::HeaderValue>,
     /// One keep-alive pool per proxy worker thread, so a request never crosses threads.
     clients: Box<[Client<HttpConnector, Incoming>]>,
     status: Mutex<Status>,
@@ -129,7 +133,12 @@ impl Target {
                     .build(connector.clone())
             })
             .collect();
+        let addr_value = http::HeaderValue::from_str(&addr.to_string())
+            .map_err(|e| format!("bad target address {addr}: {e}"))?;
+        let id_value = http::HeaderValue::from_str(&id).ok();
         Ok(Self {
+            id_value,
+            addr_value,
             id,
             addr,
             authority,

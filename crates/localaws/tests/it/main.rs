@@ -6,5 +6,6 @@
 
 mod health;
 mod process;
+mod refresh;
 mod traffic;
 mod util;

@@ -274,3 +274,230 @@ pub async fn get(url: &str) -> Result<(u16, String, String), String> {
         header("x-localaws-error"),
     ))
 }
+
+/// The official SDK clients, pointed at a `localaws` endpoint (plain HTTP, any credentials).
+pub struct Aws {
+    pub asg: aws_sdk_autoscaling::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+}
+
+impl Aws {
+    pub fn new(endpoint: &str) -> Aws {
+        let http = aws_smithy_http_client::Builder::new().build_http();
+        let region = aws_sdk_autoscaling::config::Region::new("us-east-1");
+        let creds =
+            aws_sdk_autoscaling::config::Credentials::new("test", "test", None, None, "localaws");
+        let asg = aws_sdk_autoscaling::Config::builder()
+            .behavior_version(aws_sdk_autoscaling::config::BehaviorVersion::latest())
+            .region(region.clone())
+            .credentials_provider(creds.clone())
+            .endpoint_url(endpoint)
+            .http_client(http.clone())
+            .build();
+        let ecs = aws_sdk_ecs::Config::builder()
+            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .region(region.clone())
+            .credentials_provider(creds.clone())
+            .endpoint_url(endpoint)
+            .http_client(http.clone())
+            .build();
+        let elb = aws_sdk_elasticloadbalancingv2::Config::builder()
+            .behavior_version(aws_sdk_elasticloadbalancingv2::config::BehaviorVersion::latest())
+            .region(region)
+            .credentials_provider(creds)
+            .endpoint_url(endpoint)
+            .http_client(http)
+            .build();
+        Aws {
+            asg: aws_sdk_autoscaling::Client::from_conf(asg),
+            ecs: aws_sdk_ecs::Client::from_conf(ecs),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
+        }
+    }
+}
+
+/// The embedded default stack (the dev environment's names) tuned for tests: simulated time 60x,
+/// an application that drains for 1 s, and managed draining as given.
+pub fn fleet_stack(managed_draining: bool) -> Stack {
+    let mut stack = Stack::embedded().expect("default stack");
+    stack.time_scale = 60.0;
+    if let Some(asg) = stack.auto_scaling_group.as_mut() {
+        asg.capacity_provider.managed_draining = managed_draining;
+    }
+    for td in &mut stack.task_definitions {
+        for c in &mut td.container_definitions {
+            c.stop_timeout = Some(10);
+            for kv in &mut c.environment {
+                match kv.name.as_str() {
+                    "DRAIN_DELAY_SECONDS" => kv.value = "1".into(),
+                    "SHUTDOWN_TIMEOUT_SECONDS" => kv.value = "5".into(),
+                    _ => {}
+                }
+            }
+        }
+    }
+    stack
+}
+
+/// A whole localaws (API on a free port, listeners on free ports) and its state directory.
+pub struct Fleet {
+    pub la: localaws::Localaws,
+    pub aws: Aws,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// Starts `stack` and waits until the fleet is healthy.
+    pub async fn start(stack: Stack) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = Options::new(dir.path());
+        options.ephemeral_ports = true;
+        options.server = Some((server_bin(), Vec::new()));
+        let la = localaws::Localaws::start(stack, options, 0)
+            .await
+            .expect("localaws");
+        let ready = la.wait_ready(la.ready_timeout()).await;
+        assert!(
+            ready,
+            "the fleet did not turn healthy within {:?}",
+            la.ready_timeout()
+        );
+        let aws = Aws::new(&la.endpoint());
+        Fleet { la, aws, dir }
+    }
+
+    pub fn url(&self, listener: &str) -> String {
+        self.la.listener_url(listener).expect("listener")
+    }
+
+    /// How long a refresh of the whole group may take, from the stack's own timings: per
+    /// instance, boot and agent start, warmup, task replacement (health checks), deregistration
+    /// delay and the application's stop, on the scaled clock, with slack for a loaded machine.
+    pub fn refresh_deadline(&self) -> Duration {
+        let stack = self.la.plane().stack();
+        let clock = self.la.plane().clock();
+        let asg = stack.auto_scaling_group.as_ref().expect("asg");
+        let ami = stack
+            .amis
+            .values()
+            .map(|a| a.boot + a.agent_start)
+            .max()
+            .unwrap_or(40);
+        let warm = asg
+            .default_instance_warmup
+            .unwrap_or(asg.health_check_grace_period);
+        let tg = &stack.target_groups[0];
+        let health = tg.health_check.interval * (tg.health_check.healthy_threshold + 1);
+        let simulated =
+            ami + warm + health + tg.deregistration_delay + stack.cluster.agent_disconnect_timeout;
+        let stop = Duration::from_secs(u64::from(
+            stack.task_definitions[0].container_definitions[0]
+                .stop_timeout
+                .unwrap_or(30),
+        ));
+        (clock.secs(simulated) + stop) * (asg.max_size + 1) * 2
+    }
+
+    /// Adds launch template version 2 of `demo-lt` with `image_id`.
+    pub fn new_version(&self, image_id: &str) -> u32 {
+        let (_, v) = self
+            .la
+            .control()
+            .create_launch_template_version(
+                &localaws::control::ec2::TemplateRef::Name("demo-lt".into()),
+                localaws::control::ec2::NewVersion {
+                    source_version: Some("1".into()),
+                    image_id: Some(image_id.into()),
+                    ..Default::default()
+                },
+            )
+            .expect("new launch template version");
+        v.number
+    }
+
+    /// Starts an instance refresh of `demo-asg` to `version` through the SDK.
+    pub async fn start_refresh(
+        &self,
+        version: u32,
+        prefs: aws_sdk_autoscaling::types::RefreshPreferences,
+    ) -> String {
+        use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification};
+        self.aws
+            .asg
+            .start_instance_refresh()
+            .auto_scaling_group_name("demo-asg")
+            .desired_configuration(
+                DesiredConfiguration::builder()
+                    .launch_template(
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_name("demo-lt")
+                            .version(version.to_string())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .preferences(prefs)
+            .send()
+            .await
+            .expect("start instance refresh")
+            .instance_refresh_id
+            .expect("refresh id")
+    }
+
+    /// The refresh `id` as the SDK describes it.
+    pub async fn refresh(&self, id: &str) -> aws_sdk_autoscaling::types::InstanceRefresh {
+        self.aws
+            .asg
+            .describe_instance_refreshes()
+            .auto_scaling_group_name("demo-asg")
+            .instance_refresh_ids(id)
+            .send()
+            .await
+            .expect("describe instance refreshes")
+            .instance_refreshes
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .expect("the refresh")
+    }
+
+    /// Polls the refresh through the SDK until `done` holds for its status; panics at the
+    /// deadline.
+    pub async fn wait_refresh(
+        &self,
+        id: &str,
+        done: impl Fn(&aws_sdk_autoscaling::types::InstanceRefreshStatus) -> bool,
+    ) -> aws_sdk_autoscaling::types::InstanceRefresh {
+        let deadline = tokio::time::Instant::now() + self.refresh_deadline();
+        loop {
+            let r = self.refresh(id).await;
+            if r.status.as_ref().is_some_and(&done) {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "instance refresh {id} still {:?} ({:?}) after {:?}",
+                r.status,
+                r.status_reason,
+                self.refresh_deadline()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Launch template versions of the instances in service.
+    pub fn versions_in_service(&self) -> Vec<u32> {
+        self.la.control().read(|st| {
+            st.instances
+                .values()
+                .filter(|i| i.lifecycle == localaws::control::Lifecycle::InService)
+                .filter_map(|i| i.launch_template.as_ref().map(|(_, v)| *v))
+                .collect()
+        })
+    }
+
+    pub async fn stop(self) {
+        self.la.shutdown().await;
+    }
+}
