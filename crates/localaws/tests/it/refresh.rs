@@ -240,3 +240,265 @@ async fn max_healthy_200_launches_first_and_never_has_fewer_healthy_targets() {
     );
     fleet.stop().await;
 }
+
+/// Waits until the refresh has replaced at least `percent` of the group.
+async fn wait_percentage(fleet: &Fleet, id: &str, percent: i32) {
+    let deadline = tokio::time::Instant::now() + fleet.refresh_deadline();
+    loop {
+        let r = fleet.refresh(id).await;
+        if r.percentage_complete.unwrap_or(0) >= percent {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refresh stuck at {:?}% ({:?})",
+            r.percentage_complete,
+            r.status_reason
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every service task healthy and the group back to its desired capacity.
+async fn assert_fleet_healthy(fleet: &Fleet) {
+    assert!(
+        fleet.la.wait_ready(fleet.la.ready_timeout()).await,
+        "the fleet is not healthy"
+    );
+    let tg = fleet.la.plane().target_group("demo-tg-blue").expect("tg");
+    let healthy = tg
+        .describe()
+        .iter()
+        .filter(|t| t.health == localaws::TargetHealth::Healthy)
+        .count();
+    assert_eq!(healthy, 3, "{:?}", tg.describe());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_pause_the_refresh_for_the_checkpoint_delay() {
+    let fleet = Fleet::start(fleet_stack(true)).await;
+    let v2 = fleet.new_version("ami-0ecs000000000002");
+    let delay = 120; // simulated seconds
+    let mut events = fleet.la.plane().events().subscribe();
+    let id = fleet
+        .start_refresh(
+            v2,
+            RefreshPreferences::builder()
+                .min_healthy_percentage(90)
+                .checkpoint_percentages(30)
+                .checkpoint_percentages(100)
+                .checkpoint_delay(delay)
+                .build(),
+        )
+        .await;
+    let r = fleet.wait_refresh(&id, terminal).await;
+    assert_eq!(r.status, Some(InstanceRefreshStatus::Successful));
+    // The pause: from the checkpoint to the next termination, at least the delay (real time).
+    let mut checkpoint = None;
+    let mut after = None;
+    while let Ok(e) = events.try_recv() {
+        let label = e.kind.to_string();
+        if checkpoint.is_none() && label.contains("checkpoint 30% reached") {
+            checkpoint = Some(e.at);
+        } else if checkpoint.is_some()
+            && after.is_none()
+            && label.contains("autoscaling: terminating")
+        {
+            after = Some(e.at);
+        }
+    }
+    let (Some(cp), Some(next)) = (checkpoint, after) else {
+        panic!("no checkpoint pause seen (checkpoint {checkpoint:?}, next {after:?})");
+    };
+    let paused = next.duration_since(cp).unwrap_or_default();
+    let expected = fleet.la.plane().clock().secs(delay as u32);
+    assert!(
+        paused >= expected,
+        "paused {paused:?}, checkpoint delay is {expected:?}"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_leaves_a_mixed_but_healthy_fleet() {
+    let fleet = Fleet::start(fleet_stack(true)).await;
+    let v2 = fleet.new_version("ami-0ecs000000000002");
+    let id = fleet
+        .start_refresh(
+            v2,
+            RefreshPreferences::builder()
+                .min_healthy_percentage(100)
+                .max_healthy_percentage(100)
+                .build(),
+        )
+        .await;
+    wait_percentage(&fleet, &id, 33).await;
+    let cancelled = fleet
+        .aws
+        .asg
+        .cancel_instance_refresh()
+        .auto_scaling_group_name("demo-asg")
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.instance_refresh_id.as_deref(), Some(id.as_str()));
+    let r = fleet.wait_refresh(&id, terminal).await;
+    assert_eq!(r.status, Some(InstanceRefreshStatus::Cancelled));
+    assert_fleet_healthy(&fleet).await;
+    let mut versions = fleet.versions_in_service();
+    versions.sort_unstable();
+    assert!(
+        versions.contains(&1) && versions.contains(&2) && versions.len() == 3,
+        "{versions:?}"
+    );
+    // Nothing left to cancel or roll back.
+    let e = fleet
+        .aws
+        .asg
+        .cancel_instance_refresh()
+        .auto_scaling_group_name("demo-asg")
+        .send()
+        .await
+        .expect_err("no active refresh");
+    assert!(
+        e.into_service_error()
+            .is_active_instance_refresh_not_found_fault()
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_restores_the_previous_version() {
+    let fleet = Fleet::start(fleet_stack(true)).await;
+    let v2 = fleet.new_version("ami-0ecs000000000002");
+    let id = fleet
+        .start_refresh(
+            v2,
+            RefreshPreferences::builder()
+                .min_healthy_percentage(90)
+                .build(),
+        )
+        .await;
+    wait_percentage(&fleet, &id, 33).await;
+    let rolled = fleet
+        .aws
+        .asg
+        .rollback_instance_refresh()
+        .auto_scaling_group_name("demo-asg")
+        .send()
+        .await
+        .expect("rollback");
+    assert_eq!(rolled.instance_refresh_id.as_deref(), Some(id.as_str()));
+    let r = fleet.wait_refresh(&id, terminal).await;
+    assert_eq!(
+        r.status,
+        Some(InstanceRefreshStatus::RollbackSuccessful),
+        "{:?}",
+        r.status_reason
+    );
+    assert_fleet_healthy(&fleet).await;
+    assert_eq!(fleet.versions_in_service(), vec![1, 1, 1]);
+    let group = fleet
+        .aws
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("demo-asg")
+        .send()
+        .await
+        .expect("describe");
+    let lt = group.auto_scaling_groups()[0]
+        .launch_template()
+        .expect("lt");
+    assert_eq!(
+        lt.version(),
+        Some("1"),
+        "the group keeps its previous configuration"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_is_refused_for_latest() {
+    let fleet = Fleet::start(fleet_stack(true)).await;
+    fleet.new_version("ami-0ecs000000000002");
+    use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification};
+    let id = fleet
+        .aws
+        .asg
+        .start_instance_refresh()
+        .auto_scaling_group_name("demo-asg")
+        .desired_configuration(
+            DesiredConfiguration::builder()
+                .launch_template(
+                    LaunchTemplateSpecification::builder()
+                        .launch_template_name("demo-lt")
+                        .version("$Latest")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("start")
+        .instance_refresh_id
+        .expect("id");
+    let e = fleet
+        .aws
+        .asg
+        .rollback_instance_refresh()
+        .auto_scaling_group_name("demo-asg")
+        .send()
+        .await
+        .expect_err("rollback of $Latest");
+    assert!(
+        e.into_service_error()
+            .is_irreversible_instance_refresh_fault(),
+        "AWS refuses to roll back $Latest"
+    );
+    let r = fleet.wait_refresh(&id, terminal).await;
+    assert_eq!(r.status, Some(InstanceRefreshStatus::Successful));
+    fleet.stop().await;
+}
+
+/// A launch template version whose instances fail their status checks, refreshed under load.
+async fn bad_version_under_load(auto_rollback: bool) -> (Report, InstanceRefreshStatus, Vec<u32>) {
+    let fleet = Fleet::start(fleet_stack(true)).await;
+    let v2 = fleet.new_version("ami-0bad000000000000");
+    let probe = probe(&fleet.url("production"), RATE, 300.0);
+    bridge_events(fleet.la.plane(), &probe);
+    let id = fleet
+        .start_refresh(
+            v2,
+            RefreshPreferences::builder()
+                .min_healthy_percentage(90)
+                .auto_rollback(auto_rollback)
+                .build(),
+        )
+        .await;
+    let r = fleet.wait_refresh(&id, terminal).await;
+    assert_fleet_healthy(&fleet).await;
+    probe.stop();
+    let report = probe.finish().await.expect("report");
+    let versions = fleet.versions_in_service();
+    fleet.stop().await;
+    (report, r.status.expect("status"), versions)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_new_instances_fail_the_refresh_and_auto_rollback_drops_nothing() {
+    let (report, status, versions) = bad_version_under_load(true).await;
+    assert_eq!(status, InstanceRefreshStatus::RollbackSuccessful);
+    assert_eq!(versions, vec![1, 1, 1], "back on the old version");
+    assert_complete(&report);
+    assert_eq!(report.errors.total, 0, "{:?}", report.errors.by_kind);
+    assert_eq!(report.verdict, Verdict::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_new_instances_fail_the_refresh_without_auto_rollback() {
+    let (report, status, versions) = bad_version_under_load(false).await;
+    assert_eq!(status, InstanceRefreshStatus::Failed);
+    // The group replaced the unhealthy instance from its own (old) configuration.
+    assert_eq!(versions, vec![1, 1, 1]);
+    assert_eq!(report.errors.total, 0, "{:?}", report.errors.by_kind);
+}
