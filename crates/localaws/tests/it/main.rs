@@ -7,5 +7,6 @@
 mod health;
 mod process;
 mod refresh;
+mod sdk;
 mod traffic;
 mod util;
