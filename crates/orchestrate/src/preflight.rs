@@ -29,6 +29,27 @@ pub const ELB_DEFAULT_DEREGISTRATION_DELAY: f64 = 300.0;
 /// ALB `idle_timeout` default.
 pub const ALB_DEFAULT_IDLE_TIMEOUT: f64 = 60.0;
 
+/// Every hazard id preflight can report.
+pub const HAZARD_IDS: &[&str] = &[
+    "no-managed-draining",
+    "scale-in-protection-blocks-refresh",
+    "refresh-no-headroom",
+    "launch-template-unpinned",
+    "asg-health-check-ec2",
+    "no-health-check-grace-period",
+    "static-host-port",
+    "drain-timing",
+    "slow-deregistration",
+    "keepalive-below-idle-timeout",
+    "desired-count-zero",
+    "codedeploy-no-auto-rollback",
+    "no-test-listener",
+    "no-validation-hook",
+    "ready-wait-forever",
+    "all-at-once",
+    "appspec-container-mismatch",
+];
+
 /// `orchestrate preflight` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PreflightArgs {
@@ -194,27 +215,31 @@ impl TaskDefinition {
     /// Reads an ECS task definition JSON file (placeholders inside strings are fine).
     pub fn from_file(path: &Path) -> Result<TaskDefinition, PreflightError> {
         let text = read(path)?;
+        TaskDefinition::parse(&text, path)
+    }
+
+    /// Parses task definition JSON text; `path` is used for locations and errors.
+    pub fn parse(text: &str, path: &Path) -> Result<TaskDefinition, PreflightError> {
         let bad = |message: String| PreflightError::TaskDefinition {
             path: path.to_path_buf(),
             message,
         };
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         let mut td = TaskDefinition::from_json(
             &json,
             Location {
                 file: path.to_path_buf(),
                 line: 1,
             },
-            path.display().to_string(),
+            file_label(path),
         )
         .map_err(bad)?;
         // Lines: a scan of the text for each container's keys, from its name on.
         for c in &mut td.containers {
-            let start = find_line(&text, &format!("\"{}\"", c.name), 1).unwrap_or(1);
+            let start = find_line(text, &format!("\"{}\"", c.name), 1).unwrap_or(1);
             c.lines.insert("container", start);
             for key in ["hostPort", "stopTimeout", "environment"] {
-                if let Some(l) = find_line(&text, &format!("\"{key}\""), start) {
+                if let Some(l) = find_line(text, &format!("\"{key}\""), start) {
                     c.lines.insert(key, l);
                 }
             }
@@ -223,12 +248,12 @@ impl TaskDefinition {
                 "SHUTDOWN_TIMEOUT_SECONDS",
                 "IDLE_TIMEOUT_SECONDS",
             ] {
-                if let Some(l) = find_line(&text, &format!("\"{var}\""), start) {
+                if let Some(l) = find_line(text, &format!("\"{var}\""), start) {
                     c.lines.insert(var_key(var), l);
                 }
             }
         }
-        if let Some(l) = find_line(&text, "\"networkMode\"", 1) {
+        if let Some(l) = find_line(text, "\"networkMode\"", 1) {
             td.location.line = l;
         }
         Ok(td)
@@ -366,11 +391,11 @@ impl AppSpec {
     /// Reads an AppSpec (YAML; JSON is YAML too).
     pub fn from_file(path: &Path) -> Result<AppSpec, PreflightError> {
         let text = read(path)?;
-        AppSpec::from_str(&text, path)
+        AppSpec::parse(&text, path)
     }
 
     /// Parses AppSpec text; `path` is used for locations and errors.
-    pub fn from_str(text: &str, path: &Path) -> Result<AppSpec, PreflightError> {
+    pub fn parse(text: &str, path: &Path) -> Result<AppSpec, PreflightError> {
         let bad = |message: String| PreflightError::AppSpec {
             path: path.to_path_buf(),
             message,
@@ -476,6 +501,7 @@ impl Findings {
         reason: String,
         fix: &str,
     ) {
+        debug_assert!(HAZARD_IDS.contains(&id), "{id} is not in HAZARD_IDS");
         self.0.push(Hazard {
             id,
             severity,
@@ -943,6 +969,17 @@ fn codedeploy(cfg: &Config, found: &mut Findings) {
         }
 
         if is_ecs {
+            let (config, at) = dg.get("deployment_config_name");
+            if config.string().is_some_and(|c| c.contains("AllAtOnce")) {
+                found.add(
+                    "all-at-once",
+                    Severity::Warning,
+                    &at,
+                    dg.address(),
+                    format!("deployment_config_name = {:?}: every request moves to the new release at once; the probe and the alarms can only roll back after the damage", config.string().unwrap_or_default()),
+                    "use a canary or linear configuration (CodeDeployDefault.ECSCanary10Percent5Minutes, CodeDeployDefault.ECSLinear10PercentEvery1Minutes)",
+                );
+            }
             let pair = dg
                 .block
                 .block("load_balancer_info")
@@ -1006,7 +1043,7 @@ fn appspec(spec: &AppSpec, td: Option<&TaskDefinition>, found: &mut Findings) {
                 file: spec.file.clone(),
                 line: spec.hooks_line,
             },
-            format!("{} Hooks", spec.file.display()),
+            format!("{} Hooks", file_label(&spec.file)),
             "no AfterAllowTestTraffic (or BeforeAllowTraffic) hook: nothing checks the green task set before it takes production traffic".to_owned(),
             "add Hooks: - AfterAllowTestTraffic: <validation function>, which tests green through the test listener and reports Succeeded or Failed",
         );
@@ -1022,7 +1059,7 @@ fn appspec(spec: &AppSpec, td: Option<&TaskDefinition>, found: &mut Findings) {
                 "appspec-container-mismatch",
                 Severity::Error,
                 &at,
-                format!("{} TargetService", spec.file.display()),
+                format!("{} TargetService", file_label(&spec.file)),
                 format!("ContainerName {name:?} is not a container of {}", td.name),
                 "make LoadBalancerInfo.ContainerName the task definition's container that serves traffic",
             ),
@@ -1037,7 +1074,7 @@ fn appspec(spec: &AppSpec, td: Option<&TaskDefinition>, found: &mut Findings) {
                             file: spec.file.clone(),
                             line: pline,
                         },
-                        format!("{} TargetService", spec.file.display()),
+                        format!("{} TargetService", file_label(&spec.file)),
                         format!("ContainerPort {} is not a containerPort of container {name:?} in {}", fmt_num(port), td.name),
                         "make LoadBalancerInfo.ContainerPort the container's containerPort",
                     );
@@ -1045,6 +1082,14 @@ fn appspec(spec: &AppSpec, td: Option<&TaskDefinition>, found: &mut Findings) {
             }
         }
     }
+}
+
+/// How a JSON/YAML input is named in the resource column: its file name.
+fn file_label(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn read(path: &Path) -> Result<String, PreflightError> {
