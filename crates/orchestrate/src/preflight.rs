@@ -630,11 +630,42 @@ fn asg(cfg: &Config, found: &mut Findings) {
             }
         }
 
-        let Some(refresh) = g.block.block("instance_refresh") else {
+        let (version, at) = g.get("launch_template.version");
+        let unpinned = match &version {
+            Setting::Absent if g.block.block("launch_template").is_some() => {
+                Some("$Default".to_owned())
+            }
+            s => s.string().filter(|v| v == "$Latest" || v == "$Default"),
+        };
+        if let Some(v) = unpinned {
+            let with_rollback =
+                g.get("instance_refresh.preferences.auto_rollback").0.bool() == Some(true);
+            if with_rollback {
+                found.add(
+                    "launch-template-unpinned",
+                    Severity::Error,
+                    &at,
+                    g.address(),
+                    format!("launch template version {v} with instance refresh auto_rollback: Auto Scaling refuses to roll back a refresh whose configuration uses $Latest or $Default"),
+                    "pin the version: version = aws_launch_template.<name>.latest_version",
+                );
+            } else {
+                found.add(
+                    "launch-template-unpinned",
+                    Severity::Warning,
+                    &at,
+                    g.address(),
+                    format!("launch template version {v}: a refresh of it cannot be rolled back, and every new template version silently changes what the group launches"),
+                    "pin the version (aws_launch_template.<name>.latest_version) and enable auto_rollback on the instance refresh",
+                );
+            }
+        }
+
+        if g.block.block("instance_refresh").is_none() {
             // Without refresh preferences there is nothing more to judge here: orchestrate
             // refresh passes its own.
             continue;
-        };
+        }
         let pref = |p: &str| g.get(&format!("instance_refresh.preferences.{p}"));
         let (min, min_at) = pref("min_healthy_percentage");
         let (max, _) = pref("max_healthy_percentage");
@@ -682,38 +713,6 @@ fn asg(cfg: &Config, found: &mut Findings) {
                     );
                 }
                 _ => {}
-            }
-        }
-
-        let (version, at) = g.get("launch_template.version");
-        let unpinned = match &version {
-            Setting::Absent if g.block.block("launch_template").is_some() => {
-                Some("$Default".to_owned())
-            }
-            s => s.string().filter(|v| v == "$Latest" || v == "$Default"),
-        };
-        if let Some(v) = unpinned {
-            let (rollback, _) = pref("auto_rollback");
-            let with_rollback = rollback.bool() == Some(true);
-            let _ = refresh;
-            if with_rollback {
-                found.add(
-                    "launch-template-unpinned",
-                    Severity::Error,
-                    &at,
-                    g.address(),
-                    format!("launch template version {v} with instance refresh auto_rollback: Auto Scaling refuses to roll back a refresh whose configuration uses $Latest or $Default"),
-                    "pin the version: version = aws_launch_template.<name>.latest_version",
-                );
-            } else {
-                found.add(
-                    "launch-template-unpinned",
-                    Severity::Warning,
-                    &at,
-                    g.address(),
-                    format!("launch template version {v}: a refresh of it cannot be rolled back, and every new template version silently changes what the group launches"),
-                    "pin the version (aws_launch_template.<name>.latest_version) and enable auto_rollback on the instance refresh",
-                );
             }
         }
     }

@@ -35,7 +35,7 @@ resource "aws_iam_role" "github_deploy" {
 }
 
 locals {
-  arn     = "arn:aws:%s:${var.region}:${data.aws_caller_identity.current.account_id}:%s"
+  arn = "arn:aws:%s:${var.region}:${data.aws_caller_identity.current.account_id}:%s"
 }
 
 # What `orchestrate deploy` and `orchestrate refresh` call, on these resources only.

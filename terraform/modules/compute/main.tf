@@ -136,9 +136,9 @@ resource "aws_autoscaling_group" "this" {
   target_group_arns         = var.instance_target_group_arns
 
   # Needed by the capacity provider's managed termination protection.
-  protect_from_scale_in = var.protect_from_scale_in
-  capacity_rebalance    = false
-  default_cooldown      = 60
+  protect_from_scale_in     = var.protect_from_scale_in
+  capacity_rebalance        = false
+  default_cooldown          = 60
   wait_for_capacity_timeout = "15m"
 
   # A pinned version number, never $Latest or $Default: Auto Scaling refuses to roll back a

@@ -26,14 +26,14 @@ output "instance_security_group_id" {
 output "instance_refresh_preferences" {
   description = "The instance refresh preferences, for orchestrate refresh to start refreshes with the same ones."
   value = {
-    MinHealthyPercentage       = var.refresh_min_healthy_percentage
-    MaxHealthyPercentage       = var.refresh_max_healthy_percentage
-    InstanceWarmup             = var.refresh_instance_warmup_seconds
-    CheckpointPercentages      = var.refresh_checkpoint_percentages
-    CheckpointDelay            = var.refresh_checkpoint_delay_seconds
-    AutoRollback               = true
-    SkipMatching               = true
-    ScaleInProtectedInstances  = var.refresh_scale_in_protected_instances
-    StandbyInstances           = "Terminate"
+    MinHealthyPercentage      = var.refresh_min_healthy_percentage
+    MaxHealthyPercentage      = var.refresh_max_healthy_percentage
+    InstanceWarmup            = var.refresh_instance_warmup_seconds
+    CheckpointPercentages     = var.refresh_checkpoint_percentages
+    CheckpointDelay           = var.refresh_checkpoint_delay_seconds
+    AutoRollback              = true
+    SkipMatching              = true
+    ScaleInProtectedInstances = var.refresh_scale_in_protected_instances
+    StandbyInstances          = "Terminate"
   }
 }

@@ -10,14 +10,14 @@
 
 locals {
   container = {
-    name              = var.container_name
-    image             = var.image
-    essential         = true
-    cpu               = var.cpu
-    memoryReservation = var.memory_reservation_mib
-    stopTimeout       = var.stop_timeout_seconds
+    name                   = var.container_name
+    image                  = var.image
+    essential              = true
+    cpu                    = var.cpu
+    memoryReservation      = var.memory_reservation_mib
+    stopTimeout            = var.stop_timeout_seconds
     readonlyRootFilesystem = true
-    user              = "65532:65532"
+    user                   = "65532:65532"
     portMappings = [
       { containerPort = var.container_port, hostPort = 0, protocol = "tcp" }
     ]

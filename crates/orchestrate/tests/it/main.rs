@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod codedeploy;
 mod hazards;
 mod terraform;
 mod util;

@@ -501,3 +501,104 @@ fn the_projects_own_configuration_is_clean() {
     let hazards = orchestrate::preflight::check(&project_inputs());
     assert!(hazards.is_empty(), "{}", crate::util::show(&hazards));
 }
+
+/// `terraform fmt` cannot run here; this holds the files to its alignment rule (hclwrite's
+/// `formatCells`): consecutive lines whose assignment is a whole single-line expression align
+/// their `=` one space after the longest key; a line that opens a multi-line expression, a
+/// comment, a blank line or any other line ends the run and keeps one space before its `=`.
+#[test]
+fn terraform_files_align_like_terraform_fmt() {
+    fn net_brackets(rest: &str) -> i32 {
+        let mut net = 0;
+        let mut in_string = false;
+        let mut prev = ' ';
+        for c in rest.chars() {
+            match c {
+                '"' if prev != '\\' => in_string = !in_string,
+                '#' if !in_string => break,
+                '(' | '[' | '{' if !in_string => net += 1,
+                ')' | ']' | '}' if !in_string => net -= 1,
+                _ => {}
+            }
+            prev = c;
+        }
+        net
+    }
+    let mut dirs = Vec::new();
+    dirs_with_tf(&repo().join("terraform"), &mut dirs);
+    let mut problems = Vec::new();
+    for dir in dirs {
+        let mut files = terraform::tf_files(&dir).unwrap();
+        files.extend(
+            std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "tfvars")),
+        );
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            // (line number, key end column, '=' column)
+            let mut chain: Vec<(usize, usize, usize)> = Vec::new();
+            let mut heredoc: Option<String> = None;
+            let close = |chain: &mut Vec<(usize, usize, usize)>, problems: &mut Vec<String>| {
+                if let Some(width) = chain.iter().map(|c| c.1).max() {
+                    for (line, _, eq) in chain.iter() {
+                        if *eq != width + 1 {
+                            problems.push(format!(
+                                "{}:{line}: '=' at column {eq}, terraform fmt puts it at {}",
+                                file.display(),
+                                width + 1
+                            ));
+                        }
+                    }
+                }
+                chain.clear();
+            };
+            for (i, line) in text.lines().enumerate() {
+                if let Some(end) = &heredoc {
+                    close(&mut chain, &mut problems);
+                    if line.trim() == end {
+                        heredoc = None;
+                    }
+                    continue;
+                }
+                let trimmed = line.trim_start();
+                let key_len = trimmed
+                    .find(|c: char| {
+                        !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '"')
+                    })
+                    .unwrap_or(0);
+                let after_key = &trimmed[key_len..];
+                let spaces = after_key.len() - after_key.trim_start().len();
+                let is_assign = key_len > 0
+                    && after_key.trim_start().starts_with('=')
+                    && !after_key.trim_start().starts_with("==")
+                    && !trimmed.starts_with('#');
+                if !is_assign {
+                    close(&mut chain, &mut problems);
+                    continue;
+                }
+                let indent = line.len() - trimmed.len();
+                let key_end = indent + key_len;
+                let rest = &after_key.trim_start()[1..];
+                if let Some(pos) = rest.find("<<") {
+                    heredoc = Some(rest[pos + 2..].trim_start_matches('-').trim().to_owned());
+                }
+                if net_brackets(rest) == 0 {
+                    chain.push((i + 1, key_end, key_end + spaces));
+                } else {
+                    close(&mut chain, &mut problems);
+                    if spaces != 1 {
+                        problems.push(format!(
+                            "{}:{}: one space before '=' expected",
+                            file.display(),
+                            i + 1
+                        ));
+                    }
+                }
+            }
+            close(&mut chain, &mut problems);
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
