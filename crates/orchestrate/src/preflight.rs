@@ -249,7 +249,7 @@ impl TaskDefinition {
                 "IDLE_TIMEOUT_SECONDS",
             ] {
                 if let Some(l) = find_line(text, &format!("\"{var}\""), start) {
-                    c.lines.insert(var_key(var), l);
+                    c.lines.insert(var, l);
                 }
             }
         }
@@ -352,14 +352,6 @@ impl TaskDefinition {
             self.network_mode.as_deref(),
             None | Some("bridge") | Some("host")
         )
-    }
-}
-
-fn var_key(var: &str) -> &'static str {
-    match var {
-        "DRAIN_DELAY_SECONDS" => "DRAIN_DELAY_SECONDS",
-        "SHUTDOWN_TIMEOUT_SECONDS" => "SHUTDOWN_TIMEOUT_SECONDS",
-        _ => "IDLE_TIMEOUT_SECONDS",
     }
 }
 

@@ -602,3 +602,29 @@ fn terraform_files_align_like_terraform_fmt() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The reader is fed what users write, broken included: every prefix of every file either parses
+/// or is refused with an error naming the file, never a panic.
+#[test]
+fn truncated_files_are_refused_not_panicked_on() {
+    let mut dirs = Vec::new();
+    dirs_with_tf(&repo().join("terraform"), &mut dirs);
+    let path = Path::new("cut.tf");
+    let mut refused = 0;
+    for dir in dirs {
+        for file in terraform::tf_files(&dir).unwrap() {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let cuts: Vec<usize> = (0..text.len())
+                .step_by(101)
+                .filter(|i| text.is_char_boundary(*i))
+                .collect();
+            for cut in cuts {
+                if let Err(e) = terraform::parse_str(&text[..cut], path) {
+                    assert!(e.to_string().contains("cut.tf"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert!(refused > 50, "{refused}");
+}
