@@ -130,7 +130,10 @@ resource "aws_autoscaling_group" "this" {
   desired_capacity    = var.desired_capacity
 
   # ELB health: an instance whose load balancer health checks fail is replaced, not counted
-  # healthy. The grace period covers boot, agent registration and the first checks.
+  # healthy. The grace period covers boot, agent registration and the first checks. ELB health
+  # counts for the target groups attached to the group (instance_target_group_arns); the
+  # blue/green groups are not attached: ECS registers tasks there on dynamic ports, and an
+  # attached group would register every instance on port 8080, where nothing listens.
   health_check_type         = var.health_check_type
   health_check_grace_period = var.health_check_grace_period_seconds
   target_group_arns         = var.instance_target_group_arns
