@@ -40,6 +40,7 @@ pub const HAZARD_IDS: &[&str] = &[
     "static-host-port",
     "drain-timing",
     "slow-deregistration",
+    "health-check-defaults",
     "keepalive-below-idle-timeout",
     "desired-count-zero",
     "codedeploy-no-auto-rollback",
@@ -765,6 +766,27 @@ fn load_balancers(cfg: &Config, tds: &[TaskDefinition], found: &mut Findings) {
         .iter()
         .chain(cfg.resources_of("aws_alb_target_group").iter())
     {
+        let hc = |p: &str| tg.get(&format!("health_check.{p}"));
+        let mut defaults = Vec::new();
+        for (name, default) in [
+            ("path", "/"),
+            ("interval", "30 s"),
+            ("healthy_threshold", "5"),
+        ] {
+            if !hc(name).0.is_set() {
+                defaults.push(format!("{name} {default}"));
+            }
+        }
+        if !defaults.is_empty() {
+            found.add(
+                "health-check-defaults",
+                Severity::Warning,
+                &tg.location_of("health_check"),
+                tg.address(),
+                format!("health check left at the defaults ({}): a new target needs interval x healthy threshold (150 s by default) before it takes traffic, and \"/\" answers 200 while a task drains", defaults.join(", ")),
+                "set health_check { path = \"/ready\", interval, timeout, healthy_threshold, unhealthy_threshold } explicitly (e.g. 5 s, 3 s, 2, 2)",
+            );
+        }
         let (delay, at) = tg.get("deregistration_delay");
         match delay {
             Setting::Absent => found.add(

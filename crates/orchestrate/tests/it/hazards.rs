@@ -151,6 +151,16 @@ fn cases() -> Vec<Case> {
             ),
         },
         Case {
+            id: "health-check-defaults",
+            severity: Severity::Warning,
+            bad: tf(
+                "resource \"aws_lb_target_group\" \"b\" {\n  deregistration_delay = 30\n  health_check {\n    path = \"/ready\"\n  }\n}\n",
+            ),
+            good: tf(
+                "resource \"aws_lb_target_group\" \"b\" {\n  deregistration_delay = 30\n  health_check {\n    path                = \"/ready\"\n    interval            = 5\n    healthy_threshold   = 2\n    unhealthy_threshold = 2\n  }\n}\n",
+            ),
+        },
+        Case {
             id: "keepalive-below-idle-timeout",
             severity: Severity::Error,
             bad: tf("resource \"aws_lb\" \"a\" {\n  idle_timeout = 120\n}\n"),
@@ -368,7 +378,7 @@ fn aws_defaults_and_unknown_values_raise_nothing() {
             "resource \"aws_ecs_capacity_provider\" \"cp\" {\n  auto_scaling_group_provider {\n    auto_scaling_group_arn = aws_autoscaling_group.g.arn\n  }\n}\n",
             "resource \"aws_autoscaling_group\" \"g\" {\n  health_check_type = var.hc\n  launch_template {\n    id = \"lt\"\n    version = aws_launch_template.lt.latest_version\n  }\n}\n",
             "resource \"aws_lb\" \"a\" {\n  idle_timeout = aws_x.y.z\n}\n",
-            "resource \"aws_lb_target_group\" \"b\" {\n  deregistration_delay = data.x.y\n}\n",
+            "resource \"aws_lb_target_group\" \"b\" {\n  deregistration_delay = data.x.y\n  health_check {\n    path              = var.path\n    interval          = var.interval\n    healthy_threshold = var.threshold\n  }\n}\n",
         )),
         ..Setup::default()
     }
