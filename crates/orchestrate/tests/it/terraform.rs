@@ -628,3 +628,144 @@ fn truncated_files_are_refused_not_panicked_on() {
     }
     assert!(refused > 50, "{refused}");
 }
+
+/// The part of `terraform validate` that needs no provider: every `var.*`, `local.*`,
+/// `module.*.*`, `data.*.*` and `aws_*.*` reference names something declared, every module call
+/// passes only declared variables and every variable without a default.
+#[test]
+fn every_reference_resolves_and_every_module_call_matches_its_module() {
+    /// Dotted names (`var.x`, `module.a.b`) in the text, comments left out.
+    fn references(text: &str) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let code = match line.trim_start() {
+                l if l.starts_with('#') || l.starts_with("//") => continue,
+                _ => line.split(" # ").next().unwrap_or(line),
+            };
+            let chars: Vec<char> = code.chars().collect();
+            let mut i = 0;
+            while i < chars.len() {
+                let starts = (chars[i].is_ascii_alphabetic() || chars[i] == '_')
+                    && (i == 0
+                        || !(chars[i - 1].is_ascii_alphanumeric()
+                            || matches!(chars[i - 1], '_' | '.' | '-' | ':' | '/')));
+                if !starts {
+                    i += 1;
+                    continue;
+                }
+                let mut parts = vec![String::new()];
+                while i < chars.len() {
+                    let c = chars[i];
+                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                        parts.last_mut().unwrap().push(c);
+                    } else if c == '.'
+                        && i + 1 < chars.len()
+                        && (chars[i + 1].is_ascii_alphabetic() || chars[i + 1] == '_')
+                    {
+                        parts.push(String::new());
+                    } else {
+                        break;
+                    }
+                    i += 1;
+                }
+                if parts.len() > 1 {
+                    out.push(parts);
+                }
+            }
+        }
+        out
+    }
+
+    let mut dirs = Vec::new();
+    dirs_with_tf(&repo().join("terraform"), &mut dirs);
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for dir in &dirs {
+        let blocks = terraform::parse_dir(dir).unwrap();
+        let labels = |kind: &str| -> Vec<Vec<String>> {
+            blocks
+                .iter()
+                .filter(|b| b.kind == kind)
+                .map(|b| b.labels.clone())
+                .collect()
+        };
+        let variables: Vec<String> = labels("variable")
+            .into_iter()
+            .map(|l| l[0].clone())
+            .collect();
+        let locals: Vec<String> = blocks
+            .iter()
+            .filter(|b| b.kind == "locals")
+            .flat_map(|b| b.attributes.iter().map(|a| a.name.clone()))
+            .collect();
+        let resources = labels("resource");
+        let data = labels("data");
+        let calls: Vec<&orchestrate::terraform::Block> =
+            blocks.iter().filter(|b| b.kind == "module").collect();
+        let module_outputs = |name: &str| -> Option<Vec<String>> {
+            let call = calls.iter().find(|c| c.labels[0] == name)?;
+            let hcl::Expression::String(source) = &call.attribute("source")?.expr else {
+                return None;
+            };
+            let child = terraform::parse_dir(&dir.join(source)).ok()?;
+            Some(
+                child
+                    .iter()
+                    .filter(|b| b.kind == "output")
+                    .map(|b| b.labels[0].clone())
+                    .collect(),
+            )
+        };
+        for file in terraform::tf_files(dir).unwrap() {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for parts in references(&text) {
+                checked += 1;
+                let at = format!("{}: {}", file.display(), parts.join("."));
+                let ok = match parts[0].as_str() {
+                    "var" => variables.contains(&parts[1]),
+                    "local" => locals.contains(&parts[1]),
+                    "module" => {
+                        parts.len() > 2
+                            && module_outputs(&parts[1]).is_some_and(|o| o.contains(&parts[2]))
+                    }
+                    "data" => {
+                        parts.len() > 2 && data.contains(&vec![parts[1].clone(), parts[2].clone()])
+                    }
+                    t if t.starts_with("aws_") => {
+                        resources.contains(&vec![parts[0].clone(), parts[1].clone()])
+                    }
+                    _ => true,
+                };
+                if !ok {
+                    problems.push(format!("{at} does not resolve"));
+                }
+            }
+        }
+        for call in &calls {
+            let hcl::Expression::String(source) = &call.attribute("source").unwrap().expr else {
+                panic!()
+            };
+            let child = terraform::parse_dir(&dir.join(source)).unwrap();
+            let declared: Vec<&orchestrate::terraform::Block> =
+                child.iter().filter(|b| b.kind == "variable").collect();
+            for a in &call.attributes {
+                if a.name != "source" && !declared.iter().any(|v| v.labels[0] == a.name) {
+                    problems.push(format!(
+                        "{}: module {} has no variable {}",
+                        a.location, call.labels[0], a.name
+                    ));
+                }
+            }
+            for v in declared {
+                if v.attribute("default").is_none() && call.attribute(&v.labels[0]).is_none() {
+                    problems.push(format!(
+                        "{}: module {} needs {}",
+                        call.location, call.labels[0], v.labels[0]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked > 300, "{checked} references");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
