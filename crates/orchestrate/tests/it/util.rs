@@ -1,0 +1,82 @@
+//! Paths of the repository and fixtures, and a scratch configuration builder.
+
+use std::path::{Path, PathBuf};
+
+use orchestrate::preflight::{self, AppSpec, Hazard, Inputs, Severity, TaskDefinition};
+use orchestrate::terraform::Config;
+
+/// The repository root.
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A fixture directory under tests/fixtures.
+pub(crate) fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The repository's own inputs, as `orchestrate preflight` reads them by default.
+pub(crate) fn project_inputs() -> Inputs {
+    let root = repo();
+    Inputs {
+        terraform: Some(Config::load(&root.join("terraform/envs/dev")).unwrap()),
+        task_definition: Some(
+            TaskDefinition::from_file(&root.join("codedeploy/taskdef.template.json")).unwrap(),
+        ),
+        appspec: Some(AppSpec::from_file(&root.join("codedeploy/appspec.yaml")).unwrap()),
+    }
+}
+
+/// A scratch setup: Terraform files, a task definition, an AppSpec, each optional.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Setup<'a> {
+    pub(crate) tf: Option<&'a str>,
+    pub(crate) taskdef: Option<&'a str>,
+    pub(crate) appspec: Option<&'a str>,
+}
+
+impl Setup<'_> {
+    /// Writes the files into a temporary directory and runs every check.
+    pub(crate) fn check(&self) -> Vec<Hazard> {
+        let dir = tempfile::tempdir().unwrap();
+        let terraform = self.tf.map(|tf| {
+            std::fs::write(dir.path().join("main.tf"), tf).unwrap();
+            Config::load(dir.path()).unwrap()
+        });
+        let task_definition = self
+            .taskdef
+            .map(|t| TaskDefinition::parse(t, &dir.path().join("taskdef.json")).unwrap());
+        let appspec = self
+            .appspec
+            .map(|a| AppSpec::parse(a, &dir.path().join("appspec.yaml")).unwrap());
+        preflight::check(&Inputs {
+            terraform,
+            task_definition,
+            appspec,
+        })
+    }
+}
+
+/// The hazards with this id.
+pub(crate) fn with_id<'a>(hazards: &'a [Hazard], id: &str) -> Vec<&'a Hazard> {
+    hazards.iter().filter(|h| h.id == id).collect()
+}
+
+/// The error-level hazards.
+pub(crate) fn errors(hazards: &[Hazard]) -> Vec<&Hazard> {
+    hazards
+        .iter()
+        .filter(|h| h.severity == Severity::Error)
+        .collect()
+}
+
+/// Every hazard, one block each, for assertion messages.
+pub(crate) fn show(hazards: &[Hazard]) -> String {
+    hazards.iter().map(ToString::to_string).collect()
+}
