@@ -101,6 +101,11 @@ async fn bad_configuration_exits_2_naming_the_variable() {
         ("SHUTDOWN_TIMEOUT_SECONDS", "ten"),
         ("BIND", "not-an-ip"),
         ("LOG_LEVEL", "loud=[["),
+        // Each duration is bounded (a day): 1e19 s used to pass and panic on SIGTERM.
+        ("SHUTDOWN_TIMEOUT_SECONDS", "1e19"),
+        ("DRAIN_DELAY_SECONDS", "1e19"),
+        ("IDLE_TIMEOUT_SECONDS", "1e19"),
+        ("MAX_DELAY_MS", "99999999999999"),
     ] {
         let out = util::command(&[(var, value.to_owned())])
             .output()
@@ -201,4 +206,24 @@ async fn default_idle_timeout_keeps_connections_open() {
     .await;
     assert!(closed.is_none(), "closed after {closed:?}");
     assert_eq!(conn.get("/health").await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn the_longest_deadline_allowed_drains_without_a_panic() {
+    // The upper bound of every duration is usable: SIGTERM computes its deadlines from it.
+    let env = [
+        base_env(),
+        vec![
+            ("DRAIN_DELAY_SECONDS", "0".into()),
+            ("SHUTDOWN_TIMEOUT_SECONDS", "86400".into()),
+            ("IDLE_TIMEOUT_SECONDS", "86400".into()),
+        ],
+    ]
+    .concat();
+    let mut server = Server::start(&env).await;
+    assert_eq!(get(server.addr, "/health").await.unwrap().status, 200);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let code = server.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(code, 0, "{}", server.logs());
+    assert!(!server.logs().contains("panicked"), "{}", server.logs());
 }
