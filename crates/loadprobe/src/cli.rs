@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// Width of a timeline interval.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub interval: Duration,
+    /// Failures closer than this (by intended start) belong to one incident [default: the
+    /// interval].
+    #[arg(long, value_parser = parse_duration)]
+    pub merge_gap: Option<Duration>,
     /// Fail when more requests than this fail.
     #[arg(long, default_value_t = 0)]
     pub max_errors: u64,
@@ -256,6 +260,7 @@ impl RunArgs {
         cfg.hdr_log = self.hdr_log.clone();
         cfg.ok_status = self.ok_status.clone();
         cfg.lb_marker = self.lb_marker.clone();
+        cfg.merge_gap = self.merge_gap;
         cfg.validate()?;
         Ok(cfg)
     }

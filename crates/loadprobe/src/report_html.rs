@@ -208,7 +208,11 @@ pub(crate) fn render(r: &Report) -> String {
     let per_s = 1000.0 / width_ms as f64;
     let ms = |us: u64| format!("{:.1} ms", us as f64 / 1000.0);
     let mut s = String::new();
-    let verdict = if r.passed() { "PASS" } else { "FAIL" };
+    let verdict = match r.verdict {
+        crate::Verdict::Pass => "PASS",
+        crate::Verdict::Fail => "FAIL",
+        crate::Verdict::Fault => "PROBE FAULT",
+    };
     let _ = write!(
         s,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -225,7 +229,7 @@ line.axis{{stroke:#888}}line.event{{stroke:#6a3d9a;stroke-dasharray:4 3}}rect.ou
     let _ = writeln!(
         s,
         "<h1 class=\"{}\">{verdict}</h1><p><b>{}</b> at {} {} over {} connections, {} ms from {}{}</p>",
-        verdict.to_lowercase(),
+        if r.passed() { "pass" } else { "fail" },
         esc(&r.target),
         esc(&r.config.rate),
         r.config.mode,
@@ -244,6 +248,46 @@ line.axis{{stroke:#888}}line.event{{stroke:#6a3d9a;stroke-dasharray:4 3}}rect.ou
             let _ = write!(s, "<li class=\"fail\">{}</li>", esc(reason));
         }
         s.push_str("</ul>\n");
+    }
+    let _ = writeln!(
+        s,
+        "<h2>Incidents: {}</h2><p>longest gap between successes {} ms</p>",
+        r.incident_total, r.longest_gap_ms
+    );
+    if !r.incidents.is_empty() {
+        table(
+            &mut s,
+            &[
+                "start",
+                "end",
+                "requests",
+                "failed",
+                "rate",
+                "kinds",
+                "failed on",
+                "versions",
+                "served by",
+                "probe",
+            ],
+            r.incidents.iter().take(200).map(|i| {
+                vec![
+                    format!("{} ms", i.start_ms),
+                    format!(
+                        "{} ms{}",
+                        i.end_ms,
+                        if i.recovered { "" } else { " (not recovered)" }
+                    ),
+                    i.requests.to_string(),
+                    i.errors.to_string(),
+                    format!("{:.1}%", 100.0 * i.error_rate),
+                    join(&i.kinds),
+                    join(&i.failed_on),
+                    join(&i.versions),
+                    join(&i.served_by),
+                    i.source.clone(),
+                ]
+            }),
+        );
     }
     let l = &r.latency_us;
     table(

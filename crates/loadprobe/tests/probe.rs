@@ -790,3 +790,37 @@ async fn ctrl_c_stops_sending_and_still_writes_every_report() {
     assert!(std::fs::metadata(dir.join("r.html")).unwrap().len() > 1000);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn runs_too_long_or_too_short_are_refused_with_exit_2() {
+    let server = TestServer::start("v1", "task-1").await;
+    let url = server.url();
+    for (args, needle) in [
+        // Used to panic: `start + duration` overflowed an Instant.
+        (
+            vec!["--rate", "max", "--duration", "100000000000s"],
+            "--duration",
+        ),
+        (vec!["--rate", "10", "--duration", "32days"], "--duration"),
+        // Less than one request: rejected up front, not "nothing was proven" after the run.
+        (
+            vec!["--rate", "0.5", "--duration", "1s"],
+            "less than one request",
+        ),
+        (vec!["--rate", "max", "--interval", "2h"], "--interval"),
+        (vec!["--merge-gap", "2h"], "--merge-gap"),
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadprobe"))
+            .args(&args)
+            .arg(&url)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    assert_eq!(server.connections(), 0, "no request went out");
+}
