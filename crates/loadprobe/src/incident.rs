@@ -335,7 +335,7 @@ mod tests {
             inc.describe(),
             "2006-2940 ms: 96 of 281 requests failed (34.2%), all http_502_lb, on task-a"
         );
-        let mut two = inc.clone();
+        let mut two = inc;
         two.kinds.insert("connect_refused".to_owned(), 3);
         two.failed_on.insert(UNKNOWN.to_owned(), 3);
         two.recovered = false;

@@ -656,3 +656,101 @@ impl Recorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConnectionMode;
+    use crate::verdict::{SloSummary, Verdict};
+
+    fn recorder() -> Recorder {
+        let (live, _) = watch::channel(LiveState::default());
+        Recorder::new(Setup {
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+            interval: Duration::from_millis(100),
+            incident_gap: Duration::from_millis(100),
+            high_us: 2_000_000,
+            schedule_us: Some(1_000_000),
+            target: "http://t/".into(),
+            config: ConfigSummary {
+                rate: "10/s".into(),
+                rate_per_s: Some(10.0),
+                duration_ms: 1000,
+                connections: 1,
+                mode: ConnectionMode::KeepAlive,
+                timeout_ms: 2000,
+                slo: SloSummary::default(),
+                ok_status: "200-399".into(),
+                lb_marker: "server: awselb/2.0".into(),
+                merge_gap_ms: 100,
+            },
+            hdr_log: None,
+            live,
+        })
+    }
+
+    fn ok(seq: u64) -> Sample {
+        Sample {
+            seq,
+            intended_us: seq * 100_000,
+            done_us: seq * 100_000 + 500,
+            lag_us: 0,
+            pool_wait: false,
+            result: Ok(200),
+            version: Some(HeaderValue::from_static("v1")),
+            served_by: Some(HeaderValue::from_static("task-1")),
+            lb_target: None,
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_result_is_a_probe_fault() {
+        let mut r = recorder();
+        for seq in [0, 1, 3, 4, 5] {
+            r.on_sample(ok(seq));
+        }
+        // Seven handed out: 2 is a hole in the stream, 6 never came back at all.
+        let report = r.finish(Ended {
+            stopped_early: false,
+            dispatched: 7,
+        });
+        assert_eq!(report.verdict, Verdict::Fault);
+        assert_eq!(report.verdict.exit_code(), 2);
+        assert_eq!(report.missing_results, 2);
+        assert_eq!(
+            report.reasons[0],
+            "probe fault: 2 requests sent without a recorded result"
+        );
+        assert!(report.summary().contains("PROBE FAULT: 2 requests"));
+        assert_eq!(report.errors.total, 0, "the figures themselves look fine");
+    }
+
+    #[test]
+    fn a_result_recorded_twice_is_a_probe_fault() {
+        let mut r = recorder();
+        for seq in [0, 1, 1, 2] {
+            r.on_sample(ok(seq));
+        }
+        let report = r.finish(Ended {
+            stopped_early: false,
+            dispatched: 3,
+        });
+        assert_eq!(report.verdict, Verdict::Fault, "{:?}", report.reasons);
+        assert!(report.reasons.iter().any(|x| x.contains("recorded twice")));
+    }
+
+    #[test]
+    fn every_result_recorded_passes() {
+        let mut r = recorder();
+        for seq in 0..10 {
+            r.on_sample(ok(seq));
+        }
+        let report = r.finish(Ended {
+            stopped_early: false,
+            dispatched: 10,
+        });
+        assert_eq!(report.verdict, Verdict::Pass, "{:?}", report.reasons);
+        assert_eq!(report.missing_results, 0);
+    }
+}
