@@ -67,7 +67,7 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// The ALB's default idle timeout; the server's must be longer (FAILURE_MODES.md #6).
+/// The ALB's default idle timeout; the server's must be longer (docs/failure-modes.md#fm-6).
 pub const ALB_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Config {

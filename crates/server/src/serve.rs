@@ -98,7 +98,7 @@ impl Bound {
         http.timer(TokioTimer::new())
             // hyper runs one timer from the moment a connection waits for a request head until the
             // head is complete: it is the keep-alive idle timeout and the slow-header timeout at
-            // once, and it must outlast the load balancer's idle timeout (FAILURE_MODES.md #6).
+            // once, and it must outlast the load balancer's idle timeout (docs/failure-modes.md#fm-6).
             .header_read_timeout(config.idle_timeout)
             .max_buf_size(config.max_header_bytes)
             .keep_alive(true);
