@@ -614,6 +614,8 @@ async fn help_teaches_with_examples() {
         "--new-connection",
         "merge",
         "Exit status: 0 pass, 1 fail",
+        "a probe fault",
+        "--merge-gap",
     ] {
         assert!(help.contains(needle), "help lacks {needle}");
     }
@@ -854,6 +856,16 @@ async fn merge_combines_probes_of_several_hosts() {
     assert_eq!(m.sources, ["host-a", "host-b"]);
     assert_eq!(m.outages.len(), 1);
     assert_eq!(m.outages[0].source, "host-b");
+    assert_eq!((m.incidents.len(), m.incident_total), (1, 1));
+    assert_eq!(m.incidents[0].source, "host-b");
+    assert_eq!(m.incidents[0].errors, 25);
+    assert!(
+        m.reasons
+            .iter()
+            .any(|r| r.starts_with("incident [host-b] ")),
+        "{:?}",
+        m.reasons
+    );
     assert_eq!(m.versions["1.0"] + m.versions["2.0"], 75);
     assert_eq!(sum_intervals(&m, |i| i.requests), 75);
     assert!(
