@@ -42,7 +42,7 @@ failed=0
 for i in $(seq "$runs"); do
   log="$logs/run-$i.log"
   start=$SECONDS
-  if cargo test --locked "${args[@]}" >"$log" 2>&1; then
+  if cargo test --locked --no-fail-fast "${args[@]}" >"$log" 2>&1; then
     echo "run $i/$runs: ok ($((SECONDS - start)) s)"
   else
     failed=$((failed + 1))

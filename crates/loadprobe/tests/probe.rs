@@ -248,12 +248,14 @@ async fn outage_is_detected_located_and_attributed() {
 #[tokio::test]
 async fn a_stall_shows_in_p99_not_as_fewer_requests() {
     let server = TestServer::start("v1", "task-1").await;
-    let mut cfg = config(&server.url(), 1000.0, 3000);
+    // 200/s leaves the probe and the server headroom to catch up after the stall even on a
+    // starved machine, so the median stays the service time (1000/s did not, under a CPU hog).
+    let mut cfg = config(&server.url(), 200.0, 3000);
     cfg.slo.max_p99 = Some(Duration::from_millis(250));
     let probe = Probe::start(cfg).unwrap();
     let mut live = probe.watch();
     wait_live(&mut live, Duration::from_secs(5), "a healthy second", |s| {
-        s.requests >= 1000
+        s.requests >= 200
     })
     .await;
     server.stall_for(Duration::from_secs(1));
@@ -262,7 +264,7 @@ async fn a_stall_shows_in_p99_not_as_fewer_requests() {
 
     assert_consistent(&r);
     assert_eq!(
-        r.requests, 3000,
+        r.requests, 600,
         "the stall did not make the probe send less"
     );
     assert_eq!(r.errors.total, 0, "{:?}", r.errors.by_kind);
