@@ -901,6 +901,25 @@ async fn merge_combines_probes_of_several_hosts() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("nope.json"));
+
+    // A report from far away in time (here: a damaged start) is refused with a clear error
+    // instead of growing the merged timeline without bound.
+    let mut far = read_json(&dir.join("host-b.json"));
+    far["started_at_unix_ms"] = serde_json::json!(u64::MAX / 2);
+    std::fs::write(dir.join("far.json"), far.to_string()).unwrap();
+    let err = loadprobe::run_cli(cli(&[
+        "merge",
+        "--quiet",
+        dir.join("host-a.json").to_str().unwrap(),
+        dir.join("far.json").to_str().unwrap(),
+    ]))
+    .await
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("cannot merge 'far'") && msg.contains("at most 1000000"),
+        "{msg}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
