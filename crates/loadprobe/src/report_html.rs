@@ -1,9 +1,9 @@
 //! Self-contained HTML report: inline CSS and SVG, no script, nothing fetched to view it.
 //!
 //! Charts over the timeline: requests per second (ok and failed), errors per interval, p99
-//! latency per interval, and the version mix; outage windows are shaded red and event markers
-//! drawn as labelled vertical lines on every chart. Long runs are bucketed to at most
-//! [`MAX_BARS`] bars (counts add up, latency takes the highest).
+//! latency per interval, and the version mix; incidents are shaded orange, the outage windows
+//! inside them red, and event markers drawn as labelled vertical lines on every chart. Long runs
+//! are bucketed to at most [`MAX_BARS`] bars (counts add up, latency takes the highest).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -90,7 +90,16 @@ impl Chart<'_> {
             "<svg viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"{}\">",
             esc(title)
         );
-        // Outage windows behind everything.
+        // Incidents, then the outage windows inside them, behind everything.
+        for i in &self.report.incidents {
+            let (x0, x1) = (self.x(i.start_ms as f64), self.x(i.end_ms as f64));
+            let _ = writeln!(
+                out,
+                "<rect class=\"incident\" x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\"><title>incident {}</title></rect>",
+                (x1 - x0).max(1.5),
+                esc(&i.describe())
+            );
+        }
         for o in &self.report.outages {
             let (x0, x1) = (self.x(o.start_ms as f64), self.x(o.end_ms as f64));
             let _ = writeln!(
@@ -221,7 +230,7 @@ body{{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1000px;colo
 .pass{{color:#0a7d28}}.fail{{color:#c0162b}}\
 table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}\
 svg text{{font-size:11px;fill:#444}}svg text.event{{fill:#6a3d9a}}\
-line.axis{{stroke:#888}}line.event{{stroke:#6a3d9a;stroke-dasharray:4 3}}rect.outage{{fill:#f4c7cc}}\
+line.axis{{stroke:#888}}line.event{{stroke:#6a3d9a;stroke-dasharray:4 3}}rect.outage{{fill:#f4c7cc}}rect.incident{{fill:#fbe3d0}}\
 .legend span{{display:inline-block;margin-right:1em}}.legend i{{display:inline-block;width:10px;height:10px;margin-right:4px}}\
 </style></head><body>\n",
         esc(&r.target)

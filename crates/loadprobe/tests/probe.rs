@@ -1111,6 +1111,10 @@ async fn load_balancer_errors_are_one_incident_attributed_to_their_task() {
         "<th>requests</th><th>ok</th>",
     );
     first(&html, "task-b 100", "<svg");
+    assert!(
+        html.contains("<rect class=\"incident\""),
+        "incidents are shaded on the charts"
+    );
     let json = std::fs::read_to_string(dir.join("r.json")).unwrap();
     first(&json, "\"incidents\"", "\"latency_us\"");
     std::fs::remove_dir_all(&dir).unwrap();
