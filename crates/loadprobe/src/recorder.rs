@@ -389,7 +389,8 @@ impl Recorder {
         let seen = Seen {
             intended_us: s.intended_us,
             failure,
-            answered: ids,
+            // A load balancer's own error was not answered by any version or task.
+            answered: ids.filter(|_| !matches!(failure, Some(ErrorKind::Http { by_lb: true, .. }))),
             culprit,
         };
         let Some(pos) = s.seq.checked_sub(self.window_base) else {
