@@ -2,7 +2,9 @@
 # Fixed-rate precision and memory of loadprobe: 5,000 requests/s for 60 s against `hello-hyper`.
 # Reports the probe's own schedule lag (p99 must stay under 1 ms), latency, and its RSS sampled
 # every second (flat: the same ±10 % at 10 s and at the end; under 64 MB). wrk has no fixed-rate
-# mode; a short wrk run is shown as the capacity the 5,000/s sit under.
+# mode; a short wrk run is shown as the capacity the 5,000/s sit under. Exits 1 when a check
+# fails (errors, schedule lag, memory not flat or too large), so a regression cannot pass
+# unnoticed.
 #
 #   benches/loadprobe-fixed-rate.sh [RATE] [SECONDS] [CONNECTIONS]   (defaults: 5000 60 32)
 set -euo pipefail
@@ -24,7 +26,7 @@ while kill -0 "$probe" 2>/dev/null; do
   sleep 1
 done
 status=0; wait "$probe" || status=$?
-(( status <= 1 )) || { echo "probe failed with exit $status" >&2; exit 1; }
+(( status == 0 )) || echo "probe exit $status: the run itself failed (see the errors row)" >&2
 (( ${#rss[@]} >= 12 )) || { echo "too few RSS samples: ${#rss[@]}" >&2; exit 1; }
 
 at10=${rss[9]}
@@ -52,4 +54,10 @@ print("| loadprobe --rate %s --duration %ds | value | check |" % (r["config"]["r
 print("| --- | ---: | --- |")
 for name, value, check in rows:
     print("| %s | %s | %s |" % (name, value, check))
+failed = [name for name, _, check in rows if "FAIL" in check]
+if r.get("missing_results", 0) or r["verdict"] == "fault":
+    failed.append("probe fault: %d requests without a recorded result" % r.get("missing_results", 0))
+if failed:
+    print("FAIL: " + "; ".join(failed), file=sys.stderr)
+    sys.exit(1)
 PY

@@ -7,6 +7,9 @@
 #    proxy to the same task (Debian packages `wrk`, `nginx`).
 #
 #   benches/localaws-proxy.sh [RATE] [SECONDS] [ROUNDS]     (defaults: 1000 10 3)
+#
+# Criterion (exit 1 when it fails): no probe run records a failed request or a probe fault; the
+# figures themselves are reported, not judged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-1000} secs=${2:-10} rounds=${3:-3}
@@ -81,15 +84,23 @@ pids+=($!)
 wait_up "$nport"
 
 probe() { # url out.json
-  "$bin/loadprobe" "$1" --rate "$rate" --duration "${secs}s" --connections 32 --quiet --json "$2" >/dev/null || true
+  local status=0
+  "$bin/loadprobe" "$1" --rate "$rate" --duration "${secs}s" --connections 32 --quiet --json "$2" >/dev/null || status=$?
+  (( status <= 1 )) || { echo "FAIL: loadprobe exit $status against $1" >&2; exit 1; }
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["latency_us"]; print(l["p50"], l["p99"], r["errors"]["total"])' "$2"
 }
+errors_seen=0
 d50=() d99=() l50=() l99=() n50=() n99=()
 for r in $(seq "$rounds"); do
-  read -r a b e1 < <(probe "http://$task/" "$work/direct.json")
-  read -r c d e2 < <(probe "$lb" "$work/lb.json")
-  read -r e f e3 < <(probe "http://127.0.0.1:$nport/" "$work/nginx.json")
+  # Not `< <(probe ...)`: a failure must end this script, not a subshell.
+  probe "http://$task/" "$work/direct.json" >"$work/direct.txt"
+  probe "$lb" "$work/lb.json" >"$work/lb.txt"
+  probe "http://127.0.0.1:$nport/" "$work/nginx.json" >"$work/nginx.txt"
+  read -r a b e1 <"$work/direct.txt"
+  read -r c d e2 <"$work/lb.txt"
+  read -r e f e3 <"$work/nginx.txt"
   d50+=("$a"); d99+=("$b"); l50+=("$c"); l99+=("$d"); n50+=("$e"); n99+=("$f")
+  errors_seen=$((errors_seen + e1 + e2 + e3))
   echo "round $r: direct p50 ${a}us p99 ${b}us (errors $e1) | listener p50 ${c}us p99 ${d}us (errors $e2) | nginx p50 ${e}us p99 ${f}us (errors $e3)"
 done
 D50=$(printf '%s\n' "${d50[@]}" | median); D99=$(printf '%s\n' "${d99[@]}" | median)
@@ -111,3 +122,4 @@ echo "| --- | ---: | ---: | ---: | ---: |"
 awk -v a="$D50" -v n="$N50" -v b="$L50" 'BEGIN { printf "| p50 at %s req/s | %d us | %d us | %d us | %+d us |\n", "'"$rate"'", a, n, b, b - a }'
 awk -v a="$D99" -v n="$N99" -v b="$L99" 'BEGIN { printf "| p99 at %s req/s | %d us | %d us | %d us | %+d us |\n", "'"$rate"'", a, n, b, b - a }'
 awk -v a="$NG" -v b="$LA" 'BEGIN { printf "| max req/s (wrk -t1 -c32) | | %.0f | %.0f | %.2fx nginx |\n", a, b, b / a }'
+(( errors_seen == 0 )) || { echo "FAIL: $errors_seen failed requests across the probe runs" >&2; exit 1; }

@@ -155,7 +155,11 @@ async fn main() -> std::process::ExitCode {
                     )
                     .build(),
             )
-            .preferences(RefreshPreferences::builder().min_healthy_percentage(90).build())
+            .preferences(
+                RefreshPreferences::builder()
+                    .min_healthy_percentage(90)
+                    .build(),
+            )
             .send()
             .await;
         let Some(id) = started.ok().and_then(|o| o.instance_refresh_id) else {
@@ -214,7 +218,10 @@ async fn main() -> std::process::ExitCode {
         sorted.len()
     );
     let (first, last) = (rss[0], rss[rss.len() - 1]);
-    println!("RSS after round 1: {first} KiB, after round {}: {last} KiB", rss.len());
+    println!(
+        "RSS after round 1: {first} KiB, after round {}: {last} KiB",
+        rss.len()
+    );
     if last > first + first / 5 {
         println!("RSS grew more than 20 %: not flat");
         return std::process::ExitCode::FAILURE;

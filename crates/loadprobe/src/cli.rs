@@ -37,7 +37,10 @@ Examples:
   # several probes (several hosts) as one report
   loadprobe merge eu-west-1a.json eu-west-1b.json --html all.html
 
-Exit status: 0 pass, 1 fail (an SLO was breached), 2 usage or runtime error.
+Exit status: 0 pass, 1 fail (an SLO was breached), 2 usage or runtime error, or
+a probe fault (a request sent without a recorded result: the run proves nothing).
+Incidents: failures closer than --merge-gap (default: one --interval) are one incident, named
+in the verdict with its time, error rate, kinds and the task it is attributed to.
 Error kinds: connect_refused, connect_timeout, connect_error, connection_reset,
 connection_closed, request_timeout, protocol_error, http_<status>_lb (the load balancer
 generated it, see --lb-marker), http_<status>_target.";
@@ -113,6 +116,10 @@ pub struct RunArgs {
     /// Width of a timeline interval.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub interval: Duration,
+    /// Failures closer than this (by intended start) belong to one incident [default: the
+    /// interval].
+    #[arg(long, value_parser = parse_duration)]
+    pub merge_gap: Option<Duration>,
     /// Fail when more requests than this fail.
     #[arg(long, default_value_t = 0)]
     pub max_errors: u64,
@@ -256,13 +263,14 @@ impl RunArgs {
         cfg.hdr_log = self.hdr_log.clone();
         cfg.ok_status = self.ok_status.clone();
         cfg.lb_marker = self.lb_marker.clone();
+        cfg.merge_gap = self.merge_gap;
         cfg.validate()?;
         Ok(cfg)
     }
 }
 
 /// Runs the command line: a probe or `merge`. The verdict decides the exit code (0 pass,
-/// 1 fail); an error means a usage or runtime error (exit 2).
+/// 1 fail, 2 probe fault); an error means a usage or runtime error (exit 2).
 pub async fn run_cli(cli: Cli) -> anyhow::Result<Verdict> {
     match cli.command {
         Some(Command::Merge(args)) => merge(&args),

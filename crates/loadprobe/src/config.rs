@@ -234,7 +234,15 @@ pub struct ProbeConfig {
     pub ok_status: StatusSet,
     /// Header that marks load-balancer-generated responses.
     pub lb_marker: LbMarker,
+    /// Failures closer than this (by intended start) belong to one incident; `None`: one
+    /// interval.
+    pub merge_gap: Option<Duration>,
 }
+
+/// Longest run: a month. A soak lasts hours; the bound keeps `start + duration` representable.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(31 * 86_400);
+/// Longest interval and merge gap.
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl ProbeConfig {
     /// Sane defaults: 100 requests/s for 10 s over up to 16 keep-alive connections, 2 s timeout,
@@ -252,7 +260,13 @@ impl ProbeConfig {
             hdr_log: None,
             ok_status: StatusSet::default(),
             lb_marker: LbMarker::default(),
+            merge_gap: None,
         }
+    }
+
+    /// The gap that still joins two failures into one incident.
+    pub fn incident_gap(&self) -> Duration {
+        self.merge_gap.unwrap_or(self.interval)
     }
 
     /// Checks every field; the error names the bad value.
@@ -270,8 +284,21 @@ impl ProbeConfig {
                 reason,
             })
         };
+        let human = |d: Duration| humantime::format_duration(d).to_string();
         if self.duration.is_zero() {
             return bad("--duration", "0s".into(), "must be longer than zero");
+        }
+        if self.duration > MAX_DURATION {
+            return bad("--duration", human(self.duration), "must be at most 31days");
+        }
+        if let Rate::PerSecond(r) = self.rate
+            && r * self.duration.as_secs_f64() + 1e-6 < 1.0
+        {
+            return bad(
+                "--rate",
+                format!("{} over {}", self.rate, human(self.duration)),
+                "rate x duration is less than one request: nothing would be proven",
+            );
         }
         if let Rate::PerSecond(r) = self.rate
             && r * self.duration.as_secs_f64() > u32::MAX as f64
@@ -296,12 +323,17 @@ impl ProbeConfig {
                 "must be between 1ms and 1h",
             );
         }
-        if self.interval < Duration::from_millis(10) {
+        if self.interval < Duration::from_millis(10) || self.interval > MAX_INTERVAL {
             return bad(
                 "--interval",
-                humantime::format_duration(self.interval).to_string(),
-                "must be at least 10ms",
+                human(self.interval),
+                "must be between 10ms and 1h",
             );
+        }
+        if let Some(gap) = self.merge_gap
+            && (gap < Duration::from_millis(1) || gap > MAX_INTERVAL)
+        {
+            return bad("--merge-gap", human(gap), "must be between 1ms and 1h");
         }
         if self.interval > self.duration && self.rate != Rate::Max {
             // Harmless, but almost always a mistake (`--interval 10s --duration 1s`).
@@ -369,6 +401,34 @@ mod tests {
         let mut c = base.clone();
         c.duration = Duration::ZERO;
         assert!(c.validate().unwrap_err().to_string().contains("--duration"));
+        let mut c = base.clone();
+        c.rate = Rate::Max;
+        c.duration = Duration::from_secs(u64::MAX / 4);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("--duration") && err.contains("31days"),
+            "{err}"
+        );
+        let mut c = base.clone();
+        c.rate = Rate::PerSecond(0.5);
+        c.duration = Duration::from_secs(1);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("less than one request"), "{err}");
+        assert!(err.contains("0.5/s over 1s"), "{err}");
+        c.duration = Duration::from_secs(2);
+        assert!(c.validate().is_ok(), "exactly one request is enough");
+        let mut c = base.clone();
+        c.rate = Rate::Max;
+        c.interval = Duration::from_secs(1 << 40);
+        assert!(c.validate().unwrap_err().to_string().contains("--interval"));
+        let mut c = base.clone();
+        c.merge_gap = Some(Duration::from_secs(7200));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--merge-gap")
+        );
         let mut c = base;
         c.target = Uri::from_static("https://example.com/");
         assert!(c.validate().unwrap_err().to_string().contains("https"));

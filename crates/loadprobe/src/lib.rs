@@ -20,12 +20,16 @@
 //! - **recorder**: the only consumer of results. HdrHistograms (µs, 3 significant digits) for
 //!   the run and per interval, errors by [`ErrorKind`] (load balancer vs target for HTTP
 //!   errors), counts by `x-app-version` / `x-served-by` per interval, [`Outage`] windows (maximal
-//!   runs of failed requests by intended start) and the longest gap between successful
-//!   responses. Memory stays flat: nothing per request is kept, full per-interval histograms go
-//!   to the HDR interval log on disk.
-//! - **verdict**: [`Slo`] (zero errors by default, latency bounds, longest gap).
-//! - **reports**: [`Report`] as text, JSON, Markdown, self-contained HTML; [`merge`] combines
-//!   several probes.
+//!   runs of failed requests by intended start), [`Incident`]s (failures closer than the merge
+//!   gap, default one interval, with their requests, error rate, kinds, the task they are
+//!   attributed to and the versions and tasks answering around them) and the longest gap
+//!   between successful responses. A request handed out without exactly one result is a probe
+//!   fault ([`Verdict::Fault`], exit 2), never a pass. Memory stays flat: nothing per request
+//!   is kept, full per-interval histograms go to the HDR interval log on disk.
+//! - **verdict**: [`Slo`] (zero errors by default, latency bounds, longest gap); its reasons
+//!   name the incidents behind a breach.
+//! - **reports**: [`Report`] as text, JSON, Markdown, self-contained HTML, each leading with the
+//!   incidents; [`merge`] combines several probes.
 //!
 //! ## Library use
 //!
@@ -60,6 +64,7 @@ mod error;
 mod events;
 mod hdrlog;
 mod histo;
+mod incident;
 mod live;
 mod merge;
 mod outage;
@@ -79,6 +84,7 @@ pub use cli::{Cli, Command, MergeArgs, Outputs, RunArgs, run_cli};
 pub use config::{ConnectionMode, LbMarker, ProbeConfig, Rate, Slo, StatusSet};
 pub use error::{ErrorKind, ProbeError};
 pub use histo::Percentiles;
+pub use incident::Incident;
 pub use live::{LiveOutage, LiveState};
 pub use merge::{MergeError, merge};
 pub use outage::Outage;

@@ -31,6 +31,27 @@ pub enum MergeError {
         /// Its interval.
         want: u64,
     },
+    /// The merged timeline would be too long: reports far apart in time (or a damaged
+    /// `started_at_unix_ms`).
+    #[error(
+        "cannot merge '{name}': it ends {span_ms} ms after '{first}' starts, the merged timeline \
+         would need {intervals} intervals of {interval_ms} ms (at most {max}); merge reports of \
+         runs that overlap in time"
+    )]
+    TooFarApart {
+        /// The report that ends last.
+        name: String,
+        /// The report that starts first.
+        first: String,
+        /// From the earliest start to that report's end, ms.
+        span_ms: u64,
+        /// Intervals that would take.
+        intervals: u64,
+        /// Interval width, ms.
+        interval_ms: u64,
+        /// The bound.
+        max: u64,
+    },
     /// A report's histogram is damaged.
     #[error("report '{name}': {reason}")]
     BadHistogram {
@@ -40,6 +61,9 @@ pub enum MergeError {
         reason: String,
     },
 }
+
+/// Most intervals on a merged timeline: about 28 hours at 100 ms, a few hundred MB at worst.
+pub(crate) const MAX_MERGED_INTERVALS: u64 = 1_000_000;
 
 fn add_map(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
     for (k, n) in from {
@@ -79,6 +103,35 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
         .min()
         .unwrap_or(first.started_at_unix_ms);
 
+    let Some((earliest, _)) = reports.iter().find(|(_, r)| r.started_at_unix_ms == base) else {
+        return Err(MergeError::Empty);
+    };
+    for (name, r) in reports {
+        let offset = r.started_at_unix_ms - base;
+        let end_ms = r
+            .intervals
+            .last()
+            .map_or(0, |iv| iv.start_ms.saturating_add(interval_ms))
+            .max(r.elapsed_ms);
+        let span_ms = offset.saturating_add(end_ms);
+        let intervals = span_ms.div_ceil(interval_ms);
+        if intervals > MAX_MERGED_INTERVALS
+            || r.intervals.len() as u64 > MAX_MERGED_INTERVALS
+            || r.events
+                .iter()
+                .any(|e| e.at_ms.unsigned_abs() > i64::MAX as u64 / 2)
+        {
+            return Err(MergeError::TooFarApart {
+                name: name.clone(),
+                first: earliest.clone(),
+                span_ms,
+                intervals,
+                interval_ms,
+                max: MAX_MERGED_INTERVALS,
+            });
+        }
+    }
+
     let mut m = first.clone();
     m.started_at_unix_ms = base;
     m.started_at = humantime::format_rfc3339_millis(
@@ -93,6 +146,9 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
     m.achieved_rate = 0.0;
     m.outages.clear();
     m.outage_total = 0;
+    m.incidents.clear();
+    m.incident_total = 0;
+    m.missing_results = 0;
     m.longest_gap_ms = 0;
     m.versions.clear();
     m.served_by.clear();
@@ -108,6 +164,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
     latency.auto(true);
     let mut slo = first.config.slo.clone();
     let mut failed = Vec::new();
+    let mut faulted = false;
 
     for (name, r) in reports {
         let offset = r.started_at_unix_ms - base;
@@ -125,6 +182,9 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
         m.pool_exhausted += r.pool_exhausted;
         m.achieved_rate += r.achieved_rate;
         m.outage_total += r.outage_total;
+        m.incident_total += r.incident_total;
+        m.missing_results += r.missing_results;
+        add_map(&mut m.errors.by_task, &r.errors.by_task);
         m.longest_gap_ms = m.longest_gap_ms.max(r.longest_gap_ms);
         m.elapsed_ms = m.elapsed_ms.max(offset + r.elapsed_ms);
         m.stopped_early |= r.stopped_early;
@@ -144,6 +204,13 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
             o.end_ms += offset;
             o.source = name.clone();
             m.outages.push(o);
+        }
+        for i in &r.incidents {
+            let mut i = i.clone();
+            i.start_ms += offset;
+            i.end_ms += offset;
+            i.source = name.clone();
+            m.incidents.push(i);
         }
         for e in &r.events {
             let mut e = e.clone();
@@ -170,14 +237,16 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
         for w in &r.warnings {
             m.warnings.push(format!("{name}: {w}"));
         }
-        if r.verdict == Verdict::Fail {
+        if r.verdict != Verdict::Pass {
             failed.extend(r.reasons.iter().map(|reason| format!("{name}: {reason}")));
         }
+        faulted |= r.verdict == Verdict::Fault;
     }
     for (i, iv) in m.intervals.iter_mut().enumerate() {
         iv.start_ms = i as u64 * interval_ms;
     }
     m.outages.sort_by_key(|o| o.start_ms);
+    m.incidents.sort_by_key(|i| i.start_ms);
     m.events.sort_by_key(|e| e.at_ms);
     m.target = targets.join(", ");
     m.latency_us = Percentiles::of(&latency);
@@ -190,11 +259,20 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
             errors: m.errors.total,
             latency_us: m.latency_us,
             longest_gap_ms: m.longest_gap_ms,
+            incidents: &m.incidents,
+            incident_total: m.incident_total,
+            missing_results: m.missing_results,
+            duplicate_results: 0,
         },
     );
     if !failed.is_empty() {
-        verdict = Verdict::Fail;
+        if verdict == Verdict::Pass {
+            verdict = Verdict::Fail;
+        }
         reasons.extend(failed);
+    }
+    if faulted {
+        verdict = Verdict::Fault;
     }
     m.verdict = verdict;
     m.reasons = reasons;
@@ -230,6 +308,9 @@ mod tests {
             } else {
                 Verdict::Fail
             },
+            incidents: vec![],
+            incident_total: 0,
+            missing_results: 0,
             reasons: if errors == 0 {
                 vec![]
             } else {
@@ -250,6 +331,7 @@ mod tests {
                 slo: SloSummary::default(),
                 ok_status: "200-399".into(),
                 lb_marker: "server: awselb/2.0".into(),
+                merge_gap_ms: 100,
             },
             requests,
             ok: requests - errors,
@@ -260,6 +342,7 @@ mod tests {
                 } else {
                     BTreeMap::from([("http_502_lb".to_owned(), errors)])
                 },
+                by_task: BTreeMap::new(),
             },
             latency_us: Percentiles::of(&h),
             schedule_lag_us: Percentiles::default(),
@@ -349,6 +432,21 @@ mod tests {
         c.latency_histogram = "AAAA".into();
         assert!(merge(&[("a".into(), a), ("c".into(), c)]).is_err());
         assert!(matches!(merge(&[]), Err(MergeError::Empty)));
+    }
+
+    #[test]
+    fn reports_far_apart_in_time_are_refused_not_allocated() {
+        let a = report(0, &[1], 0);
+        let b = report(u64::MAX / 2, &[1], 0); // ~292 million years later
+        let err = merge(&[("a".into(), a.clone()), ("b".into(), b)]).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, MergeError::TooFarApart { .. }), "{msg}");
+        assert!(msg.contains("'b'") && msg.contains("'a'"), "{msg}");
+        assert!(msg.contains("at most 1000000"), "{msg}");
+        // Runs some minutes apart still merge, on one timeline.
+        let c = report(1_000_000, &[1], 0);
+        let m = merge(&[("a".into(), a), ("c".into(), c)]).unwrap();
+        assert_eq!(m.intervals.len(), 10_002);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The handle of a running probe: start, mark events, watch, stop, finish.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use tokio::sync::{Mutex, mpsc, watch};
@@ -12,7 +12,7 @@ use crate::config::{ProbeConfig, Rate};
 use crate::error::ProbeError;
 use crate::hdrlog::HdrLog;
 use crate::live::LiveState;
-use crate::recorder::{self, Setup};
+use crate::recorder::{self, Ended, Setup};
 use crate::report::{ConfigSummary, Event, Report};
 use crate::schedule::{self, Idle, Schedule, Stop};
 use crate::sender::{self, Jobs, SenderConfig};
@@ -111,11 +111,13 @@ impl Probe {
             slo: SloSummary::from(&cfg.slo),
             ok_status: cfg.ok_status.to_string(),
             lb_marker: cfg.lb_marker.to_string(),
+            merge_gap_ms: cfg.incident_gap().as_millis() as u64,
         };
         let setup = Setup {
             start,
             start_wall,
             interval: cfg.interval,
+            incident_gap: cfg.incident_gap(),
             // Late completions overshoot the deadline a little; keep them distinguishable.
             high_us: (cfg.timeout.as_micros() as u64)
                 .saturating_mul(2)
@@ -129,10 +131,20 @@ impl Probe {
             hdr_log,
             live: live_tx,
         };
+        // Closed loop counts what it hands out in `next`, the scheduler in `stop`.
+        let next = Arc::new(AtomicU64::new(0));
         let recorder = {
-            let stop = stop.clone();
+            let (stop, next) = (stop.clone(), next.clone());
+            let closed_loop = cfg.rate == Rate::Max;
             runtime.spawn(recorder::record(setup, results_rx, events_rx, move || {
-                stop.was_cut_short()
+                Ended {
+                    stopped_early: stop.was_cut_short(),
+                    dispatched: if closed_loop {
+                        next.load(Ordering::SeqCst)
+                    } else {
+                        stop.dispatched()
+                    },
+                }
             }))
         };
 
@@ -158,7 +170,7 @@ impl Probe {
                 }
             }
             Rate::Max => Jobs::Max {
-                next: Arc::new(AtomicU64::new(0)),
+                next,
                 end: start + cfg.duration,
                 stop: stop.clone(),
             },

@@ -19,6 +19,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::error::ErrorKind;
 use crate::hdrlog::HdrLog;
 use crate::histo::{self, Percentiles};
+use crate::incident::{Incident, IncidentDetector, Seen};
 use crate::live::{LiveOutage, LiveState};
 use crate::outage::{GapTracker, OutageDetector};
 use crate::report::{ConfigSummary, ErrorSummary, Event, Interval, Report};
@@ -48,6 +49,17 @@ pub(crate) struct Sample {
     pub(crate) version: Option<HeaderValue>,
     /// `x-served-by` of the response.
     pub(crate) served_by: Option<HeaderValue>,
+    /// On a load balancer's error: the target it was forwarding to.
+    pub(crate) lb_target: Option<HeaderValue>,
+}
+
+/// How the sending ended, read when the last sender is gone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ended {
+    /// Stopped before the schedule ended.
+    pub(crate) stopped_early: bool,
+    /// Requests handed out to senders: each must have exactly one result.
+    pub(crate) dispatched: u64,
 }
 
 /// What the recorder needs to know besides the samples.
@@ -55,6 +67,8 @@ pub(crate) struct Setup {
     pub(crate) start: Instant,
     pub(crate) start_wall: SystemTime,
     pub(crate) interval: Duration,
+    /// Failures at most this far apart belong to one incident.
+    pub(crate) incident_gap: Duration,
     /// Latencies above this are clamped (the timeout plus slack).
     pub(crate) high_us: u64,
     /// End of the schedule, µs; `None` for `--rate max`.
@@ -125,12 +139,26 @@ impl<K: Hash + Eq> Names<K> {
             .map(|&(id, n)| (self.names[id as usize].clone(), u64::from(n)))
             .collect()
     }
+
+    fn map64(&self, counts: &[(u16, u64)]) -> BTreeMap<String, u64> {
+        counts
+            .iter()
+            .map(|&(id, n)| (self.names[id as usize].clone(), n))
+            .collect()
+    }
 }
 
 fn header_name(v: &Option<HeaderValue>) -> String {
     match v {
         Some(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
         None => "(none)".to_owned(),
+    }
+}
+
+fn culprit_name(v: &Option<HeaderValue>) -> String {
+    match v {
+        Some(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        None => crate::incident::UNKNOWN.to_owned(),
     }
 }
 
@@ -163,8 +191,8 @@ struct Row {
     served_by: Box<[(u16, u32)]>,
 }
 
-/// A result waiting in the reorder window: intended start and failure kind.
-type Slot = Option<(u64, Option<ErrorKind>)>;
+/// A result waiting in the reorder window.
+type Slot = Option<Seen>;
 
 struct Recorder {
     setup: Setup,
@@ -180,11 +208,15 @@ struct Recorder {
     kinds: Names<ErrorKind>,
     versions: Names<Option<HeaderValue>>,
     served_by: Names<Option<HeaderValue>>,
+    /// Tasks failures are attributed to.
+    culprits: Names<Option<HeaderValue>>,
+    duplicates: u64,
     gap: GapTracker,
     // intended-order stream
     window: VecDeque<Slot>,
     window_base: u64,
     outages: OutageDetector,
+    incidents: IncidentDetector,
     // timeline
     open: VecDeque<Acc>,
     first_open: u64,
@@ -204,7 +236,7 @@ pub(crate) async fn record(
     setup: Setup,
     mut samples: mpsc::UnboundedReceiver<crate::sender::Batch>,
     mut events: mpsc::UnboundedReceiver<Event>,
-    stopped: impl Fn() -> bool,
+    stopped: impl Fn() -> Ended,
 ) -> Report {
     let mut r = Recorder::new(setup);
     if let Some(log) = r.setup.hdr_log.as_mut()
@@ -256,10 +288,13 @@ impl Recorder {
             kinds: Names::new(),
             versions: Names::new(),
             served_by: Names::new(),
+            culprits: Names::new(),
+            duplicates: 0,
             gap: GapTracker::default(),
             window: VecDeque::new(),
             window_base: 0,
             outages: OutageDetector::default(),
+            incidents: IncidentDetector::new(setup.incident_gap.as_micros() as u64),
             open: VecDeque::new(),
             first_open: 0,
             spare: Vec::new(),
@@ -291,6 +326,18 @@ impl Recorder {
 
         let failure = s.result.err();
         let kind_id = failure.map(|k| self.kinds.count(k, |k| k.key().into_owned()));
+        // Whom a failure is attributed to: the target that answered with an error, or the one
+        // the load balancer names on its own error; nobody for a transport failure.
+        let culprit = match failure {
+            None => 0,
+            Some(ErrorKind::Http { by_lb: true, .. }) => {
+                self.culprits.count(s.lb_target, culprit_name)
+            }
+            Some(ErrorKind::Http { by_lb: false, .. }) => {
+                self.culprits.count(s.served_by.clone(), culprit_name)
+            }
+            Some(_) => self.culprits.count(None, culprit_name),
+        };
         let responded = !matches!(s.result, Err(k) if !matches!(k, ErrorKind::Http { .. }));
         let ids = responded.then(|| {
             (
@@ -339,20 +386,32 @@ impl Recorder {
         }
 
         // Intended-order stream: outages, and closing complete intervals.
+        let seen = Seen {
+            intended_us: s.intended_us,
+            failure,
+            // A load balancer's own error was not answered by any version or task.
+            answered: ids.filter(|_| !matches!(failure, Some(ErrorKind::Http { by_lb: true, .. }))),
+            culprit,
+        };
         let Some(pos) = s.seq.checked_sub(self.window_base) else {
-            self.warn(format!("duplicate result for request {}", s.seq));
+            self.duplicate(s.seq);
             return;
         };
         let pos = pos as usize;
         if self.window.len() <= pos {
             self.window.resize(pos + 1, None);
         }
-        self.window[pos] = Some((s.intended_us, failure));
-        while let Some(Some((intended_us, failure))) = self.window.front().copied() {
+        if self.window[pos].is_some() {
+            self.duplicate(s.seq);
+            return;
+        }
+        self.window[pos] = Some(seen);
+        while let Some(Some(seen)) = self.window.front().copied() {
             self.window.pop_front();
             self.window_base += 1;
-            self.outages.observe(intended_us, failure);
-            self.close_before(intended_us / self.interval_us);
+            self.outages.observe(seen.intended_us, seen.failure);
+            self.incidents.observe(seen);
+            self.close_before(seen.intended_us / self.interval_us);
         }
     }
 
@@ -414,6 +473,11 @@ impl Recorder {
         }
     }
 
+    fn duplicate(&mut self, seq: u64) {
+        self.duplicates += 1;
+        self.warn(format!("duplicate result for request {seq}"));
+    }
+
     fn hdr_log_failed(&mut self, e: &std::io::Error) {
         self.warn(format!("hdr log write failed, log stopped: {e}"));
         self.setup.hdr_log = None;
@@ -455,16 +519,22 @@ impl Recorder {
         self.setup.live.send_replace(self.live_state(finished));
     }
 
-    fn finish(mut self, stopped_early: bool) -> Report {
-        // Every request has a result unless a sender died; skip holes rather than lose the rest.
-        let holes = self.window.iter().filter(|s| s.is_none()).count();
-        if holes > 0 {
+    fn finish(mut self, ended: Ended) -> Report {
+        let stopped_early = ended.stopped_early;
+        // Every request handed out has exactly one result unless a sender died. A hole is a
+        // hole in the proof: the run is a probe fault (exit 2), whatever the figures say. Skip
+        // holes in the stream rather than lose the rest of the report.
+        let recorded = self.requests - self.duplicates;
+        let missing = ended.dispatched.saturating_sub(recorded);
+        if missing > 0 {
             self.warn(format!(
-                "{holes} requests had no result (sender task failed)"
+                "{missing} of {} requests sent have no recorded result",
+                ended.dispatched
             ));
         }
-        for (intended_us, failure) in std::mem::take(&mut self.window).into_iter().flatten() {
-            self.outages.observe(intended_us, failure);
+        for seen in std::mem::take(&mut self.window).into_iter().flatten() {
+            self.outages.observe(seen.intended_us, seen.failure);
+            self.incidents.observe(seen);
         }
         let span_us = match self.setup.schedule_us {
             Some(end) if !stopped_early => end,
@@ -477,11 +547,39 @@ impl Recorder {
         self.publish(true);
 
         let (outages, outage_total) = std::mem::take(&mut self.outages).finish();
+        let (raw, incident_total) =
+            std::mem::replace(&mut self.incidents, IncidentDetector::new(0)).finish();
+        let incidents: Vec<Incident> = raw
+            .into_iter()
+            .map(|i| {
+                let (start_ms, end_ms) = (i.start_us / 1000, i.end_us / 1000);
+                Incident {
+                    start_ms,
+                    end_ms,
+                    duration_ms: end_ms - start_ms,
+                    requests: i.requests,
+                    errors: i.errors,
+                    error_rate: i.errors as f64 / i.requests.max(1) as f64,
+                    kinds: i
+                        .kinds
+                        .iter()
+                        .map(|(k, n)| (k.key().into_owned(), *n))
+                        .collect(),
+                    failed_on: self.culprits.map64(&i.failed_on),
+                    versions: self.versions.map64(&i.versions),
+                    served_by: self.served_by.map64(&i.served_by),
+                    outages: i.outages,
+                    recovered: i.recovered,
+                    source: String::new(),
+                }
+            })
+            .collect();
         let latency_us = Percentiles::of(&self.latency);
         let longest_gap_ms = self.gap.longest_us() / 1000;
         let errors = ErrorSummary {
             total: self.errors,
             by_kind: self.kinds.totals(),
+            by_task: self.culprits.totals(),
         };
         let (verdict, reasons) = verdict::evaluate(
             &self.setup.config.slo,
@@ -490,6 +588,10 @@ impl Recorder {
                 errors: self.errors,
                 latency_us,
                 longest_gap_ms,
+                incidents: &incidents,
+                incident_total,
+                missing_results: missing,
+                duplicate_results: self.duplicates,
             },
         );
         let intervals = self
@@ -521,6 +623,9 @@ impl Recorder {
         Report {
             verdict,
             reasons,
+            incidents,
+            incident_total,
+            missing_results: missing,
             target: self.setup.target.clone(),
             started_at: humantime::format_rfc3339_millis(self.setup.start_wall).to_string(),
             started_at_unix_ms: unix_ms,
@@ -550,5 +655,103 @@ impl Recorder {
             sources: Vec::new(),
             warnings: self.warnings,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConnectionMode;
+    use crate::verdict::{SloSummary, Verdict};
+
+    fn recorder() -> Recorder {
+        let (live, _) = watch::channel(LiveState::default());
+        Recorder::new(Setup {
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+            interval: Duration::from_millis(100),
+            incident_gap: Duration::from_millis(100),
+            high_us: 2_000_000,
+            schedule_us: Some(1_000_000),
+            target: "http://t/".into(),
+            config: ConfigSummary {
+                rate: "10/s".into(),
+                rate_per_s: Some(10.0),
+                duration_ms: 1000,
+                connections: 1,
+                mode: ConnectionMode::KeepAlive,
+                timeout_ms: 2000,
+                slo: SloSummary::default(),
+                ok_status: "200-399".into(),
+                lb_marker: "server: awselb/2.0".into(),
+                merge_gap_ms: 100,
+            },
+            hdr_log: None,
+            live,
+        })
+    }
+
+    fn ok(seq: u64) -> Sample {
+        Sample {
+            seq,
+            intended_us: seq * 100_000,
+            done_us: seq * 100_000 + 500,
+            lag_us: 0,
+            pool_wait: false,
+            result: Ok(200),
+            version: Some(HeaderValue::from_static("v1")),
+            served_by: Some(HeaderValue::from_static("task-1")),
+            lb_target: None,
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_result_is_a_probe_fault() {
+        let mut r = recorder();
+        for seq in [0, 1, 3, 4, 5] {
+            r.on_sample(ok(seq));
+        }
+        // Seven handed out: 2 is a hole in the stream, 6 never came back at all.
+        let report = r.finish(Ended {
+            stopped_early: false,
+            dispatched: 7,
+        });
+        assert_eq!(report.verdict, Verdict::Fault);
+        assert_eq!(report.verdict.exit_code(), 2);
+        assert_eq!(report.missing_results, 2);
+        assert_eq!(
+            report.reasons[0],
+            "probe fault: 2 requests sent without a recorded result"
+        );
+        assert!(report.summary().contains("PROBE FAULT: 2 requests"));
+        assert_eq!(report.errors.total, 0, "the figures themselves look fine");
+    }
+
+    #[test]
+    fn a_result_recorded_twice_is_a_probe_fault() {
+        let mut r = recorder();
+        for seq in [0, 1, 1, 2] {
+            r.on_sample(ok(seq));
+        }
+        let report = r.finish(Ended {
+            stopped_early: false,
+            dispatched: 3,
+        });
+        assert_eq!(report.verdict, Verdict::Fault, "{:?}", report.reasons);
+        assert!(report.reasons.iter().any(|x| x.contains("recorded twice")));
+    }
+
+    #[test]
+    fn every_result_recorded_passes() {
+        let mut r = recorder();
+        for seq in 0..10 {
+            r.on_sample(ok(seq));
+        }
+        let report = r.finish(Ended {
+            stopped_early: false,
+            dispatched: 10,
+        });
+        assert_eq!(report.verdict, Verdict::Pass, "{:?}", report.reasons);
+        assert_eq!(report.missing_results, 0);
     }
 }

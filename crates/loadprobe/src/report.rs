@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ConnectionMode;
 use crate::histo::Percentiles;
+use crate::incident::Incident;
 use crate::outage::Outage;
 use crate::verdict::{SloSummary, Verdict};
 
@@ -19,8 +20,19 @@ use crate::verdict::{SloSummary, Verdict};
 pub struct Report {
     /// `"pass"` or `"fail"`.
     pub verdict: Verdict,
-    /// One line per breached SLO; empty on pass.
+    /// One line per breached SLO (and per incident behind a breach, or per probe fault); empty
+    /// on pass.
     pub reasons: Vec<String>,
+    /// Failures grouped by time: what happened, when, to whom (at most 10 000 kept, see
+    /// `incident_total`).
+    #[serde(default)]
+    pub incidents: Vec<Incident>,
+    /// Number of incidents, including any not kept.
+    #[serde(default)]
+    pub incident_total: u64,
+    /// Requests sent without a recorded result (a probe fault when not zero).
+    #[serde(default)]
+    pub missing_results: u64,
     /// The probed URL.
     pub target: String,
     /// Wall-clock time of the probe's start, RFC 3339 (UTC).
@@ -96,6 +108,9 @@ pub struct ConfigSummary {
     pub ok_status: String,
     /// Header marking load-balancer-generated responses.
     pub lb_marker: String,
+    /// Failures at most this far apart (ms) belong to one incident.
+    #[serde(default)]
+    pub merge_gap_ms: u64,
 }
 
 /// Failed requests, in total and by kind.
@@ -105,6 +120,9 @@ pub struct ErrorSummary {
     pub total: u64,
     /// By stable kind key (`connect_refused`, `http_502_lb`, ...).
     pub by_kind: BTreeMap<String, u64>,
+    /// By the task they are attributed to (see [`Incident::failed_on`]).
+    #[serde(default)]
+    pub by_task: BTreeMap<String, u64>,
 }
 
 /// One interval of the timeline (requests by intended start time).
@@ -202,6 +220,17 @@ impl Report {
         }
         let _ = writeln!(
             s,
+            "incidents  {}  longest gap between successes {} ms",
+            self.incident_total, self.longest_gap_ms
+        );
+        for i in self.incidents.iter().take(20) {
+            let _ = writeln!(s, "  {}", i.describe());
+        }
+        if self.incidents.len() > 20 {
+            let _ = writeln!(s, "  ... {} more in the reports", self.incidents.len() - 20);
+        }
+        let _ = writeln!(
+            s,
             "requests {}  ok {}  errors {}  achieved {:.1}/s",
             self.requests, self.ok, self.errors.total, self.achieved_rate
         );
@@ -228,10 +257,18 @@ impl Report {
         for (kind, n) in &self.errors.by_kind {
             let _ = writeln!(s, "error      {kind}: {n}");
         }
+        if self
+            .errors
+            .by_task
+            .keys()
+            .any(|k| k != crate::incident::UNKNOWN)
+        {
+            let _ = writeln!(s, "errors on  {}", map_line(&self.errors.by_task));
+        }
         let _ = writeln!(
             s,
-            "outages    {}  longest gap between successes {} ms",
-            self.outage_total, self.longest_gap_ms
+            "outages    {} (runs of consecutive failures)",
+            self.outage_total
         );
         for o in self.outages.iter().take(20) {
             let _ = writeln!(
@@ -275,6 +312,13 @@ impl Report {
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
         }
+        if self.missing_results > 0 {
+            let _ = writeln!(
+                s,
+                "PROBE FAULT: {} requests sent without a recorded result",
+                self.missing_results
+            );
+        }
         let _ = write!(s, "verdict: {}", self.verdict.to_string().to_uppercase());
         for r in &self.reasons {
             let _ = write!(s, "\n  - {r}");
@@ -282,4 +326,11 @@ impl Report {
         s.push('\n');
         s
     }
+}
+
+fn map_line(m: &BTreeMap<String, u64>) -> String {
+    m.iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

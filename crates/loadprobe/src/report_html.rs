@@ -1,9 +1,9 @@
 //! Self-contained HTML report: inline CSS and SVG, no script, nothing fetched to view it.
 //!
 //! Charts over the timeline: requests per second (ok and failed), errors per interval, p99
-//! latency per interval, and the version mix; outage windows are shaded red and event markers
-//! drawn as labelled vertical lines on every chart. Long runs are bucketed to at most
-//! [`MAX_BARS`] bars (counts add up, latency takes the highest).
+//! latency per interval, and the version mix; incidents are shaded orange, the outage windows
+//! inside them red, and event markers drawn as labelled vertical lines on every chart. Long runs
+//! are bucketed to at most [`MAX_BARS`] bars (counts add up, latency takes the highest).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -90,7 +90,16 @@ impl Chart<'_> {
             "<svg viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"{}\">",
             esc(title)
         );
-        // Outage windows behind everything.
+        // Incidents, then the outage windows inside them, behind everything.
+        for i in &self.report.incidents {
+            let (x0, x1) = (self.x(i.start_ms as f64), self.x(i.end_ms as f64));
+            let _ = writeln!(
+                out,
+                "<rect class=\"incident\" x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\"><title>incident {}</title></rect>",
+                (x1 - x0).max(1.5),
+                esc(&i.describe())
+            );
+        }
         for o in &self.report.outages {
             let (x0, x1) = (self.x(o.start_ms as f64), self.x(o.end_ms as f64));
             let _ = writeln!(
@@ -208,7 +217,11 @@ pub(crate) fn render(r: &Report) -> String {
     let per_s = 1000.0 / width_ms as f64;
     let ms = |us: u64| format!("{:.1} ms", us as f64 / 1000.0);
     let mut s = String::new();
-    let verdict = if r.passed() { "PASS" } else { "FAIL" };
+    let verdict = match r.verdict {
+        crate::Verdict::Pass => "PASS",
+        crate::Verdict::Fail => "FAIL",
+        crate::Verdict::Fault => "PROBE FAULT",
+    };
     let _ = write!(
         s,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -217,7 +230,7 @@ body{{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1000px;colo
 .pass{{color:#0a7d28}}.fail{{color:#c0162b}}\
 table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}\
 svg text{{font-size:11px;fill:#444}}svg text.event{{fill:#6a3d9a}}\
-line.axis{{stroke:#888}}line.event{{stroke:#6a3d9a;stroke-dasharray:4 3}}rect.outage{{fill:#f4c7cc}}\
+line.axis{{stroke:#888}}line.event{{stroke:#6a3d9a;stroke-dasharray:4 3}}rect.outage{{fill:#f4c7cc}}rect.incident{{fill:#fbe3d0}}\
 .legend span{{display:inline-block;margin-right:1em}}.legend i{{display:inline-block;width:10px;height:10px;margin-right:4px}}\
 </style></head><body>\n",
         esc(&r.target)
@@ -225,7 +238,7 @@ line.axis{{stroke:#888}}line.event{{stroke:#6a3d9a;stroke-dasharray:4 3}}rect.ou
     let _ = writeln!(
         s,
         "<h1 class=\"{}\">{verdict}</h1><p><b>{}</b> at {} {} over {} connections, {} ms from {}{}</p>",
-        verdict.to_lowercase(),
+        if r.passed() { "pass" } else { "fail" },
         esc(&r.target),
         esc(&r.config.rate),
         r.config.mode,
@@ -244,6 +257,46 @@ line.axis{{stroke:#888}}line.event{{stroke:#6a3d9a;stroke-dasharray:4 3}}rect.ou
             let _ = write!(s, "<li class=\"fail\">{}</li>", esc(reason));
         }
         s.push_str("</ul>\n");
+    }
+    let _ = writeln!(
+        s,
+        "<h2>Incidents: {}</h2><p>longest gap between successes {} ms</p>",
+        r.incident_total, r.longest_gap_ms
+    );
+    if !r.incidents.is_empty() {
+        table(
+            &mut s,
+            &[
+                "start",
+                "end",
+                "requests",
+                "failed",
+                "rate",
+                "kinds",
+                "failed on",
+                "versions",
+                "served by",
+                "probe",
+            ],
+            r.incidents.iter().take(200).map(|i| {
+                vec![
+                    format!("{} ms", i.start_ms),
+                    format!(
+                        "{} ms{}",
+                        i.end_ms,
+                        if i.recovered { "" } else { " (not recovered)" }
+                    ),
+                    i.requests.to_string(),
+                    i.errors.to_string(),
+                    format!("{:.1}%", 100.0 * i.error_rate),
+                    join(&i.kinds),
+                    join(&i.failed_on),
+                    join(&i.versions),
+                    join(&i.served_by),
+                    i.source.clone(),
+                ]
+            }),
+        );
     }
     let l = &r.latency_us;
     table(

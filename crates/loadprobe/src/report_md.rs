@@ -36,9 +36,66 @@ fn shares(out: &mut String, title: &str, m: &BTreeMap<String, u64>) {
     }
 }
 
+/// The incidents table: what a reader looks at first.
+fn incidents(s: &mut String, r: &Report) {
+    let _ = writeln!(
+        s,
+        "### Incidents: {} (longest gap between successes {} ms)\n",
+        r.incident_total, r.longest_gap_ms
+    );
+    if r.incidents.is_empty() {
+        return;
+    }
+    let probe = !r.sources.is_empty();
+    let _ = writeln!(
+        s,
+        "| start | end | requests | failed | rate | kinds | failed on | answering |{}\n|---:|---:|---:|---:|---:|---|---|---|{}",
+        if probe { " probe |" } else { "" },
+        if probe { "---|" } else { "" }
+    );
+    let list = |m: &BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, n)| format!("`{}` {n}", cell(k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for i in r.incidents.iter().take(MAX_ROWS) {
+        let answering = format!("{}; {}", list(&i.versions), list(&i.served_by));
+        let _ = writeln!(
+            s,
+            "| {} ms | {} ms{} | {} | {} | {:.1}% | {} | {} | {answering} |{}",
+            i.start_ms,
+            i.end_ms,
+            if i.recovered { "" } else { " (not recovered)" },
+            i.requests,
+            i.errors,
+            100.0 * i.error_rate,
+            list(&i.kinds),
+            list(&i.failed_on),
+            if probe {
+                format!(" {} |", cell(&i.source))
+            } else {
+                String::new()
+            }
+        );
+    }
+    if r.incidents.len() > MAX_ROWS {
+        let _ = writeln!(
+            s,
+            "\n{} more incidents in the JSON report.",
+            r.incidents.len() - MAX_ROWS
+        );
+    }
+    s.push('\n');
+}
+
 pub(crate) fn render(r: &Report) -> String {
     let mut s = String::new();
-    let badge = if r.passed() { "✅ PASS" } else { "❌ FAIL" };
+    let badge = match r.verdict {
+        crate::Verdict::Pass => "✅ PASS",
+        crate::Verdict::Fail => "❌ FAIL",
+        crate::Verdict::Fault => "⚠️ PROBE FAULT",
+    };
     let _ = writeln!(s, "## loadprobe {badge}: `{}`\n", cell(&r.target));
     for reason in &r.reasons {
         let _ = writeln!(s, "- {}", cell(reason));
@@ -46,6 +103,7 @@ pub(crate) fn render(r: &Report) -> String {
     if !r.reasons.is_empty() {
         s.push('\n');
     }
+    incidents(&mut s, r);
     let _ = writeln!(
         s,
         "{} {} over {} connections for {} ms from {}{}{}.\n",

@@ -6,7 +6,7 @@
 //! the dispatch of later requests; when every connection is busy the request waits in the queue
 //! and the wait is part of its latency.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,8 @@ pub(crate) struct Stop {
     wake: Condvar,
     flag: AtomicBool,
     cut_short: AtomicBool,
+    /// Requests handed out by the scheduler.
+    dispatched: AtomicU64,
 }
 
 impl Stop {
@@ -80,6 +82,11 @@ impl Stop {
     /// Whether the stop left part of the schedule unsent.
     pub(crate) fn was_cut_short(&self) -> bool {
         self.cut_short.load(Ordering::SeqCst)
+    }
+
+    /// Requests the scheduler handed out (each must get exactly one result).
+    pub(crate) fn dispatched(&self) -> u64 {
+        self.dispatched.load(Ordering::SeqCst)
     }
 
     /// Sleeps until `deadline`; `false` when stopped first.
@@ -156,6 +163,7 @@ pub(crate) fn dispatch(
         if jobs.send(job).is_err() {
             return;
         }
+        stop.dispatched.store(seq + 1, Ordering::Release);
     }
 }
 
@@ -200,6 +208,7 @@ mod tests {
         }
         // Nobody released a connection: the first three claimed one, the rest waited.
         assert_eq!(jobs.iter().filter(|j| j.pool_wait).count(), 7);
+        assert_eq!(stop.dispatched(), 10);
         assert!(!stop.was_cut_short());
     }
 

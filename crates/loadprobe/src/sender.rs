@@ -89,6 +89,7 @@ struct Exchange {
     result: Result<u16, ErrorKind>,
     version: Option<HeaderValue>,
     served_by: Option<HeaderValue>,
+    lb_target: Option<HeaderValue>,
 }
 
 impl From<ErrorKind> for Exchange {
@@ -97,6 +98,7 @@ impl From<ErrorKind> for Exchange {
             result: Err(kind),
             version: None,
             served_by: None,
+            lb_target: None,
         }
     }
 }
@@ -142,6 +144,7 @@ pub(crate) async fn run(cfg: Arc<SenderConfig>, jobs: Jobs, results: mpsc::Unbou
             result: ex.result,
             version: ex.version,
             served_by: ex.served_by,
+            lb_target: ex.lb_target,
         });
         jobs.done();
         if (batch.len() >= batch_max || done - batch_start >= BATCH_AGE)
@@ -194,6 +197,7 @@ impl SenderConfig {
             result,
             version: head.version,
             served_by: head.served_by,
+            lb_target: head.lb_target,
         }
     }
 }

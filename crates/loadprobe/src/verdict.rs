@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Slo;
 use crate::histo::Percentiles;
+use crate::incident::Incident;
 
-/// Pass or fail; serialized as `"pass"` / `"fail"`.
+/// Pass, fail or fault; serialized as `"pass"` / `"fail"` / `"fault"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
@@ -15,14 +16,18 @@ pub enum Verdict {
     Pass,
     /// At least one SLO was breached (see the report's `reasons`).
     Fail,
+    /// The probe itself lost evidence (a request sent without a recorded result): the figures
+    /// prove nothing either way. Distinct from an SLO breach.
+    Fault,
 }
 
 impl Verdict {
-    /// The process exit code for this verdict: 0 pass, 1 fail.
+    /// The process exit code for this verdict: 0 pass, 1 fail, 2 probe fault.
     pub fn exit_code(self) -> u8 {
         match self {
             Verdict::Pass => 0,
             Verdict::Fail => 1,
+            Verdict::Fault => 2,
         }
     }
 }
@@ -32,6 +37,7 @@ impl std::fmt::Display for Verdict {
         f.write_str(match self {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
+            Verdict::Fault => "fault",
         })
     }
 }
@@ -83,15 +89,24 @@ impl SloSummary {
 
 /// What the verdict looks at.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Measured {
+pub(crate) struct Measured<'a> {
     pub(crate) requests: u64,
     pub(crate) errors: u64,
     pub(crate) latency_us: Percentiles,
     pub(crate) longest_gap_ms: u64,
+    /// Incidents kept (the reasons name them) and how many there were.
+    pub(crate) incidents: &'a [Incident],
+    pub(crate) incident_total: u64,
+    /// Requests sent without a recorded result, and results recorded twice: probe faults.
+    pub(crate) missing_results: u64,
+    pub(crate) duplicate_results: u64,
 }
 
+/// Incidents named one by one in the reasons; the reports list them all.
+const NAMED_INCIDENTS: usize = 5;
+
 /// Judges `m` against `slo`: the verdict and one reason per breach.
-pub(crate) fn evaluate(slo: &SloSummary, m: &Measured) -> (Verdict, Vec<String>) {
+pub(crate) fn evaluate(slo: &SloSummary, m: &Measured<'_>) -> (Verdict, Vec<String>) {
     let mut reasons = Vec::new();
     if m.requests == 0 {
         reasons.push("no request completed: nothing was proven".to_owned());
@@ -101,6 +116,13 @@ pub(crate) fn evaluate(slo: &SloSummary, m: &Measured) -> (Verdict, Vec<String>)
             "{} failed requests, at most {} allowed",
             m.errors, slo.max_errors
         ));
+        for i in m.incidents.iter().take(NAMED_INCIDENTS) {
+            reasons.push(format!("incident {}", i.describe()));
+        }
+        let unnamed = m.incident_total.saturating_sub(NAMED_INCIDENTS as u64);
+        if unnamed > 0 {
+            reasons.push(format!("{unnamed} more incidents in the report"));
+        }
     }
     let mut latency = |name: &str, got_us: u64, max_ms: Option<u64>| {
         if let Some(max_ms) = max_ms
@@ -123,20 +145,41 @@ pub(crate) fn evaluate(slo: &SloSummary, m: &Measured) -> (Verdict, Vec<String>)
             m.longest_gap_ms
         ));
     }
-    let verdict = if reasons.is_empty() {
+    // A probe fault overrides pass and fail: evidence is missing.
+    let mut faults = Vec::new();
+    if m.missing_results > 0 {
+        faults.push(format!(
+            "probe fault: {} requests sent without a recorded result",
+            m.missing_results
+        ));
+    }
+    if m.duplicate_results > 0 {
+        faults.push(format!(
+            "probe fault: {} results recorded twice",
+            m.duplicate_results
+        ));
+    }
+    let verdict = if !faults.is_empty() {
+        Verdict::Fault
+    } else if reasons.is_empty() {
         Verdict::Pass
     } else {
         Verdict::Fail
     };
-    (verdict, reasons)
+    faults.extend(reasons);
+    (verdict, faults)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn measured(errors: u64, p99_ms: u64, gap_ms: u64) -> Measured {
+    fn measured(errors: u64, p99_ms: u64, gap_ms: u64) -> Measured<'static> {
         Measured {
+            incidents: &[],
+            incident_total: 0,
+            missing_results: 0,
+            duplicate_results: 0,
             requests: 1000,
             errors,
             latency_us: Percentiles {
@@ -186,6 +229,24 @@ mod tests {
         let (v, reasons) = evaluate(&SloSummary::default(), &m);
         assert_eq!(v, Verdict::Fail);
         assert!(reasons[0].contains("no request"));
+    }
+
+    #[test]
+    fn a_lost_result_is_a_probe_fault_not_a_pass() {
+        let mut m = measured(0, 1, 1);
+        m.missing_results = 3;
+        let (v, reasons) = evaluate(&SloSummary::default(), &m);
+        assert_eq!(v, Verdict::Fault);
+        assert_eq!(v.exit_code(), 2, "distinct from an SLO breach (1)");
+        assert_eq!(
+            reasons,
+            ["probe fault: 3 requests sent without a recorded result"]
+        );
+        let mut m = measured(1, 1, 1);
+        m.duplicate_results = 1;
+        let (v, reasons) = evaluate(&SloSummary::default(), &m);
+        assert_eq!(v, Verdict::Fault, "a fault wins over a breach");
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
     }
 
     #[test]

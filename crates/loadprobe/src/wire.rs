@@ -29,6 +29,9 @@ pub(crate) struct Head {
     pub(crate) version: Option<HeaderValue>,
     pub(crate) served_by: Option<HeaderValue>,
     pub(crate) by_lb: bool,
+    /// On an error response: the target the load balancer was forwarding to
+    /// (`x-localaws-target-id`, else `x-localaws-target`), so an LB error names a task.
+    pub(crate) lb_target: Option<HeaderValue>,
     /// The connection can carry another request.
     pub(crate) reusable: bool,
 }
@@ -66,6 +69,7 @@ pub(crate) struct Reader {
     buf: BytesMut,
     version: Cached,
     served_by: Cached,
+    lb_target: Cached,
 }
 
 fn io_kind(e: &std::io::Error) -> ErrorKind {
@@ -134,8 +138,13 @@ impl Reader {
             version: None,
             served_by: None,
             by_lb: false,
+            lb_target: None,
             reusable: false,
         };
+        // Only error responses are searched for the load balancer's target headers: a success
+        // costs no extra comparison per header.
+        let error = status >= 400;
+        let mut target_addr: Option<&[u8]> = None;
         for h in resp.headers.iter() {
             let name = h.name;
             if name.eq_ignore_ascii_case("content-length") {
@@ -167,6 +176,10 @@ impl Reader {
                 head.version = self.version.get(h.value);
             } else if name.eq_ignore_ascii_case("x-served-by") {
                 head.served_by = self.served_by.get(h.value);
+            } else if error && name.eq_ignore_ascii_case("x-localaws-target-id") {
+                head.lb_target = self.lb_target.get(h.value);
+            } else if error && name.eq_ignore_ascii_case("x-localaws-target") {
+                target_addr = Some(h.value);
             }
             if name.eq_ignore_ascii_case(lb.header.as_str())
                 && h.value
@@ -175,6 +188,11 @@ impl Reader {
             {
                 head.by_lb = true;
             }
+        }
+        if head.lb_target.is_none()
+            && let Some(addr) = target_addr
+        {
+            head.lb_target = self.lb_target.get(addr);
         }
         if (100..200).contains(&status) || status == 204 || status == 304 {
             framing = Framing::None;
@@ -234,7 +252,9 @@ impl Reader {
                         }
                     }
                 }
-                self.skip(io, size + 2).await?; // data and its CRLF
+                // Data and its CRLF; a size near u64::MAX is a broken peer, not an overflow.
+                let with_crlf = size.checked_add(2).ok_or(ErrorKind::Protocol)?;
+                self.skip(io, with_crlf).await?;
             },
         }
     }
@@ -413,6 +433,36 @@ mod tests {
         assert_eq!(r, [Err(ErrorKind::Protocol)]);
     }
 
+    #[tokio::test]
+    async fn load_balancer_errors_name_their_target_only_on_errors() {
+        let r = exchange_all(&[
+            &[b"HTTP/1.1 502 Bad Gateway\r\nserver: awselb/2.0\r\nx-localaws-target: 127.0.1.1:4000\r\nx-localaws-target-id: task-7\r\ncontent-length: 0\r\n\r\n"],
+            &[b"HTTP/1.1 503 Service Unavailable\r\nserver: awselb/2.0\r\nx-localaws-target: 127.0.1.2:4001\r\ncontent-length: 0\r\n\r\n"],
+            &[b"HTTP/1.1 200 OK\r\nx-localaws-target-id: task-7\r\ncontent-length: 0\r\n\r\n"],
+            &[b"HTTP/1.1 504 Gateway Timeout\r\nserver: awselb/2.0\r\ncontent-length: 0\r\n\r\n"],
+        ])
+        .await;
+        let target = |i: usize| r[i].as_ref().unwrap().lb_target.clone();
+        assert_eq!(target(0).unwrap(), "task-7", "the id wins over the address");
+        assert_eq!(
+            target(1).unwrap(),
+            "127.0.1.2:4001",
+            "the address without an id"
+        );
+        assert_eq!(target(2), None, "not looked for on a success");
+        assert_eq!(target(3), None, "an LB error without a target");
+        assert!(r[0].as_ref().unwrap().by_lb);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_size_near_u64_max_is_a_protocol_error() {
+        let r = exchange_all(&[&[
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+        ]])
+        .await;
+        assert_eq!(r, [Err(ErrorKind::Protocol)]);
+    }
+
     #[test]
     fn attribution_values_are_reused() {
         let mut c = Cached::default();
@@ -421,5 +471,76 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(c.get(b"v2").unwrap(), "v2");
         assert!(c.get(b"bad\nvalue").is_none());
+    }
+
+    /// Reads responses from `bytes` until the stream ends or fails; the largest buffer seen.
+    fn read_all(bytes: &[u8]) -> usize {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut io = bytes;
+            let mut reader = Reader::default();
+            let lb = LbMarker::default();
+            let mut peak = 0;
+            // Each response consumes at least one byte or ends the stream: bounded.
+            for _ in 0..=bytes.len() {
+                let r = reader.response(&mut io, &lb).await;
+                peak = peak.max(reader.buf.capacity());
+                if r.is_err() {
+                    break;
+                }
+            }
+            peak
+        })
+    }
+
+    /// The largest read buffer a response may need: a head at the limit plus one read.
+    const BUF_BOUND: usize = MAX_HEAD + 2 * READ_CHUNK;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever a broken server sends: no panic, memory bounded.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            proptest::prop_assert!(read_all(&bytes) <= BUF_BOUND);
+        }
+
+        /// Bytes that look like HTTP get further into the parser: heads, framing, chunks.
+        #[test]
+        fn http_shaped_bytes_never_panic(
+            status in 0u16..1000,
+            headers in proptest::collection::vec(
+                ("(content-length|transfer-encoding|connection|x-served-by|x-localaws-target-id|x-localaws-target|server)",
+                 "[ -~]{0,24}"),
+                0..8,
+            ),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            chunked in proptest::prelude::any::<bool>(),
+        ) {
+            let mut raw = format!("HTTP/1.1 {status} X\r\n").into_bytes();
+            for (name, value) in &headers {
+                raw.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            }
+            if chunked {
+                raw.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+                raw.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+            } else {
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(&body);
+            proptest::prop_assert!(read_all(&raw) <= BUF_BOUND);
+        }
+
+        /// A head larger than the limit is refused without growing the buffer further.
+        #[test]
+        fn endless_heads_stay_bounded(line in "[a-z]{1,16}: [a-z]{1,64}\r\n", repeat in 1usize..3000) {
+            let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for _ in 0..repeat {
+                raw.extend_from_slice(line.as_bytes());
+            }
+            proptest::prop_assert!(read_all(&raw) <= BUF_BOUND);
+        }
     }
 }

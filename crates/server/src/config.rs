@@ -67,7 +67,7 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// The ALB's default idle timeout; the server's must be longer (FAILURE_MODES.md #6).
+/// The ALB's default idle timeout; the server's must be longer (docs/failure-modes.md#fm-6).
 pub const ALB_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Config {
@@ -117,12 +117,15 @@ impl Config {
                 expected: "a number of bytes from 8192 to 1048576",
             });
         }
-        let max_delay_ms: u64 = parse(
-            &get,
-            "MAX_DELAY_MS",
-            "60000",
-            "a whole number of milliseconds",
-        )?;
+        const MAX_DELAY_EXPECTED: &str = "a whole number of milliseconds from 0 to 86400000";
+        let max_delay_ms: u64 = parse(&get, "MAX_DELAY_MS", "60000", MAX_DELAY_EXPECTED)?;
+        if max_delay_ms > 86_400_000 {
+            return Err(ConfigError::Invalid {
+                var: "MAX_DELAY_MS",
+                value: max_delay_ms.to_string(),
+                expected: MAX_DELAY_EXPECTED,
+            });
+        }
         let access_log = match get("ACCESS_LOG").as_deref().map(str::to_ascii_lowercase) {
             None => false,
             Some(v) if matches!(v.as_str(), "1" | "true" | "on" | "yes") => true,
@@ -187,19 +190,29 @@ fn parse<T: std::str::FromStr>(
     })
 }
 
-/// A duration in (possibly fractional) seconds, never negative.
+/// Longest duration any variable may hold: a day. Far above any sensible drain or timeout, and
+/// far below what `Instant + Duration` can hold, so deadlines computed from the signal never
+/// overflow (`1e19` seconds used to pass validation and panic on SIGTERM).
+pub const MAX_SECONDS: f64 = 86_400.0;
+
+/// A duration in (possibly fractional) seconds, from zero to [`MAX_SECONDS`].
 fn seconds(
     get: &impl Fn(&str) -> Option<String>,
     var: &'static str,
     default: &str,
 ) -> Result<Duration, ConfigError> {
-    const EXPECTED: &str = "a number of seconds, zero or more (for example 5 or 0.5)";
-    let value: f64 = parse(get, var, default, EXPECTED)?;
-    Duration::try_from_secs_f64(value).map_err(|_| ConfigError::Invalid {
+    const EXPECTED: &str = "a number of seconds from 0 to 86400 (for example 5 or 0.5)";
+    let raw = get(var).unwrap_or_else(|| default.to_owned());
+    let bad = || ConfigError::Invalid {
         var,
-        value: value.to_string(),
+        value: raw.clone(),
         expected: EXPECTED,
-    })
+    };
+    let value: f64 = raw.trim().parse().map_err(|_| bad())?;
+    if !(0.0..=MAX_SECONDS).contains(&value) {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(value).map_err(|_| bad())
 }
 
 /// Values that go into response headers must be visible ASCII.
@@ -263,6 +276,14 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("APP_VERSION", "v 1"),
             ("TASK_ID", "a\u{7f}b"),
+            // Beyond a day: would overflow `Instant + Duration` at the signal.
+            ("SHUTDOWN_TIMEOUT_SECONDS", "1e19"),
+            ("DRAIN_DELAY_SECONDS", "1e19"),
+            ("IDLE_TIMEOUT_SECONDS", "1e19"),
+            ("SHUTDOWN_TIMEOUT_SECONDS", "86400.5"),
+            ("DRAIN_DELAY_SECONDS", "inf"),
+            ("IDLE_TIMEOUT_SECONDS", "NaN"),
+            ("MAX_DELAY_MS", "18446744073709551615"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{var}={value}: {err}");
@@ -286,6 +307,28 @@ mod tests {
         ])
         .unwrap();
         assert!(c.drain_delay.is_zero() && c.shutdown_timeout.is_zero());
+    }
+
+    #[test]
+    fn a_day_is_the_longest_duration() {
+        let c = config(&[
+            ("DRAIN_DELAY_SECONDS", "86400"),
+            ("SHUTDOWN_TIMEOUT_SECONDS", "86400"),
+            ("IDLE_TIMEOUT_SECONDS", "86400"),
+            ("MAX_DELAY_MS", "86400000"),
+        ])
+        .unwrap();
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(86_400));
+        // The deadline the server computes at the signal fits an Instant.
+        assert!(
+            std::time::Instant::now()
+                .checked_add(c.shutdown_timeout)
+                .is_some()
+        );
+        let err = config(&[("SHUTDOWN_TIMEOUT_SECONDS", "1e19")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"1e19\"") && err.contains("86400"), "{err}");
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Bound {
         http.timer(TokioTimer::new())
             // hyper runs one timer from the moment a connection waits for a request head until the
             // head is complete: it is the keep-alive idle timeout and the slow-header timeout at
-            // once, and it must outlast the load balancer's idle timeout (FAILURE_MODES.md #6).
+            // once, and it must outlast the load balancer's idle timeout (docs/failure-modes.md#fm-6).
             .header_read_timeout(config.idle_timeout)
             .max_buf_size(config.max_header_bytes)
             .keep_alive(true);
@@ -135,7 +135,9 @@ impl Bound {
             }
         };
         let since = Instant::now();
-        let deadline = since + config.shutdown_timeout;
+        // Configuration bounds both durations (a day at most), so these cannot overflow; stay
+        // total anyway rather than panic in the middle of a drain.
+        let deadline = later(since, config.shutdown_timeout);
         state.lifecycle.start_draining();
         tracing::info!(
             %signal,
@@ -146,7 +148,7 @@ impl Bound {
         );
 
         // Draining: keep accepting so that requests the load balancer still routes here succeed.
-        let drain_end = since + config.drain_delay;
+        let drain_end = later(since, config.drain_delay);
         let mut signals_open = true;
         loop {
             tokio::select! {
@@ -186,6 +188,13 @@ impl Bound {
             }),
         }
     }
+}
+
+/// `at + d`, saturating at a year from `at` (never reached: durations are bounded to a day).
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(at)
 }
 
 /// Accept errors are the client's or the machine's (EMFILE), never a reason to stop serving.

@@ -3,7 +3,7 @@
 //!
 //! `Connection: close` during the drain is what makes keep-alive connections end cleanly: the
 //! client learns from the response itself that it must reconnect, instead of racing a server-side
-//! close of an idle connection (the race behind intermittent 502s, FAILURE_MODES.md #5 and #6).
+//! close of an idle connection (the race behind intermittent 502s, docs/failure-modes.md#fm-5 and #fm-6).
 
 use std::future::Future;
 use std::pin::Pin;

@@ -306,3 +306,79 @@ async fn idle_conn(
         last_response = Some(Instant::now());
     }
 }
+
+/// A raw HTTP/1.1 stand-in for a load balancer in front of three tasks, round robin by request.
+/// While the request counter is in `failing` (0-based, in arrival order) the task with index 1
+/// is "dead": requests routed to it get the load balancer's own `502` naming the target, as
+/// `localaws` does (`server: awselb/2.0`, `x-localaws-target-id`, `x-localaws-target`).
+pub struct FakeAlb {
+    pub addr: SocketAddr,
+    pub requests: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeAlb {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub const ALB_TASKS: [&str; 3] = ["task-a", "task-b", "task-c"];
+
+impl FakeAlb {
+    pub async fn start(failing: std::ops::Range<u64>) -> FakeAlb {
+        let listener = bind(0);
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicU64::new(0));
+        let counter = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(alb_conn(stream, counter.clone(), failing.clone()));
+            }
+        });
+        FakeAlb {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+async fn alb_conn(mut stream: TcpStream, counter: Arc<AtomicU64>, failing: std::ops::Range<u64>) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 1024];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.clear();
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let task = (n % 3) as usize;
+        let resp = if task == 1 && failing.contains(&n) {
+            format!(
+                "HTTP/1.1 502 Bad Gateway\r\nserver: awselb/2.0\r\nx-localaws-target: 127.0.1.{}:4000\r\nx-localaws-target-id: {}\r\ncontent-length: 0\r\n\r\n",
+                task + 1,
+                ALB_TASKS[task]
+            )
+        } else {
+            format!(
+                "HTTP/1.1 200 OK\r\nx-app-version: v1\r\nx-served-by: {}\r\ncontent-length: 2\r\n\r\nok",
+                ALB_TASKS[task]
+            )
+        };
+        if stream.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}

@@ -101,6 +101,11 @@ async fn bad_configuration_exits_2_naming_the_variable() {
         ("SHUTDOWN_TIMEOUT_SECONDS", "ten"),
         ("BIND", "not-an-ip"),
         ("LOG_LEVEL", "loud=[["),
+        // Each duration is bounded (a day): 1e19 s used to pass and panic on SIGTERM.
+        ("SHUTDOWN_TIMEOUT_SECONDS", "1e19"),
+        ("DRAIN_DELAY_SECONDS", "1e19"),
+        ("IDLE_TIMEOUT_SECONDS", "1e19"),
+        ("MAX_DELAY_MS", "99999999999999"),
     ] {
         let out = util::command(&[(var, value.to_owned())])
             .output()
@@ -201,4 +206,128 @@ async fn default_idle_timeout_keeps_connections_open() {
     .await;
     assert!(closed.is_none(), "closed after {closed:?}");
     assert_eq!(conn.get("/health").await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn the_longest_deadline_allowed_drains_without_a_panic() {
+    // The upper bound of every duration is usable: SIGTERM computes its deadlines from it.
+    let env = [
+        base_env(),
+        vec![
+            ("DRAIN_DELAY_SECONDS", "0".into()),
+            ("SHUTDOWN_TIMEOUT_SECONDS", "86400".into()),
+            ("IDLE_TIMEOUT_SECONDS", "86400".into()),
+        ],
+    ]
+    .concat();
+    let mut server = Server::start(&env).await;
+    assert_eq!(get(server.addr, "/health").await.unwrap().status, 200);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let code = server.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(code, 0, "{}", server.logs());
+    assert!(!server.logs().contains("panicked"), "{}", server.logs());
+}
+
+#[tokio::test]
+async fn slow_clients_neither_slow_normal_requests_nor_outlive_the_header_timeout() {
+    // 1,000 idle connections, 20 slowloris clients dripping a request head, 20 oversized heads,
+    // all at once: normal requests still get answered promptly, and the header read timeout
+    // (IDLE_TIMEOUT_SECONDS) closes every connection that never completes a request head.
+    use tokio::io::AsyncReadExt;
+    let idle_timeout = Duration::from_secs(1);
+    let env = [
+        base_env(),
+        vec![(
+            "IDLE_TIMEOUT_SECONDS",
+            idle_timeout.as_secs_f64().to_string(),
+        )],
+    ]
+    .concat();
+    let server = Server::start(&env).await;
+    let a = server.addr;
+
+    let opened = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(tokio::net::TcpStream::connect(a).await.unwrap());
+    }
+    let idle_closed: Vec<_> = idle
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                // Closed by the server: end of stream (or a reset).
+                let _ = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await;
+                opened.elapsed()
+            })
+        })
+        .collect();
+    let drips: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(a).await.unwrap();
+                let start = Instant::now();
+                s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+                while start.elapsed() < Duration::from_secs(30) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if s.write_all(b"X-Drip: 1\r\n").await.is_err() {
+                        break;
+                    }
+                }
+                start.elapsed()
+            })
+        })
+        .collect();
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    let oversized: Vec<_> = (0..20)
+        .map(|_| {
+            let big = big.clone();
+            tokio::spawn(async move { raw(a, big.as_bytes()).await })
+        })
+        .collect();
+
+    // Normal requests, on fresh connections, while all of that is going on.
+    let mut latencies = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let answer = get(a, "/").await.unwrap();
+        latencies.push(t.elapsed());
+        assert_eq!(answer.status, 200);
+    }
+    latencies.sort();
+    let (median, max) = (
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+    );
+    assert!(
+        median < Duration::from_millis(50) && max < Duration::from_secs(1),
+        "normal requests slowed down: median {median:?}, max {max:?}"
+    );
+
+    for o in oversized {
+        let answer = o.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    }
+    // The header read timeout holds for every slow client: closed after the timeout, well
+    // before the 30 s the clients would have gone on for.
+    let bound = idle_timeout * 5;
+    for d in drips {
+        let cut = d.await.unwrap();
+        assert!(
+            cut >= idle_timeout / 2 && cut < bound,
+            "slowloris cut after {cut:?}"
+        );
+    }
+    for c in idle_closed {
+        let closed = c.await.unwrap();
+        assert!(closed < bound, "idle connection closed after {closed:?}");
+    }
+    assert_eq!(
+        get(a, "/health").await.unwrap().status,
+        200,
+        "still serving"
+    );
 }
