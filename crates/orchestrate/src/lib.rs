@@ -1,11 +1,20 @@
 //! `orchestrate`: drives zero-downtime rollouts of an ECS-on-EC2 service behind an ALB.
 //!
-//! Today it has one subcommand, `preflight`: a static check of the Terraform configuration, the
-//! ECS task definition and the CodeDeploy AppSpec for every known way a rollout drops requests
-//! ([`preflight`]), on a reader of Terraform that needs no Terraform binary ([`terraform`]).
-//! `refresh`, `deploy` and `rehearse` join [`Command`] later.
+//! - `rehearse` ([`rehearse`]): the whole thing offline: `localaws` in-process, rollouts under
+//!   load, every verdict checked against its expectation, a report directory;
+//! - `refresh` ([`refresh`]): an Auto Scaling instance refresh gated by live traffic (real AWS,
+//!   or `localaws` through `--endpoint-url`: one code path, [`aws`]);
+//! - `preflight` ([`preflight`]): a static check of the Terraform configuration, the ECS task
+//!   definition and the CodeDeploy AppSpec for every known way a rollout drops requests, on a
+//!   reader of Terraform that needs no Terraform binary ([`terraform`]).
+//!
+//! `deploy` (CodeDeploy blue/green) joins [`Command`] once `localaws` emulates CodeDeploy.
 
+pub mod aws;
+pub mod cli;
 pub mod preflight;
+pub mod refresh;
+pub mod rehearse;
 pub mod terraform;
 
 use std::path::PathBuf;
@@ -31,9 +40,24 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The offline rehearsal: localaws in-process, rollouts under load, each verdict checked
+    /// against its expectation (negative controls must fail), a report directory. Exit 0 iff
+    /// every verdict matches.
+    Rehearse(rehearse::RehearseArgs),
+    /// Start (or follow) an Auto Scaling instance refresh and gate it on live traffic: the first
+    /// failed request rolls it back. Exit 0 only when it succeeded and the probe passed.
+    Refresh(Box<cli::RefreshArgs>),
     /// Report every known zero-downtime hazard in the Terraform, the task definition and the
     /// AppSpec, with file, line, resource, reason and fix. Exit 1 on an error-level hazard.
     Preflight(preflight::PreflightArgs),
+    /// Run the application (`crates/server`, linked in): what image `server` runs as a task in
+    /// the rehearsal. Arguments go to `server`.
+    #[command(hide = true)]
+    Server {
+        /// Arguments for `server`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// What a run decided: the exit code.
@@ -55,19 +79,70 @@ impl Outcome {
     }
 }
 
-/// Why a run could not do its job: every variant is bad input (exit 2).
+/// Why a run could not do its job.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The preflight inputs could not be read.
+    /// The preflight inputs could not be read (exit 2).
     #[error(transparent)]
     Preflight(#[from] preflight::PreflightError),
+    /// Bad input to `refresh` or `rehearse`: an unknown group or scenario, a refused request
+    /// (exit 2).
+    #[error("{0}")]
+    Input(String),
+    /// Something failed along the way (exit 1).
+    #[error("{0}")]
+    Run(String),
 }
 
-/// Runs a parsed command line, writing the human report to `out`.
-pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<Outcome, Error> {
+impl Error {
+    /// The process exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Run(_) => EXIT_FAILED,
+            Error::Preflight(_) | Error::Input(_) => EXIT_USAGE,
+        }
+    }
+}
+
+/// Runs a parsed command line, writing the human report to `out`. `refresh` and `rehearse`
+/// need a tokio runtime.
+pub async fn run(cli: Cli, out: &mut (dyn std::io::Write + Send)) -> Result<Outcome, Error> {
     match cli.command {
         Command::Preflight(args) => Ok(preflight::run(&args, out)?),
+        Command::Refresh(args) => cli::refresh(&args, out).await,
+        Command::Rehearse(args) => {
+            let rows = rehearse::run(&args, out).await.map_err(|e| match e {
+                rehearse::RehearseError::Input(m) => Error::Input(m),
+                rehearse::RehearseError::Run(m) => Error::Run(m),
+            })?;
+            let _ = writeln!(out, "\n{}", rehearse::table(&rows));
+            let _ = writeln!(
+                out,
+                "report: {}",
+                args.report_dir.join("index.html").display()
+            );
+            let all = rows.iter().all(|r| r.as_expected);
+            let _ = writeln!(
+                out,
+                "verdict: {}",
+                if all {
+                    "every scenario as expected"
+                } else {
+                    "NOT every scenario as expected"
+                }
+            );
+            Ok(if all { Outcome::Clean } else { Outcome::Failed })
+        }
+        Command::Server { args } => server::run(server_cli(args))
+            .await
+            .map(|()| Outcome::Clean)
+            .map_err(|e| Error::Run(e.to_string())),
     }
+}
+
+/// The application's command line from the arguments of `orchestrate server`.
+pub fn server_cli(args: Vec<String>) -> server::Cli {
+    server::Cli::parse_from(std::iter::once("server".to_owned()).chain(args))
 }
 
 /// The repository root: the nearest directory at or above `start` whose `Cargo.toml` declares a

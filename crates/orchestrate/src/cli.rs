@@ -1,0 +1,232 @@
+//! The command-line side of `refresh`: flags, the probe, progress lines, reports, exit code.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_sdk_autoscaling::types::{RefreshPreferences, ScaleInProtectedInstances};
+use loadprobe::{ConnectionMode, Probe, ProbeConfig, Rate, Verdict};
+
+use crate::aws::{Clients, Target};
+use crate::refresh::{self, Follow, Plan, RefreshError};
+use crate::{Error, Outcome};
+
+/// Arguments of `refresh`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Examples:
+  orchestrate refresh --asg demo-asg --launch-template-version 7 --url https://app.example.com/
+  orchestrate refresh --asg demo-asg --follow --url https://app.example.com/ --report-dir reports
+  AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \\
+    orchestrate refresh --asg demo-asg --launch-template-version 2 --url http://127.0.0.1:8000/
+
+Exit codes: 0 refresh Successful and probe passed; 1 refresh not Successful or probe failed
+(the gate rolled it back); 2 bad input (unknown group, refused request, bad flag)")]
+pub struct RefreshArgs {
+    /// The Auto Scaling group.
+    #[arg(long, value_name = "NAME")]
+    pub asg: String,
+    /// Desired configuration: this launch template version (a number: rollback is refused for
+    /// $Latest/$Default). Without it the refresh has no desired configuration.
+    #[arg(long, value_name = "VERSION")]
+    pub launch_template_version: Option<String>,
+    /// Launch template of the desired configuration [default: the group's].
+    #[arg(long, value_name = "NAME")]
+    pub launch_template: Option<String>,
+    /// MinHealthyPercentage.
+    #[arg(long, value_name = "PERCENT", default_value_t = 90, value_parser = clap::value_parser!(i32).range(0..=100))]
+    pub min_healthy: i32,
+    /// MaxHealthyPercentage (above 100 launches replacements before terminating).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(i32).range(100..=200))]
+    pub max_healthy: Option<i32>,
+    /// InstanceWarmup (e.g. 5m) [default: the group's].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub warmup: Option<Duration>,
+    /// SkipMatching: leave instances already on the desired configuration.
+    #[arg(long)]
+    pub skip_matching: bool,
+    /// CheckpointPercentages, comma-separated (e.g. 33,66,100).
+    #[arg(long, value_name = "PERCENT,...", value_delimiter = ',')]
+    pub checkpoints: Vec<i32>,
+    /// CheckpointDelay (e.g. 10m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub checkpoint_delay: Option<Duration>,
+    /// Leave AutoRollback off (on by default: a refresh that fails rolls back).
+    #[arg(long)]
+    pub no_auto_rollback: bool,
+    /// ScaleInProtectedInstances: Refresh, Ignore or Wait.
+    #[arg(long, value_name = "WHAT", default_value = "Refresh")]
+    pub scale_in_protected: String,
+    /// Follow the refresh already running instead of starting one.
+    #[arg(long)]
+    pub follow: bool,
+    /// The load balancer URL to probe while the refresh runs; without it there is no gate.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Probe rate, requests per second.
+    #[arg(long, value_name = "N", default_value_t = 200.0)]
+    pub rate: f64,
+    /// Keep probing this long after the refresh ended (old tasks draining).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// Give up (roll back, else cancel) after this long.
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Between two status polls.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub poll: Duration,
+    /// Write the probe's report (JSON, Markdown, HTML) here.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// AWS endpoint for every service (localaws: http://127.0.0.1:4566).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region [default: the default chain's].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+/// Runs `orchestrate refresh`.
+pub async fn refresh(
+    args: &RefreshArgs,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Outcome, Error> {
+    if !matches!(
+        args.scale_in_protected.as_str(),
+        "Refresh" | "Ignore" | "Wait"
+    ) {
+        return Err(Error::Input(format!(
+            "invalid --scale-in-protected {:?}: expected Refresh, Ignore or Wait",
+            args.scale_in_protected
+        )));
+    }
+    if args.follow && args.launch_template_version.is_some() {
+        return Err(Error::Input(
+            "--follow follows the running refresh: it takes no --launch-template-version".into(),
+        ));
+    }
+    if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 100_000.0) {
+        return Err(Error::Input(format!(
+            "invalid --rate {}: expected more than 0 and at most 100000",
+            args.rate
+        )));
+    }
+    let secs = |d: Duration| i32::try_from(d.as_secs()).unwrap_or(i32::MAX);
+    let mut prefs = RefreshPreferences::builder()
+        .min_healthy_percentage(args.min_healthy)
+        .skip_matching(args.skip_matching)
+        .auto_rollback(!args.no_auto_rollback)
+        .scale_in_protected_instances(ScaleInProtectedInstances::from(
+            args.scale_in_protected.as_str(),
+        ))
+        .set_max_healthy_percentage(args.max_healthy)
+        .set_instance_warmup(args.warmup.map(secs))
+        .set_checkpoint_delay(args.checkpoint_delay.map(secs));
+    for c in &args.checkpoints {
+        prefs = prefs.checkpoint_percentages(*c);
+    }
+    let plan = Plan {
+        group: args.asg.clone(),
+        launch_template: args.launch_template.clone(),
+        version: args.launch_template_version.clone(),
+        prefs: prefs.build(),
+        follow: args.follow,
+    };
+    let probe = match &args.url {
+        Some(url) => {
+            let uri = url
+                .parse()
+                .map_err(|e| Error::Input(format!("invalid --url {url:?}: {e}")))?;
+            let mut cfg = ProbeConfig::new(uri);
+            cfg.rate = Rate::PerSecond(args.rate);
+            cfg.duration = args.timeout + args.settle;
+            cfg.mode = ConnectionMode::KeepAlive;
+            Some(Probe::start(cfg).map_err(|e| Error::Input(format!("probe: {e}")))?)
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "no --url: following the refresh without a probe (no gate)"
+            );
+            None
+        }
+    };
+    let clients = Clients::new(&Target {
+        endpoint_url: args.endpoint_url.clone(),
+        region: args.region.clone(),
+        static_credentials: false,
+    })
+    .await;
+    let mut log = |l: &str| {
+        let _ = writeln!(std::io::stdout(), "{l}");
+    };
+    let result = refresh::run(
+        &clients,
+        &plan,
+        probe.as_ref(),
+        Follow {
+            poll: args.poll,
+            timeout: args.timeout,
+        },
+        &mut log,
+    )
+    .await;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some(p) = probe {
+                p.stop();
+                let _ = p.finish().await;
+            }
+            return Err(match e {
+                RefreshError::Input(m) => Error::Input(m),
+                RefreshError::Aws(m) => Error::Run(m),
+            });
+        }
+    };
+    let _ = writeln!(
+        out,
+        "instance refresh {}: {}{}",
+        outcome.id,
+        outcome.status,
+        outcome
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    if let Some(g) = &outcome.gate {
+        let _ = writeln!(
+            out,
+            "gate: {} requested ({}){}",
+            g.action,
+            g.why,
+            g.reaction
+                .map(|r| format!(", {} ms after the first failed request", r.as_millis()))
+                .unwrap_or_default()
+        );
+    }
+    let mut passed = true;
+    if let Some(p) = probe {
+        tokio::time::sleep(args.settle).await;
+        p.stop();
+        let report = p
+            .finish()
+            .await
+            .map_err(|e| Error::Run(format!("probe: {e}")))?;
+        let _ = writeln!(out, "{}", report.summary());
+        if let Some(dir) = &args.report_dir {
+            let written = refresh::write_reports(&report, dir)
+                .map_err(|e| Error::Run(format!("writing reports in {}: {e}", dir.display())))?;
+            for w in written {
+                let _ = writeln!(out, "wrote {}", w.display());
+            }
+        }
+        passed = report.verdict == Verdict::Pass;
+    }
+    Ok(if outcome.succeeded() && passed {
+        Outcome::Clean
+    } else {
+        Outcome::Failed
+    })
+}

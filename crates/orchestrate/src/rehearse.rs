@@ -1,0 +1,485 @@
+//! `orchestrate rehearse`: the whole thing, offline. Starts `localaws` in-process with its
+//! embedded default stack (the dev environment's names) for each scenario, runs the rollout
+//! under load through the same code `orchestrate refresh` runs against AWS, and checks every
+//! verdict against its expectation: the passing scenarios must drop nothing, and each negative
+//! control (one protection removed) must fail, with its outage located and attributed.
+//!
+//! Scenarios today: instance refreshes. Blue/green scenarios join once `localaws` emulates
+//! CodeDeploy.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::types::RefreshPreferences;
+use loadprobe::{ConnectionMode, Probe, ProbeConfig, Rate, Report, Verdict};
+use localaws::control::ec2::{NewVersion, TemplateRef};
+use localaws::{Localaws, Options, Stack};
+use serde::Serialize;
+
+use crate::aws::{Clients, Target};
+use crate::refresh::{self, Follow, Plan};
+
+/// Arguments of `rehearse`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RehearseArgs {
+    /// Run only these scenarios (see the list in `--help`); all when omitted.
+    #[arg(long = "scenario", value_name = "NAME")]
+    pub scenarios: Vec<String>,
+    /// Where the reports go: one directory per scenario and an index.html.
+    #[arg(long, value_name = "DIR", default_value = "rehearsal")]
+    pub report_dir: PathBuf,
+    /// Write the summary table as JSON here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Probe rate against the production listener, requests per second.
+    #[arg(long, value_name = "N", default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Simulated AWS seconds per real second.
+    #[arg(long, value_name = "N", default_value_t = 60.0)]
+    pub time_scale: f64,
+}
+
+/// One scenario of the matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    /// Name (`--scenario`).
+    pub name: &'static str,
+    /// What it shows.
+    pub about: &'static str,
+    /// Whether the probe must pass.
+    pub expect_pass: bool,
+    /// Capacity provider managed draining.
+    pub managed_draining: bool,
+    /// `MinHealthyPercentage`.
+    pub min_healthy: i32,
+    /// `MaxHealthyPercentage`.
+    pub max_healthy: i32,
+}
+
+/// The matrix.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "refresh",
+        about: "instance refresh to a new launch template version, managed draining on",
+        expect_pass: true,
+        managed_draining: true,
+        min_healthy: 90,
+        max_healthy: 100,
+    },
+    Scenario {
+        name: "refresh-max-healthy-200",
+        about: "the same refresh launching every replacement first (min healthy 100 %, max healthy 200 %)",
+        expect_pass: true,
+        managed_draining: true,
+        min_healthy: 100,
+        max_healthy: 200,
+    },
+    Scenario {
+        name: "refresh-no-managed-draining",
+        about: "negative control: the first refresh with managed draining off (instances die with their tasks)",
+        expect_pass: false,
+        managed_draining: false,
+        min_healthy: 90,
+        max_healthy: 100,
+    },
+];
+
+/// One row of the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Scenario name.
+    pub scenario: String,
+    /// `pass` or `fail`.
+    pub expected: &'static str,
+    /// The probe's verdict.
+    pub verdict: String,
+    /// Whether it matched the expectation.
+    pub as_expected: bool,
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests failed.
+    pub errors: u64,
+    /// Longest time without a success, ms.
+    pub longest_outage_ms: u64,
+    /// p99 latency, ms.
+    pub p99_ms: f64,
+    /// The refresh's final status.
+    pub refresh: String,
+    /// The gate's action (`rollback`, `cancel`), if it fired.
+    pub gate: Option<String>,
+    /// From the first failed request to the rollback call, ms.
+    pub rollback_ms: Option<u64>,
+    /// The first incident, located and attributed.
+    pub incident: Option<String>,
+    /// Wall time of the scenario, seconds.
+    pub wall_s: f64,
+    /// The scenario's report directory.
+    pub report: PathBuf,
+}
+
+/// Why the rehearsal could not run (exit 2 for input, 1 otherwise).
+#[derive(Debug, thiserror::Error)]
+pub enum RehearseError {
+    /// Unknown scenario or bad flag.
+    #[error("{0}")]
+    Input(String),
+    /// Something failed while running.
+    #[error("{0}")]
+    Run(String),
+}
+
+fn stack(s: &Scenario, time_scale: f64) -> Result<Stack, RehearseError> {
+    let mut stack = Stack::embedded().map_err(|e| RehearseError::Run(e.to_string()))?;
+    stack.time_scale = time_scale;
+    if let Some(asg) = stack.auto_scaling_group.as_mut() {
+        asg.capacity_provider.managed_draining = s.managed_draining;
+    }
+    for td in &mut stack.task_definitions {
+        for c in &mut td.container_definitions {
+            c.stop_timeout = Some(10);
+            for kv in &mut c.environment {
+                match kv.name.as_str() {
+                    "DRAIN_DELAY_SECONDS" => kv.value = "1".into(),
+                    "SHUTDOWN_TIMEOUT_SECONDS" => kv.value = "5".into(),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(stack)
+}
+
+/// Runs the matrix; returns the rows (the caller prints and decides the exit code).
+pub async fn run(
+    args: &RehearseArgs,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Vec<Row>, RehearseError> {
+    if !(args.rate.is_finite() && (1.0..=20_000.0).contains(&args.rate)) {
+        return Err(RehearseError::Input(format!(
+            "invalid --rate {}: expected 1 to 20000 requests per second",
+            args.rate
+        )));
+    }
+    if !(args.time_scale.is_finite() && (1.0..=1000.0).contains(&args.time_scale)) {
+        return Err(RehearseError::Input(format!(
+            "invalid --time-scale {}: expected 1 to 1000",
+            args.time_scale
+        )));
+    }
+    let chosen: Vec<Scenario> = if args.scenarios.is_empty() {
+        SCENARIOS.to_vec()
+    } else {
+        args.scenarios
+            .iter()
+            .map(|n| {
+                SCENARIOS
+                    .iter()
+                    .find(|s| s.name == n)
+                    .copied()
+                    .ok_or_else(|| {
+                        RehearseError::Input(format!(
+                            "unknown scenario {n:?}; known: {}",
+                            SCENARIOS
+                                .iter()
+                                .map(|s| s.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    std::fs::create_dir_all(&args.report_dir).map_err(|e| {
+        RehearseError::Input(format!(
+            "cannot create --report-dir {}: {e}",
+            args.report_dir.display()
+        ))
+    })?;
+    let mut rows = Vec::new();
+    for (i, s) in chosen.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "[{}/{}] {}: {} (expect {})",
+            i + 1,
+            chosen.len(),
+            s.name,
+            s.about,
+            if s.expect_pass { "pass" } else { "fail" }
+        );
+        let row = scenario(s, args, out).await?;
+        let _ = writeln!(
+            out,
+            "      -> {} ({}), {} requests, {} errors, refresh {}{}",
+            row.verdict,
+            if row.as_expected {
+                "as expected"
+            } else {
+                "NOT AS EXPECTED"
+            },
+            row.requests,
+            row.errors,
+            row.refresh,
+            row.rollback_ms
+                .map(|ms| format!(", rollback called {ms} ms after the first failure"))
+                .unwrap_or_default()
+        );
+        rows.push(row);
+    }
+    write_index(&args.report_dir, &rows)
+        .map_err(|e| RehearseError::Run(format!("writing the index: {e}")))?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&rows).unwrap_or_default();
+        std::fs::write(path, text + "\n")
+            .map_err(|e| RehearseError::Run(format!("writing {}: {e}", path.display())))?;
+    }
+    Ok(rows)
+}
+
+async fn scenario(
+    s: &Scenario,
+    args: &RehearseArgs,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Row, RehearseError> {
+    let began = Instant::now();
+    let dir = args.report_dir.join(s.name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut options = Options::new(dir.join("localaws"));
+    options.ephemeral_ports = true;
+    // Image `server` runs this very binary as the application (`orchestrate server`).
+    options.server = std::env::current_exe()
+        .ok()
+        .map(|exe| (exe, vec!["server".to_owned()]));
+    let la = Localaws::start(stack(s, args.time_scale)?, options, 0)
+        .await
+        .map_err(|e| RehearseError::Run(format!("starting localaws: {e}")))?;
+    let result = drive(s, args, &la, &dir, out).await;
+    la.shutdown().await;
+    let mut row = result?;
+    row.wall_s = began.elapsed().as_secs_f64();
+    Ok(row)
+}
+
+async fn drive(
+    s: &Scenario,
+    args: &RehearseArgs,
+    la: &Localaws,
+    dir: &Path,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Row, RehearseError> {
+    if !la.wait_ready(la.ready_timeout()).await {
+        return Err(RehearseError::Run(format!(
+            "{}: the fleet did not turn healthy (task logs in {})",
+            s.name,
+            la.plane().log_dir().display()
+        )));
+    }
+    // What `terraform apply` would do: a new launch template version (a new AMI).
+    let (_, version) = la
+        .control()
+        .create_launch_template_version(
+            &TemplateRef::Name("demo-lt".into()),
+            NewVersion {
+                source_version: Some("1".into()),
+                image_id: Some("ami-0ecs000000000002".into()),
+                description: Some("rehearsal: new AMI".into()),
+                ..NewVersion::default()
+            },
+        )
+        .map_err(|e| RehearseError::Run(e.to_string()))?;
+    let url = la
+        .listener_url("production")
+        .ok_or_else(|| RehearseError::Run("no production listener".into()))?;
+    let mut cfg = ProbeConfig::new(
+        url.parse()
+            .map_err(|e| RehearseError::Run(format!("listener url {url}: {e}")))?,
+    );
+    cfg.rate = Rate::PerSecond(args.rate);
+    cfg.duration = Duration::from_secs(600);
+    cfg.connections = 32;
+    cfg.mode = ConnectionMode::KeepAlive;
+    cfg.interval = Duration::from_millis(100);
+    let probe = Probe::start(cfg).map_err(|e| RehearseError::Run(format!("probe: {e}")))?;
+    // localaws's own events on the probe's timeline, at the time they happened.
+    let mut events = la.plane().events().subscribe();
+    let marker = probe.marker();
+    let bridge = tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            marker.mark_at(e.at, e.kind.to_string());
+        }
+    });
+    let clients = Clients::new(&Target {
+        endpoint_url: Some(la.endpoint()),
+        region: Some("us-east-1".into()),
+        static_credentials: true,
+    })
+    .await;
+    let plan = Plan {
+        group: "demo-asg".into(),
+        launch_template: Some("demo-lt".into()),
+        version: Some(version.number.to_string()),
+        prefs: RefreshPreferences::builder()
+            .min_healthy_percentage(s.min_healthy)
+            .max_healthy_percentage(s.max_healthy)
+            .auto_rollback(true)
+            .build(),
+        follow: false,
+    };
+    let mut lines = Vec::new();
+    let outcome = refresh::run(
+        &clients,
+        &plan,
+        Some(&probe),
+        Follow {
+            poll: Duration::from_millis(50),
+            timeout: Duration::from_secs(300),
+        },
+        &mut |l: &str| lines.push(l.to_owned()),
+    )
+    .await;
+    for l in &lines {
+        let _ = writeln!(out, "      {l}");
+    }
+    let outcome = outcome.map_err(|e| RehearseError::Run(format!("{}: {e}", s.name)))?;
+    // The last replacement's old tasks have stopped once the fleet is steady again.
+    la.wait_ready(la.ready_timeout()).await;
+    probe.stop();
+    let report = probe
+        .finish()
+        .await
+        .map_err(|e| RehearseError::Run(format!("probe: {e}")))?;
+    bridge.abort();
+    refresh::write_reports(&report, dir)
+        .map_err(|e| RehearseError::Run(format!("writing reports in {}: {e}", dir.display())))?;
+    Ok(row(s, &report, &outcome, dir))
+}
+
+fn row(s: &Scenario, report: &Report, outcome: &refresh::Outcome, dir: &Path) -> Row {
+    let passed = report.verdict == Verdict::Pass;
+    // A passing scenario must also have refreshed; a negative control must have been detected
+    // (failed), located (an incident) and attributed (a task named for its failures).
+    let detected = !passed
+        && report
+            .incidents
+            .first()
+            .is_some_and(|i| i.failed_on.keys().any(|t| t != "(unknown)"));
+    let as_expected = if s.expect_pass {
+        passed && outcome.succeeded()
+    } else {
+        detected
+    };
+    Row {
+        scenario: s.name.to_owned(),
+        expected: if s.expect_pass { "pass" } else { "fail" },
+        verdict: format!("{:?}", report.verdict).to_lowercase(),
+        as_expected,
+        requests: report.requests,
+        errors: report.errors.total,
+        longest_outage_ms: report.longest_gap_ms,
+        p99_ms: report.latency_us.p99 as f64 / 1000.0,
+        refresh: outcome.status.clone(),
+        gate: outcome.gate.as_ref().map(|g| g.action.to_owned()),
+        rollback_ms: outcome
+            .gate
+            .as_ref()
+            .and_then(|g| g.reaction)
+            .map(|d| d.as_millis() as u64),
+        incident: report.incidents.first().map(|i| i.describe()),
+        wall_s: 0.0,
+        report: dir.to_path_buf(),
+    }
+}
+
+/// The summary table, as printed.
+pub fn table(rows: &[Row]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:<28} {:<8} {:<8} {:<4} {:>8} {:>7} {:>12} {:>8} {:<19} {:>11}",
+        "scenario",
+        "expected",
+        "verdict",
+        "ok",
+        "requests",
+        "errors",
+        "longest gap",
+        "p99 ms",
+        "refresh",
+        "rollback"
+    );
+    for r in rows {
+        let _ = writeln!(
+            t,
+            "{:<28} {:<8} {:<8} {:<4} {:>8} {:>7} {:>9} ms {:>8.2} {:<19} {:>11}",
+            r.scenario,
+            r.expected,
+            r.verdict,
+            if r.as_expected { "yes" } else { "NO" },
+            r.requests,
+            r.errors,
+            r.longest_outage_ms,
+            r.p99_ms,
+            r.refresh,
+            r.rollback_ms
+                .map(|ms| format!("{ms} ms"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    for r in rows {
+        if let Some(i) = &r.incident {
+            let _ = writeln!(t, "  {}: {i}", r.scenario);
+        }
+    }
+    t
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn write_index(dir: &Path, rows: &[Row]) -> std::io::Result<()> {
+    let mut h = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Rehearsal</title><style>\
+         body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
+         td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}\
+         .yes{background:#e6f4ea}.no{background:#fce8e6}\
+         iframe{width:100%;height:900px;border:1px solid #ccc;margin-top:1em}</style></head><body>\
+         <h1>Zero-downtime rehearsal</h1><table><tr><th>scenario</th><th>expected</th>\
+         <th>verdict</th><th>as expected</th><th>requests</th><th>errors</th>\
+         <th>longest gap</th><th>p99</th><th>refresh</th><th>rollback</th><th>first incident</th></tr>",
+    );
+    for r in rows {
+        let _ = write!(
+            h,
+            "<tr class=\"{}\"><td><a href=\"{name}/probe.html\">{name}</a></td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{:.2} ms</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if r.as_expected { "yes" } else { "no" },
+            r.expected,
+            r.verdict,
+            if r.as_expected { "yes" } else { "NO" },
+            r.requests,
+            r.errors,
+            r.longest_outage_ms,
+            r.p99_ms,
+            escape(&r.refresh),
+            r.rollback_ms
+                .map(|ms| format!("{ms} ms"))
+                .unwrap_or_else(|| "-".into()),
+            escape(r.incident.as_deref().unwrap_or("-")),
+            name = escape(&r.scenario),
+        );
+    }
+    h.push_str("</table>");
+    for r in rows {
+        let _ = write!(
+            h,
+            "<h2>{name}</h2><iframe src=\"{name}/probe.html\" loading=\"lazy\"></iframe>",
+            name = escape(&r.scenario)
+        );
+    }
+    h.push_str("</body></html>\n");
+    std::fs::write(dir.join("index.html"), h)
+}
