@@ -153,8 +153,8 @@ fn bad_input_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-#[test]
-fn run_in_process_returns_the_outcome() {
+#[tokio::test]
+async fn run_in_process_returns_the_outcome() {
     let dir = fixture("original");
     let cli = Cli::parse_from([
         "orchestrate",
@@ -167,7 +167,7 @@ fn run_in_process_returns_the_outcome() {
         dir.join("appspec.yaml").to_str().unwrap(),
     ]);
     let mut out = Vec::new();
-    assert_eq!(orchestrate::run(cli, &mut out).unwrap(), Outcome::Failed);
+    assert_eq!(orchestrate::run(cli, &mut out).await.unwrap(), Outcome::Failed);
     assert!(text(&out).contains("error[desired-count-zero]"));
 
     let root = repo();
@@ -184,7 +184,7 @@ fn run_in_process_returns_the_outcome() {
         root.join("codedeploy/appspec.yaml").to_str().unwrap(),
     ]);
     let mut out = Vec::new();
-    assert_eq!(orchestrate::run(cli, &mut out).unwrap(), Outcome::Clean);
+    assert_eq!(orchestrate::run(cli, &mut out).await.unwrap(), Outcome::Clean);
     assert_eq!(Outcome::Clean.exit_code(), 0);
     assert_eq!(Outcome::Failed.exit_code(), 1);
 }
