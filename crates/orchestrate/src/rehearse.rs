@@ -129,11 +129,13 @@ pub enum RehearseError {
     Run(String),
 }
 
-fn stack(s: &Scenario, time_scale: f64) -> Result<Stack, RehearseError> {
+/// The rehearsal's stack: `localaws`'s embedded default (the dev environment's names) at
+/// `time_scale`, with an application that drains for 1 s, managed draining as given.
+pub fn stack(managed_draining: bool, time_scale: f64) -> Result<Stack, RehearseError> {
     let mut stack = Stack::embedded().map_err(|e| RehearseError::Run(e.to_string()))?;
     stack.time_scale = time_scale;
     if let Some(asg) = stack.auto_scaling_group.as_mut() {
-        asg.capacity_provider.managed_draining = s.managed_draining;
+        asg.capacity_provider.managed_draining = managed_draining;
     }
     for td in &mut stack.task_definitions {
         for c in &mut td.container_definitions {
@@ -250,7 +252,7 @@ async fn scenario(
     options.server = std::env::current_exe()
         .ok()
         .map(|exe| (exe, vec!["server".to_owned()]));
-    let la = Localaws::start(stack(s, args.time_scale)?, options, 0)
+    let la = Localaws::start(stack(s.managed_draining, args.time_scale)?, options, 0)
         .await
         .map_err(|e| RehearseError::Run(format!("starting localaws: {e}")))?;
     let result = drive(s, args, &la, &dir, out).await;

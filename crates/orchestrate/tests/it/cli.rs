@@ -167,7 +167,10 @@ async fn run_in_process_returns_the_outcome() {
         dir.join("appspec.yaml").to_str().unwrap(),
     ]);
     let mut out = Vec::new();
-    assert_eq!(orchestrate::run(cli, &mut out).await.unwrap(), Outcome::Failed);
+    assert_eq!(
+        orchestrate::run(cli, &mut out).await.unwrap(),
+        Outcome::Failed
+    );
     assert!(text(&out).contains("error[desired-count-zero]"));
 
     let root = repo();
@@ -184,7 +187,10 @@ async fn run_in_process_returns_the_outcome() {
         root.join("codedeploy/appspec.yaml").to_str().unwrap(),
     ]);
     let mut out = Vec::new();
-    assert_eq!(orchestrate::run(cli, &mut out).await.unwrap(), Outcome::Clean);
+    assert_eq!(
+        orchestrate::run(cli, &mut out).await.unwrap(),
+        Outcome::Clean
+    );
     assert_eq!(Outcome::Clean.exit_code(), 0);
     assert_eq!(Outcome::Failed.exit_code(), 1);
 }

@@ -8,5 +8,6 @@
 mod cli;
 mod codedeploy;
 mod hazards;
+mod rollout;
 mod terraform;
 mod util;

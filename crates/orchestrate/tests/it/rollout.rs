@@ -1,0 +1,297 @@
+//! `orchestrate refresh` and `orchestrate rehearse` end to end: the real binary against an
+//! in-process `localaws` (real tasks, real listeners), the probe measuring production.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use localaws::control::ec2::{NewVersion, TemplateRef};
+use localaws::{Localaws, Options};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_orchestrate");
+
+/// localaws with the rehearsal's stack, tasks run by this crate's binary (`orchestrate server`),
+/// and launch template version 2 ready to refresh to.
+async fn fleet(managed_draining: bool, dir: &Path) -> Localaws {
+    let stack = orchestrate::rehearse::stack(managed_draining, 60.0).unwrap();
+    let mut options = Options::new(dir);
+    options.ephemeral_ports = true;
+    options.server = Some((BIN.into(), vec!["server".to_owned()]));
+    let la = Localaws::start(stack, options, 0).await.unwrap();
+    assert!(la.wait_ready(la.ready_timeout()).await, "fleet not ready");
+    la.control()
+        .create_launch_template_version(
+            &TemplateRef::Name("demo-lt".into()),
+            NewVersion {
+                source_version: Some("1".into()),
+                image_id: Some("ami-0ecs000000000002".into()),
+                ..NewVersion::default()
+            },
+        )
+        .unwrap();
+    la
+}
+
+fn refresh_command(la: &Localaws, report: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args([
+        "refresh",
+        "--asg",
+        "demo-asg",
+        "--launch-template-version",
+        "2",
+    ])
+    .args(["--url", &la.listener_url("production").unwrap()])
+    .args(["--rate", "500", "--poll", "50ms", "--settle", "1s"])
+    .arg("--report-dir")
+    .arg(report)
+    .args(extra)
+    .env("AWS_ENDPOINT_URL", la.endpoint())
+    .env("AWS_ACCESS_KEY_ID", "test")
+    .env("AWS_SECRET_ACCESS_KEY", "test")
+    .env("AWS_REGION", "us-east-1")
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    c
+}
+
+fn refresh_status(la: &Localaws) -> String {
+    la.control().read(|st| {
+        st.refreshes
+            .last()
+            .map(|r| r.status.to_string())
+            .unwrap_or_default()
+    })
+}
+
+fn probe_report(dir: &Path) -> loadprobe::Report {
+    let f = std::fs::File::open(dir.join("probe.json")).unwrap();
+    loadprobe::Report::from_json(f).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_succeeds_with_zero_errors_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let la = fleet(true, &dir.path().join("la")).await;
+    let reports = dir.path().join("reports");
+    let out = refresh_command(&la, &reports, &[]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(": Successful"), "{stdout}");
+    assert_eq!(refresh_status(&la), "Successful");
+    let r = probe_report(&reports);
+    assert_eq!(r.errors.total, 0, "{:?}", r.errors.by_kind);
+    assert_eq!(r.requests, r.ok);
+    assert!(r.requests > 0);
+    assert!(
+        r.events
+            .iter()
+            .any(|e| e.label.contains("refresh Successful")),
+        "the refresh's progress is on the probe's timeline"
+    );
+    la.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_rolls_back_at_the_first_failed_request_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    // Managed draining off: the first terminated instance takes its tasks with it.
+    let la = fleet(false, &dir.path().join("la")).await;
+    let reports = dir.path().join("reports");
+    let out = refresh_command(&la, &reports, &[]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("gate: rollback requested"), "{stdout}");
+    assert_eq!(refresh_status(&la), "RollbackSuccessful");
+    let r = probe_report(&reports);
+    assert!(r.errors.total > 0);
+    let incident = &r.incidents[0];
+    assert!(incident.kinds.contains_key("http_502_lb"), "{incident:?}");
+    assert!(
+        incident.failed_on.keys().any(|t| t != "(unknown)"),
+        "the failures are attributed to a task: {incident:?}"
+    );
+    // The rollback call came within one probe interval of the first failed request, plus an
+    // API round trip.
+    let gate = r
+        .events
+        .iter()
+        .find(|e| e.label.starts_with("gate: rollback requested"))
+        .expect("gate marker");
+    let reaction_ms: u64 = gate
+        .label
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("reaction in the marker");
+    assert!(
+        reaction_ms < r.interval_ms + 500,
+        "rollback called {reaction_ms} ms after the first failure"
+    );
+    assert!(
+        gate.at_ms >= incident.start_ms as i64,
+        "{gate:?} {incident:?}"
+    );
+    // After the rollback the old version serves again, healthy.
+    assert!(la.wait_ready(la.ready_timeout()).await);
+    la.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_refresh_rolls_back_and_the_fleet_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let la = fleet(true, &dir.path().join("la")).await;
+    let reports = dir.path().join("reports");
+    // A checkpoint holds the refresh after its first replacement, where Ctrl-C lands.
+    let mut child = refresh_command(
+        &la,
+        &reports,
+        &["--checkpoints", "30,100", "--checkpoint-delay", "1h"],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("Waiting for checkpoint delay") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        seen.ok(),
+        Some(true),
+        "the refresh never reached its checkpoint"
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let rest = tokio::spawn(async move {
+        let mut all = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .expect("orchestrate did not exit after Ctrl-C")
+        .unwrap();
+    let output = rest.await.unwrap();
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains("interrupted"), "{output}");
+    let end = refresh_status(&la);
+    assert!(
+        end == "RollbackSuccessful" || end == "Cancelled",
+        "refresh ended {end}"
+    );
+    assert!(la.wait_ready(la.ready_timeout()).await, "the fleet serves");
+    assert!(
+        reports.join("probe.html").is_file(),
+        "the report is written"
+    );
+    la.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_bad_input_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let la = fleet(true, &dir.path().join("la")).await;
+    let out = Command::new(BIN)
+        .args(["refresh", "--asg", "nope"])
+        .env("AWS_ENDPOINT_URL", la.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no auto scaling group named \"nope\""));
+    let out = Command::new(BIN)
+        .args(["refresh", "--asg", "demo-asg", "--min-healthy", "101"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    la.shutdown().await;
+    // An endpoint that is down: one line, exit 2.
+    let out = Command::new(BIN)
+        .args(["refresh", "--asg", "demo-asg", "--region", "us-east-1"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot reach the AWS endpoint"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rehearse_runs_the_matrix_and_every_verdict_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.json");
+    let out = Command::new(BIN)
+        .arg("rehearse")
+        .arg("--report-dir")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&summary)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("verdict: every scenario as expected"),
+        "{stdout}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), orchestrate::rehearse::SCENARIOS.len());
+    for row in rows {
+        assert_eq!(row["as_expected"], true, "{row}");
+        let name = row["scenario"].as_str().unwrap();
+        assert!(dir.path().join(name).join("probe.html").is_file());
+        if row["expected"] == "pass" {
+            assert_eq!(row["errors"], 0, "{row}");
+            assert_eq!(row["refresh"], "Successful", "{row}");
+        } else {
+            assert!(row["errors"].as_u64().unwrap() > 0, "{row}");
+            assert!(
+                row["incident"].as_str().unwrap().contains("http_502_lb"),
+                "{row}"
+            );
+            assert!(row["rollback_ms"].as_u64().unwrap() < 600, "{row}");
+        }
+    }
+    assert!(dir.path().join("index.html").is_file());
+    // Bad input: exit 2, naming it.
+    let out = Command::new(BIN)
+        .args(["rehearse", "--scenario", "nope"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario \"nope\""));
+}
