@@ -692,6 +692,32 @@ impl Stack {
                 if c.stop_timeout.is_some_and(|t| !(2..=120).contains(&t)) {
                     return err(format!("{at}.stopTimeout"), "expected 2 to 120 seconds");
                 }
+                if let Some(hc) = &c.health_check {
+                    let at = format!("{at}.healthCheck");
+                    let kind_ok = match hc.command.first().map(String::as_str) {
+                        Some("CMD") => hc.command.len() >= 2,
+                        Some("CMD-SHELL") => hc.command.len() == 2,
+                        _ => false,
+                    };
+                    if !kind_ok {
+                        return err(
+                            format!("{at}.command"),
+                            "expected [\"CMD\", program, args...] or [\"CMD-SHELL\", command line]",
+                        );
+                    }
+                    if hc.interval.is_some_and(|v| !(5..=300).contains(&v)) {
+                        return err(format!("{at}.interval"), "expected 5 to 300 seconds");
+                    }
+                    if hc.timeout.is_some_and(|v| !(2..=60).contains(&v)) {
+                        return err(format!("{at}.timeout"), "expected 2 to 60 seconds");
+                    }
+                    if hc.retries.is_some_and(|v| !(1..=10).contains(&v)) {
+                        return err(format!("{at}.retries"), "expected 1 to 10");
+                    }
+                    if hc.start_period.is_some_and(|v| v > 300) {
+                        return err(format!("{at}.startPeriod"), "expected 0 to 300 seconds");
+                    }
+                }
                 for (k, kv) in c.environment.iter().enumerate() {
                     if kv.name.is_empty() || kv.name.contains('=') {
                         return err(

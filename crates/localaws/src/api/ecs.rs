@@ -481,7 +481,7 @@ fn task_json(st: &State, t: &Task) -> Value {
         "launchType": "EC2",
         "createdAt": time(t.created_at),
         "group": t.service.as_ref().map(|s| format!("service:{s}")).unwrap_or_else(|| format!("family:{}", t.task_definition.0)),
-        "healthStatus": "UNKNOWN",
+        "healthStatus": t.health.as_ref().map_or("UNKNOWN", |h| h.status),
         "containers": container.map(|c| vec![json!({
             "containerArn": format!("{}/{}", t.arn.replace(":task/", ":container/"), c.name),
             "taskArn": t.arn,
@@ -489,6 +489,7 @@ fn task_json(st: &State, t: &Task) -> Value {
             "image": c.image,
             "lastStatus": t.last_status,
             "exitCode": t.exit_code,
+            "healthStatus": t.health.as_ref().map_or("UNKNOWN", |h| h.status),
             "networkBindings": t.endpoint.map(|e| vec![json!({
                 "bindIP": e.ip().to_string(),
                 "containerPort": c.port_mappings.first().map(|p| p.container_port),

@@ -129,6 +129,39 @@ pub struct Task {
     pub exit_code: Option<i32>,
     /// When its instance vanished under it (ECS notices after the disconnect timeout).
     pub lost: Option<Instant>,
+    /// The container health check's state, when the task definition has one.
+    pub health: Option<ContainerHealth>,
+}
+
+/// A container health check's state, as the ECS agent tracks it.
+#[derive(Debug, Clone)]
+pub struct ContainerHealth {
+    /// `UNKNOWN` (no verdict yet), `HEALTHY` or `UNHEALTHY`.
+    pub status: &'static str,
+    /// Consecutive failures counted (failures inside the start period are not).
+    pub failures: u32,
+    /// When the next check is due (real).
+    pub next: Instant,
+    /// A check is running.
+    pub running: bool,
+}
+
+/// The container health check's settings with ECS's defaults (interval 30 s, timeout 5 s,
+/// retries 3, start period 0; simulated seconds).
+fn health_settings(t: &Task) -> Option<(Vec<String>, u32, u32, u32, u32)> {
+    let hc = t
+        .definition
+        .container_definitions
+        .first()?
+        .health_check
+        .as_ref()?;
+    Some((
+        hc.command.clone(),
+        hc.interval.unwrap_or(30),
+        hc.timeout.unwrap_or(5),
+        hc.retries.unwrap_or(3),
+        hc.start_period.unwrap_or(0),
+    ))
 }
 
 impl Task {
@@ -375,6 +408,19 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
             None => {}
         }
     }
+    // Container health checks that are due.
+    for t in state.tasks.values_mut() {
+        if t.last_status != "RUNNING" || t.is_stopping() || t.lost.is_some() {
+            continue;
+        }
+        if let Some(h) = t.health.as_mut()
+            && !h.running
+            && ctx.now >= h.next
+        {
+            h.running = true;
+            actions.push(Action::HealthCheck(t.id.clone()));
+        }
+    }
     let names: Vec<String> = state.services.keys().cloned().collect();
     for name in names {
         schedule(state, ctx, &name, actions);
@@ -397,6 +443,10 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
 
 fn healthy(t: &Task, ctx: &Ctx<'_>) -> bool {
     if t.last_status != "RUNNING" || t.lost.is_some() {
+        return false;
+    }
+    // With a container health check, ECS counts the task healthy only once it passes.
+    if t.health.as_ref().is_some_and(|h| h.status != "HEALTHY") {
         return false;
     }
     match (&t.target_group, t.endpoint) {
@@ -461,6 +511,16 @@ fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Acti
                     t.target_group.as_deref().unwrap_or("")
                 ),
             ));
+        }
+    }
+    // A container failing its health check: ECS stops the task and the scheduler replaces it.
+    for t in &mine {
+        if !t.is_stopping()
+            && t.last_status == "RUNNING"
+            && t.health.as_ref().is_some_and(|h| h.status == "UNHEALTHY")
+            && !stop.iter().any(|(id, _)| id == &t.id)
+        {
+            stop.push((t.id.clone(), "Task failed container health checks".into()));
         }
     }
     let failing: std::collections::BTreeSet<&str> =
@@ -607,6 +667,7 @@ fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Acti
                 stop_code: None,
                 exit_code: None,
                 lost: None,
+                health: None,
             },
         );
         actions.push(Action::StartTask(id.clone()));
@@ -674,6 +735,14 @@ pub(super) async fn start_task(c: &Control, id: String) {
                 t.endpoint = Some(info.endpoint);
                 t.started_at = Some(wall());
                 t.started = Some(Instant::now());
+                if let Some((_, interval, ..)) = health_settings(t) {
+                    t.health = Some(ContainerHealth {
+                        status: "UNKNOWN",
+                        failures: 0,
+                        next: Instant::now() + c.clock().secs(interval),
+                        running: false,
+                    });
+                }
                 c.events().emit(
                     "ecs",
                     format!(
@@ -738,6 +807,59 @@ pub(super) async fn stop_task(c: &Control, id: String) {
                     }
                 ),
             );
+        }
+    });
+}
+
+/// Runs one container health check and records its result.
+pub(super) async fn health_check(c: &Control, id: String) {
+    let Some((command, interval, timeout, retries, start_period, started)) = c.read(|st| {
+        let t = st.tasks.get(&id)?;
+        let (command, interval, timeout, retries, start_period) = health_settings(t)?;
+        Some((
+            command,
+            interval,
+            timeout,
+            retries,
+            start_period,
+            t.started?,
+        ))
+    }) else {
+        return;
+    };
+    let clock = c.clock();
+    let passed = c
+        .plane()
+        .exec_in_task(
+            &id,
+            &command,
+            clock.timeout(std::time::Duration::from_secs(u64::from(timeout))),
+        )
+        .await
+        .unwrap_or(false);
+    c.write(|st, c| {
+        let Some(t) = st.tasks.get_mut(&id) else {
+            return;
+        };
+        let Some(h) = t.health.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        h.running = false;
+        h.next = now + clock.secs(interval);
+        let before = h.status;
+        if passed {
+            h.failures = 0;
+            h.status = "HEALTHY";
+        } else if now >= started + clock.secs(start_period) {
+            h.failures = h.failures.saturating_add(1);
+            if h.failures >= retries {
+                h.status = "UNHEALTHY";
+            }
+        }
+        if h.status != before {
+            c.events()
+                .emit("ecs", format!("task {id} container health {}", h.status));
         }
     });
 }

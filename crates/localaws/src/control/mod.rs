@@ -118,6 +118,8 @@ pub(crate) enum Action {
     StopTask(String),
     /// Deregister a task that died and forget its process.
     CleanUpTask(String),
+    /// Run the task's container health check.
+    HealthCheck(String),
 }
 
 #[derive(Debug)]
@@ -274,6 +276,9 @@ impl Control {
             }
             Action::StopTask(id) => {
                 tokio::spawn(async move { ecs::stop_task(&me, id).await });
+            }
+            Action::HealthCheck(id) => {
+                tokio::spawn(async move { ecs::health_check(&me, id).await });
             }
             Action::CleanUpTask(id) => {
                 if let Ok(drains) = me.inner.plane.deregister_task(&id) {

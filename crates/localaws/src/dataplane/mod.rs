@@ -103,6 +103,8 @@ struct TaskRecord {
     info: TaskInfo,
     handle: Arc<dyn RunningTask>,
     stop_timeout: Duration,
+    /// Its environment, as the process got it (container health checks run with it).
+    env: Vec<(String, String)>,
     /// Reports the exit as an event whenever it happens.
     watcher: JoinHandle<()>,
 }
@@ -502,10 +504,16 @@ impl DataPlane {
             host_port,
             command,
             args,
-            env: vars,
+            env: vars.clone(),
             log_dir: self.inner.log_dir.clone(),
         };
         let handle = self.inner.runtime.start(spec).await?;
+        let endpoint = handle.endpoint();
+        vars.extend([
+            ("TASK_ID".to_owned(), id.clone()),
+            ("PORT".to_owned(), endpoint.port().to_string()),
+            ("BIND".to_owned(), endpoint.ip().to_string()),
+        ]);
         let info = TaskInfo {
             id: id.clone(),
             family: td.family.clone(),
@@ -535,10 +543,64 @@ impl DataPlane {
                 info: info.clone(),
                 handle,
                 stop_timeout,
+                env: vars,
                 watcher,
             },
         );
         Ok(info)
+    }
+
+    /// Runs a container health check (`["CMD", prog, args...]` or `["CMD-SHELL", "..."]`) for a
+    /// running task, with the task's environment, as the ECS agent has Docker run it inside the
+    /// container. A program named `server` is the image's application (so `/server healthcheck`
+    /// works as in the container image). Returns whether it exited 0 within `timeout` (real).
+    pub async fn exec_in_task(
+        &self,
+        task_id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<bool, DataPlaneError> {
+        let env = self
+            .tasks()
+            .get(task_id)
+            .map(|r| r.env.clone())
+            .ok_or_else(|| not_found("task", task_id))?;
+        let (program, args): (PathBuf, Vec<String>) = match command {
+            [kind, line] if kind == "CMD-SHELL" => {
+                (PathBuf::from("/bin/sh"), vec!["-c".into(), line.clone()])
+            }
+            [kind, prog, rest @ ..] if kind == "CMD" => {
+                let is_server = Path::new(prog).file_name().is_some_and(|n| n == "server");
+                if is_server {
+                    let (p, mut a) = self.resolve("server");
+                    a.extend(rest.iter().cloned());
+                    (p, a)
+                } else {
+                    (PathBuf::from(prog), rest.to_vec())
+                }
+            }
+            _ => {
+                return Err(DataPlaneError::Invalid(format!(
+                    "health check command {command:?}: expected [\"CMD\", program, args...] or [\"CMD-SHELL\", line]"
+                )));
+            }
+        };
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&args)
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| k == "PATH" || k == "HOME"))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let Ok(mut child) = cmd.spawn() else {
+            return Ok(false);
+        };
+        match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(Ok(status)) => Ok(status.success()),
+            _ => Ok(false),
+        }
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, TaskRecord>> {

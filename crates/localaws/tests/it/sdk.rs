@@ -939,3 +939,104 @@ async fn protocol_edge_cases_are_client_errors_never_crashes() {
     assert_eq!(groups.auto_scaling_groups().len(), 1);
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_health_checks_gate_and_replace_tasks() {
+    use aws_sdk_ecs::types::HealthCheck;
+    let fleet = Fleet::start(fleet_stack(true)).await;
+    let ecs = &fleet.aws.ecs;
+    let deadline = fleet.refresh_deadline();
+    // The default task definition checks itself with `/server healthcheck`, as the image does.
+    let tasks = ecs
+        .list_tasks()
+        .cluster("demo-cluster")
+        .service_name("demo-svc")
+        .send()
+        .await
+        .unwrap();
+    let described = ecs
+        .describe_tasks()
+        .cluster("demo-cluster")
+        .set_tasks(Some(tasks.task_arns().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    for t in described.tasks() {
+        assert_eq!(
+            t.health_status().map(|h| h.as_str()),
+            Some("HEALTHY"),
+            "a ready fleet has passed its container health checks"
+        );
+    }
+    // A release whose container health check always fails: its tasks are stopped and replaced,
+    // and the old ones keep serving (minimum healthy 100 %).
+    ecs.register_task_definition()
+        .family("demo-web")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image("server")
+                .stop_timeout(10)
+                .port_mappings(
+                    PortMapping::builder()
+                        .container_port(8080)
+                        .host_port(0)
+                        .build(),
+                )
+                .environment(
+                    KeyValuePair::builder()
+                        .name("APP_VERSION")
+                        .value("v2")
+                        .build(),
+                )
+                .health_check(
+                    HealthCheck::builder()
+                        .command("CMD-SHELL")
+                        .command("exit 1")
+                        .interval(5)
+                        .retries(2)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ecs.update_service()
+        .cluster("demo-cluster")
+        .service("demo-svc")
+        .task_definition("demo-web:2")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        fleet
+            .la
+            .control()
+            .wait_until(deadline, |st| {
+                st.tasks.values().any(|t| {
+                    t.task_definition.1 == 2
+                        && t.stopped_reason.as_deref()
+                            == Some("Task failed container health checks")
+                })
+            })
+            .await,
+        "no task of revision 2 was stopped for failing its container health check"
+    );
+    let old_serving = fleet.la.control().read(|st| {
+        st.tasks
+            .values()
+            .filter(|t| t.task_definition.1 == 1 && t.last_status == "RUNNING")
+            .count()
+    });
+    assert_eq!(old_serving, 3, "the old tasks keep serving");
+    let tg = fleet.la.plane().target_group("demo-tg-blue").unwrap();
+    let healthy = tg
+        .describe()
+        .iter()
+        .filter(|t| t.health == localaws::TargetHealth::Healthy)
+        .count();
+    assert!(healthy >= 3, "{:?}", tg.describe());
+    fleet.stop().await;
+}
