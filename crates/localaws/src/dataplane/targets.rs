@@ -127,7 +127,7 @@ impl Target {
                     .pool_timer(TokioTimer::new())
                     // Backend keep-alive up to the load balancer's idle timeout, as ALB does: a
                     // target that closes idle connections sooner races the proxy
-                    // (FAILURE_MODES.md #6).
+                    // (docs/failure-modes.md#fm-6).
                     .pool_idle_timeout(idle_timeout)
                     .pool_max_idle_per_host(256)
                     .build(connector.clone())

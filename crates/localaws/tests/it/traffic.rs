@@ -358,7 +358,7 @@ async fn load_balancer_generated_errors_mark_themselves() {
 
 #[tokio::test]
 async fn static_host_port_blocks_a_second_task_on_the_same_instance() {
-    // FAILURE_MODES.md #8: with a static host port a second copy cannot be placed on the same
+    // docs/failure-modes.md#fm-8: with a static host port a second copy cannot be placed on the same
     // instance (what blocks 200% rolling deployments and green task sets); dynamic ports can.
     let mut stack = test_stack();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
