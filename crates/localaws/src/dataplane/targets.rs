@@ -51,6 +51,8 @@ impl TargetGroupSettings {
     /// From the stack's (validated) configuration.
     pub fn from_config(c: &TargetGroupConfig) -> Result<Self, String> {
         let secs = |s: u32| Duration::from_secs(u64::from(s));
+        crate::stack::health_check_path(&c.health_check.path)
+            .map_err(|e| format!("target group {}: health check path: {e}", c.name))?;
         Ok(Self {
             deregistration_delay: secs(c.deregistration_delay),
             path: c.health_check.path.clone(),

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod health;
+mod input;
 mod process;
 mod refresh;
 mod sdk;
