@@ -7,6 +7,7 @@
 mod health;
 mod input;
 mod process;
+mod props;
 mod refresh;
 mod sdk;
 mod traffic;
