@@ -10,5 +10,6 @@ mod process;
 mod props;
 mod refresh;
 mod sdk;
+mod slow;
 mod traffic;
 mod util;
