@@ -647,6 +647,25 @@ impl Stack {
         for (i, svc) in self.services.iter().enumerate() {
             name(&format!("services[{i}].name"), &svc.name)?;
         }
+        for (i, td) in self.task_definitions.iter().enumerate() {
+            name(&format!("task_definitions[{i}].family"), &td.family)?;
+        }
+        for (i, lt) in self.launch_templates.iter().enumerate() {
+            name(&format!("launch_templates[{i}].name"), &lt.name)?;
+        }
+        if let Some(asg) = &self.auto_scaling_group {
+            name("auto_scaling_group.name", &asg.name)?;
+            name(
+                "auto_scaling_group.capacity_provider.name",
+                &asg.capacity_provider.name,
+            )?;
+            for (i, h) in asg.lifecycle_hooks.iter().enumerate() {
+                name(
+                    &format!("auto_scaling_group.lifecycle_hooks[{i}].name"),
+                    &h.name,
+                )?;
+            }
+        }
         unique(
             self.target_groups.iter().map(|t| t.name.as_str()),
             "target_groups",
@@ -1300,6 +1319,11 @@ mod tests {
                 "images.app.args[0]",
             ),
             (r#"[images.app]"#, r#"[images.""]"#, "images"),
+            (
+                r#"family = "web""#,
+                r#"family = "w eb""#,
+                "task_definitions[0].family",
+            ),
         ];
         for (from, to, field) in cases {
             let e = with(from, to)
