@@ -443,6 +443,8 @@ fn api_answers_arbitrary_requests_with_4xx_never_5xx_never_hanging() {
     let addr = la.endpoint().trim_start_matches("http://").to_owned();
     let mut runner = TestRunner::new(config());
     let strategy = prop_oneof![query_request(), json_request(), raw_request()];
+    // (2xx, 4xx): the generator must reach operations, not only the protocol checks.
+    let seen = std::cell::Cell::new((0u32, 0u32));
     let result = runner.run(&strategy, |req| {
         let status = rt
             .block_on(async {
@@ -451,6 +453,12 @@ fn api_answers_arbitrary_requests_with_4xx_never_5xx_never_hanging() {
             .map_err(|_| TestCaseError::fail(format!("no answer within 10 s to {req:?}")))?
             .map_err(|e| TestCaseError::fail(format!("{e}: {req:?}")))?;
         prop_assert!(status < 500, "{status} for {req:?}");
+        let (ok, client) = seen.get();
+        seen.set(if status < 300 {
+            (ok + 1, client)
+        } else {
+            (ok, client + 1)
+        });
         if !req.names_an_operation {
             prop_assert!((400..500).contains(&status), "{status} for {req:?}");
         }
@@ -466,4 +474,10 @@ fn api_answers_arbitrary_requests_with_4xx_never_5xx_never_hanging() {
     rt.block_on(la.shutdown());
     result.unwrap();
     assert_eq!(big, Ok(413));
+    let (ok, client) = seen.get();
+    eprintln!("arbitrary API requests: {ok} answered 2xx, {client} 4xx, none 5xx");
+    assert!(
+        ok > 0 && client > 0,
+        "{ok} answers 2xx and {client} 4xx: the requests never reached an operation"
+    );
 }
