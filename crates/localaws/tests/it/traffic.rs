@@ -377,6 +377,25 @@ async fn negative_control_zero_deregistration_delay_cuts_in_flight_requests() {
         in_window >= 10,
         "about half the requests of the last 800 ms were on the victim: {in_window}"
     );
+    // The incidents say the same: around the deregistration, load-balancer 502s on the victim.
+    assert!(!report.incidents.is_empty());
+    for incident in &report.incidents {
+        assert!(
+            (incident.start_ms as i64) >= deregistered - 900
+                && (incident.end_ms as i64) <= deregistered + 100,
+            "{incident:?} is not around the deregistration at {deregistered} ms"
+        );
+        assert_eq!(
+            incident.kinds.keys().collect::<Vec<_>>(),
+            ["http_502_lb"],
+            "{incident:?}"
+        );
+        assert_eq!(
+            incident.failed_on.keys().collect::<Vec<_>>(),
+            [&victim.id],
+            "{incident:?}"
+        );
+    }
 }
 
 #[tokio::test]
