@@ -44,6 +44,15 @@ async fn idle_slowloris_and_oversized_clients_neither_slow_nor_outlive_the_liste
     let baseline = probe(&url, 200.0, 2.0).finish().await.unwrap();
     assert_eq!(baseline.errors.total, 0, "{}", baseline.summary());
 
+    // A keep-alive connection that served a request and then sits idle.
+    let mut used = TcpStream::connect(&addr).await.unwrap();
+    used.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    used.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+
     // 1,000 idle connections, 20 slowloris clients (one header byte every 100 ms, never done).
     let mut idle_conns = Vec::new();
     for _ in 0..1000 {
@@ -115,7 +124,11 @@ async fn idle_slowloris_and_oversized_clients_neither_slow_nor_outlive_the_liste
             "closed after {lasted:?}, before the idle timeout"
         );
     }
-    // The idle connections are closed by the idle timeout too.
+    // The idle connections are closed by the idle timeout too, used or not.
+    assert!(
+        closed_within(&mut used, idle * 4).await.is_ok(),
+        "an idle keep-alive connection outlived the idle timeout"
+    );
     let remaining = (idle * 4).saturating_sub(opened.elapsed());
     for s in &mut idle_conns {
         assert!(
