@@ -634,6 +634,38 @@ impl Stack {
         if !(1..=250).contains(&self.cluster.instances) {
             return err("cluster.instances".into(), "expected 1 to 250 instances");
         }
+        name("cluster.name", &self.cluster.name)?;
+        for (i, tg) in self.target_groups.iter().enumerate() {
+            name(&format!("target_groups[{i}].name"), &tg.name)?;
+        }
+        for (i, lb) in self.load_balancers.iter().enumerate() {
+            name(&format!("load_balancers[{i}].name"), &lb.name)?;
+            for (j, l) in lb.listeners.iter().enumerate() {
+                name(&format!("load_balancers[{i}].listeners[{j}].name"), &l.name)?;
+            }
+        }
+        for (i, svc) in self.services.iter().enumerate() {
+            name(&format!("services[{i}].name"), &svc.name)?;
+        }
+        for (i, td) in self.task_definitions.iter().enumerate() {
+            name(&format!("task_definitions[{i}].family"), &td.family)?;
+        }
+        for (i, lt) in self.launch_templates.iter().enumerate() {
+            name(&format!("launch_templates[{i}].name"), &lt.name)?;
+        }
+        if let Some(asg) = &self.auto_scaling_group {
+            name("auto_scaling_group.name", &asg.name)?;
+            name(
+                "auto_scaling_group.capacity_provider.name",
+                &asg.capacity_provider.name,
+            )?;
+            for (i, h) in asg.lifecycle_hooks.iter().enumerate() {
+                name(
+                    &format!("auto_scaling_group.lifecycle_hooks[{i}].name"),
+                    &h.name,
+                )?;
+            }
+        }
         unique(
             self.target_groups.iter().map(|t| t.name.as_str()),
             "target_groups",
@@ -648,12 +680,28 @@ impl Stack {
         )?;
         unique(self.services.iter().map(|s| s.name.as_str()), "services")?;
 
-        for (name, image) in &self.images {
-            if image.command.trim().is_empty() {
+        for (image_name, image) in &self.images {
+            name(&format!("images.{image_name:?}"), image_name)?;
+            if image.command.trim().is_empty() || image.command.contains('\0') {
                 return err(
-                    format!("images.{name}.command"),
-                    "expected a program to run",
+                    format!("images.{image_name}.command"),
+                    "expected a program to run (no NUL byte)",
                 );
+            }
+            for (k, arg) in image.args.iter().enumerate() {
+                if arg.contains('\0') {
+                    return err(
+                        format!("images.{image_name}.args[{k}]"),
+                        "NUL byte in an argument",
+                    );
+                }
+            }
+            for (key, value) in &image.environment {
+                env_var(
+                    &format!("images.{image_name}.environment.{key:?}"),
+                    key,
+                    value,
+                )?;
             }
         }
         for (i, td) in self.task_definitions.iter().enumerate() {
@@ -692,6 +740,7 @@ impl Stack {
                 if c.stop_timeout.is_some_and(|t| !(2..=120).contains(&t)) {
                     return err(format!("{at}.stopTimeout"), "expected 2 to 120 seconds");
                 }
+                name(&format!("{at}.name"), &c.name)?;
                 if let Some(hc) = &c.health_check {
                     let at = format!("{at}.healthCheck");
                     let kind_ok = match hc.command.first().map(String::as_str) {
@@ -719,12 +768,7 @@ impl Stack {
                     }
                 }
                 for (k, kv) in c.environment.iter().enumerate() {
-                    if kv.name.is_empty() || kv.name.contains('=') {
-                        return err(
-                            format!("{at}.environment[{k}].name"),
-                            "expected a variable name",
-                        );
-                    }
+                    env_var(&format!("{at}.environment[{k}].name"), &kv.name, &kv.value)?;
                 }
             }
         }
@@ -737,11 +781,8 @@ impl Stack {
                 );
             }
             let hc = &tg.health_check;
-            if !hc.path.starts_with('/') {
-                return err(
-                    format!("{at}.health_check.path"),
-                    "expected a path starting with /",
-                );
+            if let Err(message) = health_check_path(&hc.path) {
+                return err(format!("{at}.health_check.path"), message);
             }
             if !(5..=300).contains(&hc.interval) {
                 return err(
@@ -1025,6 +1066,75 @@ pub fn validate_forward(
     Ok(())
 }
 
+/// The longest name accepted for a cluster, group, listener, service, container or image.
+const MAX_NAME: usize = 255;
+
+/// A name: 1 to 255 characters, none of them whitespace or control characters (names end up in
+/// ARNs, URLs, log lines and event labels).
+fn name(field: &str, value: &str) -> Result<(), (String, String)> {
+    if value.is_empty()
+        || value.chars().count() > MAX_NAME
+        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err((
+            field.to_owned(),
+            format!(
+                "invalid name {value:?}: expected 1 to {MAX_NAME} characters, no whitespace or \
+                 control characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An environment variable a task gets: a name that is not empty and holds no `=` or NUL (the
+/// OS could not pass it), and a value without NUL.
+fn env_var(field: &str, key: &str, value: &str) -> Result<(), (String, String)> {
+    if key.is_empty() || key.contains('=') || key.contains('\0') {
+        return Err((
+            field.to_owned(),
+            format!("invalid variable name {key:?}: expected a name without = or NUL"),
+        ));
+    }
+    if value.contains('\0') {
+        return Err((
+            field.to_owned(),
+            format!("the value of {key:?} holds a NUL byte"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a health-check path as ALB does: starts with `/`, at most 1,024 characters, no
+/// whitespace or control characters, and a valid URI path (and query).
+pub fn health_check_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("expected a path starting with /");
+    }
+    if path.len() > 1024 {
+        return Err("expected a path of at most 1024 characters");
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("expected a path without whitespace or control characters");
+    }
+    // RFC 3986 path and query characters; anything else must be percent-encoded.
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
+    let bytes = path.as_bytes();
+    let escapes_ok = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !bytes.iter().all(|&b| allowed(b)) || !escapes_ok {
+        return Err("expected a valid URI path (e.g. /health; percent-encode other characters)");
+    }
+    match path.parse::<http::uri::PathAndQuery>() {
+        Ok(pq) if pq.as_str() == path => Ok(()),
+        _ => Err("expected a valid URI path (e.g. /health)"),
+    }
+}
+
 fn unique<'a>(names: impl Iterator<Item = &'a str>, at: &str) -> Result<(), (String, String)> {
     let mut seen = BTreeSet::new();
     for name in names {
@@ -1101,6 +1211,159 @@ mod tests {
         assert!(e.contains("address") && e.contains("loopback"), "{e}");
         let e = invalid("time_scale = 0");
         assert!(e.contains("time_scale"), "{e}");
+    }
+
+    /// A valid stack with one image, task definition, target group and listener, in which
+    /// `from` is replaced by `to` (exactly once).
+    fn with(from: &str, to: &str) -> Result<Stack, StackError> {
+        let text = r#"
+            [cluster]
+            name = "demo"
+            [images.app]
+            command = "/bin/true"
+            args = ["-x"]
+            environment = { GOOD = "1" }
+            [[task_definitions]]
+            family = "web"
+            [[task_definitions.containerDefinitions]]
+            name = "web"
+            image = "app"
+            portMappings = [{ containerPort = 8080 }]
+            environment = [{ name = "APP_VERSION", value = "v2" }]
+            [[target_groups]]
+            name = "blue"
+            health_check = { path = "/ready" }
+            [[load_balancers]]
+            name = "lb"
+            [[load_balancers.listeners]]
+            name = "production"
+            forward = [{ target_group = "blue" }]
+            [[services]]
+            name = "svc"
+            task_definition = "web"
+            desired_count = 1
+        "#;
+        if from.is_empty() {
+            return Stack::parse(text, "t.toml");
+        }
+        assert_eq!(text.matches(from).count(), 1, "{from:?} must occur once");
+        Stack::parse(&text.replace(from, to), "t.toml")
+    }
+
+    #[test]
+    fn bad_names_paths_and_environments_are_refused_with_the_field() {
+        assert!(with("", "").is_ok());
+        let cases: &[(&str, &str, &str)] = &[
+            // Empty or unprintable names.
+            (r#"name = "demo""#, r#"name = """#, "cluster.name"),
+            (r#"name = "blue""#, r#"name = """#, "target_groups[0].name"),
+            (r#"name = "lb""#, r#"name = """#, "load_balancers[0].name"),
+            (
+                r#"name = "production""#,
+                r#"name = """#,
+                "load_balancers[0].listeners[0].name",
+            ),
+            (
+                r#"name = "production""#,
+                r#"name = "prod uction""#,
+                "load_balancers[0].listeners[0].name",
+            ),
+            (r#"name = "svc""#, r#"name = "\u0007""#, "services[0].name"),
+            (
+                r#"name = "web""#,
+                r#"name = """#,
+                "task_definitions[0].containerDefinitions[0].name",
+            ),
+            // Health-check paths that are not HTTP paths.
+            (
+                r#"path = "/ready""#,
+                r#"path = "ready""#,
+                "health_check.path",
+            ),
+            (
+                r#"path = "/ready""#,
+                r#"path = "/re ady""#,
+                "health_check.path",
+            ),
+            (
+                r#"path = "/ready""#,
+                r#"path = "/re\nady""#,
+                "health_check.path",
+            ),
+            (
+                r#"path = "/ready""#,
+                r#"path = "/re\u0000""#,
+                "health_check.path",
+            ),
+            (r#"path = "/ready""#, r#"path = "/é""#, "health_check.path"),
+            (
+                r#"path = "/ready""#,
+                r#"path = "/a#b""#,
+                "health_check.path",
+            ),
+            (r#"path = "/ready""#, r#"path = "/<>""#, "health_check.path"),
+            // Environment keys the OS cannot pass.
+            (
+                r#"environment = { GOOD = "1" }"#,
+                r#"environment = { "" = "1" }"#,
+                "images.app.environment",
+            ),
+            (
+                r#"environment = { GOOD = "1" }"#,
+                r#"environment = { "A=B" = "1" }"#,
+                "images.app.environment",
+            ),
+            (
+                r#"environment = { GOOD = "1" }"#,
+                r#"environment = { "A\u0000" = "1" }"#,
+                "images.app.environment",
+            ),
+            (
+                r#"environment = { GOOD = "1" }"#,
+                r#"environment = { GOOD = "\u0000" }"#,
+                "images.app.environment",
+            ),
+            (
+                r#"name = "APP_VERSION""#,
+                r#"name = "A\u0000""#,
+                "containerDefinitions[0].environment[0].name",
+            ),
+            (
+                r#"value = "v2""#,
+                r#"value = "v\u0000""#,
+                "containerDefinitions[0].environment[0].name",
+            ),
+            // Programs and arguments the OS cannot pass.
+            (
+                r#"command = "/bin/true""#,
+                r#"command = "/bin\u0000""#,
+                "images.app.command",
+            ),
+            (
+                r#"args = ["-x"]"#,
+                r#"args = ["\u0000"]"#,
+                "images.app.args[0]",
+            ),
+            (r#"[images.app]"#, r#"[images.""]"#, "images"),
+            (
+                r#"family = "web""#,
+                r#"family = "w eb""#,
+                "task_definitions[0].family",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let e = with(from, to)
+                .expect_err(&format!("{to:?} was accepted"))
+                .to_string();
+            assert!(e.contains(field) && e.contains("t.toml"), "{to:?}: {e}");
+        }
+        // Valid paths with a query are accepted (ALB sends them as written).
+        for ok in ["/", "/health?deep=1", "/a/b-c_d.e~f/%20"] {
+            assert!(
+                with(r#"path = "/ready""#, &format!("path = {ok:?}")).is_ok(),
+                "{ok}"
+            );
+        }
     }
 
     #[test]

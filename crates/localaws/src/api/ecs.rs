@@ -328,6 +328,24 @@ pub fn task_definition_from_json(raw: &Value) -> Result<TaskDefinition, ApiError
         ));
     }
     for c in &td.container_definitions {
+        // What a process could not be given: a variable name that is empty or holds `=` or NUL,
+        // a value with NUL (the task would fail to start, or get a different variable).
+        for kv in &c.environment {
+            if kv.name.is_empty()
+                || kv.name.contains('=')
+                || kv.name.contains('\0')
+                || kv.value.contains('\0')
+            {
+                return Err(ApiError::new(
+                    "ClientException",
+                    format!(
+                        "containerDefinitions[{}].environment: invalid variable {:?} (a name \
+                         without = or NUL, a value without NUL)",
+                        c.name, kv.name
+                    ),
+                ));
+            }
+        }
         if c.stop_timeout.is_some_and(|t| t > 120) {
             return Err(ApiError::new(
                 "ClientException",
@@ -541,4 +559,36 @@ fn container_instance_json(st: &State, ci: &crate::control::ContainerInstance) -
         "capacityProviderName": st.asg.as_ref().map(|a| a.capacity_provider.clone()),
         "versionInfo": { "agentVersion": "1.89.0", "dockerVersion": "localaws" },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn td(env: &Value) -> Result<TaskDefinition, ApiError> {
+        task_definition_from_json(&json!({
+            "family": "web",
+            "containerDefinitions": [{
+                "name": "web",
+                "image": "server",
+                "environment": env,
+            }],
+        }))
+    }
+
+    #[test]
+    fn environment_a_process_cannot_receive_is_a_client_error() {
+        assert!(td(&json!([{ "name": "APP_VERSION", "value": "v2" }])).is_ok());
+        for bad in [
+            json!([{ "name": "", "value": "x" }]),
+            json!([{ "name": "A=B", "value": "x" }]),
+            json!([{ "name": "A\u{0}", "value": "x" }]),
+            json!([{ "name": "A", "value": "x\u{0}y" }]),
+        ] {
+            let e = td(&bad).expect_err(&format!("{bad} was accepted"));
+            assert_eq!(e.code, "ClientException");
+            assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
+            assert!(e.message.contains("environment"), "{}", e.message);
+        }
+    }
 }

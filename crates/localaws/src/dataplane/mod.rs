@@ -175,6 +175,16 @@ impl DataPlane {
         runtime: Arc<dyn TaskRuntime>,
         options: Options,
     ) -> Result<Self, DataPlaneError> {
+        // localaws never leaves loopback, whoever built the stack (the parser checks this too,
+        // but a `Stack` can be built in code).
+        for lb in &stack.load_balancers {
+            if !lb.address.is_loopback() {
+                return Err(DataPlaneError::Invalid(format!(
+                    "load balancer {}: address {} is not a loopback address (127.0.0.0/8 or ::1)",
+                    lb.name, lb.address
+                )));
+            }
+        }
         let clock = Clock::new(options.time_scale.unwrap_or(stack.time_scale));
         let events = Events::new();
         let log_dir = options.state_dir.join("tasks");

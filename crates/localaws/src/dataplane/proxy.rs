@@ -13,6 +13,9 @@
 //! - 503 when the target group has no registered targets;
 //! - 504 when the target does not answer within the idle timeout.
 //!
+//! Slow and oversized clients: a request head must arrive within the idle timeout (which also
+//! closes idle keep-alive connections) and fit in [`MAX_REQUEST_HEAD`] (64 KiB, else 431).
+//!
 //! An error about one target also names it, as an ALB access log records `target:port` for every
 //! request: `x-localaws-target: 127.0.1.2:40077` and `x-localaws-target-id: <registration id>`
 //! (the task id for an ECS task, the same value the task sends as `x-served-by`).
@@ -37,6 +40,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::targets::TargetGroup;
+
+/// The largest request head (request line and headers) a listener reads, as ALB's 64 KiB; a
+/// larger one is answered 431 and the connection closed.
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 /// Response body: the target's, streamed, or the load balancer's own.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -283,8 +290,11 @@ async fn accept_loop(
     };
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        // The client idle timeout (ALB: 60 s), also bounding how long a request head may take.
+        // The client idle timeout (ALB: 60 s), also bounding how long a request head may take:
+        // an idle keep-alive connection or a slowloris client is closed when it runs out.
         .header_read_timeout(listener.idle_timeout)
+        // ALB refuses a request head over 64 KiB; so does the proxy (431), without buffering it.
+        .max_buf_size(MAX_REQUEST_HEAD)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let mut turn = 0usize;

@@ -51,6 +51,8 @@ impl TargetGroupSettings {
     /// From the stack's (validated) configuration.
     pub fn from_config(c: &TargetGroupConfig) -> Result<Self, String> {
         let secs = |s: u32| Duration::from_secs(u64::from(s));
+        crate::stack::health_check_path(&c.health_check.path)
+            .map_err(|e| format!("target group {}: health check path: {e}", c.name))?;
         Ok(Self {
             deregistration_delay: secs(c.deregistration_delay),
             path: c.health_check.path.clone(),
@@ -127,7 +129,7 @@ impl Target {
                     .pool_timer(TokioTimer::new())
                     // Backend keep-alive up to the load balancer's idle timeout, as ALB does: a
                     // target that closes idle connections sooner races the proxy
-                    // (FAILURE_MODES.md #6).
+                    // (docs/failure-modes.md#fm-6).
                     .pool_idle_timeout(idle_timeout)
                     .pool_max_idle_per_host(256)
                     .build(connector.clone())

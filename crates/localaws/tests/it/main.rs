@@ -5,8 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod health;
+mod input;
 mod process;
+mod props;
 mod refresh;
 mod sdk;
+mod slow;
 mod traffic;
 mod util;

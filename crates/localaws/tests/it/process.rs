@@ -228,3 +228,144 @@ async fn image_server_runs_the_application_linked_into_localaws() {
     assert_eq!(status.code(), Some(0));
     assert!(all_gone(&endpoints, Duration::from_secs(1)).await);
 }
+
+/// The test stack whose image `server` runs `sh -c <script>` with `$0` = `marker`; stopTimeout
+/// 2 s (the smallest ECS allows).
+fn shell_stack(script: &str, marker: &std::path::Path) -> localaws::Stack {
+    let mut stack = test_stack();
+    let image = stack.images.get_mut("server").unwrap();
+    image.command = "sh".into();
+    image.args = vec!["-c".into(), script.into(), marker.display().to_string()];
+    stack.task_definitions[0].container_definitions[0].stop_timeout = Some(2);
+    stack
+}
+
+/// Stops one task of `shell_stack(script)` once it wrote its marker; returns the outcome and
+/// how long the stop took.
+async fn stop_shell_task(script: &str) -> (localaws::StopOutcome, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ready");
+    let stand = crate::util::Stand::start(shell_stack(script, &marker)).await;
+    let task = stand.plane.run_task("web", None, &[]).await.unwrap();
+    let started = tokio::time::timeout(Duration::from_secs(10), async {
+        while !marker.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(started.is_ok(), "the task never wrote its marker");
+    let t0 = std::time::Instant::now();
+    let outcome = stand.plane.stop_task(&task.id).await.unwrap();
+    let took = t0.elapsed();
+    stand.stop().await;
+    (outcome, took)
+}
+
+#[tokio::test]
+async fn a_task_that_ignores_sigterm_is_killed_at_stop_timeout() {
+    // SIGTERM → stopTimeout (2 s, real) → SIGKILL, as the ECS agent does.
+    let (outcome, took) =
+        stop_shell_task("trap '' TERM; : > \"$0\"; while :; do sleep 0.05; done").await;
+    assert_eq!(
+        outcome,
+        localaws::StopOutcome::Killed(localaws::TaskExit::Signal(9)),
+        "took {took:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "SIGKILL after {took:?}, stopTimeout is 2 s"
+    );
+
+    // Positive twin, one thing flipped: the same task honouring SIGTERM exits at once.
+    let (outcome, took) =
+        stop_shell_task("trap 'exit 0' TERM; : > \"$0\"; while :; do sleep 0.05; done").await;
+    assert_eq!(
+        outcome,
+        localaws::StopOutcome::Exited(localaws::TaskExit::Code(0)),
+        "took {took:?}"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn sigterm_to_localaws_stops_every_task_and_leaves_no_orphan() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = server_bin().display().to_string();
+    let (mut child, endpoints, mut logs) = start_localaws(dir.path(), &bin).await;
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("localaws did not exit after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        all_gone(&endpoints, Duration::from_secs(1)).await,
+        "tasks outlived localaws after SIGTERM (orphans)"
+    );
+    let mut clean = 0;
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), logs.recv()).await {
+        if line.contains("stopped (exit 0)") {
+            clean += 1;
+        }
+    }
+    assert_eq!(clean, 2, "every task should drain and exit 0");
+}
+
+#[tokio::test]
+async fn localaws_server_bin_overrides_the_server_binary() {
+    // `$LOCALAWS_SERVER_BIN` names a wrapper that records each start, then runs the server.
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    let wrapper = dir.path().join("server-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$$\" >> '{}'\nexec '{}' \"$@\"\n",
+            starts.display(),
+            server_bin().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_localaws"))
+        .env("LOCALAWS_SERVER_BIN", &wrapper)
+        .arg("up")
+        .args(["--port", "0"])
+        .arg("--stack")
+        .arg(stack_file(dir.path(), "server"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let up = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("Ctrl-C stops every task") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(up, Ok(true), "localaws did not come up");
+    // Keep reading its output, so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let recorded = std::fs::read_to_string(&starts).unwrap_or_default();
+    assert_eq!(
+        recorded.lines().count(),
+        2,
+        "both service tasks ran through $LOCALAWS_SERVER_BIN: {recorded:?}"
+    );
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

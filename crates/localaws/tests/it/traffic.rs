@@ -5,7 +5,7 @@ use std::time::Duration;
 use localaws::stack::WeightedTargetGroup;
 use localaws::{StopOutcome, TargetHealth, TaskExit};
 
-use crate::util::{Stand, bridge_events, event_ms, get, probe, test_stack};
+use crate::util::{Stand, bridge_events, event_ms, get, probe, test_stack, wait_probe};
 
 #[tokio::test]
 async fn three_tasks_share_1000_rps_without_errors() {
@@ -45,14 +45,47 @@ fn weights(blue: u32, green: u32) -> Vec<WeightedTargetGroup> {
     ]
 }
 
-#[tokio::test]
-async fn deregister_then_stop_drops_nothing() {
-    // Deregistration delay 20 s simulated = 2 s real, longer than the app's 1 s drain delay.
+/// How the scenario below stops one of the three tasks: the one protection flipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopHow {
+    /// As an ECS service does: deregister, wait out the deregistration delay, SIGTERM.
+    EcsWay,
+    /// SIGKILL, without deregistering (an instance dying, or a stop that skips the ELB).
+    SigkillWithoutDeregistering,
+}
+
+/// What one run of [`stop_one_of_three`] saw.
+struct StopRun {
+    report: loadprobe::Report,
+    victim: localaws::TaskInfo,
+    /// The stop's outcome (`EcsWay` only: a SIGKILL has none to wait for).
+    outcome: Option<StopOutcome>,
+    /// Whether health checks marked the victim unhealthy (`SigkillWithoutDeregistering`).
+    marked_unhealthy: bool,
+    /// The slow requests that were in flight across the stop.
+    slow: Vec<Result<(u16, String, String), String>>,
+}
+
+/// Rate and duration of the probe in [`stop_one_of_three`].
+const STOP_RATE: f64 = 500.0;
+const STOP_SECS: f64 = 5.0;
+
+/// One scenario, run with either way of stopping: three healthy tasks behind the production
+/// listener, the probe at 500 req/s for 5 s, slow requests (`/delay/600`) in flight, and after
+/// one second of answered traffic one task is stopped `how`; then the scenario waits for the
+/// load balancer to be done with it (drained, or marked unhealthy) and for the probe to finish.
+/// Deregistration delay 20 s simulated = 2 s real, longer than the app's 1 s drain delay.
+async fn stop_one_of_three(how: StopHow) -> StopRun {
     let stand = Stand::start(test_stack()).await;
     let tasks = stand.healthy_tasks(3, "blue", &[]).await;
-    let probe = probe(&stand.url("production", "/"), 500.0, 5.0);
+    let probe = probe(&stand.url("production", "/"), STOP_RATE, STOP_SECS);
     bridge_events(&stand.plane, &probe);
-    // Slow requests in flight across the deregistration must finish too.
+    // One second of answered traffic first, so the victim has served and keeps connections.
+    wait_probe(&probe, Duration::from_secs(10), |l| {
+        l.ok >= STOP_RATE as u64
+    })
+    .await;
+    // Slow requests in flight across the stop, spread round-robin over the three tasks.
     let slow_url = stand.url("production", "/delay/600");
     let slow = tokio::spawn(async move {
         let mut results = Vec::new();
@@ -61,20 +94,81 @@ async fn deregister_then_stop_drops_nothing() {
         }
         results
     });
-
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let victim = &tasks[0];
-    let outcome = stand.plane.drain_and_stop_task(&victim.id).await.unwrap();
+    let victim = tasks[0].clone();
+    let tg = stand.plane.target_group("blue").unwrap();
+    let busy = tokio::time::timeout(Duration::from_secs(5), async {
+        while !tg
+            .describe()
+            .iter()
+            .any(|t| t.addr == victim.endpoint && t.in_flight > 0)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(busy.is_ok(), "the victim never had a request in flight");
+    probe.mark("stop victim");
+    let (outcome, marked_unhealthy) = match how {
+        StopHow::EcsWay => {
+            let outcome = stand.plane.drain_and_stop_task(&victim.id).await.unwrap();
+            (Some(outcome), false)
+        }
+        StopHow::SigkillWithoutDeregistering => {
+            stand.plane.kill_task(&victim.id).unwrap();
+            // Unhealthy after `unhealthy_threshold` failed checks, one interval apart.
+            let hc = &stand.plane.stack().target_groups[0].health_check;
+            let within = stand
+                .plane
+                .clock()
+                .secs(hc.interval * (hc.unhealthy_threshold + 1) + hc.timeout)
+                * 4;
+            let unhealthy = stand
+                .plane
+                .wait_for_target("blue", victim.endpoint, TargetHealth::Unhealthy, within)
+                .await
+                .unwrap();
+            (None, unhealthy)
+        }
+    };
+    let slow = slow.await.unwrap();
     let report = probe.finish().await.unwrap();
+    stand.stop().await;
+    StopRun {
+        report,
+        victim,
+        outcome,
+        marked_unhealthy,
+        slow,
+    }
+}
+
+#[tokio::test]
+async fn deregister_then_stop_drops_nothing() {
+    let StopRun {
+        report,
+        victim,
+        outcome,
+        slow,
+        ..
+    } = stop_one_of_three(StopHow::EcsWay).await;
 
     assert_eq!(
         outcome,
-        StopOutcome::Exited(TaskExit::Code(0)),
+        Some(StopOutcome::Exited(TaskExit::Code(0))),
         "the task drained and exited 0"
     );
     assert_eq!(report.errors.total, 0, "{}", report.summary());
     assert!(report.passed(), "{:?}", report.reasons);
-    for r in slow.await.unwrap() {
+    assert_eq!(
+        report.requests,
+        (STOP_RATE * STOP_SECS) as u64,
+        "open loop: exactly rate x duration"
+    );
+    assert_eq!(report.ok, report.requests, "{}", report.summary());
+    assert!(report.incidents.is_empty(), "{:?}", report.incidents);
+    // Slow requests in flight across the deregistration finished too.
+    assert_eq!(slow.len(), 8);
+    for r in slow {
         assert_eq!(r.unwrap().0, 200);
     }
     // The victim served before it was deregistered and nothing after its drain began.
@@ -96,41 +190,34 @@ async fn deregister_then_stop_drops_nothing() {
         "the victim served nothing before deregistration"
     );
     assert_eq!(after, 0, "a draining target got new requests");
-    stand.stop().await;
 }
 
 #[tokio::test]
 async fn negative_control_sigkill_without_deregistering_drops_requests_until_unhealthy() {
-    let stand = Stand::start(test_stack()).await;
-    let tasks = stand.healthy_tasks(3, "blue", &[]).await;
-    let probe = probe(&stand.url("production", "/"), 500.0, 4.0);
-    bridge_events(&stand.plane, &probe);
-
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let victim = &tasks[0];
-    probe.mark("kill victim");
-    stand.plane.kill_task(&victim.id).unwrap();
-    let unhealthy = stand
-        .plane
-        .wait_for_target(
-            "blue",
-            victim.endpoint,
-            TargetHealth::Unhealthy,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+    let StopRun {
+        report,
+        victim,
+        marked_unhealthy,
+        ..
+    } = stop_one_of_three(StopHow::SigkillWithoutDeregistering).await;
     assert!(
-        unhealthy,
+        marked_unhealthy,
         "health checks never marked the killed task unhealthy"
     );
-    let report = probe.finish().await.unwrap();
+    let interval = report.interval_ms as i64;
 
+    // Detected.
     assert!(
         !report.passed(),
         "killing a task without deregistering must fail the verdict"
     );
     assert!(report.errors.total > 0);
+    assert_eq!(
+        report.requests,
+        (STOP_RATE * STOP_SECS) as u64,
+        "open loop: the same request count as the positive twin"
+    );
+    // Attributed: every error is the load balancer's 502, on the killed task.
     let lb_502 = report
         .errors
         .by_kind
@@ -142,8 +229,15 @@ async fn negative_control_sigkill_without_deregistering_drops_requests_until_unh
         "every error is a load-balancer 502: {:?}",
         report.errors.by_kind
     );
+    assert_eq!(
+        report.errors.by_task.get(&victim.id).copied(),
+        Some(report.errors.total),
+        "every error is attributed to the killed task {}: {:?}",
+        victim.id,
+        report.errors.by_task
+    );
     // Located in time: errors start at the kill and stop once the target is unhealthy.
-    let kill = event_ms(&report, "kill victim");
+    let kill = event_ms(&report, "stop victim");
     let marked_unhealthy = event_ms(&report, &format!("{} unhealthy", victim.endpoint));
     let first = report.outages.first().unwrap().start_ms as i64;
     let last = report.outages.last().unwrap().end_ms as i64;
@@ -163,20 +257,54 @@ async fn negative_control_sigkill_without_deregistering_drops_requests_until_unh
         .map(|i| i.errors)
         .sum();
     assert_eq!(late, 0, "errors after the target was taken out of rotation");
-    stand.stop().await;
+    // One incident (every third request failed, round-robin), from within one interval of the
+    // kill to no later than one interval after the unhealthy event, on the killed task only.
+    assert_eq!(report.incidents.len(), 1, "{:#?}", report.incidents);
+    let incident = &report.incidents[0];
+    assert!(
+        (kill - interval..=kill + interval).contains(&(incident.start_ms as i64)),
+        "incident starts at {} ms, the kill was at {kill} ms",
+        incident.start_ms
+    );
+    assert!(
+        (incident.end_ms as i64) <= marked_unhealthy + interval,
+        "incident ends at {} ms, unhealthy at {marked_unhealthy} ms",
+        incident.end_ms
+    );
+    assert_eq!(incident.errors, report.errors.total);
+    assert_eq!(
+        incident.kinds.keys().collect::<Vec<_>>(),
+        ["http_502_lb"],
+        "{:?}",
+        incident.kinds
+    );
+    assert_eq!(
+        incident.failed_on.keys().collect::<Vec<_>>(),
+        [&victim.id],
+        "{:?}",
+        incident.failed_on
+    );
+    assert!(
+        incident.recovered,
+        "traffic recovered on the other two tasks"
+    );
 }
 
 /// Runs a probe of `/delay/800` requests over two targets and deregisters one of them with the
 /// given deregistration delay (simulated seconds) while requests are in flight on it.
-async fn deregister_under_slow_requests(delay: u32) -> loadprobe::Report {
+async fn deregister_under_slow_requests(delay: u32) -> (loadprobe::Report, localaws::TaskInfo) {
     let mut stack = test_stack();
     stack.target_groups[0].deregistration_delay = delay;
     let stand = Stand::start(stack).await;
     let tasks = stand.healthy_tasks(2, "blue", &[]).await;
     let probe = probe(&stand.url("production", "/delay/800"), 40.0, 3.0);
     bridge_events(&stand.plane, &probe);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let victim = &tasks[0];
+    // 1.2 s into the probe's run: more than one request duration of steady traffic.
+    wait_probe(&probe, Duration::from_secs(10), |l| {
+        l.elapsed >= Duration::from_millis(1200)
+    })
+    .await;
+    let victim = tasks[0].clone();
     let tg = stand.plane.target_group("blue").unwrap();
     assert!(
         tg.describe()
@@ -186,20 +314,35 @@ async fn deregister_under_slow_requests(delay: u32) -> loadprobe::Report {
     tg.deregister(victim.endpoint).unwrap();
     let report = probe.finish().await.unwrap();
     stand.stop().await;
-    report
+    (report, victim)
 }
 
 #[tokio::test]
 async fn in_flight_requests_finish_within_the_deregistration_delay() {
     // 30 s simulated = 3 s real: the 800 ms requests in flight finish while the target drains.
-    let report = deregister_under_slow_requests(30).await;
+    let (report, _) = deregister_under_slow_requests(30).await;
     assert_eq!(report.errors.total, 0, "{}", report.summary());
+    assert!(report.passed(), "{:?}", report.reasons);
+    assert_eq!(report.requests, 120, "open loop: exactly rate x duration");
+    assert_eq!(report.ok, report.requests, "{}", report.summary());
 }
 
 #[tokio::test]
 async fn negative_control_zero_deregistration_delay_cuts_in_flight_requests() {
-    let report = deregister_under_slow_requests(0).await;
+    let (report, victim) = deregister_under_slow_requests(0).await;
     assert!(!report.passed());
+    assert_eq!(
+        report.requests, 120,
+        "the same request count as the positive twin"
+    );
+    // Attributed: the load balancer cut them, on the deregistered task.
+    assert_eq!(
+        report.errors.by_task.get(&victim.id).copied(),
+        Some(report.errors.total),
+        "every cut request is attributed to the deregistered task {}: {:?}",
+        victim.id,
+        report.errors.by_task
+    );
     let cut = report
         .errors
         .by_kind
@@ -234,6 +377,25 @@ async fn negative_control_zero_deregistration_delay_cuts_in_flight_requests() {
         in_window >= 10,
         "about half the requests of the last 800 ms were on the victim: {in_window}"
     );
+    // The incidents say the same: around the deregistration, load-balancer 502s on the victim.
+    assert!(!report.incidents.is_empty());
+    for incident in &report.incidents {
+        assert!(
+            (incident.start_ms as i64) >= deregistered - 900
+                && (incident.end_ms as i64) <= deregistered + 100,
+            "{incident:?} is not around the deregistration at {deregistered} ms"
+        );
+        assert_eq!(
+            incident.kinds.keys().collect::<Vec<_>>(),
+            ["http_502_lb"],
+            "{incident:?}"
+        );
+        assert_eq!(
+            incident.failed_on.keys().collect::<Vec<_>>(),
+            [&victim.id],
+            "{incident:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -358,7 +520,7 @@ async fn load_balancer_generated_errors_mark_themselves() {
 
 #[tokio::test]
 async fn static_host_port_blocks_a_second_task_on_the_same_instance() {
-    // FAILURE_MODES.md #8: with a static host port a second copy cannot be placed on the same
+    // docs/failure-modes.md#fm-8: with a static host port a second copy cannot be placed on the same
     // instance (what blocks 200% rolling deployments and green task sets); dynamic ports can.
     let mut stack = test_stack();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -156,6 +156,32 @@ pub fn probe(url: &str, rate: f64, secs: f64) -> Probe {
     Probe::start(cfg).expect("probe")
 }
 
+/// Waits until the probe's live state satisfies `cond`; panics after `within`.
+pub async fn wait_probe(
+    probe: &Probe,
+    within: Duration,
+    cond: impl Fn(&loadprobe::LiveState) -> bool,
+) {
+    let mut rx = probe.watch();
+    let reached = tokio::time::timeout(within, async {
+        loop {
+            if cond(&rx.borrow_and_update()) {
+                return true;
+            }
+            if rx.changed().await.is_err() {
+                return cond(&rx.borrow());
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        reached,
+        Ok(true),
+        "the probe never reached the condition: {:?}",
+        probe.live()
+    );
+}
+
 /// Marks every data-plane event on the probe's timeline, at the time it happened.
 pub fn bridge_events(plane: &DataPlane, probe: &Probe) {
     let mut rx = plane.events().subscribe();
