@@ -371,11 +371,17 @@ pub struct Fleet {
     pub la: localaws::Localaws,
     pub aws: Aws,
     pub dir: tempfile::TempDir,
+    /// One whole fleet at a time in this test binary: each runs a dozen processes and most run
+    /// the probe at 1,000 req/s, and two at once starve each other on a 2-core machine.
+    _exclusive: tokio::sync::MutexGuard<'static, ()>,
 }
+
+static FLEETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Fleet {
     /// Starts `stack` and waits until the fleet is healthy.
     pub async fn start(stack: Stack) -> Fleet {
+        let exclusive = FLEETS.lock().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut options = Options::new(dir.path());
         options.ephemeral_ports = true;
@@ -390,7 +396,12 @@ impl Fleet {
             la.ready_timeout()
         );
         let aws = Aws::new(&la.endpoint());
-        Fleet { la, aws, dir }
+        Fleet {
+            la,
+            aws,
+            dir,
+            _exclusive: exclusive,
+        }
     }
 
     pub fn url(&self, listener: &str) -> String {

@@ -12,6 +12,9 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_orchestrate");
 
+/// One fleet under load at a time: two at once starve each other on a 2-core machine.
+static FLEETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// localaws with the rehearsal's stack, tasks run by this crate's binary (`orchestrate server`),
 /// and launch template version 2 ready to refresh to.
 async fn fleet(managed_draining: bool, dir: &Path) -> Localaws {
@@ -73,6 +76,7 @@ fn probe_report(dir: &Path) -> loadprobe::Report {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_succeeds_with_zero_errors_and_exits_0() {
+    let _exclusive = FLEETS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let la = fleet(true, &dir.path().join("la")).await;
     let reports = dir.path().join("reports");
@@ -101,6 +105,7 @@ async fn refresh_succeeds_with_zero_errors_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_rolls_back_at_the_first_failed_request_and_exits_1() {
+    let _exclusive = FLEETS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     // Managed draining off: the first terminated instance takes its tasks with it.
     let la = fleet(false, &dir.path().join("la")).await;
@@ -147,6 +152,7 @@ async fn the_gate_rolls_back_at_the_first_failed_request_and_exits_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_mid_refresh_rolls_back_and_the_fleet_serves() {
+    let _exclusive = FLEETS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let la = fleet(true, &dir.path().join("la")).await;
     let reports = dir.path().join("reports");
@@ -206,6 +212,7 @@ async fn ctrl_c_mid_refresh_rolls_back_and_the_fleet_serves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_bad_input_exits_2_naming_it() {
+    let _exclusive = FLEETS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let la = fleet(true, &dir.path().join("la")).await;
     let out = Command::new(BIN)
@@ -243,6 +250,7 @@ async fn refresh_bad_input_exits_2_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rehearse_runs_the_matrix_and_every_verdict_matches() {
+    let _exclusive = FLEETS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let summary = dir.path().join("summary.json");
     let out = Command::new(BIN)
