@@ -73,26 +73,11 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
         }
         "DescribeServices" => {
             cluster(c, input)?;
-            let names = input.strings("services")?;
-            if names.is_empty() {
-                return Err(ApiError::new(
-                    "InvalidParameterException",
-                    "services is required",
-                ));
-            }
+            let names = required(input, "services")?;
             Ok(c.read(|st| {
-                let mut services = Vec::new();
-                let mut failures = Vec::new();
-                for n in &names {
-                    match st.service(n) {
-                        Ok(s) => services.push(service_json(st, s)),
-                        Err(_) => failures.push(json!({
-                            "arn": format!("arn:aws:ecs:{}:{}:service/{}/{n}", crate::control::REGION, crate::control::ACCOUNT, st.cluster),
-                            "reason": "MISSING"
-                        })),
-                    }
-                }
-                json!({ "services": services, "failures": failures })
+                described("services", &names, |n| {
+                    st.service(n).ok().map(|s| service_json(st, s))
+                })
             }))
         }
         "UpdateService" => {
@@ -129,7 +114,6 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
                     ),
                 ));
             }
-            let max = input.u32("maxResults", 1, 100)?.unwrap_or(100);
             if let Some(s) = service {
                 c.read(|st| st.service(s).map(|_| ())).map_err(err)?;
             }
@@ -156,33 +140,12 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
                     .map(|t| t.arn.clone())
                     .collect()
             });
-            let (page, next) = page(&arns, max, input.str("nextToken")?)?;
-            let mut out = json!({ "taskArns": page });
-            if let Some(n) = next {
-                out["nextToken"] = Value::from(n);
-            }
-            Ok(out)
+            listed("taskArns", &arns, input)
         }
         "DescribeTasks" => {
             cluster(c, input)?;
-            let refs = input.strings("tasks")?;
-            if refs.is_empty() {
-                return Err(ApiError::new(
-                    "InvalidParameterException",
-                    "tasks is required",
-                ));
-            }
-            Ok(c.read(|st| {
-                let mut tasks = Vec::new();
-                let mut failures = Vec::new();
-                for r in &refs {
-                    match st.task(r) {
-                        Some(t) => tasks.push(task_json(st, t)),
-                        None => failures.push(json!({ "arn": r, "reason": "MISSING" })),
-                    }
-                }
-                json!({ "tasks": tasks, "failures": failures })
-            }))
+            let refs = required(input, "tasks")?;
+            Ok(c.read(|st| described("tasks", &refs, |r| st.task(r).map(|t| task_json(st, t)))))
         }
         "ListContainerInstances" => {
             cluster(c, input)?;
@@ -198,7 +161,6 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
                     format!("invalid status {s:?}"),
                 ));
             }
-            let max = input.u32("maxResults", 1, 100)?.unwrap_or(100);
             let arns: Vec<String> = c.read(|st| {
                 st.container_instances
                     .values()
@@ -209,43 +171,21 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
                     .map(|ci| ci.arn.clone())
                     .collect()
             });
-            let (page, next) = page(&arns, max, input.str("nextToken")?)?;
-            let mut out = json!({ "containerInstanceArns": page });
-            if let Some(n) = next {
-                out["nextToken"] = Value::from(n);
-            }
-            Ok(out)
+            listed("containerInstanceArns", &arns, input)
         }
         "DescribeContainerInstances" => {
             cluster(c, input)?;
-            let refs = input.strings("containerInstances")?;
-            if refs.is_empty() {
-                return Err(ApiError::new(
-                    "InvalidParameterException",
-                    "containerInstances is required",
-                ));
-            }
+            let refs = required(input, "containerInstances")?;
             Ok(c.read(|st| {
-                let mut found = Vec::new();
-                let mut failures = Vec::new();
-                for r in &refs {
-                    match st.container_instance(r) {
-                        Some(ci) => found.push(container_instance_json(st, ci)),
-                        None => failures.push(json!({ "arn": r, "reason": "MISSING" })),
-                    }
-                }
-                json!({ "containerInstances": found, "failures": failures })
+                described("containerInstances", &refs, |r| {
+                    st.container_instance(r)
+                        .map(|ci| container_instance_json(st, ci))
+                })
             }))
         }
         "UpdateContainerInstancesState" => {
             cluster(c, input)?;
-            let refs = input.strings("containerInstances")?;
-            if refs.is_empty() {
-                return Err(ApiError::new(
-                    "InvalidParameterException",
-                    "containerInstances is required",
-                ));
-            }
+            let refs = required(input, "containerInstances")?;
             let status = input.req("status")?;
             let (changed, missing) = c
                 .update_container_instances_state(&refs, status)
@@ -259,6 +199,42 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
         }
         other => Err(unsupported("ECS", other, "UnknownOperationException")),
     }
+}
+
+/// A required, non-empty list of strings.
+fn required(input: &Input, name: &str) -> Result<Vec<String>, ApiError> {
+    let v = input.strings(name)?;
+    if v.is_empty() {
+        return Err(ApiError::new(
+            "InvalidParameterException",
+            format!("{name} is required"),
+        ));
+    }
+    Ok(v)
+}
+
+/// `{ key: [found...], "failures": [{arn, reason: MISSING}...] }`, as every ECS Describe answers.
+fn described(key: &str, refs: &[String], find: impl Fn(&str) -> Option<Value>) -> Value {
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for r in refs {
+        match find(r) {
+            Some(v) => found.push(v),
+            None => failures.push(json!({ "arn": r, "reason": "MISSING" })),
+        }
+    }
+    json!({ key: found, "failures": failures })
+}
+
+/// `{ key: [page...], "nextToken"? }`, as every ECS List answers.
+fn listed(key: &str, arns: &[String], input: &Input) -> Result<Value, ApiError> {
+    let max = input.u32("maxResults", 1, 100)?.unwrap_or(100);
+    let (page, next) = page(arns, max, input.str("nextToken")?)?;
+    let mut out = json!({ key: page });
+    if let Some(n) = next {
+        out["nextToken"] = Value::from(n);
+    }
+    Ok(out)
 }
 
 fn page<'a>(

@@ -557,6 +557,25 @@ fn begin_rollback(state: &mut State, r: &mut InstanceRefresh, ctx: &Ctx<'_>, rea
     );
 }
 
+/// The group's refresh that can still be cancelled or rolled back (pending, in progress, baking).
+fn cancellable(st: &State, group: &str) -> Result<usize, ControlError> {
+    st.asg(group)?;
+    st.refreshes
+        .iter()
+        .rposition(|r| {
+            matches!(
+                r.status,
+                RefreshStatus::Pending | RefreshStatus::InProgress | RefreshStatus::Baking
+            )
+        })
+        .ok_or_else(|| ControlError::Conflict {
+            code: "ActiveInstanceRefreshNotFound",
+            message: format!(
+                "No in progress or pending Instance Refresh found for Auto Scaling group {group}"
+            ),
+        })
+}
+
 fn is_pinned(version: &str) -> bool {
     !matches!(version, "$Latest" | "$Default")
 }
@@ -638,21 +657,8 @@ impl Control {
     /// `CancelInstanceRefresh`: finishes the replacements in flight, undoes nothing.
     pub fn cancel_instance_refresh(&self, group: &str) -> Result<String, ControlError> {
         self.write(|st, c| {
-            st.asg(group)?;
-            let r = st
-                .refreshes
-                .iter_mut()
-                .rev()
-                .find(|r| {
-                    matches!(
-                        r.status,
-                        RefreshStatus::Pending | RefreshStatus::InProgress | RefreshStatus::Baking
-                    )
-                })
-                .ok_or_else(|| ControlError::Conflict {
-                    code: "ActiveInstanceRefreshNotFound",
-                    message: format!("No in progress or pending Instance Refresh found for Auto Scaling group {group}"),
-                })?;
+            let idx = cancellable(st, group)?;
+            let r = &mut st.refreshes[idx];
             r.status = RefreshStatus::Cancelling;
             r.reason = Some("Cancelling: finishing the replacements in flight.".into());
             c.events().emit(
@@ -666,20 +672,7 @@ impl Control {
     /// `RollbackInstanceRefresh`: back to the configuration the group had before.
     pub fn rollback_instance_refresh(&self, group: &str) -> Result<String, ControlError> {
         self.write(|st, c| {
-            st.asg(group)?;
-            let idx = st
-                .refreshes
-                .iter()
-                .rposition(|r| {
-                    matches!(
-                        r.status,
-                        RefreshStatus::Pending | RefreshStatus::InProgress | RefreshStatus::Baking
-                    )
-                })
-                .ok_or_else(|| ControlError::Conflict {
-                    code: "ActiveInstanceRefreshNotFound",
-                    message: format!("No in progress or pending Instance Refresh found for Auto Scaling group {group}"),
-                })?;
+            let idx = cancellable(st, group)?;
             let r = &st.refreshes[idx];
             let versions = [
                 r.desired.as_ref().map(|d| d.1.as_str()),
