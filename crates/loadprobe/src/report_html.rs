@@ -158,31 +158,46 @@ impl Chart<'_> {
                 ms / 1000.0
             );
         }
-        // Labels go in the first row where they do not overlap the previous one.
+        // An event far enough from the next one gets its label; one in a cluster gets its number
+        // (the Events table below has it in full), in the first row where it does not overlap;
+        // where even that would overlap, the line alone (its tooltip has the label).
+        let xs: Vec<f64> = self
+            .report
+            .events
+            .iter()
+            .map(|e| self.x(e.at_ms.max(0) as f64))
+            .collect();
         let mut row_end = [f64::MIN; LABEL_ROWS];
-        for e in &self.report.events {
-            let x = self.x(e.at_ms.max(0) as f64);
+        for (n, e) in self.report.events.iter().enumerate() {
+            let x = xs[n];
             let label = if e.source.is_empty() {
-                e.label.clone()
+                format!("{} {}", n + 1, e.label)
             } else {
-                format!("{} ({})", e.label, e.source)
+                format!("{} {} ({})", n + 1, e.label, e.source)
             };
-            let row = (0..LABEL_ROWS)
-                .find(|&r| row_end[r] < x)
-                .unwrap_or_else(|| {
-                    (0..LABEL_ROWS).fold(0, |a, r| if row_end[r] < row_end[a] { r } else { a })
-                });
-            row_end[row] = x + 2.0 + 6.0 * label.chars().count() as f64;
-            let label_y = 10.0 + 10.0 * row as f64;
+            let width = |t: &str| 2.0 + 6.0 * t.chars().count() as f64;
+            let crowded = xs.get(n + 1).is_some_and(|next| next - x < width(&label));
+            let text = if crowded {
+                (n + 1).to_string()
+            } else {
+                label.clone()
+            };
             let _ = writeln!(
                 out,
-                "<line class=\"event\" x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{bottom}\"><title>{} ms: {}</title></line><text class=\"event\" x=\"{:.1}\" y=\"{:.0}\">{}</text>",
+                "<line class=\"event\" x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{bottom}\"><title>{} ms: {}</title></line>",
                 e.at_ms,
                 esc(&label),
-                x + 2.0,
-                label_y,
-                esc(&label)
             );
+            if let Some(row) = (0..LABEL_ROWS).find(|&r| row_end[r] < x) {
+                row_end[row] = x + width(&text);
+                let _ = writeln!(
+                    out,
+                    "<text class=\"event\" x=\"{:.1}\" y=\"{:.0}\">{}</text>",
+                    x + 2.0,
+                    10.0 + 10.0 * row as f64,
+                    esc(&text)
+                );
+            }
         }
         out.push_str("</svg>\n");
     }
@@ -431,11 +446,15 @@ line.axis{{stroke:#888}}line.event{{stroke:#6a3d9a;stroke-dasharray:4 3}}rect.ou
         s.push_str("<h2>Events</h2>\n");
         table(
             &mut s,
-            &["at", "event", "probe"],
-            r.events
-                .iter()
-                .take(500)
-                .map(|e| vec![format!("{} ms", e.at_ms), e.label.clone(), e.source.clone()]),
+            &["#", "at", "event", "probe"],
+            r.events.iter().take(500).enumerate().map(|(n, e)| {
+                vec![
+                    (n + 1).to_string(),
+                    format!("{} ms", e.at_ms),
+                    e.label.clone(),
+                    e.source.clone(),
+                ]
+            }),
         );
     }
     if !r.served_by.is_empty() && r.served_by.len() <= 100 {

@@ -302,14 +302,39 @@ async fn drive(
     cfg.mode = ConnectionMode::KeepAlive;
     cfg.interval = Duration::from_millis(100);
     let probe = Probe::start(cfg).map_err(|e| RehearseError::Run(format!("probe: {e}")))?;
-    // localaws's own events on the probe's timeline, at the time they happened.
+    // localaws's control-plane transitions and targets leaving rotation on the probe's
+    // timeline, at the time they happened (the rest is in the task logs).
     let mut events = la.plane().events().subscribe();
     let marker = probe.marker();
     let bridge = tokio::spawn(async move {
         while let Ok(e) = events.recv().await {
-            marker.mark_at(e.at, e.kind.to_string());
+            let keep = match &e.kind {
+                localaws::EventKind::Control { message, .. } => {
+                    !message.contains(" RUNNING on ") && !message.contains("registered (ACTIVE)")
+                }
+                localaws::EventKind::TargetHealth { state, .. } => {
+                    *state != localaws::TargetHealth::Healthy
+                }
+                _ => false,
+            };
+            if keep {
+                marker.mark_at(e.at, e.kind.to_string());
+            }
         }
     });
+    // A second of steady traffic first, so the timeline shows the fleet before the change.
+    let mut live = probe.watch();
+    let baseline = tokio::time::timeout(Duration::from_secs(10), async {
+        while live.borrow_and_update().elapsed < Duration::from_secs(1) {
+            if live.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    if baseline.is_err() {
+        return Err(RehearseError::Run("the probe did not start".into()));
+    }
     let clients = Clients::new(&Target {
         endpoint_url: Some(la.endpoint()),
         region: Some("us-east-1".into()),
@@ -422,9 +447,7 @@ pub fn table(rows: &[Row]) -> String {
             r.longest_outage_ms,
             r.p99_ms,
             r.refresh,
-            r.rollback_ms
-                .map(|ms| format!("{ms} ms"))
-                .unwrap_or_else(|| "-".into())
+            r.rollback_ms.map(ms_text).unwrap_or_else(|| "-".into())
         );
     }
     for r in rows {
@@ -433,6 +456,14 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     t
+}
+
+fn ms_text(ms: u64) -> String {
+    if ms == 0 {
+        "<1 ms".into()
+    } else {
+        format!("{ms} ms")
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -467,9 +498,7 @@ fn write_index(dir: &Path, rows: &[Row]) -> std::io::Result<()> {
             r.longest_outage_ms,
             r.p99_ms,
             escape(&r.refresh),
-            r.rollback_ms
-                .map(|ms| format!("{ms} ms"))
-                .unwrap_or_else(|| "-".into()),
+            escape(&r.rollback_ms.map(ms_text).unwrap_or_else(|| "-".into())),
             escape(r.incident.as_deref().unwrap_or("-")),
             name = escape(&r.scenario),
         );
