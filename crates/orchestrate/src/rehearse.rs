@@ -38,6 +38,24 @@ pub struct RehearseArgs {
     /// Simulated AWS seconds per real second.
     #[arg(long, value_name = "N", default_value_t = 60.0)]
     pub time_scale: f64,
+    /// Repeat the matrix for this long (e.g. 30m), sampling this process's memory (localaws and
+    /// the probe run in it) after every round; fails on any verdict not as expected and on
+    /// memory growth above 20 % of the first round's.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub soak: Option<Duration>,
+}
+
+/// Resident memory of this process, KiB (Linux; 0 elsewhere).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// One scenario of the matrix.
@@ -169,6 +187,14 @@ pub async fn run(
             args.time_scale
         )));
     }
+    if let Some(soak) = args.soak
+        && !(Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600)).contains(&soak)
+    {
+        return Err(RehearseError::Input(format!(
+            "invalid --soak {}: expected 1s to 7 days",
+            humantime::format_duration(soak)
+        )));
+    }
     let chosen: Vec<Scenario> = if args.scenarios.is_empty() {
         SCENARIOS.to_vec()
     } else {
@@ -198,6 +224,69 @@ pub async fn run(
             args.report_dir.display()
         ))
     })?;
+    let began = Instant::now();
+    let mut round = 0;
+    let mut rss: Vec<u64> = Vec::new();
+    let mut all_as_expected = true;
+    let rows = loop {
+        round += 1;
+        let rows = matrix(&chosen, args, out).await?;
+        all_as_expected &= rows.iter().all(|r| r.as_expected);
+        let Some(soak) = args.soak else {
+            break rows;
+        };
+        rss.push(rss_kib());
+        let _ = writeln!(
+            out,
+            "soak round {round}: {} s elapsed, RSS {} KiB{}",
+            began.elapsed().as_secs(),
+            rss[rss.len() - 1],
+            if all_as_expected {
+                ""
+            } else {
+                ", a verdict NOT as expected"
+            }
+        );
+        if began.elapsed() >= soak || !all_as_expected {
+            break rows;
+        }
+    };
+    if let (Some(first), Some(last)) = (rss.first(), rss.last())
+        && rss.len() > 1
+    {
+        let grew = *last > first + first / 5;
+        let _ = writeln!(
+            out,
+            "soak: {round} rounds in {} s; RSS after round 1 {first} KiB, after round {round} {last} KiB, max {} KiB: {}",
+            began.elapsed().as_secs(),
+            rss.iter().max().copied().unwrap_or(0),
+            if grew { "GREW more than 20 %" } else { "flat" }
+        );
+        if grew {
+            return Err(RehearseError::Run(format!(
+                "memory grew during the soak: {first} KiB after round 1, {last} KiB after round {round}"
+            )));
+        }
+    }
+    if !all_as_expected && args.soak.is_some() {
+        let _ = writeln!(out, "soak: a verdict was not as expected in round {round}");
+    }
+    write_index(&args.report_dir, &rows)
+        .map_err(|e| RehearseError::Run(format!("writing the index: {e}")))?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&rows).unwrap_or_default();
+        std::fs::write(path, text + "\n")
+            .map_err(|e| RehearseError::Run(format!("writing {}: {e}", path.display())))?;
+    }
+    Ok(rows)
+}
+
+/// One pass over the chosen scenarios.
+async fn matrix(
+    chosen: &[Scenario],
+    args: &RehearseArgs,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Vec<Row>, RehearseError> {
     let mut rows = Vec::new();
     for (i, s) in chosen.iter().enumerate() {
         let _ = writeln!(
@@ -227,13 +316,6 @@ pub async fn run(
                 .unwrap_or_default()
         );
         rows.push(row);
-    }
-    write_index(&args.report_dir, &rows)
-        .map_err(|e| RehearseError::Run(format!("writing the index: {e}")))?;
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&rows).unwrap_or_default();
-        std::fs::write(path, text + "\n")
-            .map_err(|e| RehearseError::Run(format!("writing {}: {e}", path.display())))?;
     }
     Ok(rows)
 }

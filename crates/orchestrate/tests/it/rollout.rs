@@ -303,3 +303,43 @@ async fn rehearse_runs_the_matrix_and_every_verdict_matches() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario \"nope\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rehearse_soak_repeats_the_matrix_and_checks_memory() {
+    let _exclusive = FLEETS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "rehearse",
+            "--scenario",
+            "refresh",
+            "--soak",
+            "12s",
+            "--rate",
+            "500",
+        ])
+        .arg("--report-dir")
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("soak round 2:"), "{stdout}");
+    assert!(
+        stdout.contains("RSS after round 1") && stdout.contains(": flat"),
+        "{stdout}"
+    );
+    let out = Command::new(BIN)
+        .args(["rehearse", "--soak", "0s"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--soak"));
+}
