@@ -157,8 +157,32 @@ pub async fn refresh(
         static_credentials: false,
     })
     .await;
-    let mut log = |l: &str| {
-        let _ = writeln!(std::io::stdout(), "{l}");
+    // On a terminal the refresh's status is a live line (indicatif) with the probe's counts, and
+    // everything else scrolls above it; otherwise plain lines.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let live = probe.as_ref().map(Probe::watch);
+    let mut log = |l: &str| match &bar {
+        Some(bar) => {
+            if let Some(status) = l.strip_prefix("refresh ") {
+                let counts = live
+                    .as_ref()
+                    .map(|w| {
+                        let s = w.borrow();
+                        format!(" | probe {} requests, {} errors", s.requests, s.errors)
+                    })
+                    .unwrap_or_default();
+                bar.set_message(format!("{status}{counts}"));
+            } else {
+                bar.println(l);
+            }
+        }
+        None => {
+            let _ = writeln!(std::io::stdout(), "{l}");
+        }
     };
     let result = refresh::run(
         &clients,
@@ -171,6 +195,9 @@ pub async fn refresh(
         &mut log,
     )
     .await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {

@@ -120,6 +120,21 @@ pub async fn run(
             plan.group
         )));
     };
+    // Activities from before this command are history: only new ones are shown and marked.
+    let mut seen = BTreeSet::new();
+    if let Ok(acts) = asg
+        .describe_scaling_activities()
+        .auto_scaling_group_name(&plan.group)
+        .max_records(100)
+        .send()
+        .await
+    {
+        seen.extend(
+            acts.activities()
+                .iter()
+                .filter_map(|a| a.activity_id().map(str::to_owned)),
+        );
+    }
     let id = if plan.follow {
         let refreshes = asg
             .describe_instance_refreshes()
@@ -190,7 +205,6 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + follow.timeout;
     let mut tick = tokio::time::interval(follow.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = BTreeSet::new();
     let mut last = String::new();
     let mut gate: Option<Gate> = None;
     let ctrl_c = tokio::signal::ctrl_c();
