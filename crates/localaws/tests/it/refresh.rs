@@ -319,20 +319,24 @@ async fn checkpoints_pause_the_refresh_for_the_checkpoint_delay() {
     fleet.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_leaves_a_mixed_but_healthy_fleet() {
+/// A fleet whose refresh to version 2 has replaced its first instance.
+async fn refresh_one_third_done(prefs: RefreshPreferences) -> (Fleet, String) {
     let fleet = Fleet::start(fleet_stack(true)).await;
     let v2 = fleet.new_version("ami-0ecs000000000002");
-    let id = fleet
-        .start_refresh(
-            v2,
-            RefreshPreferences::builder()
-                .min_healthy_percentage(100)
-                .max_healthy_percentage(100)
-                .build(),
-        )
-        .await;
+    let id = fleet.start_refresh(v2, prefs).await;
     wait_percentage(&fleet, &id, 33).await;
+    (fleet, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_leaves_a_mixed_but_healthy_fleet() {
+    let (fleet, id) = refresh_one_third_done(
+        RefreshPreferences::builder()
+            .min_healthy_percentage(100)
+            .max_healthy_percentage(100)
+            .build(),
+    )
+    .await;
     let cancelled = fleet
         .aws
         .asg
@@ -369,17 +373,12 @@ async fn cancel_leaves_a_mixed_but_healthy_fleet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_restores_the_previous_version() {
-    let fleet = Fleet::start(fleet_stack(true)).await;
-    let v2 = fleet.new_version("ami-0ecs000000000002");
-    let id = fleet
-        .start_refresh(
-            v2,
-            RefreshPreferences::builder()
-                .min_healthy_percentage(90)
-                .build(),
-        )
-        .await;
-    wait_percentage(&fleet, &id, 33).await;
+    let (fleet, id) = refresh_one_third_done(
+        RefreshPreferences::builder()
+            .min_healthy_percentage(90)
+            .build(),
+    )
+    .await;
     let rolled = fleet
         .aws
         .asg

@@ -37,8 +37,19 @@ async fn fleet(managed_draining: bool, dir: &Path) -> Localaws {
     la
 }
 
-fn refresh_command(la: &Localaws, report: &Path, extra: &[&str]) -> Command {
+/// `orchestrate` pointed at `endpoint` with throwaway credentials, as a user points it at
+/// localaws.
+fn orchestrate_at(endpoint: &str) -> Command {
     let mut c = Command::new(BIN);
+    c.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1");
+    c
+}
+
+fn refresh_command(la: &Localaws, report: &Path, extra: &[&str]) -> Command {
+    let mut c = orchestrate_at(&la.endpoint());
     c.args([
         "refresh",
         "--asg",
@@ -215,12 +226,8 @@ async fn refresh_bad_input_exits_2_naming_it() {
     let _exclusive = FLEETS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let la = fleet(true, &dir.path().join("la")).await;
-    let out = Command::new(BIN)
+    let out = orchestrate_at(&la.endpoint())
         .args(["refresh", "--asg", "nope"])
-        .env("AWS_ENDPOINT_URL", la.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
         .output()
         .await
         .unwrap();
@@ -234,11 +241,8 @@ async fn refresh_bad_input_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     la.shutdown().await;
     // An endpoint that is down: one line, exit 2.
-    let out = Command::new(BIN)
+    let out = orchestrate_at("http://127.0.0.1:9")
         .args(["refresh", "--asg", "demo-asg", "--region", "us-east-1"])
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_MAX_ATTEMPTS", "1")
         .output()
         .await
