@@ -43,14 +43,13 @@ async fn main() -> std::process::ExitCode {
     let instances: u32 = arg(1, 3);
     let scale: f64 = arg(2, 60.0);
     let rounds: u32 = arg(3, 20);
-    let mut stack = match Stack::embedded() {
+    let mut stack = match Stack::rehearsal(true, scale) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("refresh: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    stack.time_scale = scale;
     if let Some(asg) = stack.auto_scaling_group.as_mut() {
         asg.desired_capacity = instances;
         asg.min_size = instances;
@@ -58,18 +57,6 @@ async fn main() -> std::process::ExitCode {
     }
     for s in &mut stack.services {
         s.desired_count = instances;
-    }
-    for td in &mut stack.task_definitions {
-        for c in &mut td.container_definitions {
-            for kv in &mut c.environment {
-                match kv.name.as_str() {
-                    "DRAIN_DELAY_SECONDS" => kv.value = "1".into(),
-                    "SHUTDOWN_TIMEOUT_SECONDS" => kv.value = "5".into(),
-                    "LOG_FORMAT" => kv.value = "json".into(),
-                    _ => {}
-                }
-            }
-        }
     }
     let dir = std::env::temp_dir().join(format!("refresh-bench-{}", std::process::id()));
     let mut options = Options::new(&dir);

@@ -26,6 +26,7 @@ pub mod clock;
 pub mod control;
 pub mod dataplane;
 pub mod events;
+pub mod ids;
 pub mod running;
 pub mod stack;
 

@@ -123,36 +123,12 @@ impl Localaws {
     /// Whether the fleet is up: every instance of the group in service and every service at its
     /// desired count with all tasks healthy.
     pub fn is_ready(&self) -> bool {
-        self.control.read(|st| {
-            let fleet = match &st.asg {
-                Some(asg) => {
-                    let in_service = st
-                        .instances
-                        .values()
-                        .filter(|i| i.lifecycle == Lifecycle::InService)
-                        .count();
-                    in_service == asg.desired as usize
-                }
-                None => true,
-            };
-            fleet && st.services.values().all(|s| s.steady)
-        })
+        self.control.read(ready)
     }
 
     /// Waits until [`Localaws::is_ready`], at most `within` (real time).
     pub async fn wait_ready(&self, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut events = self.plane().events().subscribe();
-        loop {
-            if self.is_ready() {
-                return true;
-            }
-            let wake = tokio::time::Instant::now() + Duration::from_millis(20);
-            let _ = tokio::time::timeout_at(wake.min(deadline), events.recv()).await;
-            if tokio::time::Instant::now() >= deadline {
-                return self.is_ready();
-            }
-        }
+        self.control.wait_until(within, ready).await
     }
 
     /// How long the fleet may take to come up: boot, agent start, task start and health checks
@@ -182,4 +158,19 @@ impl Localaws {
         self.control.shutdown().await;
         self.api.stopped().await;
     }
+}
+
+fn ready(st: &crate::control::State) -> bool {
+    let fleet = match &st.asg {
+        Some(asg) => {
+            let in_service = st
+                .instances
+                .values()
+                .filter(|i| i.lifecycle == Lifecycle::InService)
+                .count();
+            in_service == asg.desired as usize
+        }
+        None => true,
+    };
+    fleet && st.services.values().all(|s| s.steady)
 }

@@ -591,6 +591,37 @@ impl Stack {
         Self::parse(DEFAULT_STACK, "embedded default")
     }
 
+    /// The embedded default tuned for rehearsals, tests and benchmarks: AWS machinery
+    /// `time_scale` times faster, an application that drains for 1 s within a 5 s shutdown
+    /// (`stopTimeout` 10 s), capacity provider managed draining as given.
+    pub fn rehearsal(managed_draining: bool, time_scale: f64) -> Result<Self, StackError> {
+        let mut stack = Self::embedded()?;
+        stack.time_scale = time_scale;
+        if let Some(asg) = stack.auto_scaling_group.as_mut() {
+            asg.capacity_provider.managed_draining = managed_draining;
+        }
+        for td in &mut stack.task_definitions {
+            for c in &mut td.container_definitions {
+                c.stop_timeout = Some(10);
+                for kv in &mut c.environment {
+                    match kv.name.as_str() {
+                        "DRAIN_DELAY_SECONDS" => kv.value = "1".into(),
+                        "SHUTDOWN_TIMEOUT_SECONDS" => kv.value = "5".into(),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        stack
+            .validate()
+            .map_err(|(field, message)| StackError::Invalid {
+                origin: "rehearsal".into(),
+                field,
+                message,
+            })?;
+        Ok(stack)
+    }
+
     /// Reads and validates a stack file.
     pub fn load(path: &Path) -> Result<Self, StackError> {
         let text = std::fs::read_to_string(path).map_err(|source| StackError::Read {

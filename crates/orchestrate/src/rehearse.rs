@@ -150,24 +150,7 @@ pub enum RehearseError {
 /// The rehearsal's stack: `localaws`'s embedded default (the dev environment's names) at
 /// `time_scale`, with an application that drains for 1 s, managed draining as given.
 pub fn stack(managed_draining: bool, time_scale: f64) -> Result<Stack, RehearseError> {
-    let mut stack = Stack::embedded().map_err(|e| RehearseError::Run(e.to_string()))?;
-    stack.time_scale = time_scale;
-    if let Some(asg) = stack.auto_scaling_group.as_mut() {
-        asg.capacity_provider.managed_draining = managed_draining;
-    }
-    for td in &mut stack.task_definitions {
-        for c in &mut td.container_definitions {
-            c.stop_timeout = Some(10);
-            for kv in &mut c.environment {
-                match kv.name.as_str() {
-                    "DRAIN_DELAY_SECONDS" => kv.value = "1".into(),
-                    "SHUTDOWN_TIMEOUT_SECONDS" => kv.value = "5".into(),
-                    _ => {}
-                }
-            }
-        }
-    }
-    Ok(stack)
+    Stack::rehearsal(managed_draining, time_scale).map_err(|e| RehearseError::Run(e.to_string()))
 }
 
 /// Runs the matrix; returns the rows (the caller prints and decides the exit code).

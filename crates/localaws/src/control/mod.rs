@@ -38,6 +38,8 @@ pub use ec2::{LaunchTemplate, LaunchTemplateVersion};
 pub use ecs::{ContainerInstance, Service, Task, TaskDefinitionRevision};
 pub use refresh::{InstanceRefresh, RefreshPreferences, RefreshStatus};
 
+pub use crate::ids::{hex as hex_id, uuid};
+
 /// The account id every ARN carries.
 pub const ACCOUNT: &str = "000000000000";
 /// The region every ARN carries.
@@ -318,35 +320,4 @@ impl Emitter<'_> {
 /// Wall-clock time now, for AWS timestamps.
 pub fn wall() -> SystemTime {
     SystemTime::now()
-}
-
-/// A random identifier of `digits` hex digits.
-pub(crate) fn hex_id(digits: usize) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    let keys = KEYS.get_or_init(std::collections::hash_map::RandomState::new);
-    let mut out = String::with_capacity(digits + 16);
-    while out.len() < digits {
-        let mut h = keys.build_hasher();
-        h.write_u64(SEQ.fetch_add(1, Ordering::Relaxed));
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out.truncate(digits);
-    out
-}
-
-/// A UUID-shaped random id (`8-4-4-4-12` hex digits), as instance refresh and request ids are.
-pub fn uuid() -> String {
-    let h = hex_id(32);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }

@@ -5,7 +5,6 @@
 //! what tests drive directly: run and stop tasks, register and deregister targets, change weights.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -162,8 +161,6 @@ struct Inner {
     serving: Mutex<Vec<JoinHandle<()>>>,
     tasks: Mutex<BTreeMap<String, TaskRecord>>,
     placed: AtomicU64,
-    ids: std::collections::hash_map::RandomState,
-    id_seq: AtomicU64,
     stop: CancellationToken,
 }
 
@@ -264,8 +261,6 @@ impl DataPlane {
                 serving: Mutex::new(serving),
                 tasks: Mutex::new(BTreeMap::new()),
                 placed: AtomicU64::new(0),
-                ids: std::collections::hash_map::RandomState::new(),
-                id_seq: AtomicU64::new(0),
                 stop,
                 stack,
             }),
@@ -299,17 +294,6 @@ impl DataPlane {
         &self.inner.log_dir
     }
 
-    fn random_hex(&self, digits: usize) -> String {
-        let mut out = String::new();
-        while out.len() < digits {
-            let mut h = self.inner.ids.build_hasher();
-            h.write_u64(self.inner.id_seq.fetch_add(1, Ordering::Relaxed));
-            out.push_str(&format!("{:016x}", h.finish()));
-        }
-        out.truncate(digits);
-        out
-    }
-
     /// Adds a container instance on the next loopback address. An address is never given twice,
     /// so nothing still talking to a terminated instance can reach its successor.
     pub fn add_instance(&self) -> Instance {
@@ -318,7 +302,7 @@ impl DataPlane {
         let n = u32::try_from(n % (250 * 255)).unwrap_or(0);
         let ip = Ipv4Addr::new(127, 0, 1 + (n / 250) as u8, 1 + (n % 250) as u8);
         let instance = Instance {
-            id: format!("i-{}", self.random_hex(17)),
+            id: format!("i-{}", crate::ids::hex(17)),
             ip: IpAddr::V4(ip),
         };
         self.inner
@@ -465,7 +449,7 @@ impl DataPlane {
 
     /// A fresh task id (32 hex digits), for callers that record a task before it starts.
     pub fn new_task_id(&self) -> String {
-        self.random_hex(32)
+        crate::ids::hex(32)
     }
 
     /// Starts a task under the id `id` (from [`DataPlane::new_task_id`]).

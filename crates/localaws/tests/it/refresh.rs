@@ -33,28 +33,18 @@ fn terminal(s: &InstanceRefreshStatus) -> bool {
     )
 }
 
-/// One scenario, one flag: a refresh of the whole group to a new launch template version
-/// (min healthy 90 %, max healthy `max_healthy`) under load, with managed draining as given.
-async fn refresh_under_load(managed_draining: bool, max_healthy: i32) -> Run {
+/// One scenario, one flag: a refresh of the whole group to launch template version 2 (booting
+/// `image`) with `prefs`, under load, with managed draining as given; the probe stops once the
+/// fleet has settled.
+async fn under_load(managed_draining: bool, image: &str, prefs: RefreshPreferences) -> Run {
     let fleet = Fleet::start(fleet_stack(managed_draining)).await;
-    let v2 = fleet.new_version("ami-0ecs000000000002");
+    let v2 = fleet.new_version(image);
     let probe = probe(&fleet.url("production"), RATE, 300.0);
     bridge_events(fleet.la.plane(), &probe);
-    let id = fleet
-        .start_refresh(
-            v2,
-            RefreshPreferences::builder()
-                .min_healthy_percentage(90)
-                .max_healthy_percentage(max_healthy)
-                .build(),
-        )
-        .await;
+    let id = fleet.start_refresh(v2, prefs).await;
     let refresh = fleet.wait_refresh(&id, terminal).await;
     // The last replacement's old tasks are gone once the fleet is steady again.
-    assert!(
-        fleet.la.wait_ready(fleet.la.ready_timeout()).await,
-        "the fleet did not settle after the refresh"
-    );
+    assert_fleet_healthy(&fleet).await;
     probe.stop();
     let report = probe.finish().await.expect("probe report");
     let versions = fleet.versions_in_service();
@@ -71,6 +61,19 @@ async fn refresh_under_load(managed_draining: bool, max_healthy: i32) -> Run {
         versions,
         endpoints,
     }
+}
+
+/// The refresh to a good AMI, min healthy 90 %, max healthy `max_healthy`.
+async fn refresh_under_load(managed_draining: bool, max_healthy: i32) -> Run {
+    under_load(
+        managed_draining,
+        "ami-0ecs000000000002",
+        RefreshPreferences::builder()
+            .min_healthy_percentage(90)
+            .max_healthy_percentage(max_healthy)
+            .build(),
+    )
+    .await
 }
 
 /// Every request sent has exactly one result, and as many were sent as the schedule asked.
@@ -461,26 +464,16 @@ async fn rollback_is_refused_for_latest() {
 
 /// A launch template version whose instances fail their status checks, refreshed under load.
 async fn bad_version_under_load(auto_rollback: bool) -> (Report, InstanceRefreshStatus, Vec<u32>) {
-    let fleet = Fleet::start(fleet_stack(true)).await;
-    let v2 = fleet.new_version("ami-0bad000000000000");
-    let probe = probe(&fleet.url("production"), RATE, 300.0);
-    bridge_events(fleet.la.plane(), &probe);
-    let id = fleet
-        .start_refresh(
-            v2,
-            RefreshPreferences::builder()
-                .min_healthy_percentage(90)
-                .auto_rollback(auto_rollback)
-                .build(),
-        )
-        .await;
-    let r = fleet.wait_refresh(&id, terminal).await;
-    assert_fleet_healthy(&fleet).await;
-    probe.stop();
-    let report = probe.finish().await.expect("report");
-    let versions = fleet.versions_in_service();
-    fleet.stop().await;
-    (report, r.status.expect("status"), versions)
+    let run = under_load(
+        true,
+        "ami-0bad000000000000",
+        RefreshPreferences::builder()
+            .min_healthy_percentage(90)
+            .auto_rollback(auto_rollback)
+            .build(),
+    )
+    .await;
+    (run.report, run.status, run.versions)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -522,6 +522,25 @@ async fn elbv2_operations() {
     fleet.stop().await;
 }
 
+/// `demo-svc`'s running tasks: ListTasks, then DescribeTasks.
+async fn service_tasks(ecs: &aws_sdk_ecs::Client) -> Vec<aws_sdk_ecs::types::Task> {
+    let arns = ecs
+        .list_tasks()
+        .cluster("demo-cluster")
+        .service_name("demo-svc")
+        .send()
+        .await
+        .unwrap();
+    ecs.describe_tasks()
+        .cluster("demo-cluster")
+        .set_tasks(Some(arns.task_arns().to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .tasks
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecs_operations() {
     let fleet = Fleet::start(fleet_stack(true)).await;
@@ -565,22 +584,9 @@ async fn ecs_operations() {
         .unwrap_err();
     assert!(e.into_service_error().is_cluster_not_found_exception());
 
-    let tasks = ecs
-        .list_tasks()
-        .cluster("demo-cluster")
-        .service_name("demo-svc")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(tasks.task_arns().len(), 3);
-    let described = ecs
-        .describe_tasks()
-        .cluster("demo-cluster")
-        .set_tasks(Some(tasks.task_arns().to_vec()))
-        .send()
-        .await
-        .unwrap();
-    for t in described.tasks() {
+    let tasks = service_tasks(ecs).await;
+    assert_eq!(tasks.len(), 3);
+    for t in &tasks {
         assert_eq!(t.last_status(), Some("RUNNING"));
         let binding = &t.containers()[0].network_bindings()[0];
         assert_eq!(binding.container_port(), Some(8080));
@@ -947,21 +953,7 @@ async fn container_health_checks_gate_and_replace_tasks() {
     let ecs = &fleet.aws.ecs;
     let deadline = fleet.refresh_deadline();
     // The default task definition checks itself with `/server healthcheck`, as the image does.
-    let tasks = ecs
-        .list_tasks()
-        .cluster("demo-cluster")
-        .service_name("demo-svc")
-        .send()
-        .await
-        .unwrap();
-    let described = ecs
-        .describe_tasks()
-        .cluster("demo-cluster")
-        .set_tasks(Some(tasks.task_arns().to_vec()))
-        .send()
-        .await
-        .unwrap();
-    for t in described.tasks() {
+    for t in &service_tasks(ecs).await {
         assert_eq!(
             t.health_status().map(|h| h.as_str()),
             Some("HEALTHY"),

@@ -346,24 +346,7 @@ impl Aws {
 /// The embedded default stack (the dev environment's names) tuned for tests: simulated time 60x,
 /// an application that drains for 1 s, and managed draining as given.
 pub fn fleet_stack(managed_draining: bool) -> Stack {
-    let mut stack = Stack::embedded().expect("default stack");
-    stack.time_scale = 60.0;
-    if let Some(asg) = stack.auto_scaling_group.as_mut() {
-        asg.capacity_provider.managed_draining = managed_draining;
-    }
-    for td in &mut stack.task_definitions {
-        for c in &mut td.container_definitions {
-            c.stop_timeout = Some(10);
-            for kv in &mut c.environment {
-                match kv.name.as_str() {
-                    "DRAIN_DELAY_SECONDS" => kv.value = "1".into(),
-                    "SHUTDOWN_TIMEOUT_SECONDS" => kv.value = "5".into(),
-                    _ => {}
-                }
-            }
-        }
-    }
-    stack
+    Stack::rehearsal(managed_draining, 60.0).expect("rehearsal stack")
 }
 
 /// A whole localaws (API on a free port, listeners on free ports) and its state directory.
