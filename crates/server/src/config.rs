@@ -65,6 +65,9 @@ pub struct Config {
     pub log_level: String,
     /// Log format (`LOG_FORMAT`: `auto`, `json`, `text`).
     pub log_format: LogFormat,
+    /// Status of the page (`PAGE_STATUS`, default 200): 500 models a broken release whose
+    /// `/ready` still passes, so only real traffic finds it.
+    pub page_status: http::StatusCode,
 }
 
 /// The ALB's default idle timeout; the server's must be longer (docs/failure-modes.md#fm-6).
@@ -151,6 +154,16 @@ impl Config {
                 });
             }
         };
+        const PAGE_STATUS_EXPECTED: &str = "an HTTP status code from 200 to 599";
+        let page_status: u16 = parse(&get, "PAGE_STATUS", "200", PAGE_STATUS_EXPECTED)?;
+        let page_status = http::StatusCode::from_u16(page_status)
+            .ok()
+            .filter(|_| (200..=599).contains(&page_status))
+            .ok_or_else(|| ConfigError::Invalid {
+                var: "PAGE_STATUS",
+                value: page_status.to_string(),
+                expected: PAGE_STATUS_EXPECTED,
+            })?;
         let task_id = match get("TASK_ID") {
             Some(id) => header_safe("TASK_ID", id)?,
             None => default_task_id(),
@@ -172,6 +185,7 @@ impl Config {
             access_log,
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned()),
             log_format,
+            page_status,
         })
     }
 }

@@ -42,6 +42,8 @@ Environment (validated at start; a bad value exits 2 naming the variable):
                             (keep it above the ALB idle timeout of 60 s)
   MAX_HEADER_BYTES          largest request head [default: 16384]
   MAX_DELAY_MS              cap for /delay/{ms} [default: 60000]
+  PAGE_STATUS               status of the page / [default: 200]; 500 models a broken
+                            release whose /ready still passes
   ACCESS_LOG                on: one log line per request [default: off]
   LOG_LEVEL                 error|warn|info|debug|trace or directives [default: info]
   LOG_FORMAT                auto|json|text; auto is JSON unless stderr is a terminal

@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /` | HTML page: message, version, task id, the request path HTML-escaped |
+//! | `GET /` | HTML page: message, version, task id, the request path HTML-escaped; status `PAGE_STATUS` (200) |
 //! | `GET /health` | liveness: 200 while the process runs |
 //! | `GET /ready` | readiness: 200, then 503 from the moment draining starts |
 //! | `GET /version` | JSON: version, task, uptime, draining |
@@ -82,6 +82,7 @@ impl Routes {
             // Rendered once: a clone of the bytes, no allocation.
             let mut res = Response::new(Full::new(page.root.clone()));
             res.headers_mut().insert(CONTENT_TYPE, HTML);
+            *res.status_mut() = self.state.config.page_status;
             return res;
         }
         let decoded = percent_encoding::percent_decode_str(shown).decode_utf8_lossy();
@@ -92,6 +93,7 @@ impl Routes {
         html.push_str(&page.tail);
         let mut res = Response::new(Full::new(Bytes::from(html)));
         res.headers_mut().insert(CONTENT_TYPE, HTML);
+        *res.status_mut() = self.state.config.page_status;
         res
     }
 
@@ -296,6 +298,26 @@ mod tests {
         );
         assert!(!body.contains("<script>"), "{body}");
         assert!(body.contains("v7") && body.contains("task-1"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn page_status_models_a_broken_release_that_stays_ready() {
+        let config = Config::from_lookup(|name| match name {
+            "PAGE_STATUS" => Some("500".into()),
+            _ => None,
+        })
+        .unwrap();
+        let r = Routes::new(AppState::leak(config));
+        for path in ["/", "/?q=1"] {
+            let (status, _, _) = get(&r, Method::GET, path).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        }
+        let (status, _, _) = get(&r, Method::GET, "/ready").await;
+        assert_eq!(status, StatusCode::OK);
+        for bad in ["99", "600", "abc"] {
+            let e = Config::from_lookup(|name| (name == "PAGE_STATUS").then(|| bad.to_owned()));
+            assert!(e.is_err(), "PAGE_STATUS={bad} was accepted");
+        }
     }
 
     #[tokio::test]

@@ -80,6 +80,41 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
                 })
             }))
         }
+        "DescribeTaskSets" => {
+            cluster(c, input)?;
+            let name = input.req("service")?;
+            let wanted = input.strings("taskSets")?;
+            c.read(|st| {
+                let s = st.service(name).map_err(err)?;
+                let sets: Vec<Value> = s
+                    .task_sets
+                    .iter()
+                    .filter(|t| {
+                        wanted.is_empty() || wanted.iter().any(|w| *w == t.id || *w == t.arn)
+                    })
+                    .map(|t| task_set_json(st, s, t))
+                    .collect();
+                let failures: Vec<Value> = wanted
+                    .iter()
+                    .filter(|w| !s.task_sets.iter().any(|t| t.id == **w || t.arn == **w))
+                    .map(|w| json!({ "arn": w, "reason": "MISSING" }))
+                    .collect();
+                Ok(json!({ "taskSets": sets, "failures": failures }))
+            })
+        }
+        "CreateTaskSet" | "UpdateTaskSet" | "DeleteTaskSet" | "UpdateServicePrimaryTaskSet" => {
+            cluster(c, input)?;
+            let name = input.req("service")?;
+            let controller = c
+                .read(|st| st.service(name).map(|s| s.controller.clone()))
+                .map_err(err)?;
+            Err(ApiError::new(
+                "InvalidParameterException",
+                format!(
+                    "{operation} is only supported for services with the EXTERNAL deployment controller; {name} uses {controller}"
+                ),
+            ))
+        }
         "UpdateService" => {
             cluster(c, input)?;
             let name = input.req("service")?;
@@ -437,7 +472,8 @@ fn service_json(st: &State, s: &Service) -> Value {
             "minimumHealthyPercent": s.min_healthy,
             "maximumPercent": s.max_percent,
         },
-        "deployments": deployments,
+        "deployments": if s.controller == "CODE_DEPLOY" { Vec::new() } else { deployments },
+        "taskSets": s.task_sets.iter().map(|t| task_set_json(st, s, t)).collect::<Vec<_>>(),
         "deploymentController": { "type": s.controller },
         "loadBalancers": s.load_balancer.iter().map(|lb| json!({
             "targetGroupArn": super::elbv2::target_group_arn(&lb.target_group),
@@ -452,6 +488,49 @@ fn service_json(st: &State, s: &Service) -> Value {
             "id": id, "createdAt": time(*at), "message": message,
         })).collect::<Vec<_>>(),
     })
+}
+
+fn task_set_json(st: &State, s: &Service, ts: &crate::control::TaskSet) -> Value {
+    let tasks = st
+        .tasks
+        .values()
+        .filter(|t| t.task_set.as_deref() == Some(ts.id.as_str()) && t.desired_status == "RUNNING");
+    let running = tasks.clone().filter(|t| t.last_status == "RUNNING").count();
+    let pending = tasks.filter(|t| t.last_status == "PROVISIONING").count();
+    let td = st
+        .task_definition(&format!(
+            "{}:{}",
+            ts.task_definition.0, ts.task_definition.1
+        ))
+        .map(|t| t.arn.clone())
+        .unwrap_or_default();
+    let mut v = json!({
+        "id": ts.id,
+        "taskSetArn": ts.arn,
+        "serviceArn": s.arn,
+        "clusterArn": st.cluster_arn(),
+        "status": ts.status,
+        "taskDefinition": td,
+        "computedDesiredCount": ts.computed_desired(s.desired),
+        "pendingCount": pending,
+        "runningCount": running,
+        "createdAt": time(ts.created),
+        "updatedAt": time(ts.updated),
+        "launchType": "EC2",
+        "scale": { "value": ts.scale, "unit": "PERCENT" },
+        "stabilityStatus": if ts.steady { "STEADY_STATE" } else { "STABILIZING" },
+        "stabilityStatusAt": time(ts.updated),
+        "loadBalancers": ts.load_balancer.iter().map(|lb| json!({
+            "targetGroupArn": super::elbv2::target_group_arn(&lb.target_group),
+            "containerName": lb.container_name,
+            "containerPort": lb.container_port,
+        })).collect::<Vec<_>>(),
+    });
+    if let Some(x) = &ts.external_id {
+        v["externalId"] = json!(x);
+        v["startedBy"] = json!("CodeDeploy");
+    }
+    v
 }
 
 fn task_json(st: &State, t: &Task) -> Value {

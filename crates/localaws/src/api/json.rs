@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::{ApiError, ecs};
+use super::{ApiError, codedeploy, ecs};
 use crate::control::Control;
 
 /// The content type of requests and responses.
@@ -61,6 +61,7 @@ pub async fn handle(
     let input = Input(input);
     match service {
         ecs::TARGET_PREFIX => ecs::handle(c, operation, &input),
+        codedeploy::TARGET_PREFIX => codedeploy::handle(c, operation, &input),
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!("localaws does not emulate the JSON service {other:?} (X-Amz-Target {target})"),

@@ -2,7 +2,7 @@
 //! calls out.
 //!
 //! Services are told apart as AWS's own endpoints would: `X-Amz-Target` names a JSON service
-//! (ECS); otherwise the form's `Version` (Auto Scaling `2011-01-01`, ELBv2 `2015-12-01`, EC2
+//! (ECS, CodeDeploy); otherwise the form's `Version` (Auto Scaling `2011-01-01`, ELBv2 `2015-12-01`, EC2
 //! `2016-11-15`), or failing that the SigV4 credential scope in `Authorization`. Signatures are
 //! not verified: any credentials work. Every response carries `x-amzn-requestid`. A client's
 //! mistake is a 400 with the service's own error code, never a 500 (SDKs retry 500s), and an
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::control::{Control, ControlError, uuid};
 
 pub mod autoscaling;
+pub mod codedeploy;
 pub mod ec2;
 pub mod ecs;
 pub mod elbv2;

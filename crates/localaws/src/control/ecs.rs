@@ -86,6 +86,42 @@ pub struct Service {
     pub steady: bool,
     /// When placement last failed (to say it once, not on every step).
     pub unplaceable_since: Option<Instant>,
+    /// Task sets, for a `CODE_DEPLOY` service (the `PRIMARY` one first); empty otherwise.
+    pub task_sets: Vec<TaskSet>,
+}
+
+/// A task set: the tasks of one task definition registered in one target group, as a
+/// `CODE_DEPLOY` service runs them (blue is one task set, green another).
+#[derive(Debug, Clone)]
+pub struct TaskSet {
+    /// `ecs-svc/` and 19 digits.
+    pub id: String,
+    /// ARN.
+    pub arn: String,
+    /// Task definition: family and revision.
+    pub task_definition: (String, u32),
+    /// Where its tasks are registered.
+    pub load_balancer: Option<ServiceLoadBalancer>,
+    /// Percentage of the service's desired count it runs.
+    pub scale: f64,
+    /// `PRIMARY` (serves the service), `ACTIVE` (a replacement) or `DRAINING` (going away).
+    pub status: &'static str,
+    /// Whether its tasks all run and are healthy.
+    pub steady: bool,
+    /// The CodeDeploy deployment that created it.
+    pub external_id: Option<String>,
+    /// Creation time.
+    pub created: SystemTime,
+    /// Last change.
+    pub updated: SystemTime,
+}
+
+impl TaskSet {
+    /// Tasks it should run for a service's desired count (rounded up, as ECS does).
+    pub fn computed_desired(&self, service_desired: u32) -> u32 {
+        let n = (f64::from(service_desired) * self.scale / 100.0).ceil();
+        if n <= 0.0 { 0 } else { n as u32 }
+    }
 }
 
 /// An ECS task.
@@ -131,6 +167,8 @@ pub struct Task {
     pub lost: Option<Instant>,
     /// The container health check's state, when the task definition has one.
     pub health: Option<ContainerHealth>,
+    /// The task set it belongs to (services under `CODE_DEPLOY`).
+    pub task_set: Option<String>,
 }
 
 /// A container health check's state, as the ECS agent tracks it.
@@ -200,9 +238,22 @@ pub(super) fn load(state: &mut State, stack: &Stack) {
         );
     }
     for s in &stack.services {
+        let task_sets = if s.deployment_controller == "CODE_DEPLOY" {
+            vec![new_task_set(
+                &stack.cluster.name,
+                &s.name,
+                (s.task_definition.clone(), 1),
+                s.load_balancer.clone(),
+                "PRIMARY",
+                None,
+            )]
+        } else {
+            Vec::new()
+        };
         state.services.insert(
             s.name.clone(),
             Service {
+                task_sets,
                 name: s.name.clone(),
                 arn: format!(
                     "arn:aws:ecs:{}:{}:service/{}/{}",
@@ -224,6 +275,38 @@ pub(super) fn load(state: &mut State, stack: &Stack) {
                 unplaceable_since: None,
             },
         );
+    }
+}
+
+/// A new task set at scale 100.
+pub(super) fn new_task_set(
+    cluster: &str,
+    service: &str,
+    task_definition: (String, u32),
+    load_balancer: Option<ServiceLoadBalancer>,
+    status: &'static str,
+    external_id: Option<String>,
+) -> TaskSet {
+    let digits: String = crate::ids::hex(19)
+        .bytes()
+        .map(|b| char::from(b'0' + b % 10))
+        .collect();
+    let id = format!("ecs-svc/{digits}");
+    TaskSet {
+        arn: format!(
+            "arn:aws:ecs:{}:{}:task-set/{cluster}/{service}/{id}",
+            super::REGION,
+            super::ACCOUNT
+        ),
+        id,
+        task_definition,
+        load_balancer,
+        scale: 100.0,
+        status,
+        steady: false,
+        external_id,
+        created: wall(),
+        updated: wall(),
     }
 }
 
@@ -423,7 +506,7 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
     }
     let names: Vec<String> = state.services.keys().cloned().collect();
     for name in names {
-        schedule(state, ctx, &name, actions);
+        schedule_service(state, ctx, &name, actions);
     }
     // Keep the most recent stopped tasks only.
     let stopped = state.tasks.values().filter(|t| !t.is_live()).count();
@@ -475,9 +558,88 @@ fn elb_unhealthy(t: &Task, ctx: &Ctx<'_>) -> bool {
     }
 }
 
-fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Action>) {
-    let Some(svc) = state.services.get(name).cloned() else {
+/// What the scheduler keeps running: a whole service (controller `ECS`) or one task set.
+struct Unit {
+    set: Option<String>,
+    task_definition: (String, u32),
+    desired: u32,
+    target_group: Option<String>,
+}
+
+/// Runs the scheduler for a service: the service itself, or each of its task sets; then says
+/// whether it reached a steady state and drops task sets that finished draining.
+fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Action>) {
+    let Some(svc) = state.services.get(name) else {
         return;
+    };
+    let units: Vec<Unit> = if svc.controller == "CODE_DEPLOY" {
+        svc.task_sets
+            .iter()
+            .map(|ts| Unit {
+                set: Some(ts.id.clone()),
+                task_definition: ts.task_definition.clone(),
+                desired: if ts.status == "DRAINING" {
+                    0
+                } else {
+                    ts.computed_desired(svc.desired)
+                },
+                target_group: ts.load_balancer.as_ref().map(|l| l.target_group.clone()),
+            })
+            .collect()
+    } else {
+        vec![Unit {
+            set: None,
+            task_definition: svc.task_definition.clone(),
+            desired: svc.desired,
+            target_group: svc.load_balancer.as_ref().map(|l| l.target_group.clone()),
+        }]
+    };
+    let mut steady = true;
+    for unit in &units {
+        let unit_steady = schedule(state, ctx, name, unit, actions);
+        steady &= unit_steady;
+        if let (Some(set), Some(s)) = (&unit.set, state.services.get_mut(name))
+            && let Some(ts) = s.task_sets.iter_mut().find(|t| &t.id == set)
+            && ts.steady != unit_steady
+        {
+            ts.steady = unit_steady;
+            ts.updated = wall();
+        }
+    }
+    // A draining task set goes once its last task stopped.
+    let live_sets: std::collections::BTreeSet<String> = state
+        .tasks
+        .values()
+        .filter(|t| t.is_live() && t.service.as_deref() == Some(name))
+        .filter_map(|t| t.task_set.clone())
+        .collect();
+    if let Some(s) = state.services.get_mut(name) {
+        let before = s.task_sets.len();
+        s.task_sets
+            .retain(|ts| ts.status != "DRAINING" || live_sets.contains(&ts.id));
+        if s.task_sets.len() != before {
+            ctx.events.emit(
+                "ecs",
+                format!("service {name}: a draining task set is gone"),
+            );
+        }
+        if steady && !s.steady {
+            add_event(s, format!("(service {name}) has reached a steady state."));
+        }
+        s.steady = steady;
+    }
+}
+
+/// One scheduler pass over `unit` of service `name`; returns whether it is steady.
+fn schedule(
+    state: &mut State,
+    ctx: &Ctx<'_>,
+    name: &str,
+    unit: &Unit,
+    actions: &mut Vec<Action>,
+) -> bool {
+    let Some(svc) = state.services.get(name).cloned() else {
+        return false;
     };
     let instance_ok = |state: &State, ec2: &str| {
         state
@@ -492,7 +654,7 @@ fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Acti
     let mine: Vec<Task> = state
         .tasks
         .values()
-        .filter(|t| t.service.as_deref() == Some(name) && t.is_live())
+        .filter(|t| t.service.as_deref() == Some(name) && t.task_set == unit.set && t.is_live())
         .cloned()
         .collect();
     // Tasks failing load balancer health checks past the grace period are replaced.
@@ -528,9 +690,11 @@ fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Acti
     let (keep, replace): (Vec<&Task>, Vec<&Task>) = mine
         .iter()
         .filter(|t| !t.is_stopping() && !failing.contains(t.id.as_str()) && t.lost.is_none())
-        .partition(|t| instance_ok(state, &t.instance) && t.task_definition == svc.task_definition);
+        .partition(|t| {
+            instance_ok(state, &t.instance) && t.task_definition == unit.task_definition
+        });
     let total = mine.len() as u32;
-    let desired = svc.desired;
+    let desired = unit.desired;
     let ceiling = (desired * svc.max_percent / 100).max(desired);
     let floor = (desired * svc.min_healthy).div_ceil(100);
     let mut healthy_count = keep
@@ -552,7 +716,7 @@ fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Acti
             }
             healthy_count -= 1;
         }
-        let why = if t.task_definition != svc.task_definition {
+        let why = if t.task_definition != unit.task_definition {
             "Task replaced by a deployment of a new task definition"
         } else {
             "Container instance is DRAINING: task moved to another instance"
@@ -596,11 +760,11 @@ fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Acti
     let Ok(td) = state
         .task_definition(&format!(
             "{}:{}",
-            svc.task_definition.0, svc.task_definition.1
+            unit.task_definition.0, unit.task_definition.1
         ))
         .cloned()
     else {
-        return;
+        return false;
     };
     let mut started = Vec::new();
     for _ in 0..start {
@@ -655,7 +819,7 @@ fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Acti
                 service: Some(name.to_owned()),
                 instance,
                 endpoint: None,
-                target_group: svc.load_balancer.as_ref().map(|l| l.target_group.clone()),
+                target_group: unit.target_group.clone(),
                 last_status: "PROVISIONING",
                 desired_status: "RUNNING",
                 created_at: wall(),
@@ -668,6 +832,7 @@ fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Acti
                 exit_code: None,
                 lost: None,
                 health: None,
+                task_set: unit.set.clone(),
             },
         );
         actions.push(Action::StartTask(id.clone()));
@@ -681,8 +846,10 @@ fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Acti
         && running == desired
         && keep.iter().all(|t| healthy(t, ctx))
         && !mine.iter().any(|t| t.is_stopping());
-    if let Some(s) = state.services.get_mut(name) {
-        if !started.is_empty() {
+    if !started.is_empty()
+        && let Some(s) = state.services.get_mut(name)
+    {
+        {
             s.unplaceable_since = None;
             add_event(
                 s,
@@ -697,11 +864,8 @@ fn schedule(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut Vec<Acti
                 ),
             );
         }
-        if steady && !s.steady {
-            add_event(s, format!("(service {name}) has reached a steady state."));
-        }
-        s.steady = steady;
     }
+    steady
 }
 
 /// Starts a task recorded as `PROVISIONING` and registers it in its target group.

@@ -29,13 +29,15 @@ use crate::dataplane::DataPlane;
 use crate::events::EventKind;
 
 pub mod autoscaling;
+pub mod codedeploy;
 pub mod ec2;
 pub mod ecs;
 pub mod refresh;
 
 pub use autoscaling::{Activity, Asg, Ec2Instance, InstanceHealth, Lifecycle};
+pub use codedeploy::{CodeDeployState, Deployment};
 pub use ec2::{LaunchTemplate, LaunchTemplateVersion};
-pub use ecs::{ContainerInstance, Service, Task, TaskDefinitionRevision};
+pub use ecs::{ContainerInstance, Service, Task, TaskDefinitionRevision, TaskSet};
 pub use refresh::{InstanceRefresh, RefreshPreferences, RefreshStatus};
 
 pub use crate::ids::{hex as hex_id, uuid};
@@ -101,6 +103,8 @@ pub struct State {
     pub services: BTreeMap<String, Service>,
     /// ECS tasks by id, stopped ones included (the most recent [`KEEP_STOPPED`]).
     pub tasks: BTreeMap<String, Task>,
+    /// CodeDeploy applications, configs and deployments, and the alarms they watch.
+    pub codedeploy: CodeDeployState,
     /// When the loop last ran (real).
     pub(crate) now: Option<Instant>,
 }
@@ -122,6 +126,15 @@ pub(crate) enum Action {
     CleanUpTask(String),
     /// Run the task's container health check.
     HealthCheck(String),
+    /// Invoke a CodeDeploy hook's function.
+    InvokeHook {
+        /// Deployment id.
+        deployment: String,
+        /// `LifecycleEventHookExecutionId`.
+        execution_id: String,
+        /// What to run.
+        function: crate::stack::HookFunction,
+    },
 }
 
 #[derive(Debug)]
@@ -151,6 +164,7 @@ impl Control {
         };
         ec2::load(&mut state, &stack);
         ecs::load(&mut state, &stack);
+        codedeploy::load(&mut state, &stack);
         let control = Self {
             inner: Arc::new(Shared {
                 clock: plane.clock(),
@@ -256,6 +270,7 @@ impl Control {
                 };
                 autoscaling::step(&mut st, &ctx);
                 refresh::step(&mut st, &ctx);
+                codedeploy::step(&mut st, &ctx, &mut actions);
                 ecs::step(&mut st, &ctx, &mut actions);
                 actions
             };
@@ -281,6 +296,15 @@ impl Control {
             }
             Action::HealthCheck(id) => {
                 tokio::spawn(async move { ecs::health_check(&me, id).await });
+            }
+            Action::InvokeHook {
+                deployment,
+                execution_id,
+                function,
+            } => {
+                tokio::spawn(async move {
+                    codedeploy::invoke(&me, deployment, execution_id, function).await;
+                });
             }
             Action::CleanUpTask(id) => {
                 if let Ok(drains) = me.inner.plane.deregister_task(&id) {

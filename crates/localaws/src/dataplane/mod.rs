@@ -23,7 +23,7 @@ pub mod targets;
 
 pub use health::TargetHealth;
 pub use runtime::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntime};
-pub use targets::{TargetGroup, TargetInfo};
+pub use targets::{Metrics, TargetGroup, TargetInfo};
 
 use crate::stack::{DEFAULT_STOP_TIMEOUT, Stack, TaskDefinition, WeightedTargetGroup};
 use proxy::{Forward, Listener};

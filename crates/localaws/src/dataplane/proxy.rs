@@ -343,11 +343,22 @@ async fn handle(
         let forward = listener.forward.load();
         Arc::clone(forward.pick(listener.next.fetch_add(1, Ordering::Relaxed)))
     };
+    let (res, from_target) = handle_counted(&listener, &group, client, req).await;
+    group.count_response(res.status(), from_target);
+    Ok(res)
+}
+
+async fn handle_counted(
+    listener: &Listener,
+    group: &TargetGroup,
+    client: HeaderValue,
+    req: Request<Incoming>,
+) -> (Response<ProxyBody>, bool) {
     let Some(target) = group.pick() else {
-        return Ok(lb_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no-registered-targets",
-        ));
+        return (
+            lb_error(StatusCode::SERVICE_UNAVAILABLE, "no-registered-targets"),
+            false,
+        );
     };
 
     let (mut parts, body) = req.into_parts();
@@ -359,7 +370,12 @@ async fn handle(
     }
     parts.uri = match Uri::from_parts(uri) {
         Ok(uri) => uri,
-        Err(_) => return Ok(lb_error(StatusCode::BAD_REQUEST, "bad-request-target")),
+        Err(_) => {
+            return (
+                lb_error(StatusCode::BAD_REQUEST, "bad-request-target"),
+                false,
+            );
+        }
     };
     strip_hop_by_hop(&mut parts.headers);
     forwarded_for(&mut parts.headers, &client);
@@ -374,24 +390,23 @@ async fn handle(
     let answer = tokio::select! {
         biased;
         () = target.cut_off.cancelled() => {
-            return Ok(target_error(&target, StatusCode::BAD_GATEWAY, "deregistration-delay-ended"));
+            return (target_error(&target, StatusCode::BAD_GATEWAY, "deregistration-delay-ended"), false);
         }
         answer = tokio::time::timeout(listener.idle_timeout, request) => answer,
     };
     match answer {
-        Err(_) => Ok(target_error(
-            &target,
-            StatusCode::GATEWAY_TIMEOUT,
-            "target-timeout",
-        )),
+        Err(_) => (
+            target_error(&target, StatusCode::GATEWAY_TIMEOUT, "target-timeout"),
+            false,
+        ),
         Ok(Err(err)) => {
             let (status, cause) = classify(&err);
             tracing::debug!(target_addr = %target.addr, %err, cause, "proxy error");
-            Ok(target_error(&target, status, cause))
+            (target_error(&target, status, cause), false)
         }
         Ok(Ok(mut res)) => {
             strip_hop_by_hop(res.headers_mut());
-            Ok(res.map(Either::Left))
+            (res.map(Either::Left), true)
         }
     }
 }

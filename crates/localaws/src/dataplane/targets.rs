@@ -10,7 +10,7 @@
 //! load balancer answers 503.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -239,6 +239,17 @@ pub struct TargetGroup {
     clock: Clock,
     events: Events,
     me: Weak<TargetGroup>,
+    target_5xx: AtomicU64,
+    elb_5xx: AtomicU64,
+}
+
+/// A target group's CloudWatch-style counters since it was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metrics {
+    /// Responses with a 5xx status from its targets (`HTTPCode_Target_5XX_Count`).
+    pub target_5xx: u64,
+    /// 5xx responses the load balancer made itself for it (`HTTPCode_ELB_5XX_Count`).
+    pub elb_5xx: u64,
 }
 
 impl TargetGroup {
@@ -263,7 +274,29 @@ impl TargetGroup {
             clock,
             events,
             me: me.clone(),
+            target_5xx: AtomicU64::new(0),
+            elb_5xx: AtomicU64::new(0),
         })
+    }
+
+    /// Its counters.
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            target_5xx: self.target_5xx.load(Ordering::Relaxed),
+            elb_5xx: self.elb_5xx.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a response for `HTTPCode_*_5XX_Count`: `from_target` when a target sent it.
+    pub fn count_response(&self, status: http::StatusCode, from_target: bool) {
+        if status.is_server_error() {
+            let c = if from_target {
+                &self.target_5xx
+            } else {
+                &self.elb_5xx
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The group's settings.

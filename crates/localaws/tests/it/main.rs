@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod codedeploy;
 mod health;
 mod input;
 mod process;

@@ -10,7 +10,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, TargetDescription, TargetGroupTuple,
 };
 
-use crate::util::{Fleet, fleet_stack};
+use crate::util::{Fleet, fleet_stack, rolling_stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_scaling_operations() {
@@ -543,7 +543,7 @@ async fn service_tasks(ecs: &aws_sdk_ecs::Client) -> Vec<aws_sdk_ecs::types::Tas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecs_operations() {
-    let fleet = Fleet::start(fleet_stack(true)).await;
+    let fleet = Fleet::start(rolling_stack()).await;
     let ecs = &fleet.aws.ecs;
 
     let clusters = ecs
@@ -949,7 +949,7 @@ async fn protocol_edge_cases_are_client_errors_never_crashes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_health_checks_gate_and_replace_tasks() {
     use aws_sdk_ecs::types::HealthCheck;
-    let fleet = Fleet::start(fleet_stack(true)).await;
+    let fleet = Fleet::start(rolling_stack()).await;
     let ecs = &fleet.aws.ecs;
     let deadline = fleet.refresh_deadline();
     // The default task definition checks itself with `/server healthcheck`, as the image does.

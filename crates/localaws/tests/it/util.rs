@@ -303,6 +303,7 @@ pub async fn get(url: &str) -> Result<(u16, String, String), String> {
 
 /// The official SDK clients, pointed at a `localaws` endpoint (plain HTTP, any credentials).
 pub struct Aws {
+    pub cd: aws_sdk_codedeploy::Client,
     pub asg: aws_sdk_autoscaling::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
@@ -328,6 +329,13 @@ impl Aws {
             .endpoint_url(endpoint)
             .http_client(http.clone())
             .build();
+        let cd = aws_sdk_codedeploy::Config::builder()
+            .behavior_version(aws_sdk_codedeploy::config::BehaviorVersion::latest())
+            .region(region.clone())
+            .credentials_provider(creds.clone())
+            .endpoint_url(endpoint)
+            .http_client(http.clone())
+            .build();
         let elb = aws_sdk_elasticloadbalancingv2::Config::builder()
             .behavior_version(aws_sdk_elasticloadbalancingv2::config::BehaviorVersion::latest())
             .region(region)
@@ -336,6 +344,7 @@ impl Aws {
             .http_client(http)
             .build();
         Aws {
+            cd: aws_sdk_codedeploy::Client::from_conf(cd),
             asg: aws_sdk_autoscaling::Client::from_conf(asg),
             ecs: aws_sdk_ecs::Client::from_conf(ecs),
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
@@ -347,6 +356,17 @@ impl Aws {
 /// an application that drains for 1 s, and managed draining as given.
 pub fn fleet_stack(managed_draining: bool) -> Stack {
     Stack::rehearsal(managed_draining, 60.0).expect("rehearsal stack")
+}
+
+/// The fleet stack with the service under ECS's rolling deployment controller (no CodeDeploy), so
+/// `UpdateService` may change its task definition.
+pub fn rolling_stack() -> Stack {
+    let mut stack = fleet_stack(true);
+    stack.codedeploy = None;
+    for s in &mut stack.services {
+        s.deployment_controller = "ECS".into();
+    }
+    stack
 }
 
 /// A whole localaws (API on a free port, listeners on free ports) and its state directory.

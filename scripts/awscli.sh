@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Drives localaws with the real AWS command-line client, as a user would: describe the Auto
 # Scaling group, add a launch template version, start an instance refresh, poll it to
-# Successful, and describe target health.
+# Successful, and describe target health; then a blue/green release through CodeDeploy: describe
+# the deployment group, register a task definition, create a deployment with an AppSpec, poll it
+# (ending the termination wait early) to Succeeded.
 #
-#   scripts/awscli-refresh.sh [LOCALAWS_BIN] [AWS_BIN]
+#   scripts/awscli.sh [LOCALAWS_BIN] [AWS_BIN]
 #
 # LOCALAWS_BIN defaults to the debug build under $CARGO_TARGET_DIR (or ./target); AWS_BIN to
 # `aws` on PATH. Exits non-zero on the first step that does not do what it should.
@@ -97,6 +99,61 @@ done
 aws elbv2 describe-target-health --target-group-arn "$tg" \
   --query 'TargetHealthDescriptions[].[Target.Id,Target.Port,TargetHealth.State]' --output text
 [ "$states" = " 3 healthy" ] || { echo "target health: $states" >&2; exit 1; }
+
+step deploy get-deployment-group
+config=$(aws deploy get-deployment-group --application-name demo-cd-app --deployment-group-name demo-dg \
+  --query 'deploymentGroupInfo.deploymentConfigName' --output text)
+echo "deployment config $config"
+[ "$config" = CodeDeployDefault.ECSCanary10Percent5Minutes ]
+
+step ecs register-task-definition
+td=$(aws ecs register-task-definition --family demo-web --network-mode bridge \
+  --container-definitions '[{"name":"web","image":"server","essential":true,"stopTimeout":10,"portMappings":[{"containerPort":8080,"hostPort":0}],"environment":[{"name":"APP_VERSION","value":"v2"},{"name":"DRAIN_DELAY_SECONDS","value":"1"},{"name":"SHUTDOWN_TIMEOUT_SECONDS","value":"5"}]}]' \
+  --query taskDefinition.taskDefinitionArn --output text)
+echo "task definition $td"
+
+step deploy create-deployment
+revision=$(python3 - "$td" <<'PY'
+import json, sys
+appspec = f'''version: 0.0
+Resources:
+  - TargetService:
+      Type: AWS::ECS::Service
+      Properties:
+        TaskDefinition: "{sys.argv[1]}"
+        LoadBalancerInfo:
+          ContainerName: "web"
+          ContainerPort: 8080
+'''
+print(json.dumps({"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}}))
+PY
+)
+deployment=$(aws deploy create-deployment --application-name demo-cd-app --deployment-group-name demo-dg \
+  --revision "$revision" --query deploymentId --output text)
+echo "deployment $deployment"
+
+step deploy get-deployment "(polled)"
+status=
+continued=
+for _ in $(seq 240); do
+  status=$(aws deploy get-deployment --deployment-id "$deployment" --query deploymentInfo.status --output text)
+  echo "$status"
+  case "$status" in Succeeded | Failed | Stopped) break ;; esac
+  if [ "$status" = Baking ] && [ -z "$continued" ]; then
+    continued=1
+    step deploy continue-deployment --deployment-wait-type TERMINATION_WAIT
+    aws deploy continue-deployment --deployment-id "$deployment" --deployment-wait-type TERMINATION_WAIT
+  fi
+  sleep 0.5
+done
+[ "$status" = Succeeded ] || {
+  aws deploy get-deployment --deployment-id "$deployment" --query deploymentInfo.errorInformation >&2
+  exit 1
+}
+serving=$(aws ecs describe-services --cluster demo-cluster --services demo-svc \
+  --query 'services[0].taskDefinition' --output text)
+echo "demo-svc runs $serving"
+[ "$serving" = "$td" ]
 
 echo
 echo "awscli against localaws: ok"

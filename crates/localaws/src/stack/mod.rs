@@ -15,8 +15,16 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod codedeploy;
+
+pub use codedeploy::{
+    ALARM_METRICS, AlarmConfig, ApplicationConfig, AutoRollback, CodeDeployConfig,
+    DeploymentConfigConfig, DeploymentGroupConfig, DeploymentReady, HookFunction, ROLLBACK_EVENTS,
+    loopback_url, validate_traffic,
+};
+
 /// The embedded default stack (`default-stack.toml`).
-pub const DEFAULT_STACK: &str = include_str!("../default-stack.toml");
+pub const DEFAULT_STACK: &str = include_str!("../../default-stack.toml");
 
 /// A stack file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +93,12 @@ pub struct Stack {
     /// has `cluster.instances` fixed instances and no control plane launches or terminates any.
     #[serde(default)]
     pub auto_scaling_group: Option<AutoScalingGroupConfig>,
+    /// CodeDeploy blue/green deployments of `CODE_DEPLOY` services.
+    #[serde(default)]
+    pub codedeploy: Option<CodeDeployConfig>,
+    /// CloudWatch-like alarms on target group metrics (what deployment groups stop on).
+    #[serde(default)]
+    pub alarms: Vec<AlarmConfig>,
 }
 
 /// An EC2 launch template: numbered versions (1, 2, ...) of launch data.
@@ -871,6 +885,7 @@ impl Stack {
             }
         }
         self.validate_auto_scaling()?;
+        self.validate_codedeploy()?;
         for (i, svc) in self.services.iter().enumerate() {
             let at = format!("services[{i}]");
             if svc.name.is_empty() {
