@@ -12,6 +12,10 @@ use aws_smithy_http_client::tls;
 pub struct Clients {
     /// Auto Scaling.
     pub asg: aws_sdk_autoscaling::Client,
+    /// CodeDeploy.
+    pub cd: aws_sdk_codedeploy::Client,
+    /// ECS.
+    pub ecs: aws_sdk_ecs::Client,
 }
 
 /// Where to find AWS.
@@ -52,6 +56,8 @@ impl Clients {
         let conf = loader.load().await;
         Clients {
             asg: aws_sdk_autoscaling::Client::new(&conf),
+            cd: aws_sdk_codedeploy::Client::new(&conf),
+            ecs: aws_sdk_ecs::Client::new(&conf),
         }
     }
 }

@@ -257,3 +257,277 @@ pub async fn refresh(
         Outcome::Failed
     })
 }
+
+/// Arguments of `deploy`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Examples:
+  orchestrate deploy --application demo-cd-app --deployment-group demo-dg \\
+    --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/demo:1.4.2 --app-version 1.4.2 \\
+    --var EXECUTION_ROLE_ARN=arn:aws:iam::123456789012:role/exec --var TASK_ROLE_ARN=... \\
+    --url https://app.example.com/ --test-url https://app.example.com:8443/
+  AWS_ENDPOINT_URL=http://127.0.0.1:4566 orchestrate deploy --application demo-cd-app \\
+    --deployment-group demo-dg --image server --app-version v2 --url http://127.0.0.1:8000/
+
+The task definition and the AppSpec are templates: {{NAME}} is replaced by --var NAME=VALUE
+(--image sets IMAGE, --app-version APP_VERSION; {{TASK_DEFINITION_ARN}} is the revision
+registered); a placeholder without a value is an error. Test-traffic validation (--test-url)
+runs as the AppSpec's AfterAllowTestTraffic hook when --hook-listen serves the hook function,
+and during a ready wait (STOP_DEPLOYMENT) otherwise.
+
+Exit codes: 0 deployment Succeeded and probe passed; 1 not Succeeded or probe failed (the gate
+stopped it with rollback); 2 bad input (template, placeholder, refused request, bad flag)")]
+pub struct DeployArgs {
+    /// CodeDeploy application.
+    #[arg(long, value_name = "NAME")]
+    pub application: String,
+    /// Deployment group.
+    #[arg(long, value_name = "NAME")]
+    pub deployment_group: String,
+    /// Deployment config [default: the group's].
+    #[arg(long, value_name = "NAME")]
+    pub config: Option<String>,
+    /// Task definition template (ECS JSON).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "codedeploy/taskdef.template.json"
+    )]
+    pub taskdef: PathBuf,
+    /// AppSpec template (YAML or JSON).
+    #[arg(long, value_name = "PATH", default_value = "codedeploy/appspec.yaml")]
+    pub appspec: PathBuf,
+    /// The container image ({{IMAGE}}).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// The release id ({{APP_VERSION}}).
+    #[arg(long, value_name = "VERSION")]
+    pub app_version: Option<String>,
+    /// A template value, NAME=VALUE (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Set an environment variable of the container, NAME=VALUE (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// The production URL to probe; without it there is no gate.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The test listener's URL, for test-traffic validation.
+    #[arg(long, value_name = "URL")]
+    pub test_url: Option<String>,
+    /// Requests sent to the test listener; every one must succeed.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub validate_requests: u32,
+    /// Serve the AfterAllowTestTraffic hook function here (its URL in the hook's configuration).
+    #[arg(long, value_name = "ADDR")]
+    pub hook_listen: Option<std::net::SocketAddr>,
+    /// Probe rate, requests per second.
+    #[arg(long, value_name = "N", default_value_t = 200.0)]
+    pub rate: f64,
+    /// Keep probing this long after the deployment ended.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// Give up (stop with rollback) after this long.
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Between two status polls.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub poll: Duration,
+    /// Write the probe's report (JSON, Markdown, HTML) here.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// AWS endpoint for every service (localaws: http://127.0.0.1:4566).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region [default: the default chain's].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+fn pairs(list: &[String], flag: &str) -> Result<Vec<(String, String)>, Error> {
+    list.iter()
+        .map(|p| {
+            p.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+                .ok_or_else(|| Error::Input(format!("invalid {flag} {p:?}: expected NAME=VALUE")))
+        })
+        .collect()
+}
+
+/// Builds the deployment plan from the templates and the flags.
+pub fn deploy_plan(args: &DeployArgs) -> Result<crate::deploy::Plan, Error> {
+    let read = |p: &PathBuf, what: &str| {
+        std::fs::read_to_string(p)
+            .map_err(|e| Error::Input(format!("cannot read the {what} {}: {e}", p.display())))
+    };
+    let mut vars: std::collections::BTreeMap<String, String> =
+        pairs(&args.vars, "--var")?.into_iter().collect();
+    if let Some(i) = &args.image {
+        vars.insert("IMAGE".into(), i.clone());
+    }
+    if let Some(v) = &args.app_version {
+        vars.insert("APP_VERSION".into(), v.clone());
+    }
+    let td_text = crate::deploy::render(&read(&args.taskdef, "task definition")?, &vars)
+        .map_err(|e| Error::Input(format!("{}: {e}", args.taskdef.display())))?;
+    let mut task_definition: serde_json::Value = serde_json::from_str(&td_text)
+        .map_err(|e| Error::Input(format!("{}: not JSON: {e}", args.taskdef.display())))?;
+    for (k, v) in pairs(&args.env, "--env")? {
+        crate::deploy::set_env(&mut task_definition, &k, &v)
+            .map_err(|e| Error::Input(format!("{}: {e}", args.taskdef.display())))?;
+    }
+    // Everything but the ARN of the revision about to be registered.
+    vars.insert(
+        "TASK_DEFINITION_ARN".into(),
+        "{{TASK_DEFINITION_ARN}}".into(),
+    );
+    let appspec = crate::deploy::render(&read(&args.appspec, "AppSpec")?, &vars)
+        .map_err(|e| Error::Input(format!("{}: {e}", args.appspec.display())))?;
+    Ok(crate::deploy::Plan {
+        application: args.application.clone(),
+        group: args.deployment_group.clone(),
+        config: args.config.clone(),
+        task_definition,
+        appspec,
+        description: args
+            .app_version
+            .as_ref()
+            .map(|v| format!("orchestrate deploy {v}")),
+    })
+}
+
+/// Runs `orchestrate deploy`.
+pub async fn deploy(
+    args: &DeployArgs,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Outcome, Error> {
+    if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 100_000.0) {
+        return Err(Error::Input(format!(
+            "invalid --rate {}: expected more than 0 and at most 100000",
+            args.rate
+        )));
+    }
+    if args.hook_listen.is_some() && args.test_url.is_none() {
+        return Err(Error::Input(
+            "--hook-listen validates the test listener: give --test-url".into(),
+        ));
+    }
+    let plan = deploy_plan(args)?;
+    let validation = match &args.test_url {
+        Some(url) => Some(crate::deploy::Validation {
+            test_url: url.clone(),
+            requests: args.validate_requests.max(1),
+            hook: match args.hook_listen {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    Error::Input(format!("cannot listen on --hook-listen {addr}: {e}"))
+                })?),
+                None => None,
+            },
+        }),
+        None => None,
+    };
+    let probe = match &args.url {
+        Some(url) => {
+            let uri = url
+                .parse()
+                .map_err(|e| Error::Input(format!("invalid --url {url:?}: {e}")))?;
+            let mut cfg = ProbeConfig::new(uri);
+            cfg.rate = Rate::PerSecond(args.rate);
+            cfg.duration = args.timeout + args.settle;
+            cfg.mode = ConnectionMode::KeepAlive;
+            Some(Probe::start(cfg).map_err(|e| Error::Input(format!("probe: {e}")))?)
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "no --url: following the deployment without a probe (no gate)"
+            );
+            None
+        }
+    };
+    let clients = Clients::new(&Target {
+        endpoint_url: args.endpoint_url.clone(),
+        region: args.region.clone(),
+        static_credentials: false,
+    })
+    .await;
+    let mut log = |l: &str| {
+        let _ = writeln!(std::io::stdout(), "{l}");
+    };
+    let result = crate::deploy::run(
+        &clients,
+        &plan,
+        probe.as_ref(),
+        validation,
+        crate::deploy::Follow {
+            poll: args.poll,
+            timeout: args.timeout,
+        },
+        &mut log,
+    )
+    .await;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some(p) = probe {
+                p.stop();
+                let _ = p.finish().await;
+            }
+            return Err(match e {
+                crate::deploy::DeployError::Input(m) => Error::Input(m),
+                crate::deploy::DeployError::Aws(m) => Error::Run(m),
+            });
+        }
+    };
+    let _ = writeln!(
+        out,
+        "deployment {}: {}{}{}",
+        outcome.id,
+        outcome.status,
+        outcome
+            .error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default(),
+        outcome
+            .rollback
+            .as_ref()
+            .map(|(id, s)| format!(", rolled back by {id}: {s}"))
+            .unwrap_or_default()
+    );
+    if let Some(g) = &outcome.gate {
+        let _ = writeln!(
+            out,
+            "gate: {} ({}){}",
+            g.action,
+            g.why,
+            g.reaction
+                .map(|r| format!(", {} ms after the first failed request", r.as_millis()))
+                .unwrap_or_default()
+        );
+    }
+    let mut passed = true;
+    if let Some(p) = probe {
+        tokio::time::sleep(args.settle).await;
+        p.stop();
+        let report = p
+            .finish()
+            .await
+            .map_err(|e| Error::Run(format!("probe: {e}")))?;
+        let _ = writeln!(out, "{}", report.summary());
+        if let Some(dir) = &args.report_dir {
+            let written = refresh::write_reports(&report, dir)
+                .map_err(|e| Error::Run(format!("writing reports in {}: {e}", dir.display())))?;
+            for w in written {
+                let _ = writeln!(out, "wrote {}", w.display());
+            }
+        }
+        passed = report.verdict == Verdict::Pass;
+    }
+    Ok(if outcome.succeeded() && passed {
+        Outcome::Clean
+    } else {
+        Outcome::Failed
+    })
+}

@@ -8,10 +8,12 @@
 //!   definition and the CodeDeploy AppSpec for every known way a rollout drops requests, on a
 //!   reader of Terraform that needs no Terraform binary ([`terraform`]).
 //!
-//! `deploy` (CodeDeploy blue/green) joins [`Command`] once `localaws` emulates CodeDeploy.
+//! - `deploy` ([`deploy`]): a CodeDeploy blue/green release gated by live traffic, with
+//!   test-traffic validation before production sees it.
 
 pub mod aws;
 pub mod cli;
+pub mod deploy;
 pub mod preflight;
 pub mod refresh;
 pub mod rehearse;
@@ -47,6 +49,11 @@ pub enum Command {
     /// Start (or follow) an Auto Scaling instance refresh and gate it on live traffic: the first
     /// failed request rolls it back. Exit 0 only when it succeeded and the probe passed.
     Refresh(Box<cli::RefreshArgs>),
+    /// Release through CodeDeploy blue/green and gate it on live traffic: render and register
+    /// the task definition, create the deployment with the AppSpec, follow it; the first failed
+    /// request stops it with rollback; test traffic is validated before production sees it.
+    /// Exit 0 only when it succeeded and the probe passed.
+    Deploy(Box<cli::DeployArgs>),
     /// Report every known zero-downtime hazard in the Terraform, the task definition and the
     /// AppSpec, with file, line, resource, reason and fix. Exit 1 on an error-level hazard.
     Preflight(preflight::PreflightArgs),
@@ -110,6 +117,7 @@ pub async fn run(cli: Cli, out: &mut (dyn std::io::Write + Send)) -> Result<Outc
     match cli.command {
         Command::Preflight(args) => Ok(preflight::run(&args, out)?),
         Command::Refresh(args) => cli::refresh(&args, out).await,
+        Command::Deploy(args) => cli::deploy(&args, out).await,
         Command::Rehearse(args) => {
             let rows = rehearse::run(&args, out).await.map_err(|e| match e {
                 rehearse::RehearseError::Input(m) => Error::Input(m),

@@ -4,8 +4,9 @@
 //! verdict against its expectation: the passing scenarios must drop nothing, and each negative
 //! control (one protection removed) must fail, with its outage located and attributed.
 //!
-//! Scenarios today: instance refreshes. Blue/green scenarios join once `localaws` emulates
-//! CodeDeploy.
+//! Scenarios: instance refreshes (`orchestrate refresh`'s code) and CodeDeploy blue/green
+//! releases (`orchestrate deploy`'s code, rendering the repository's own `codedeploy/`
+//! templates), each with its negative control.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use localaws::{Localaws, Options, Stack};
 use serde::Serialize;
 
 use crate::aws::{Clients, Target};
+use crate::deploy;
 use crate::refresh::{self, Follow, Plan};
 
 /// Arguments of `rehearse`.
@@ -73,6 +75,22 @@ pub struct Scenario {
     pub min_healthy: i32,
     /// `MaxHealthyPercentage`.
     pub max_healthy: i32,
+    /// The rollout.
+    pub kind: Kind,
+}
+
+/// What a scenario rolls out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An instance refresh to a new launch template version (a new AMI).
+    Refresh,
+    /// A CodeDeploy blue/green release of a new task definition revision.
+    Deploy {
+        /// The release answers 500 on `/` while its `/ready` passes.
+        broken: bool,
+        /// The AppSpec's `AfterAllowTestTraffic` hook validates the test listener.
+        validate: bool,
+    },
 }
 
 /// The matrix.
@@ -84,6 +102,7 @@ pub const SCENARIOS: &[Scenario] = &[
         managed_draining: true,
         min_healthy: 90,
         max_healthy: 100,
+        kind: Kind::Refresh,
     },
     Scenario {
         name: "refresh-max-healthy-200",
@@ -92,6 +111,7 @@ pub const SCENARIOS: &[Scenario] = &[
         managed_draining: true,
         min_healthy: 100,
         max_healthy: 200,
+        kind: Kind::Refresh,
     },
     Scenario {
         name: "refresh-no-managed-draining",
@@ -100,6 +120,43 @@ pub const SCENARIOS: &[Scenario] = &[
         managed_draining: false,
         min_healthy: 90,
         max_healthy: 100,
+        kind: Kind::Refresh,
+    },
+    Scenario {
+        name: "bluegreen-canary",
+        about: "blue/green release v1 -> v2 through CodeDeploy: canary 10 %, then the rest; test traffic validated first",
+        expect_pass: true,
+        managed_draining: true,
+        min_healthy: 90,
+        max_healthy: 100,
+        kind: Kind::Deploy {
+            broken: false,
+            validate: true,
+        },
+    },
+    Scenario {
+        name: "bluegreen-broken-validated",
+        about: "broken release v3 (/ready passes, / answers 500) caught on the test listener: rolled back before production sees it",
+        expect_pass: true,
+        managed_draining: true,
+        min_healthy: 90,
+        max_healthy: 100,
+        kind: Kind::Deploy {
+            broken: true,
+            validate: true,
+        },
+    },
+    Scenario {
+        name: "bluegreen-broken-no-validation",
+        about: "negative control: the same broken release without test-traffic validation (production sees v3 until the gate stops it)",
+        expect_pass: false,
+        managed_draining: true,
+        min_healthy: 90,
+        max_healthy: 100,
+        kind: Kind::Deploy {
+            broken: true,
+            validate: false,
+        },
     },
 ];
 
@@ -122,8 +179,8 @@ pub struct Row {
     pub longest_outage_ms: u64,
     /// p99 latency, ms.
     pub p99_ms: f64,
-    /// The refresh's final status.
-    pub refresh: String,
+    /// The rollout's final status (`refresh Successful`, `deploy Failed, rolled back`).
+    pub rollout: String,
     /// The gate's action (`rollback`, `cancel`), if it fired.
     pub gate: Option<String>,
     /// From the first failed request to the rollback call, ms.
@@ -284,7 +341,7 @@ async fn matrix(
         let row = scenario(s, args, out).await?;
         let _ = writeln!(
             out,
-            "      -> {} ({}), {} requests, {} errors, refresh {}{}",
+            "      -> {} ({}), {} requests, {} errors, {}{}",
             row.verdict,
             if row.as_expected {
                 "as expected"
@@ -293,7 +350,7 @@ async fn matrix(
             },
             row.requests,
             row.errors,
-            row.refresh,
+            row.rollout,
             row.rollback_ms
                 .map(|ms| format!(", rollback called {ms} ms after the first failure"))
                 .unwrap_or_default()
@@ -317,10 +374,32 @@ async fn scenario(
     options.server = std::env::current_exe()
         .ok()
         .map(|exe| (exe, vec!["server".to_owned()]));
-    let la = Localaws::start(stack(s.managed_draining, args.time_scale)?, options, 0)
+    let mut stack = stack(s.managed_draining, args.time_scale)?;
+    // The AppSpec's validation hook names function `validate`: this process serves it.
+    let hook = if matches!(s.kind, Kind::Deploy { validate: true, .. }) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| RehearseError::Run(format!("hook endpoint: {e}")))?;
+        let addr = l
+            .local_addr()
+            .map_err(|e| RehearseError::Run(format!("hook endpoint: {e}")))?;
+        if let Some(cd) = stack.codedeploy.as_mut() {
+            cd.functions.insert(
+                "validate".into(),
+                localaws::stack::HookFunction {
+                    url: Some(format!("http://{addr}/")),
+                    command: None,
+                },
+            );
+        }
+        Some(l)
+    } else {
+        None
+    };
+    let la = Localaws::start(stack, options, 0)
         .await
         .map_err(|e| RehearseError::Run(format!("starting localaws: {e}")))?;
-    let result = drive(s, args, &la, &dir, out).await;
+    let result = drive(s, args, &la, &dir, hook, out).await;
     la.shutdown().await;
     let mut row = result?;
     row.wall_s = began.elapsed().as_secs_f64();
@@ -332,6 +411,7 @@ async fn drive(
     args: &RehearseArgs,
     la: &Localaws,
     dir: &Path,
+    hook: Option<tokio::net::TcpListener>,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Row, RehearseError> {
     if !la.wait_ready(la.ready_timeout()).await {
@@ -341,19 +421,6 @@ async fn drive(
             la.plane().log_dir().display()
         )));
     }
-    // What `terraform apply` would do: a new launch template version (a new AMI).
-    let (_, version) = la
-        .control()
-        .create_launch_template_version(
-            &TemplateRef::Name("demo-lt".into()),
-            NewVersion {
-                source_version: Some("1".into()),
-                image_id: Some("ami-0ecs000000000002".into()),
-                description: Some("rehearsal: new AMI".into()),
-                ..NewVersion::default()
-            },
-        )
-        .map_err(|e| RehearseError::Run(e.to_string()))?;
     let url = la
         .listener_url("production")
         .ok_or_else(|| RehearseError::Run("no production listener".into()))?;
@@ -406,33 +473,95 @@ async fn drive(
         static_credentials: true,
     })
     .await;
-    let plan = Plan {
-        group: "demo-asg".into(),
-        launch_template: Some("demo-lt".into()),
-        version: Some(version.number.to_string()),
-        prefs: RefreshPreferences::builder()
-            .min_healthy_percentage(s.min_healthy)
-            .max_healthy_percentage(s.max_healthy)
-            .auto_rollback(true)
-            .build(),
-        follow: false,
-    };
     let mut lines = Vec::new();
-    let outcome = refresh::run(
-        &clients,
-        &plan,
-        Some(&probe),
-        Follow {
-            poll: Duration::from_millis(50),
-            timeout: Duration::from_secs(300),
-        },
-        &mut |l: &str| lines.push(l.to_owned()),
-    )
-    .await;
-    for l in &lines {
-        let _ = writeln!(out, "      {l}");
-    }
-    let outcome = outcome.map_err(|e| RehearseError::Run(format!("{}: {e}", s.name)))?;
+    let (rollout, gate, ok) = match s.kind {
+        Kind::Refresh => {
+            // What `terraform apply` would do: a new launch template version (a new AMI).
+            let (_, version) = la
+                .control()
+                .create_launch_template_version(
+                    &TemplateRef::Name("demo-lt".into()),
+                    NewVersion {
+                        source_version: Some("1".into()),
+                        image_id: Some("ami-0ecs000000000002".into()),
+                        description: Some("rehearsal: new AMI".into()),
+                        ..NewVersion::default()
+                    },
+                )
+                .map_err(|e| RehearseError::Run(e.to_string()))?;
+            let plan = Plan {
+                group: "demo-asg".into(),
+                launch_template: Some("demo-lt".into()),
+                version: Some(version.number.to_string()),
+                prefs: RefreshPreferences::builder()
+                    .min_healthy_percentage(s.min_healthy)
+                    .max_healthy_percentage(s.max_healthy)
+                    .auto_rollback(true)
+                    .build(),
+                follow: false,
+            };
+            let outcome = refresh::run(
+                &clients,
+                &plan,
+                Some(&probe),
+                Follow {
+                    poll: Duration::from_millis(50),
+                    timeout: Duration::from_secs(300),
+                },
+                &mut |l: &str| lines.push(l.to_owned()),
+            )
+            .await;
+            for l in &lines {
+                let _ = writeln!(out, "      {l}");
+            }
+            let outcome = outcome.map_err(|e| RehearseError::Run(format!("{}: {e}", s.name)))?;
+            (
+                format!("refresh {}", outcome.status),
+                outcome.gate.clone(),
+                outcome.succeeded(),
+            )
+        }
+        Kind::Deploy { broken, validate } => {
+            let plan = release_plan(broken, validate)?;
+            let validation = hook.map(|l| deploy::Validation {
+                test_url: la.listener_url("test").unwrap_or_default(),
+                requests: 20,
+                hook: Some(l),
+            });
+            let outcome = deploy::run(
+                &clients,
+                &plan,
+                Some(&probe),
+                validation,
+                deploy::Follow {
+                    poll: Duration::from_millis(50),
+                    timeout: Duration::from_secs(300),
+                },
+                &mut |l: &str| lines.push(l.to_owned()),
+            )
+            .await;
+            for l in &lines {
+                let _ = writeln!(out, "      {l}");
+            }
+            let outcome = outcome.map_err(|e| RehearseError::Run(format!("{}: {e}", s.name)))?;
+            let rolled_back = outcome.rolled_back();
+            // A good release must succeed; a broken one must end rolled back.
+            let ok = if broken {
+                !outcome.succeeded() && rolled_back
+            } else {
+                outcome.succeeded()
+            };
+            (
+                format!(
+                    "deploy {}{}",
+                    outcome.status,
+                    if rolled_back { ", rolled back" } else { "" }
+                ),
+                outcome.gate,
+                ok,
+            )
+        }
+    };
     // The last replacement's old tasks have stopped once the fleet is steady again.
     la.wait_ready(la.ready_timeout()).await;
     probe.stop();
@@ -443,10 +572,68 @@ async fn drive(
     bridge.abort();
     refresh::write_reports(&report, dir)
         .map_err(|e| RehearseError::Run(format!("writing reports in {}: {e}", dir.display())))?;
-    Ok(row(s, &report, &outcome, dir))
+    Ok(row(s, &report, &rollout, gate.as_ref(), ok, dir))
 }
 
-fn row(s: &Scenario, report: &Report, outcome: &refresh::Outcome, dir: &Path) -> Row {
+/// The release a blue/green scenario deploys: the repository's own `codedeploy/` templates
+/// rendered for localaws (image `server`), with the rehearsal's drain timings; v3 is broken
+/// (`PAGE_STATUS=500`: `/ready` passes, `/` fails); without validation the AppSpec has no hook.
+fn release_plan(broken: bool, validate: bool) -> Result<deploy::Plan, RehearseError> {
+    const TASKDEF: &str = include_str!("../../../codedeploy/taskdef.template.json");
+    const APPSPEC: &str = include_str!("../../../codedeploy/appspec.yaml");
+    let version = if broken { "v3" } else { "v2" };
+    let vars: std::collections::BTreeMap<String, String> = [
+        ("IMAGE", "server"),
+        ("APP_VERSION", version),
+        (
+            "EXECUTION_ROLE_ARN",
+            "arn:aws:iam::000000000000:role/demo-exec",
+        ),
+        ("TASK_ROLE_ARN", "arn:aws:iam::000000000000:role/demo-task"),
+        ("AWS_REGION", "us-east-1"),
+        ("CAPACITY_PROVIDER", "demo-cp"),
+        ("VALIDATION_HOOK", "validate"),
+        ("TASK_DEFINITION_ARN", "{{TASK_DEFINITION_ARN}}"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let bad = |e: String| RehearseError::Run(format!("codedeploy templates: {e}"));
+    let mut td: serde_json::Value =
+        serde_json::from_str(&deploy::render(TASKDEF, &vars).map_err(bad)?)
+            .map_err(|e| bad(e.to_string()))?;
+    for (k, v) in [
+        ("DRAIN_DELAY_SECONDS", "1"),
+        ("SHUTDOWN_TIMEOUT_SECONDS", "5"),
+    ] {
+        deploy::set_env(&mut td, k, v).map_err(bad)?;
+    }
+    if broken {
+        deploy::set_env(&mut td, "PAGE_STATUS", "500").map_err(bad)?;
+    }
+    td["containerDefinitions"][0]["stopTimeout"] = serde_json::Value::from(10);
+    let mut appspec = deploy::render(APPSPEC, &vars).map_err(bad)?;
+    if !validate && let Some(i) = appspec.find("\nHooks:") {
+        appspec.truncate(i + 1);
+    }
+    Ok(deploy::Plan {
+        application: "demo-cd-app".into(),
+        group: "demo-dg".into(),
+        config: None,
+        task_definition: td,
+        appspec,
+        description: Some(format!("rehearsal release {version}")),
+    })
+}
+
+fn row(
+    s: &Scenario,
+    report: &Report,
+    rollout: &str,
+    gate: Option<&refresh::Gate>,
+    rollout_ok: bool,
+    dir: &Path,
+) -> Row {
     let passed = report.verdict == Verdict::Pass;
     // A passing scenario must also have refreshed; a negative control must have been detected
     // (failed), located (an incident) and attributed (a task named for its failures).
@@ -456,7 +643,7 @@ fn row(s: &Scenario, report: &Report, outcome: &refresh::Outcome, dir: &Path) ->
             .first()
             .is_some_and(|i| i.failed_on.keys().any(|t| t != "(unknown)"));
     let as_expected = if s.expect_pass {
-        passed && outcome.succeeded()
+        passed && rollout_ok
     } else {
         detected
     };
@@ -469,13 +656,9 @@ fn row(s: &Scenario, report: &Report, outcome: &refresh::Outcome, dir: &Path) ->
         errors: report.errors.total,
         longest_outage_ms: report.longest_gap_ms,
         p99_ms: report.latency_us.p99 as f64 / 1000.0,
-        refresh: outcome.status.clone(),
-        gate: outcome.gate.as_ref().map(|g| g.action.to_owned()),
-        rollback_ms: outcome
-            .gate
-            .as_ref()
-            .and_then(|g| g.reaction)
-            .map(|d| d.as_millis() as u64),
+        rollout: rollout.to_owned(),
+        gate: gate.map(|g| g.action.to_owned()),
+        rollback_ms: gate.and_then(|g| g.reaction).map(|d| d.as_millis() as u64),
         incident: report.incidents.first().map(|i| i.describe()),
         wall_s: 0.0,
         report: dir.to_path_buf(),
@@ -487,7 +670,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<28} {:<8} {:<8} {:<4} {:>8} {:>7} {:>12} {:>8} {:<19} {:>11}",
+        "{:<31} {:<8} {:<8} {:<4} {:>8} {:>7} {:>12} {:>8} {:<28} {:>11}",
         "scenario",
         "expected",
         "verdict",
@@ -496,13 +679,13 @@ pub fn table(rows: &[Row]) -> String {
         "errors",
         "longest gap",
         "p99 ms",
-        "refresh",
+        "rollout",
         "rollback"
     );
     for r in rows {
         let _ = writeln!(
             t,
-            "{:<28} {:<8} {:<8} {:<4} {:>8} {:>7} {:>9} ms {:>8.2} {:<19} {:>11}",
+            "{:<31} {:<8} {:<8} {:<4} {:>8} {:>7} {:>9} ms {:>8.2} {:<28} {:>11}",
             r.scenario,
             r.expected,
             r.verdict,
@@ -511,7 +694,7 @@ pub fn table(rows: &[Row]) -> String {
             r.errors,
             r.longest_outage_ms,
             r.p99_ms,
-            r.refresh,
+            r.rollout,
             r.rollback_ms.map(ms_text).unwrap_or_else(|| "-".into())
         );
     }
@@ -547,7 +730,7 @@ fn write_index(dir: &Path, rows: &[Row]) -> std::io::Result<()> {
          iframe{width:100%;height:900px;border:1px solid #ccc;margin-top:1em}</style></head><body>\
          <h1>Zero-downtime rehearsal</h1><table><tr><th>scenario</th><th>expected</th>\
          <th>verdict</th><th>as expected</th><th>requests</th><th>errors</th>\
-         <th>longest gap</th><th>p99</th><th>refresh</th><th>rollback</th><th>first incident</th></tr>",
+         <th>longest gap</th><th>p99</th><th>rollout</th><th>rollback</th><th>first incident</th></tr>",
     );
     for r in rows {
         let _ = write!(
@@ -562,7 +745,7 @@ fn write_index(dir: &Path, rows: &[Row]) -> std::io::Result<()> {
             r.errors,
             r.longest_outage_ms,
             r.p99_ms,
-            escape(&r.refresh),
+            escape(&r.rollout),
             escape(&r.rollback_ms.map(ms_text).unwrap_or_else(|| "-".into())),
             escape(r.incident.as_deref().unwrap_or("-")),
             name = escape(&r.scenario),

@@ -347,3 +347,144 @@ async fn rehearse_soak_repeats_the_matrix_and_checks_memory() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--soak"));
 }
+
+/// `orchestrate deploy` pointed at localaws with the repository's own templates: `extra` adds
+/// flags (the release's environment, validation).
+fn deploy_command(
+    la: &Localaws,
+    report: &Path,
+    appspec: &Path,
+    version: &str,
+    extra: &[&str],
+) -> Command {
+    let root = orchestrate::find_repo_root(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut c = orchestrate_at(&la.endpoint());
+    c.args([
+        "deploy",
+        "--application",
+        "demo-cd-app",
+        "--deployment-group",
+        "demo-dg",
+    ])
+    .arg("--taskdef")
+    .arg(root.join("codedeploy/taskdef.template.json"))
+    .arg("--appspec")
+    .arg(appspec)
+    .args(["--image", "server", "--app-version", version])
+    .args([
+        "--var",
+        "EXECUTION_ROLE_ARN=arn:aws:iam::000000000000:role/exec",
+        "--var",
+        "TASK_ROLE_ARN=arn:aws:iam::000000000000:role/task",
+        "--var",
+        "AWS_REGION=us-east-1",
+        "--var",
+        "CAPACITY_PROVIDER=demo-cp",
+        "--var",
+        "VALIDATION_HOOK=validate",
+        "--env",
+        "DRAIN_DELAY_SECONDS=1",
+        "--env",
+        "SHUTDOWN_TIMEOUT_SECONDS=5",
+    ])
+    .args(["--url", &la.listener_url("production").unwrap()])
+    .args(["--rate", "500", "--poll", "50ms", "--settle", "1s"])
+    .arg("--report-dir")
+    .arg(report)
+    .args(extra)
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    c
+}
+
+/// The deploy gate: a broken release (`/ready` passes, `/` answers 500) deployed without
+/// test-traffic validation reaches production at the canary; the first failed request stops the
+/// deployment with rollback: exit 1, every failure from v3, production back on blue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_gate_stops_a_broken_release_at_the_first_failed_request_and_exits_1() {
+    let _exclusive = FLEETS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let la = fleet(true, &dir.path().join("la")).await;
+    let appspec = dir.path().join("appspec.yaml");
+    let root = orchestrate::find_repo_root(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(root.join("codedeploy/appspec.yaml")).unwrap();
+    // The same AppSpec without its validation hook.
+    std::fs::write(&appspec, &text[..text.find("\nHooks:").unwrap() + 1]).unwrap();
+    let reports = dir.path().join("reports");
+    let out = deploy_command(&la, &reports, &appspec, "v3", &["--env", "PAGE_STATUS=500"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("gate: stop with rollback (first failed request)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(": Stopped"), "{stdout}");
+    assert!(stdout.contains("rolled back by d-"), "{stdout}");
+    let r = probe_report(&reports);
+    assert!(r.errors.total > 0);
+    assert_eq!(
+        r.incidents[0]
+            .versions
+            .keys()
+            .filter(|v| *v != "v1")
+            .collect::<Vec<_>>(),
+        ["v3"],
+        "{:?}",
+        r.incidents[0]
+    );
+    // Production serves v1 only again.
+    let weights = la
+        .plane()
+        .listener("production")
+        .unwrap()
+        .forward()
+        .weights();
+    assert_eq!(weights[0], ("demo-tg-blue".to_owned(), 100), "{weights:?}");
+    la.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_bad_input_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = orchestrate::find_repo_root(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    // A placeholder without a value is named; nothing is sent.
+    let out = orchestrate_at("http://127.0.0.1:9")
+        .args([
+            "deploy",
+            "--application",
+            "a",
+            "--deployment-group",
+            "g",
+            "--image",
+            "x",
+        ])
+        .arg("--taskdef")
+        .arg(root.join("codedeploy/taskdef.template.json"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("{{APP_VERSION}}"), "{stderr}");
+    for (bad, needle) in [
+        (vec!["--var", "=x"], "invalid --var"),
+        (vec!["--hook-listen", "127.0.0.1:0"], "--test-url"),
+        (vec!["--rate", "0"], "invalid --rate"),
+        (vec!["--env", "NOEQUALS"], "cannot read the task definition"),
+    ] {
+        let out = orchestrate_at("http://127.0.0.1:9")
+            .args(["deploy", "--application", "a", "--deployment-group", "g"])
+            .arg("--taskdef")
+            .arg(dir.path().join("missing.json"))
+            .args(&bad)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains(needle), "{bad:?}: {stderr}");
+    }
+}
