@@ -77,11 +77,14 @@ mod report_md;
 mod schedule;
 mod sender;
 mod target;
+mod tls;
 mod verdict;
 mod wire;
 
 pub use cli::{Cli, Command, MergeArgs, Outputs, RunArgs, run_cli};
-pub use config::{ConnectionMode, LbMarker, ProbeConfig, Rate, Slo, StatusSet};
+pub use config::{
+    ConnectionMode, LbMarker, ProbeConfig, Rate, RequestHeader, Slo, StatusSet, TlsOptions,
+};
 pub use error::{ErrorKind, ProbeError};
 pub use histo::Percentiles;
 pub use incident::Incident;
@@ -89,5 +92,5 @@ pub use live::{LiveOutage, LiveState};
 pub use merge::{MergeError, merge};
 pub use outage::Outage;
 pub use probe::{Marker, Probe, StopHandle, run};
-pub use report::{ConfigSummary, ErrorSummary, Event, Interval, Report};
+pub use report::{ConfigSummary, ErrorSummary, Event, Interval, Report, TlsSummary};
 pub use verdict::{SloSummary, Verdict};
