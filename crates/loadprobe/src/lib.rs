@@ -15,8 +15,11 @@
 //!   thread dispatches it to whichever connection is idle. A busy connection never delays the
 //!   others; when all are busy the request waits and the wait is part of its latency
 //!   (`pool_exhausted` counts how often). [`Rate::Max`] is closed loop, for benchmarks only.
-//! - **senders**: lean HTTP/1.1 connections (pre-serialized `GET`, `httparse`), `TCP_NODELAY`, bounded by `connections`; in
-//!   [`ConnectionMode::NewConnection`] each request opens (and closes) its own connection.
+//! - **senders**: lean HTTP/1.1 connections (pre-serialized `GET` with any extra
+//!   [`RequestHeader`]s, `httparse`), `TCP_NODELAY`, bounded by `connections`; `https://` over
+//!   rustls ([`TlsOptions`]: system roots, a private CA, SNI, or no verification, reported
+//!   loudly); in [`ConnectionMode::NewConnection`] each request opens (and closes) its own
+//!   connection, with its own handshake.
 //! - **recorder**: the only consumer of results. HdrHistograms (µs, 3 significant digits) for
 //!   the run and per interval, errors by [`ErrorKind`] (load balancer vs target for HTTP
 //!   errors), counts by `x-app-version` / `x-served-by` per interval, [`Outage`] windows (maximal
