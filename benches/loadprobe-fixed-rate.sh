@@ -17,7 +17,7 @@ source benches/loadprobe-lib.sh
 capacity=$(wrk -t2 -c"$conns" -d3s "$url" | awk '/Requests\/sec/ {print $2}')
 
 "$bin/loadprobe" --quiet --rate "$rate" --duration "${secs}s" --connections "$conns" \
-  --json "$work/fixed.json" --hdr-log "$work/fixed.hlog" "$url" & probe=$!
+  --json "$work/fixed.json" --hdr-log "$work/fixed.hlog" "${probe_args[@]}" "$url" & probe=$!
 pids+=("$probe")
 rss=()
 while kill -0 "$probe" 2>/dev/null; do

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ConnectionMode, LbMarker, ProbeConfig, Rate, Slo, StatusSet};
+use crate::config::{
+    ConnectionMode, LbMarker, ProbeConfig, Rate, RequestHeader, Slo, StatusSet, TlsOptions,
+};
 use crate::events::EventSource;
 use crate::probe::Probe;
 use crate::report::Report;
@@ -31,6 +33,14 @@ Examples:
   # one connection per request, as curl in a loop would do
   loadprobe --new-connection --rate 50 --duration 1m http://alb/
 
+  # the HTTPS listener: system roots by default; a private CA; a host-based routing rule
+  loadprobe --duration 5m https://app.example.com/
+  loadprobe --ca-file internal-ca.pem https://app.internal/
+  loadprobe -H 'Host: api.example.com' --sni api.example.com https://my-alb-123.eu-west-1.elb.amazonaws.com/
+
+  # a self-signed test listener: the certificate is NOT verified, and every report says so
+  loadprobe --insecure https://127.0.0.1:8443/
+
   # benchmark only: closed loop, as fast as 32 connections go
   loadprobe --rate max --connections 32 --duration 10s http://127.0.0.1:8080/
 
@@ -41,9 +51,10 @@ Exit status: 0 pass, 1 fail (an SLO was breached), 2 usage or runtime error, or
 a probe fault (a request sent without a recorded result: the run proves nothing).
 Incidents: failures closer than --merge-gap (default: one --interval) are one incident, named
 in the verdict with its time, error rate, kinds and the task it is attributed to.
-Error kinds: connect_refused, connect_timeout, connect_error, connection_reset,
-connection_closed, request_timeout, protocol_error, http_<status>_lb (the load balancer
-generated it, see --lb-marker), http_<status>_target.";
+Error kinds: connect_refused, connect_timeout, connect_error, tls_handshake (failed or
+not finished in time), tls_cert (certificate refused: unknown issuer, wrong name, expired),
+connection_reset, connection_closed, request_timeout, protocol_error, http_<status>_lb (the
+load balancer generated it, see --lb-marker), http_<status>_target.";
 
 /// Open-loop HTTP load probe that proves (or disproves) zero downtime request by request.
 ///
@@ -95,7 +106,7 @@ pub struct Outputs {
 /// A probe run.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// URL to probe (http://host[:port]/path), requested with GET.
+    /// URL to probe (http:// or https://host[:port]/path), requested with GET.
     #[arg(value_name = "URL", required = true)]
     pub url: Option<String>,
     /// Requests per second (open loop), or `max` (closed loop, for benchmarks only).
@@ -107,9 +118,27 @@ pub struct RunArgs {
     /// Most connections (and requests in flight) at once.
     #[arg(long, default_value_t = 16)]
     pub connections: usize,
-    /// Open a new TCP connection for every request instead of keep-alive.
+    /// Open a new TCP connection (and TLS session) for every request instead of keep-alive.
     #[arg(long)]
     pub new_connection: bool,
+    /// Extra request header, 'Name: value' (repeatable). A Host, User-Agent or Accept
+    /// replaces the probe's own; Connection, Content-Length and the other framing headers are
+    /// the probe's.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<RequestHeader>,
+    /// https: trust only the certificates in this PEM file (a private CA) instead of the
+    /// system's roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// https: accept any certificate (self-signed test listeners). The handshake still runs;
+    /// every report says loudly that the certificate was not verified.
+    #[arg(long)]
+    pub insecure: bool,
+    /// https: the name sent as SNI and verified against the certificate [default: the URL's
+    /// host]. Probing a load balancer by its own DNS name with -H 'Host: app.example.com'
+    /// usually needs --sni app.example.com too.
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
     /// Per-request deadline, counted from the request's intended start.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -179,6 +208,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn parse_status_set(s: &str) -> Result<StatusSet, String> {
     s.parse()
         .map_err(|_| "expected codes or ranges between 100 and 599, like 200-299,404".to_owned())
+}
+
+fn parse_header(s: &str) -> Result<RequestHeader, String> {
+    s.parse::<RequestHeader>().map_err(|e| match e {
+        crate::error::ProbeError::InvalidConfig { reason, .. } => reason.to_owned(),
+        other => other.to_string(),
+    })
 }
 
 fn parse_lb_marker(s: &str) -> Result<LbMarker, String> {
@@ -264,6 +300,12 @@ impl RunArgs {
         cfg.ok_status = self.ok_status.clone();
         cfg.lb_marker = self.lb_marker.clone();
         cfg.merge_gap = self.merge_gap;
+        cfg.headers = self.headers.clone();
+        cfg.tls = TlsOptions {
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
+            sni: self.sni.clone(),
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -280,6 +322,9 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<Verdict> {
 
 async fn probe(args: RunArgs) -> anyhow::Result<Verdict> {
     let cfg = args.config()?;
+    if cfg.tls.insecure && !args.out.quiet {
+        eprintln!("loadprobe: warning: --insecure: the server's certificate is NOT verified");
+    }
     let outputs = OpenOutputs::open(&args.out)?;
     let events = args
         .events

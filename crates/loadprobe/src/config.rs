@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use http::Uri;
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProbeError;
@@ -209,6 +209,89 @@ impl fmt::Display for LbMarker {
     }
 }
 
+/// An extra request header (`-H 'Name: value'`). A `host`, `user-agent` or `accept` replaces
+/// the probe's own; the headers that frame the exchange are the probe's and cannot be set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHeader {
+    /// Header name (lower case).
+    pub name: HeaderName,
+    /// Header value: visible ASCII, spaces and tabs; no line breaks.
+    pub value: HeaderValue,
+}
+
+/// Headers the probe sets itself: they decide how a response is framed or whether the
+/// connection is kept, which `--new-connection` and keep-alive decide.
+const MANAGED_HEADERS: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+impl FromStr for RequestHeader {
+    type Err = ProbeError;
+
+    /// `Name: value`, e.g. `Host: app.example.com`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: &'static str| ProbeError::InvalidConfig {
+            flag: "-H/--header",
+            value: s.to_owned(),
+            reason,
+        };
+        let (name, value) = s
+            .split_once(':')
+            .ok_or_else(|| bad("expected 'Name: value', like 'Host: app.example.com'"))?;
+        let name = HeaderName::from_str(name.trim()).map_err(|_| {
+            bad("the name must be a header token (letters, digits, -), like 'Host'")
+        })?;
+        if MANAGED_HEADERS.contains(&name.as_str()) {
+            return Err(bad(
+                "the probe sets this header itself (keep-alive or --new-connection decide it)",
+            ));
+        }
+        let value = value.trim_matches([' ', '\t']);
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| bad("the value must be one line without control characters"))?;
+        if name == http::header::HOST && value.is_empty() {
+            return Err(bad("an empty Host cannot be routed"));
+        }
+        Ok(RequestHeader { name, value })
+    }
+}
+
+impl fmt::Display for RequestHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.name,
+            String::from_utf8_lossy(self.value.as_bytes())
+        )
+    }
+}
+
+/// How an `https://` target's certificate is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Trust only the certificates in this PEM file (a private CA) instead of the system's
+    /// roots.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (self-signed test listeners). Every report says so.
+    pub insecure: bool,
+    /// The name sent as SNI and verified against the certificate, instead of the URL's host.
+    pub sni: Option<String>,
+}
+
+impl TlsOptions {
+    /// Whether anything differs from the default (system roots, the URL's host).
+    pub fn is_set(&self) -> bool {
+        self != &TlsOptions::default()
+    }
+}
+
 /// Everything a probe needs. Build it with [`ProbeConfig::new`] and adjust the fields.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
@@ -237,6 +320,10 @@ pub struct ProbeConfig {
     /// Failures closer than this (by intended start) belong to one incident; `None`: one
     /// interval.
     pub merge_gap: Option<Duration>,
+    /// Extra request headers, in order.
+    pub headers: Vec<RequestHeader>,
+    /// Certificate checks for `https://` targets.
+    pub tls: TlsOptions,
 }
 
 /// Longest run: a month. A soak lasts hours; the bound keeps `start + duration` representable.
@@ -261,6 +348,8 @@ impl ProbeConfig {
             ok_status: StatusSet::default(),
             lb_marker: LbMarker::default(),
             merge_gap: None,
+            headers: Vec::new(),
+            tls: TlsOptions::default(),
         }
     }
 
@@ -269,9 +358,10 @@ impl ProbeConfig {
         self.merge_gap.unwrap_or(self.interval)
     }
 
-    /// Checks every field; the error names the bad value.
+    /// Checks every field; the error names the bad value. Files (`--ca-file`) are read by
+    /// [`crate::Probe::start`].
     pub fn validate(&self) -> Result<(), ProbeError> {
-        crate::target::Target::from_uri(&self.target)?;
+        let target = crate::target::Target::from_uri(&self.target, &self.headers)?;
         if let Rate::PerSecond(r) = self.rate
             && !(r.is_finite() && r > 0.0)
         {
@@ -334,6 +424,37 @@ impl ProbeConfig {
             && (gap < Duration::from_millis(1) || gap > MAX_INTERVAL)
         {
             return bad("--merge-gap", human(gap), "must be between 1ms and 1h");
+        }
+        if target.is_tls() {
+            crate::tls::server_name(&self.tls, target.host())?;
+            if self.tls.insecure && self.tls.ca_file.is_some() {
+                return bad(
+                    "--insecure",
+                    "with --ca-file".into(),
+                    "verifies nothing, so a --ca-file would be ignored: pick one",
+                );
+            }
+        } else if self.tls.is_set() {
+            let flag = if self.tls.ca_file.is_some() {
+                "--ca-file"
+            } else if self.tls.insecure {
+                "--insecure"
+            } else {
+                "--sni"
+            };
+            return bad(
+                flag,
+                self.target.to_string(),
+                "applies to https:// URLs only",
+            );
+        }
+        let mut hosts = self.headers.iter().filter(|h| h.name == http::header::HOST);
+        if let (Some(_), Some(second)) = (hosts.next(), hosts.next()) {
+            return bad(
+                "-H/--header",
+                second.to_string(),
+                "a second Host header: a request has exactly one",
+            );
         }
         if self.interval > self.duration && self.rate != Rate::Max {
             // Harmless, but almost always a mistake (`--interval 10s --duration 1s`).
@@ -429,8 +550,50 @@ mod tests {
                 .to_string()
                 .contains("--merge-gap")
         );
-        let mut c = base;
+        let mut c = base.clone();
+        c.tls.insecure = true;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("--insecure") && err.contains("https:// URLs only"),
+            "{err}"
+        );
         c.target = Uri::from_static("https://example.com/");
-        assert!(c.validate().unwrap_err().to_string().contains("https"));
+        assert!(c.validate().is_ok());
+        c.tls.ca_file = Some("ca.pem".into());
+        assert!(c.validate().unwrap_err().to_string().contains("pick one"));
+        let mut c = base;
+        c.headers = vec!["Host: a".parse().unwrap(), "host: b".parse().unwrap()];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("second Host") && err.contains("host: b"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn request_headers_are_validated() {
+        let h: RequestHeader = "X-Probe-Run:  42 ".parse().unwrap();
+        assert_eq!(
+            (h.name.as_str(), h.value.to_str().unwrap()),
+            ("x-probe-run", "42")
+        );
+        assert_eq!(h.to_string(), "x-probe-run: 42");
+        let empty: RequestHeader = "X-Empty:".parse().unwrap();
+        assert!(empty.value.is_empty());
+        for (bad, needle) in [
+            ("no colon", "expected 'Name: value'"),
+            ("bad name: x", "header token"),
+            (": x", "header token"),
+            ("X-A: one\ntwo", "one line"),
+            ("Connection: close", "sets this header itself"),
+            ("Content-Length: 5", "sets this header itself"),
+            ("Host:  ", "empty Host"),
+        ] {
+            let err = bad.parse::<RequestHeader>().unwrap_err().to_string();
+            assert!(
+                err.contains(needle) && err.contains("-H/--header"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -37,6 +37,19 @@ pub enum ProbeError {
         /// Why.
         source: std::io::Error,
     },
+    /// `--ca-file` cannot be read or holds no usable certificate.
+    #[error("cannot use --ca-file '{}': {reason}", path.display())]
+    CaFile {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// No root certificate was found in the system's store for an `https://` target.
+    #[error(
+        "no system root certificates found{0}: install ca-certificates, set SSL_CERT_FILE, or pass --ca-file"
+    )]
+    NoSystemRoots(String),
     /// [`crate::Probe::start`] was called outside a tokio runtime.
     #[error("the probe must be started from within a tokio runtime")]
     NoRuntime,
@@ -55,13 +68,18 @@ pub enum ErrorKind {
     ConnectTimeout,
     /// Any other connect failure (unreachable, no address, DNS).
     ConnectError,
+    /// The TLS handshake failed (an alert, a protocol mismatch, the peer closing) or did not
+    /// finish before the request deadline.
+    TlsHandshake,
+    /// The server's certificate was refused (unknown issuer, wrong name, expired).
+    TlsCert,
     /// The peer reset the connection (`ECONNRESET`, `EPIPE`).
     ConnectionReset,
     /// The peer closed the connection before the response was complete.
     ConnectionClosed,
     /// No complete response before the deadline (intended start + timeout).
     RequestTimeout,
-    /// The response was not valid HTTP/1.1.
+    /// The response was not valid HTTP/1.1 (or its TLS records were broken).
     Protocol,
     /// A status outside the success set; `by_lb` when the load balancer marker header was on it.
     Http {
@@ -79,6 +97,8 @@ impl ErrorKind {
             ErrorKind::ConnectRefused => "connect_refused",
             ErrorKind::ConnectTimeout => "connect_timeout",
             ErrorKind::ConnectError => "connect_error",
+            ErrorKind::TlsHandshake => "tls_handshake",
+            ErrorKind::TlsCert => "tls_cert",
             ErrorKind::ConnectionReset => "connection_reset",
             ErrorKind::ConnectionClosed => "connection_closed",
             ErrorKind::RequestTimeout => "request_timeout",
@@ -109,6 +129,8 @@ mod tests {
     fn keys_are_stable_snake_case() {
         assert_eq!(ErrorKind::ConnectRefused.key(), "connect_refused");
         assert_eq!(ErrorKind::RequestTimeout.key(), "request_timeout");
+        assert_eq!(ErrorKind::TlsHandshake.key(), "tls_handshake");
+        assert_eq!(ErrorKind::TlsCert.key(), "tls_cert");
         assert_eq!(
             ErrorKind::Http {
                 status: 502,

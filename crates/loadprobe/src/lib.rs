@@ -15,8 +15,11 @@
 //!   thread dispatches it to whichever connection is idle. A busy connection never delays the
 //!   others; when all are busy the request waits and the wait is part of its latency
 //!   (`pool_exhausted` counts how often). [`Rate::Max`] is closed loop, for benchmarks only.
-//! - **senders**: lean HTTP/1.1 connections (pre-serialized `GET`, `httparse`), `TCP_NODELAY`, bounded by `connections`; in
-//!   [`ConnectionMode::NewConnection`] each request opens (and closes) its own connection.
+//! - **senders**: lean HTTP/1.1 connections (pre-serialized `GET` with any extra
+//!   [`RequestHeader`]s, `httparse`), `TCP_NODELAY`, bounded by `connections`; `https://` over
+//!   rustls ([`TlsOptions`]: system roots, a private CA, SNI, or no verification, reported
+//!   loudly); in [`ConnectionMode::NewConnection`] each request opens (and closes) its own
+//!   connection, with its own handshake.
 //! - **recorder**: the only consumer of results. HdrHistograms (µs, 3 significant digits) for
 //!   the run and per interval, errors by [`ErrorKind`] (load balancer vs target for HTTP
 //!   errors), counts by `x-app-version` / `x-served-by` per interval, [`Outage`] windows (maximal
@@ -77,11 +80,14 @@ mod report_md;
 mod schedule;
 mod sender;
 mod target;
+mod tls;
 mod verdict;
 mod wire;
 
 pub use cli::{Cli, Command, MergeArgs, Outputs, RunArgs, run_cli};
-pub use config::{ConnectionMode, LbMarker, ProbeConfig, Rate, Slo, StatusSet};
+pub use config::{
+    ConnectionMode, LbMarker, ProbeConfig, Rate, RequestHeader, Slo, StatusSet, TlsOptions,
+};
 pub use error::{ErrorKind, ProbeError};
 pub use histo::Percentiles;
 pub use incident::Incident;
@@ -89,5 +95,5 @@ pub use live::{LiveOutage, LiveState};
 pub use merge::{MergeError, merge};
 pub use outage::Outage;
 pub use probe::{Marker, Probe, StopHandle, run};
-pub use report::{ConfigSummary, ErrorSummary, Event, Interval, Report};
+pub use report::{ConfigSummary, ErrorSummary, Event, Interval, Report, TlsSummary};
 pub use verdict::{SloSummary, Verdict};

@@ -189,6 +189,10 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
         m.elapsed_ms = m.elapsed_ms.max(offset + r.elapsed_ms);
         m.stopped_early |= r.stopped_early;
         m.config.connections += r.config.connections;
+        // One probe that did not verify its certificate taints the whole: say so.
+        if let Some(tls) = r.config.tls.as_ref().filter(|t| t.insecure) {
+            m.config.tls = Some(tls.clone());
+        }
         slo = slo.strictest(&r.config.slo);
         let h = histo::decode(&r.latency_histogram).map_err(|reason| MergeError::BadHistogram {
             name: name.clone(),
@@ -332,6 +336,8 @@ mod tests {
                 ok_status: "200-399".into(),
                 lb_marker: "server: awselb/2.0".into(),
                 merge_gap_ms: 100,
+                tls: None,
+                headers: Vec::new(),
             },
             requests,
             ok: requests - errors,

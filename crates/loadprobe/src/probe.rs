@@ -13,7 +13,7 @@ use crate::error::ProbeError;
 use crate::hdrlog::HdrLog;
 use crate::live::LiveState;
 use crate::recorder::{self, Ended, Setup};
-use crate::report::{ConfigSummary, Event, Report};
+use crate::report::{ConfigSummary, Event, Report, TlsSummary};
 use crate::schedule::{self, Idle, Schedule, Stop};
 use crate::sender::{self, Jobs, SenderConfig};
 use crate::target::Target;
@@ -89,7 +89,7 @@ impl Probe {
     /// Returns at once; the first request is due now.
     pub fn start(cfg: ProbeConfig) -> Result<Probe, ProbeError> {
         cfg.validate()?;
-        let target = Target::from_uri(&cfg.target)?;
+        let target = Target::from_uri(&cfg.target, &cfg.headers)?.with_tls(&cfg.tls)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ProbeError::NoRuntime)?;
         let hdr_log = cfg.hdr_log.as_deref().map(HdrLog::create).transpose()?;
 
@@ -112,6 +112,10 @@ impl Probe {
             ok_status: cfg.ok_status.to_string(),
             lb_marker: cfg.lb_marker.to_string(),
             merge_gap_ms: cfg.incident_gap().as_millis() as u64,
+            tls: target
+                .is_tls()
+                .then(|| TlsSummary::new(&cfg.tls, target.host())),
+            headers: cfg.headers.iter().map(ToString::to_string).collect(),
         };
         let setup = Setup {
             start,

@@ -685,6 +685,8 @@ mod tests {
                 ok_status: "200-399".into(),
                 lb_marker: "server: awselb/2.0".into(),
                 merge_gap_ms: 100,
+                tls: None,
+                headers: Vec::new(),
             },
             hdr_log: None,
             live,

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConnectionMode;
+use crate::config::{ConnectionMode, TlsOptions};
 use crate::histo::Percentiles;
 use crate::incident::Incident;
 use crate::outage::Outage;
@@ -111,6 +111,52 @@ pub struct ConfigSummary {
     /// Failures at most this far apart (ms) belong to one incident.
     #[serde(default)]
     pub merge_gap_ms: u64,
+    /// How an `https://` target's certificate was checked; absent for `http://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSummary>,
+    /// Extra request headers (`-H`), as sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
+}
+
+/// How an `https://` target's certificate was checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSummary {
+    /// The name sent as SNI and verified against the certificate.
+    pub server_name: String,
+    /// The PEM file whose certificates were the only trust anchors (`--ca-file`); `null`:
+    /// the system's roots.
+    pub ca_file: Option<String>,
+    /// `--insecure`: the certificate was NOT verified.
+    pub insecure: bool,
+}
+
+impl TlsSummary {
+    pub(crate) fn new(opts: &TlsOptions, host: &str) -> TlsSummary {
+        TlsSummary {
+            server_name: opts.sni.clone().unwrap_or_else(|| host.to_owned()),
+            ca_file: opts.ca_file.as_ref().map(|p| p.display().to_string()),
+            insecure: opts.insecure,
+        }
+    }
+
+    /// One line: the server name and what its certificate was checked against.
+    pub fn describe(&self) -> String {
+        match (&self.ca_file, self.insecure) {
+            (_, true) => format!(
+                "TLS to {}: certificate NOT VERIFIED (--insecure): this run proves nothing about it",
+                self.server_name
+            ),
+            (Some(ca), false) => format!(
+                "TLS to {}: certificate verified against --ca-file {ca}",
+                self.server_name
+            ),
+            (None, false) => format!(
+                "TLS to {}: certificate verified against the system roots",
+                self.server_name
+            ),
+        }
+    }
 }
 
 /// Failed requests, in total and by kind.
@@ -217,6 +263,13 @@ impl Report {
         );
         if !self.sources.is_empty() {
             let _ = writeln!(s, "merged from: {}", self.sources.join(", "));
+        }
+        if let Some(tls) = &self.config.tls {
+            let loud = if tls.insecure { "WARNING: " } else { "" };
+            let _ = writeln!(s, "{loud}{}", tls.describe());
+        }
+        if !self.config.headers.is_empty() {
+            let _ = writeln!(s, "headers    {}", self.config.headers.join(" | "));
         }
         let _ = writeln!(
             s,

@@ -266,6 +266,13 @@ line.axis{{stroke:#888}}line.event{{stroke:#6a3d9a;stroke-dasharray:4 3}}rect.ou
             format!(", merged from {}", esc(&r.sources.join(", ")))
         }
     );
+    if let Some(tls) = &r.config.tls {
+        let class = if tls.insecure { " class=\"fail\"" } else { "" };
+        let _ = writeln!(s, "<p{class}><b>{}</b></p>", esc(&tls.describe()));
+    }
+    if !r.config.headers.is_empty() {
+        let _ = writeln!(s, "<p>headers: {}</p>", esc(&r.config.headers.join(" | ")));
+    }
     if !r.reasons.is_empty() {
         s.push_str("<ul>");
         for reason in &r.reasons {

@@ -97,6 +97,9 @@ pub(crate) fn render(r: &Report) -> String {
         crate::Verdict::Fault => "⚠️ PROBE FAULT",
     };
     let _ = writeln!(s, "## loadprobe {badge}: `{}`\n", cell(&r.target));
+    if let Some(tls) = r.config.tls.as_ref().filter(|t| t.insecure) {
+        let _ = writeln!(s, "> ⚠️ **{}**\n", cell(&tls.describe()));
+    }
     for reason in &r.reasons {
         let _ = writeln!(s, "- {}", cell(reason));
     }

@@ -166,13 +166,15 @@ impl SenderConfig {
         let keep_alive = self.mode == ConnectionMode::KeepAlive;
         // A connection the server closed while idle is replaced before sending: only a request
         // that was actually sent can fail.
-        let reused = kept.take().filter(|w| keep_alive && !w.closed());
+        let reused = kept
+            .take()
+            .filter(|_| keep_alive)
+            .and_then(|mut wire| (!wire.closed()).then_some(wire));
         let mut wire = match reused {
             Some(wire) => wire,
-            None => match timeout_at(deadline, self.target.connect()).await {
-                Ok(Ok(stream)) => Wire::new(stream),
-                Ok(Err(kind)) => return kind.into(),
-                Err(_) => return ErrorKind::ConnectTimeout.into(),
+            None => match self.target.connect(deadline).await {
+                Ok(stream) => Wire::new(stream),
+                Err(kind) => return kind.into(),
             },
         };
         let request = self.target.request(!keep_alive);

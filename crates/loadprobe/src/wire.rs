@@ -11,10 +11,10 @@
 use bytes::{Buf as _, BytesMut};
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
 use crate::config::LbMarker;
 use crate::error::ErrorKind;
+use crate::tls::Stream;
 
 /// Response heads larger than this are a protocol error.
 const MAX_HEAD: usize = 64 * 1024;
@@ -73,6 +73,9 @@ pub(crate) struct Reader {
 }
 
 fn io_kind(e: &std::io::Error) -> ErrorKind {
+    if let Some(kind) = crate::tls::stream_error(e) {
+        return kind;
+    }
     match e.kind() {
         std::io::ErrorKind::ConnectionReset
         | std::io::ErrorKind::ConnectionAborted
@@ -277,15 +280,15 @@ impl Reader {
     }
 }
 
-/// A keep-alive capable connection.
+/// A keep-alive capable connection, plain or TLS.
 #[derive(Debug)]
 pub(crate) struct Wire {
-    stream: TcpStream,
+    stream: Stream,
     reader: Reader,
 }
 
 impl Wire {
-    pub(crate) fn new(stream: TcpStream) -> Wire {
+    pub(crate) fn new(stream: Stream) -> Wire {
         Wire {
             stream,
             reader: Reader::default(),
@@ -293,10 +296,9 @@ impl Wire {
     }
 
     /// Whether the peer closed this idle connection (or sent something unasked): then it must
-    /// not carry a request. Uses the readiness the runtime already knows; never waits.
-    pub(crate) fn closed(&self) -> bool {
-        let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    /// not carry a request. Never waits.
+    pub(crate) fn closed(&mut self) -> bool {
+        self.stream.closed()
     }
 
     /// Sends `request` and reads the response.
@@ -310,8 +312,11 @@ impl Wire {
     }
 }
 
+/// Writes the request; the flush costs nothing on plain TCP and pushes out what TLS still
+/// holds when the socket would block.
 async fn send<S: AsyncWrite + Unpin>(io: &mut S, request: &[u8]) -> Result<(), ErrorKind> {
-    io.write_all(request).await.map_err(|e| io_kind(&e))
+    io.write_all(request).await.map_err(|e| io_kind(&e))?;
+    io.flush().await.map_err(|e| io_kind(&e))
 }
 
 #[cfg(test)]

@@ -589,7 +589,7 @@ async fn bad_input_exits_2_before_any_traffic() {
     let missing = dir.join("no/such/dir/report");
     let missing = missing.to_str().unwrap();
     for (args, needle) in [
-        (vec!["https://example.com/"], "https"),
+        (vec!["ftp://example.com/"], "unsupported scheme ftp"),
         (vec!["http://"], "invalid target URL"),
         (vec!["--connections", "0", url.as_str()], "--connections"),
         (vec!["--interval", "1ms", url.as_str()], "--interval"),
@@ -1148,4 +1148,370 @@ async fn merge_gap_splits_or_joins_incidents() {
         "10 ms apart, 5 ms gap: one each"
     );
     assert_eq!(r.config.merge_gap_ms, 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS: certificates made at test start, a private CA trusted through --ca-file.
+
+mod https {
+    use super::*;
+    use util::tls::{TestCa, TlsServer};
+
+    /// The CA, a server with a certificate it signed for 127.0.0.1, and the CA's PEM file.
+    async fn ca_and_server(
+        name: &str,
+        idle_close: Option<Duration>,
+    ) -> (TestCa, TlsServer, std::path::PathBuf) {
+        let ca = TestCa::new("loadprobe test CA");
+        let server =
+            TlsServer::start(ca.server_config(&["localhost", "127.0.0.1"]), idle_close).await;
+        let ca_file = ca.write(&scratch(name));
+        (ca, server, ca_file)
+    }
+
+    #[tokio::test]
+    async fn the_private_ca_passes_with_keep_alive_and_with_new_connections() {
+        let (_ca, server, ca_file) = ca_and_server("https-ca", None).await;
+        for mode in [ConnectionMode::KeepAlive, ConnectionMode::NewConnection] {
+            let (requests, handshakes) = (server.requests(), server.handshakes());
+            let mut cfg = config(&server.url(), 200.0, 500);
+            cfg.mode = mode;
+            cfg.tls.ca_file = Some(ca_file.clone());
+            let r = loadprobe::run(cfg).await.unwrap();
+            assert_consistent(&r);
+            assert_eq!(r.verdict, Verdict::Pass, "{mode}: {}", r.summary());
+            assert_eq!(r.requests, 100, "{mode}: rate × duration, exactly");
+            assert_eq!(server.requests() - requests, 100, "{mode}");
+            assert_eq!(r.served_by, BTreeMap::from([("tls-1".to_owned(), 100)]));
+            let handshakes = server.handshakes() - handshakes;
+            match mode {
+                ConnectionMode::KeepAlive => {
+                    assert!(handshakes <= 16, "keep-alive reuses sessions: {handshakes}")
+                }
+                ConnectionMode::NewConnection => {
+                    assert_eq!(handshakes, 100, "a handshake per request")
+                }
+            }
+            let tls = r.config.tls.as_ref().unwrap();
+            assert_eq!(tls.server_name, "127.0.0.1");
+            assert_eq!(tls.ca_file.as_deref(), ca_file.to_str());
+            assert!(!tls.insecure);
+            assert!(
+                r.summary()
+                    .contains("certificate verified against --ca-file"),
+                "{}",
+                r.summary()
+            );
+        }
+        assert_eq!(
+            server.server_names(),
+            ["-".to_owned()].into(),
+            "no SNI for an IP address"
+        );
+    }
+
+    #[tokio::test]
+    async fn keep_alive_replaces_tls_connections_the_server_closed_while_idle() {
+        // 25/s over 2 connections: each sits idle about 80 ms between requests, the server
+        // closes it (close_notify, FIN) after 30 ms. Every reuse must notice, none may fail.
+        let (_ca, server, ca_file) =
+            ca_and_server("https-idle", Some(Duration::from_millis(30))).await;
+        let mut cfg = config(&server.url(), 25.0, 1000);
+        cfg.connections = 2;
+        cfg.tls.ca_file = Some(ca_file);
+        let r = loadprobe::run(cfg).await.unwrap();
+        assert_consistent(&r);
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
+        assert_eq!(r.requests, 25);
+        let closed = server
+            .seen
+            .idle_closed
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            closed >= 10 && server.handshakes() >= 10,
+            "the server closed {closed} idle connections, {} handshakes",
+            server.handshakes()
+        );
+    }
+
+    /// One scenario, run twice with one input flipped: HTTPS at 200 requests/s for 1.5 s, a new
+    /// connection (a handshake) per request, trusting only the test CA. At 500 ms the listener's
+    /// certificate is replaced ("certificate rotated"), at 800 ms replaced again ("certificate
+    /// restored"). Only `wrong_ca` decides whether the first replacement comes from another CA
+    /// (a listener given the wrong certificate) or from the trusted one.
+    async fn rotation_scenario(wrong_ca: bool) -> Report {
+        let (ca, server, ca_file) =
+            ca_and_server(&format!("https-rotation-{wrong_ca}"), None).await;
+        let other = TestCa::new("another CA");
+        let mut cfg = config(&server.url(), 200.0, 1500);
+        cfg.mode = ConnectionMode::NewConnection;
+        cfg.tls.ca_file = Some(ca_file);
+        let timeout = cfg.timeout;
+        let probe = Probe::start(cfg).unwrap();
+        let mut live = probe.watch();
+        wait_live(&mut live, timeout * 3, "500 ms of traffic", |s| {
+            s.requests >= 100
+        })
+        .await;
+        let issuer = if wrong_ca { &other } else { &ca };
+        server.set_config(issuer.server_config(&["127.0.0.1"]));
+        probe.mark("certificate rotated");
+        let rotated = Instant::now();
+        if wrong_ca {
+            wait_live(&mut live, timeout, "the first refused certificate", |s| {
+                s.outage.is_some()
+            })
+            .await;
+        }
+        // The wrong certificate stays this long (the cause, not a settling wait).
+        tokio::time::sleep_until(rotated + Duration::from_millis(300)).await;
+        server.set_config(ca.server_config(&["127.0.0.1"]));
+        probe.mark("certificate restored");
+        let r = probe.finish().await.unwrap();
+        eprintln!("{}", r.summary());
+        assert_consistent(&r);
+        r
+    }
+
+    #[tokio::test]
+    async fn a_rotation_to_a_trusted_certificate_passes() {
+        let r = rotation_scenario(false).await;
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
+        assert_eq!(r.requests, 300);
+        assert!(r.incidents.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_an_untrusted_ca_is_tls_cert_located_and_attributed() {
+        let r = rotation_scenario(true).await;
+        // Detected.
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert_eq!(r.incidents.len(), 1, "{:#?}", r.incidents);
+        let inc = &r.incidents[0];
+        // Located: from the rotation to the restore, within one interval each.
+        let (rotated, restored) = (r.events[0].at_ms as u64, r.events[1].at_ms as u64);
+        assert!(
+            inc.start_ms.abs_diff(rotated) <= INTERVAL_MS,
+            "{inc:?} vs {rotated}"
+        );
+        assert!(
+            inc.end_ms.abs_diff(restored) <= INTERVAL_MS,
+            "{inc:?} vs {restored}"
+        );
+        assert!(inc.recovered && inc.error_rate > 0.9, "{inc:?}");
+        assert!(inc.errors >= 40, "≈60 requests in 300 ms at 200/s: {inc:?}");
+        // Attributed: the certificate, on no task (no response), as other connect errors.
+        assert_eq!(
+            r.errors.by_kind,
+            BTreeMap::from([("tls_cert".to_owned(), r.errors.total)])
+        );
+        assert_eq!(inc.kinds, r.errors.by_kind);
+        assert_eq!(inc.failed_on.keys().collect::<Vec<_>>(), ["(unknown)"]);
+        assert_eq!(inc.served_by.keys().collect::<Vec<_>>(), ["tls-1"]);
+        assert!(
+            r.reasons.iter().any(|x| x.contains("all tls_cert")),
+            "{:?}",
+            r.reasons
+        );
+    }
+
+    #[tokio::test]
+    async fn handshake_failures_are_classified_and_insecure_is_loud() {
+        let (_ca, server, ca_file) = ca_and_server("https-kinds", None).await;
+        let run = |cfg: ProbeConfig| async move {
+            let r = loadprobe::run(cfg).await.unwrap();
+            assert_consistent(&r);
+            r
+        };
+        // The system's roots do not know the test CA.
+        let r = run(config(&server.url(), 100.0, 200)).await;
+        assert_eq!(
+            r.errors.by_kind,
+            BTreeMap::from([("tls_cert".to_owned(), 20)])
+        );
+        assert_eq!(server.requests(), 0);
+        // A name the certificate does not carry.
+        let mut cfg = config(&server.url(), 100.0, 200);
+        cfg.tls.ca_file = Some(ca_file.clone());
+        cfg.tls.sni = Some("wrong.example".into());
+        let r = run(cfg).await;
+        assert_eq!(
+            r.errors.by_kind,
+            BTreeMap::from([("tls_cert".to_owned(), 20)])
+        );
+        // The name it does carry, sent as SNI.
+        let mut cfg = config(&server.url(), 100.0, 200);
+        cfg.tls.ca_file = Some(ca_file);
+        cfg.tls.sni = Some("localhost".into());
+        let r = run(cfg).await;
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
+        assert!(server.server_names().contains("localhost"));
+        // A plain HTTP server behind an https:// URL.
+        let plain = TestServer::start("v1", "task-1").await;
+        let url = format!("https://{}/", plain.addr);
+        let r = run(config(&url, 100.0, 200)).await;
+        assert_eq!(
+            r.errors.by_kind,
+            BTreeMap::from([("tls_handshake".to_owned(), 20)])
+        );
+        // --insecure: passes without the CA, and says so wherever the report goes.
+        let mut cfg = config(&server.url(), 100.0, 200);
+        cfg.tls.insecure = true;
+        let r = run(cfg).await;
+        assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
+        assert!(r.config.tls.as_ref().unwrap().insecure);
+        assert!(
+            r.summary()
+                .contains("WARNING: TLS to 127.0.0.1: certificate NOT VERIFIED")
+        );
+        let mut md = Vec::new();
+        r.write_markdown(&mut md).unwrap();
+        assert!(String::from_utf8(md).unwrap().contains("NOT VERIFIED"));
+        let mut html = Vec::new();
+        r.write_html(&mut html).unwrap();
+        assert!(String::from_utf8(html).unwrap().contains("NOT VERIFIED"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["config"]["tls"]["insecure"], true);
+    }
+
+    #[tokio::test]
+    async fn the_binary_sends_extra_headers_over_https() {
+        let (_ca, server, ca_file) = ca_and_server("https-binary", None).await;
+        let dir = ca_file.parent().unwrap().to_owned();
+        let json = dir.join("r.json");
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadprobe"))
+            .args(["--rate", "50", "--duration", "200ms", "--ca-file"])
+            .arg(&ca_file)
+            .args([
+                "-H",
+                "Host: app.example.com",
+                "--header",
+                "X-Probe-Run:  42 ",
+            ])
+            .arg("--json")
+            .arg(&json)
+            .arg(server.url())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("headers    host: app.example.com | x-probe-run: 42"),
+            "{stdout}"
+        );
+        let headers = server.last_headers();
+        assert_eq!(headers[0], "host: app.example.com", "{headers:?}");
+        assert!(
+            headers.contains(&"x-probe-run: 42".to_owned()),
+            "{headers:?}"
+        );
+        assert_eq!(headers.iter().filter(|h| h.starts_with("host:")).count(), 1);
+        let r = read_json(&json);
+        assert_eq!(r["requests"], 10);
+        assert_eq!(r["config"]["headers"][0], "host: app.example.com");
+        assert_eq!(r["config"]["tls"]["server_name"], "127.0.0.1");
+
+        let insecure = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadprobe"))
+            .args(["--rate", "50", "--duration", "200ms", "--insecure"])
+            .arg(server.url())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(insecure.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&insecure.stderr).contains("NOT verified"));
+        assert!(String::from_utf8_lossy(&insecure.stdout).contains("WARNING: TLS"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn bad_headers_and_tls_options_exit_2_before_any_traffic() {
+        use clap::Parser as _;
+        let (_ca, server, ca_file) = ca_and_server("https-bad-input", None).await;
+        let dir = ca_file.parent().unwrap().to_owned();
+        let url = server.url();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let (missing, not_pem, ca) = (
+            dir.join("missing.pem").to_str().unwrap().to_owned(),
+            not_pem.to_str().unwrap().to_owned(),
+            ca_file.to_str().unwrap().to_owned(),
+        );
+        // Refused by the parser (clap: usage error, exit 2).
+        for (args, needle) in [
+            (
+                vec!["-H", "no colon", url.as_str()],
+                "expected 'Name: value'",
+            ),
+            (vec!["-H", "Bad Name: x", url.as_str()], "header token"),
+            (
+                vec!["-H", "Connection: close", url.as_str()],
+                "sets this header itself",
+            ),
+            (vec!["-H", "Host:", url.as_str()], "empty Host"),
+        ] {
+            let err =
+                loadprobe::Cli::try_parse_from(std::iter::once("loadprobe").chain(args.clone()))
+                    .unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert!(err.to_string().contains(needle), "{args:?}: {err}");
+        }
+        // Refused before the first request.
+        let plain = "http://127.0.0.1:1/";
+        for (args, needle) in [
+            (
+                vec!["--ca-file", missing.as_str(), url.as_str()],
+                "cannot use --ca-file",
+            ),
+            (
+                vec!["--ca-file", not_pem.as_str(), url.as_str()],
+                "no PEM certificate",
+            ),
+            (
+                vec!["--ca-file", ca.as_str(), "--insecure", url.as_str()],
+                "pick one",
+            ),
+            (vec!["--insecure", plain], "https:// URLs only"),
+            (vec!["--sni", "x", plain], "https:// URLs only"),
+            (vec!["--sni", "bad name!", url.as_str()], "--sni"),
+            (
+                vec!["-H", "Host: a", "-H", "Host: b", url.as_str()],
+                "second Host",
+            ),
+        ] {
+            let mut full = vec!["--quiet", "--duration", "200ms"];
+            full.extend(args.iter().copied());
+            let err = loadprobe::run_cli(cli(&full)).await.unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(msg.contains(needle), "{args:?}: {msg}");
+        }
+        assert_eq!(server.connections(), 0, "no request went out");
+        // The binary: exit 2 and the reason on stderr.
+        for args in [
+            vec!["-H", "no colon", url.as_str()],
+            vec!["--ca-file", missing.as_str(), url.as_str()],
+        ] {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadprobe"))
+                .args(&args)
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("--header") || stderr.contains("--ca-file"),
+                "{stderr}"
+            );
+        }
+        assert_eq!(server.connections(), 0, "no request went out");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

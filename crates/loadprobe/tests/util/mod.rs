@@ -1,6 +1,9 @@
 //! Test targets: real servers on 127.0.0.1:0 whose misbehaviour the tests switch on and off.
+//! HTTPS ones are in [`tls`].
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
