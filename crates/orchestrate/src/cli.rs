@@ -222,35 +222,8 @@ pub async fn refresh(
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
     );
-    if let Some(g) = &outcome.gate {
-        let _ = writeln!(
-            out,
-            "gate: {} requested ({}){}",
-            g.action,
-            g.why,
-            g.reaction
-                .map(|r| format!(", {} ms after the first failed request", r.as_millis()))
-                .unwrap_or_default()
-        );
-    }
-    let mut passed = true;
-    if let Some(p) = probe {
-        tokio::time::sleep(args.settle).await;
-        p.stop();
-        let report = p
-            .finish()
-            .await
-            .map_err(|e| Error::Run(format!("probe: {e}")))?;
-        let _ = writeln!(out, "{}", report.summary());
-        if let Some(dir) = &args.report_dir {
-            let written = refresh::write_reports(&report, dir)
-                .map_err(|e| Error::Run(format!("writing reports in {}: {e}", dir.display())))?;
-            for w in written {
-                let _ = writeln!(out, "wrote {}", w.display());
-            }
-        }
-        passed = report.verdict == Verdict::Pass;
-    }
+    gate_line(outcome.gate.as_ref(), "requested ", out);
+    let passed = finish_probe(probe, args.settle, args.report_dir.as_deref(), out).await?;
     Ok(if outcome.succeeded() && passed {
         Outcome::Clean
     } else {
@@ -496,10 +469,21 @@ pub async fn deploy(
             .map(|(id, s)| format!(", rolled back by {id}: {s}"))
             .unwrap_or_default()
     );
-    if let Some(g) = &outcome.gate {
+    gate_line(outcome.gate.as_ref(), "", out);
+    let passed = finish_probe(probe, args.settle, args.report_dir.as_deref(), out).await?;
+    Ok(if outcome.succeeded() && passed {
+        Outcome::Clean
+    } else {
+        Outcome::Failed
+    })
+}
+
+/// Says what the gate did, if it fired.
+fn gate_line(gate: Option<&refresh::Gate>, verb: &str, out: &mut (dyn std::io::Write + Send)) {
+    if let Some(g) = gate {
         let _ = writeln!(
             out,
-            "gate: {} ({}){}",
+            "gate: {} {verb}({}){}",
             g.action,
             g.why,
             g.reaction
@@ -507,27 +491,32 @@ pub async fn deploy(
                 .unwrap_or_default()
         );
     }
-    let mut passed = true;
-    if let Some(p) = probe {
-        tokio::time::sleep(args.settle).await;
-        p.stop();
-        let report = p
-            .finish()
-            .await
-            .map_err(|e| Error::Run(format!("probe: {e}")))?;
-        let _ = writeln!(out, "{}", report.summary());
-        if let Some(dir) = &args.report_dir {
-            let written = refresh::write_reports(&report, dir)
-                .map_err(|e| Error::Run(format!("writing reports in {}: {e}", dir.display())))?;
-            for w in written {
-                let _ = writeln!(out, "wrote {}", w.display());
-            }
+}
+
+/// Probes for `settle` more, stops the probe, prints its summary, writes its reports; returns
+/// whether it passed (true without a probe).
+async fn finish_probe(
+    probe: Option<Probe>,
+    settle: Duration,
+    report_dir: Option<&std::path::Path>,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<bool, Error> {
+    let Some(p) = probe else {
+        return Ok(true);
+    };
+    tokio::time::sleep(settle).await;
+    p.stop();
+    let report = p
+        .finish()
+        .await
+        .map_err(|e| Error::Run(format!("probe: {e}")))?;
+    let _ = writeln!(out, "{}", report.summary());
+    if let Some(dir) = report_dir {
+        let written = refresh::write_reports(&report, dir)
+            .map_err(|e| Error::Run(format!("writing reports in {}: {e}", dir.display())))?;
+        for w in written {
+            let _ = writeln!(out, "wrote {}", w.display());
         }
-        passed = report.verdict == Verdict::Pass;
     }
-    Ok(if outcome.succeeded() && passed {
-        Outcome::Clean
-    } else {
-        Outcome::Failed
-    })
+    Ok(report.verdict == Verdict::Pass)
 }

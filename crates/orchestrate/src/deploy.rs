@@ -496,20 +496,7 @@ pub async fn run(
     let mut interrupted = false;
     let target_id = ecs_target_id(cd, &id).await.unwrap_or_default();
     let outcome = loop {
-        let failure = async {
-            match live.as_mut() {
-                Some(rx) => loop {
-                    if rx.changed().await.is_err() {
-                        return std::future::pending().await;
-                    }
-                    let state = rx.borrow_and_update().clone();
-                    if state.errors > 0 {
-                        return state;
-                    }
-                },
-                None => std::future::pending().await,
-            }
-        };
+        let failure = crate::refresh::first_failed_request(live.as_mut());
         tokio::select! {
             _ = tick.tick() => {
                 let d = cd
@@ -618,11 +605,7 @@ pub async fn run(
                 validation_said = Some(said);
             }
             state = failure, if gate.is_none() => {
-                let first = started_at.map(|t| {
-                    t + Duration::from_millis(
-                        state.outage.map_or(state.elapsed.as_millis() as u64, |o| o.start_ms),
-                    )
-                });
+                let first = crate::refresh::failure_time(started_at, &state);
                 let g = stop(clients, &id, "first failed request", first, log).await;
                 mark(format!("gate: StopDeployment with rollback{}",
                     g.reaction.map(|r| format!(" ({} ms after the first failed request)", r.as_millis())).unwrap_or_default()));

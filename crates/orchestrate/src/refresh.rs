@@ -211,20 +211,7 @@ pub async fn run(
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     loop {
-        let failure = async {
-            match live.as_mut() {
-                Some(rx) => loop {
-                    if rx.changed().await.is_err() {
-                        return std::future::pending().await;
-                    }
-                    let state = rx.borrow_and_update().clone();
-                    if state.errors > 0 {
-                        return state;
-                    }
-                },
-                None => std::future::pending().await,
-            }
-        };
+        let failure = first_failed_request(live.as_mut());
         tokio::select! {
             _ = tick.tick() => {
                 let out = asg
@@ -281,11 +268,7 @@ pub async fn run(
                 }
             }
             state = failure, if gate.is_none() => {
-                let first = started_at.map(|t| {
-                    t + Duration::from_millis(
-                        state.outage.map_or(state.elapsed.as_millis() as u64, |o| o.start_ms),
-                    )
-                });
+                let first = failure_time(started_at, &state);
                 let g = stop_refresh(clients, plan, "first failed request", first, log).await;
                 mark(format!("gate: {} requested after the first failed request{}", g.action,
                     g.reaction.map(|r| format!(" ({} ms later)", r.as_millis())).unwrap_or_default()));
@@ -309,6 +292,39 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Resolves with the probe's live state once a request has failed (never without a probe).
+pub(crate) async fn first_failed_request(
+    live: Option<&mut tokio::sync::watch::Receiver<loadprobe::LiveState>>,
+) -> loadprobe::LiveState {
+    match live {
+        Some(rx) => loop {
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let state = rx.borrow_and_update().clone();
+            if state.errors > 0 {
+                return state;
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// When the first failed request was sent (wall clock): the outage's start on the probe's
+/// timeline.
+pub(crate) fn failure_time(
+    started_at: Option<SystemTime>,
+    state: &loadprobe::LiveState,
+) -> Option<SystemTime> {
+    started_at.map(|t| {
+        t + Duration::from_millis(
+            state
+                .outage
+                .map_or(state.elapsed.as_millis() as u64, |o| o.start_ms),
+        )
+    })
 }
 
 /// Rolls the refresh back, or cancels it where AWS refuses a rollback.
