@@ -77,6 +77,10 @@ pub struct Scenario {
     pub max_healthy: i32,
     /// The rollout.
     pub kind: Kind,
+    /// Target groups' deregistration delay (simulated seconds) instead of the stack's.
+    pub deregistration_delay: Option<u32>,
+    /// Slow requests (`/delay/200`, 50/s) in flight the whole time, measured by a second probe.
+    pub slow_requests: bool,
 }
 
 /// What a scenario rolls out.
@@ -103,6 +107,8 @@ pub const SCENARIOS: &[Scenario] = &[
         min_healthy: 90,
         max_healthy: 100,
         kind: Kind::Refresh,
+        deregistration_delay: None,
+        slow_requests: false,
     },
     Scenario {
         name: "refresh-max-healthy-200",
@@ -112,6 +118,8 @@ pub const SCENARIOS: &[Scenario] = &[
         min_healthy: 100,
         max_healthy: 200,
         kind: Kind::Refresh,
+        deregistration_delay: None,
+        slow_requests: false,
     },
     Scenario {
         name: "refresh-no-managed-draining",
@@ -121,6 +129,30 @@ pub const SCENARIOS: &[Scenario] = &[
         min_healthy: 90,
         max_healthy: 100,
         kind: Kind::Refresh,
+        deregistration_delay: None,
+        slow_requests: false,
+    },
+    Scenario {
+        name: "refresh-slow-requests",
+        about: "the first refresh with slow requests (200 ms) in flight the whole time: the deregistration delay lets them finish",
+        expect_pass: true,
+        managed_draining: true,
+        min_healthy: 90,
+        max_healthy: 100,
+        kind: Kind::Refresh,
+        deregistration_delay: None,
+        slow_requests: true,
+    },
+    Scenario {
+        name: "refresh-zero-dereg-delay",
+        about: "negative control: the same with a deregistration delay of 0 (the load balancer cuts requests in flight)",
+        expect_pass: false,
+        managed_draining: true,
+        min_healthy: 90,
+        max_healthy: 100,
+        kind: Kind::Refresh,
+        deregistration_delay: Some(0),
+        slow_requests: true,
     },
     Scenario {
         name: "bluegreen-canary",
@@ -133,6 +165,8 @@ pub const SCENARIOS: &[Scenario] = &[
             broken: false,
             validate: true,
         },
+        deregistration_delay: None,
+        slow_requests: false,
     },
     Scenario {
         name: "bluegreen-broken-validated",
@@ -145,6 +179,8 @@ pub const SCENARIOS: &[Scenario] = &[
             broken: true,
             validate: true,
         },
+        deregistration_delay: None,
+        slow_requests: false,
     },
     Scenario {
         name: "bluegreen-broken-no-validation",
@@ -157,6 +193,8 @@ pub const SCENARIOS: &[Scenario] = &[
             broken: true,
             validate: false,
         },
+        deregistration_delay: None,
+        slow_requests: false,
     },
 ];
 
@@ -375,6 +413,11 @@ async fn scenario(
         .ok()
         .map(|exe| (exe, vec!["server".to_owned()]));
     let mut stack = stack(s.managed_draining, args.time_scale)?;
+    if let Some(d) = s.deregistration_delay {
+        for tg in &mut stack.target_groups {
+            tg.deregistration_delay = d;
+        }
+    }
     // The AppSpec's validation hook names function `validate`: this process serves it.
     let hook = if matches!(s.kind, Kind::Deploy { validate: true, .. }) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -434,6 +477,22 @@ async fn drive(
     cfg.mode = ConnectionMode::KeepAlive;
     cfg.interval = Duration::from_millis(100);
     let probe = Probe::start(cfg).map_err(|e| RehearseError::Run(format!("probe: {e}")))?;
+    let slow = if s.slow_requests {
+        let slow_url = format!("{}/delay/200", url.trim_end_matches('/'));
+        let mut cfg = ProbeConfig::new(
+            slow_url
+                .parse()
+                .map_err(|e| RehearseError::Run(format!("slow url {slow_url}: {e}")))?,
+        );
+        cfg.rate = Rate::PerSecond(50.0);
+        cfg.duration = Duration::from_secs(600);
+        cfg.connections = 32;
+        cfg.mode = ConnectionMode::KeepAlive;
+        cfg.interval = Duration::from_millis(100);
+        Some(Probe::start(cfg).map_err(|e| RehearseError::Run(format!("slow probe: {e}")))?)
+    } else {
+        None
+    };
     // localaws's control-plane transitions and targets leaving rotation on the probe's
     // timeline, at the time they happened (the rest is in the task logs).
     let mut events = la.plane().events().subscribe();
@@ -572,7 +631,30 @@ async fn drive(
     bridge.abort();
     refresh::write_reports(&report, dir)
         .map_err(|e| RehearseError::Run(format!("writing reports in {}: {e}", dir.display())))?;
-    Ok(row(s, &report, &rollout, gate.as_ref(), ok, dir))
+    let slow = match slow {
+        Some(p) => {
+            p.stop();
+            let r = p
+                .finish()
+                .await
+                .map_err(|e| RehearseError::Run(format!("slow probe: {e}")))?;
+            let slow_dir = dir.join("slow");
+            refresh::write_reports(&r, &slow_dir).map_err(|e| {
+                RehearseError::Run(format!("writing reports in {}: {e}", slow_dir.display()))
+            })?;
+            Some(r)
+        }
+        None => None,
+    };
+    Ok(row(
+        s,
+        &report,
+        slow.as_ref(),
+        &rollout,
+        gate.as_ref(),
+        ok,
+        dir,
+    ))
 }
 
 /// The release a blue/green scenario deploys: the repository's own `codedeploy/` templates
@@ -629,18 +711,21 @@ fn release_plan(broken: bool, validate: bool) -> Result<deploy::Plan, RehearseEr
 fn row(
     s: &Scenario,
     report: &Report,
+    slow: Option<&Report>,
     rollout: &str,
     gate: Option<&refresh::Gate>,
     rollout_ok: bool,
     dir: &Path,
 ) -> Row {
-    let passed = report.verdict == Verdict::Pass;
+    // Both probes (the production stream and, where there is one, the slow requests) must pass.
+    let reports: Vec<&Report> = std::iter::once(report).chain(slow).collect();
+    let passed = reports.iter().all(|r| r.verdict == Verdict::Pass);
+    let failing = reports.iter().find(|r| r.verdict != Verdict::Pass).copied();
     // A passing scenario must also have refreshed; a negative control must have been detected
     // (failed), located (an incident) and attributed (a task named for its failures).
     let detected = !passed
-        && report
-            .incidents
-            .first()
+        && failing
+            .and_then(|r| r.incidents.first())
             .is_some_and(|i| i.failed_on.keys().any(|t| t != "(unknown)"));
     let as_expected = if s.expect_pass {
         passed && rollout_ok
@@ -650,16 +735,26 @@ fn row(
     Row {
         scenario: s.name.to_owned(),
         expected: if s.expect_pass { "pass" } else { "fail" },
-        verdict: format!("{:?}", report.verdict).to_lowercase(),
+        verdict: if passed {
+            "pass".into()
+        } else {
+            format!("{:?}", failing.map_or(report.verdict, |r| r.verdict)).to_lowercase()
+        },
         as_expected,
-        requests: report.requests,
-        errors: report.errors.total,
+        requests: reports.iter().map(|r| r.requests).sum(),
+        errors: reports.iter().map(|r| r.errors.total).sum(),
         longest_outage_ms: report.longest_gap_ms,
         p99_ms: report.latency_us.p99 as f64 / 1000.0,
         rollout: rollout.to_owned(),
         gate: gate.map(|g| g.action.to_owned()),
         rollback_ms: gate.and_then(|g| g.reaction).map(|d| d.as_millis() as u64),
-        incident: report.incidents.first().map(|i| i.describe()),
+        incident: failing.unwrap_or(report).incidents.first().map(|i| {
+            if failing.is_some_and(|f| !std::ptr::eq(f, report)) {
+                format!("slow requests: {}", i.describe())
+            } else {
+                i.describe()
+            }
+        }),
         wall_s: 0.0,
         report: dir.to_path_buf(),
     }

@@ -203,7 +203,22 @@ impl DataPlane {
             .map_err(|source| DataPlaneError::Workers { threads, source })?;
         let mut target_groups = BTreeMap::new();
         for tg in &stack.target_groups {
-            let settings = TargetGroupSettings::from_config(tg).map_err(DataPlaneError::Invalid)?;
+            let mut settings =
+                TargetGroupSettings::from_config(tg).map_err(DataPlaneError::Invalid)?;
+            // The propagation lag of the load balancers that forward to it.
+            settings.propagation = Duration::from_secs(u64::from(
+                stack
+                    .load_balancers
+                    .iter()
+                    .filter(|lb| {
+                        lb.listeners
+                            .iter()
+                            .any(|l| l.forward.iter().any(|f| f.target_group == tg.name))
+                    })
+                    .map(|lb| lb.deregistration_propagation)
+                    .max()
+                    .unwrap_or(0),
+            ));
             let group = TargetGroup::new(
                 &tg.name,
                 settings,

@@ -387,9 +387,17 @@ async fn handle_counted(
 
     let _in_flight = target.enter();
     let request = target.client().request(Request::from_parts(parts, body));
+    // A request that reaches a target after its deregistration delay ended (a load balancer
+    // node that has not learnt of it yet) is not cut: it opened after the cut.
+    let cut_off = async {
+        if target.cut_off.is_cancelled() {
+            std::future::pending::<()>().await;
+        }
+        target.cut_off.cancelled().await;
+    };
     let answer = tokio::select! {
         biased;
-        () = target.cut_off.cancelled() => {
+        () = cut_off => {
             return (target_error(&target, StatusCode::BAD_GATEWAY, "deregistration-delay-ended"), false);
         }
         answer = tokio::time::timeout(listener.idle_timeout, request) => answer,

@@ -45,6 +45,8 @@ pub struct TargetGroupSettings {
     pub unhealthy_threshold: u32,
     /// Success codes.
     pub matcher: Matcher,
+    /// Simulated time the load balancer goes on routing new requests to a deregistering target.
+    pub propagation: Duration,
 }
 
 impl TargetGroupSettings {
@@ -61,6 +63,7 @@ impl TargetGroupSettings {
             healthy_threshold: c.health_check.healthy_threshold,
             unhealthy_threshold: c.health_check.unhealthy_threshold,
             matcher: Matcher::parse(&c.health_check.matcher)?,
+            propagation: Duration::ZERO,
         })
     }
 }
@@ -233,6 +236,8 @@ pub struct TargetGroup {
     settings: TargetGroupSettings,
     targets: Mutex<Vec<Arc<Target>>>,
     routing: ArcSwap<Routing>,
+    /// Deregistering targets the load balancer's nodes still route to (propagation lag).
+    lingering: Mutex<Vec<Arc<Target>>>,
     next: AtomicUsize,
     idle_timeout: Duration,
     workers: usize,
@@ -268,6 +273,7 @@ impl TargetGroup {
             settings,
             targets: Mutex::new(Vec::new()),
             routing: ArcSwap::from_pointee(Routing::default()),
+            lingering: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
             idle_timeout,
             workers,
@@ -306,6 +312,10 @@ impl TargetGroup {
 
     fn targets(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Target>>> {
         self.targets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lingering(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Target>>> {
+        self.lingering.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every registered target (draining ones included).
@@ -387,6 +397,29 @@ impl TargetGroup {
             Some("Target.DeregistrationInProgress"),
         );
         target.stop_checks.cancel();
+        // The load balancer's nodes learn of it over the propagation lag: until then new
+        // requests still reach it, whatever the deregistration delay.
+        // A target already out of rotation (unhealthy) stays out.
+        let propagation = self.settings().propagation;
+        let routed = self
+            .routing
+            .load()
+            .targets
+            .iter()
+            .any(|t| Arc::ptr_eq(t, &target));
+        if routed && !propagation.is_zero() {
+            self.lingering().push(Arc::clone(&target));
+            let me = self.me.clone();
+            let lingering = Arc::clone(&target);
+            let clock = self.clock;
+            tokio::spawn(async move {
+                clock.sleep(propagation).await;
+                if let Some(tg) = me.upgrade() {
+                    tg.lingering().retain(|t| !Arc::ptr_eq(t, &lingering));
+                    tg.rebuild();
+                }
+            });
+        }
         self.rebuild();
         self.events.emit(EventKind::TargetHealth {
             target_group: self.name.clone(),
@@ -426,6 +459,7 @@ impl TargetGroup {
 
     /// Removes every target at once (the group is being deleted or localaws is stopping).
     pub fn clear(&self) {
+        self.lingering().clear();
         let all: Vec<_> = self.targets().drain(..).collect();
         for t in &all {
             t.stop_checks.cancel();
@@ -462,7 +496,8 @@ impl TargetGroup {
             .filter(|t| t.health() == TargetHealth::Healthy)
             .cloned()
             .collect();
-        let routing = if healthy.is_empty() {
+        let lingering = self.lingering().clone();
+        let mut routing = if healthy.is_empty() {
             let registered: Vec<_> = targets
                 .iter()
                 .filter(|t| matches!(t.health(), TargetHealth::Initial | TargetHealth::Unhealthy))
@@ -478,6 +513,7 @@ impl TargetGroup {
                 fail_open: false,
             }
         };
+        routing.targets.extend(lingering);
         self.routing.store(Arc::new(routing));
     }
 }

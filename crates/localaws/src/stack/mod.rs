@@ -510,6 +510,11 @@ pub struct LoadBalancerConfig {
     /// Client idle timeout in seconds (real; ALB default 60).
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: u32,
+    /// Simulated seconds the load balancer's nodes go on routing new requests to a target after
+    /// its deregistration starts (AWS: a few seconds; what the application's drain delay covers
+    /// when the deregistration delay is shorter).
+    #[serde(default = "default_propagation")]
+    pub deregistration_propagation: u32,
     /// Listeners.
     pub listeners: Vec<ListenerConfig>,
 }
@@ -520,6 +525,10 @@ fn default_lb_address() -> std::net::IpAddr {
 
 fn default_idle_timeout() -> u32 {
     60
+}
+
+fn default_propagation() -> u32 {
+    5
 }
 
 /// A listener and its default action: a weighted forward.
@@ -868,6 +877,12 @@ impl Stack {
             }
             if !(1..=4000).contains(&lb.idle_timeout) {
                 return err(format!("{at}.idle_timeout"), "expected 1 to 4000 seconds");
+            }
+            if lb.deregistration_propagation > 300 {
+                return err(
+                    format!("{at}.deregistration_propagation"),
+                    "expected 0 to 300 seconds",
+                );
             }
             unique(
                 lb.listeners.iter().map(|l| l.name.as_str()),

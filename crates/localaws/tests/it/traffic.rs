@@ -171,8 +171,13 @@ async fn deregister_then_stop_drops_nothing() {
     for r in slow {
         assert_eq!(r.unwrap().0, 200);
     }
-    // The victim served before it was deregistered and nothing after its drain began.
-    let draining_ms = event_ms(&report, &format!("{} draining", victim.endpoint));
+    // The victim served before it was deregistered and nothing once the load balancer's nodes
+    // learnt of it (the propagation lag after its drain began).
+    let stack = crate::util::test_stack();
+    let propagation_ms = (f64::from(stack.load_balancers[0].deregistration_propagation)
+        / stack.time_scale
+        * 1000.0) as i64;
+    let draining_ms = event_ms(&report, &format!("{} draining", victim.endpoint)) + propagation_ms;
     let before: u64 = report
         .intervals
         .iter()

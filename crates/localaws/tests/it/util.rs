@@ -87,10 +87,13 @@ pub fn test_stack() -> Stack {
 pub struct Stand {
     pub plane: DataPlane,
     pub dir: tempfile::TempDir,
+    /// Measured timings hold only without a fleet starving it (see [`Fleet`]).
+    _exclusive: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Stand {
     pub async fn start(stack: Stack) -> Stand {
+        let exclusive = exclusive().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut options = Options::new(dir.path());
         options.ephemeral_ports = true;
@@ -98,7 +101,11 @@ impl Stand {
         let plane = DataPlane::start(stack, Arc::new(ProcessRuntime::new()), options)
             .await
             .expect("data plane");
-        Stand { plane, dir }
+        Stand {
+            plane,
+            dir,
+            _exclusive: exclusive,
+        }
     }
 
     pub fn url(&self, listener: &str, path: &str) -> String {
@@ -380,6 +387,12 @@ pub struct Fleet {
 }
 
 static FLEETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The same exclusivity for tests that run a whole `localaws` process with its tasks: their
+/// deadlines hold on a 2-core machine only when no fleet runs beside them.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    FLEETS.lock().await
+}
 
 impl Fleet {
     /// Starts `stack` and waits until the fleet is healthy.
