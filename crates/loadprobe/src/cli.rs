@@ -123,7 +123,8 @@ pub struct RunArgs {
     pub new_connection: bool,
     /// Extra request header, 'Name: value' (repeatable). A Host, User-Agent or Accept
     /// replaces the probe's own; Connection, Content-Length and the other framing headers are
-    /// the probe's.
+    /// the probe's. Reports show a credential's value (Authorization, Cookie, API keys,
+    /// tokens) as (redacted).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     pub headers: Vec<RequestHeader>,
     /// https: trust only the certificates in this PEM file (a private CA) instead of the

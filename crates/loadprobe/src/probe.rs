@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::config::{ProbeConfig, Rate};
+use crate::config::{ProbeConfig, Rate, RequestHeader};
 use crate::error::ProbeError;
 use crate::hdrlog::HdrLog;
 use crate::live::LiveState;
@@ -116,7 +116,7 @@ impl Probe {
             tls: target
                 .is_tls()
                 .then(|| TlsSummary::new(&cfg.tls, target.host())),
-            headers: cfg.headers.iter().map(ToString::to_string).collect(),
+            headers: cfg.headers.iter().map(RequestHeader::for_report).collect(),
         };
         let setup = Setup {
             start,

@@ -1387,6 +1387,8 @@ mod https {
                 "Host: app.example.com",
                 "--header",
                 "X-Probe-Run:  42 ",
+                "-H",
+                "Authorization: Bearer s3cret",
             ])
             .arg("--json")
             .arg(&json)
@@ -1412,10 +1414,17 @@ mod https {
             headers.contains(&"x-probe-run: 42".to_owned()),
             "{headers:?}"
         );
+        assert!(
+            headers.contains(&"authorization: Bearer s3cret".to_owned()),
+            "{headers:?}"
+        );
         assert_eq!(headers.iter().filter(|h| h.starts_with("host:")).count(), 1);
         let r = read_json(&json);
         assert_eq!(r["requests"], 10);
         assert_eq!(r["config"]["headers"][0], "host: app.example.com");
+        assert_eq!(r["config"]["headers"][2], "authorization: (redacted)");
+        assert!(!std::fs::read_to_string(&json).unwrap().contains("s3cret"));
+        assert!(!stdout.contains("s3cret"), "{stdout}");
         assert_eq!(r["config"]["tls"]["server_name"], "127.0.0.1");
 
         let insecure = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadprobe"))
