@@ -36,7 +36,8 @@ Examples:
   # the HTTPS listener: system roots by default; a private CA; a host-based routing rule
   loadprobe --duration 5m https://app.example.com/
   loadprobe --ca-file internal-ca.pem https://app.internal/
-  loadprobe -H 'Host: api.example.com' --sni api.example.com https://my-alb-123.eu-west-1.elb.amazonaws.com/
+  loadprobe -H 'Host: api.example.com' --sni api.example.com \\
+      https://my-alb-123.eu-west-1.elb.amazonaws.com/
 
   # a self-signed test listener: the certificate is NOT verified, and every report says so
   loadprobe --insecure https://127.0.0.1:8443/

@@ -621,6 +621,13 @@ async fn help_teaches_with_examples() {
         "Exit status: 0 pass, 1 fail",
         "a probe fault",
         "--merge-gap",
+        "https://",
+        "--ca-file",
+        "--insecure",
+        "--sni",
+        "-H, --header",
+        "tls_handshake",
+        "tls_cert",
     ] {
         assert!(help.contains(needle), "help lacks {needle}");
     }
