@@ -1219,23 +1219,23 @@ mod https {
 
     #[tokio::test]
     async fn keep_alive_replaces_tls_connections_the_server_closed_while_idle() {
-        // 25/s over 2 connections: each sits idle about 80 ms between requests, the server
+        // 10/s over 2 connections: each sits idle 100 ms or more between requests, the server
         // closes it (close_notify, FIN) after 30 ms. Every reuse must notice, none may fail.
         let (_ca, server, ca_file) =
             ca_and_server("https-idle", Some(Duration::from_millis(30))).await;
-        let mut cfg = config(&server.url(), 25.0, 1000);
+        let mut cfg = config(&server.url(), 10.0, 1500);
         cfg.connections = 2;
         cfg.tls.ca_file = Some(ca_file);
         let r = loadprobe::run(cfg).await.unwrap();
         assert_consistent(&r);
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
-        assert_eq!(r.requests, 25);
+        assert_eq!(r.requests, 15);
         let closed = server
             .seen
             .idle_closed
             .load(std::sync::atomic::Ordering::SeqCst);
         assert!(
-            closed >= 10 && server.handshakes() >= 10,
+            closed >= 8 && server.handshakes() >= 8,
             "the server closed {closed} idle connections, {} handshakes",
             server.handshakes()
         );
@@ -1330,12 +1330,17 @@ mod https {
             assert_consistent(&r);
             r
         };
-        // The system's roots do not know the test CA.
-        let r = run(config(&server.url(), 100.0, 200)).await;
-        assert_eq!(
-            r.errors.by_kind,
-            BTreeMap::from([("tls_cert".to_owned(), 20)])
-        );
+        // The system's roots do not know the test CA (a system without roots refuses to start).
+        match loadprobe::run(config(&server.url(), 100.0, 200)).await {
+            Ok(r) => {
+                assert_consistent(&r);
+                assert_eq!(
+                    r.errors.by_kind,
+                    BTreeMap::from([("tls_cert".to_owned(), 20)])
+                );
+            }
+            Err(e) => assert!(matches!(e, loadprobe::ProbeError::NoSystemRoots(_)), "{e}"),
+        }
         assert_eq!(server.requests(), 0);
         // A name the certificate does not carry.
         let mut cfg = config(&server.url(), 100.0, 200);
