@@ -36,7 +36,8 @@ Examples:
   # the HTTPS listener: system roots by default; a private CA; a host-based routing rule
   loadprobe --duration 5m https://app.example.com/
   loadprobe --ca-file internal-ca.pem https://app.internal/
-  loadprobe -H 'Host: api.example.com' --sni api.example.com https://my-alb-123.eu-west-1.elb.amazonaws.com/
+  loadprobe -H 'Host: api.example.com' --sni api.example.com \\
+      https://my-alb-123.eu-west-1.elb.amazonaws.com/
 
   # a self-signed test listener: the certificate is NOT verified, and every report says so
   loadprobe --insecure https://127.0.0.1:8443/
@@ -123,7 +124,8 @@ pub struct RunArgs {
     pub new_connection: bool,
     /// Extra request header, 'Name: value' (repeatable). A Host, User-Agent or Accept
     /// replaces the probe's own; Connection, Content-Length and the other framing headers are
-    /// the probe's.
+    /// the probe's. Reports show a credential's value (Authorization, Cookie, API keys,
+    /// tokens) as (redacted).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     pub headers: Vec<RequestHeader>,
     /// https: trust only the certificates in this PEM file (a private CA) instead of the

@@ -262,6 +262,28 @@ impl FromStr for RequestHeader {
     }
 }
 
+impl RequestHeader {
+    /// Whether the value is a credential (`Authorization`, `Cookie`, an API key or token):
+    /// reports show the name only.
+    pub fn is_secret(&self) -> bool {
+        let name = self.name.as_str();
+        matches!(
+            name,
+            "authorization" | "proxy-authorization" | "cookie" | "x-api-key"
+        ) || name.contains("token")
+            || name.contains("secret")
+    }
+
+    /// As reports show it: `name: value`, or `name: (redacted)` for a credential.
+    pub fn for_report(&self) -> String {
+        if self.is_secret() {
+            format!("{}: (redacted)", self.name)
+        } else {
+            self.to_string()
+        }
+    }
+}
+
 impl fmt::Display for RequestHeader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -578,6 +600,11 @@ mod tests {
             ("x-probe-run", "42")
         );
         assert_eq!(h.to_string(), "x-probe-run: 42");
+        let auth: RequestHeader = "Authorization: Bearer s3cret".parse().unwrap();
+        assert_eq!(auth.for_report(), "authorization: (redacted)");
+        let token: RequestHeader = "X-Auth-Token: s3cret".parse().unwrap();
+        assert_eq!(token.for_report(), "x-auth-token: (redacted)");
+        assert_eq!(h.for_report(), "x-probe-run: 42");
         let empty: RequestHeader = "X-Empty:".parse().unwrap();
         assert!(empty.value.is_empty());
         for (bad, needle) in [

@@ -4,11 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use tokio::sync::{Mutex, mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::config::{ProbeConfig, Rate};
+use crate::config::{ProbeConfig, Rate, RequestHeader};
 use crate::error::ProbeError;
 use crate::hdrlog::HdrLog;
 use crate::live::LiveState;
@@ -80,12 +79,14 @@ pub struct Probe {
     stop: StopOnDrop,
     marker: Marker,
     live: watch::Receiver<LiveState>,
-    recorder: JoinHandle<Report>,
+    report: oneshot::Receiver<Report>,
     start_wall: SystemTime,
 }
 
 impl Probe {
-    /// Validates `cfg`, creates the HDR log, and starts sending on the current tokio runtime.
+    /// Validates `cfg`, creates the HDR log, builds the TLS client, and starts sending. Must be
+    /// called within a tokio runtime; the senders run on threads of their own (single-threaded
+    /// runtimes, connections shared out), the open loop's recorder on the first of them.
     /// Returns at once; the first request is due now.
     pub fn start(cfg: ProbeConfig) -> Result<Probe, ProbeError> {
         cfg.validate()?;
@@ -115,7 +116,7 @@ impl Probe {
             tls: target
                 .is_tls()
                 .then(|| TlsSummary::new(&cfg.tls, target.host())),
-            headers: cfg.headers.iter().map(ToString::to_string).collect(),
+            headers: cfg.headers.iter().map(RequestHeader::for_report).collect(),
         };
         let setup = Setup {
             start,
@@ -137,20 +138,19 @@ impl Probe {
         };
         // Closed loop counts what it hands out in `next`, the scheduler in `stop`.
         let next = Arc::new(AtomicU64::new(0));
-        let recorder = {
+        let record = {
             let (stop, next) = (stop.clone(), next.clone());
             let closed_loop = cfg.rate == Rate::Max;
-            runtime.spawn(recorder::record(setup, results_rx, events_rx, move || {
-                Ended {
-                    stopped_early: stop.was_cut_short(),
-                    dispatched: if closed_loop {
-                        next.load(Ordering::SeqCst)
-                    } else {
-                        stop.dispatched()
-                    },
-                }
-            }))
+            recorder::record(setup, results_rx, events_rx, move || Ended {
+                stopped_early: stop.was_cut_short(),
+                dispatched: if closed_loop {
+                    next.load(Ordering::SeqCst)
+                } else {
+                    stop.dispatched()
+                },
+            })
         };
+        let (report_tx, report_rx) = oneshot::channel();
 
         let jobs = match cfg.rate {
             Rate::PerSecond(rate) => {
@@ -187,20 +187,26 @@ impl Probe {
             ok_status: cfg.ok_status,
             lb_marker: cfg.lb_marker,
         });
-        match jobs {
-            Jobs::Max { .. } => {
-                spawn_closed_loop(cfg.connections, &sender_cfg, &jobs, &results_tx)?
+        let record_on_first = match cfg.rate {
+            // Open loop hands over every result at once: on the senders' own thread that
+            // wakes no other thread, which is most of what a request costs at 1,000/s.
+            Rate::PerSecond(_) => Some((record, report_tx)),
+            // Closed loop batches its results; its sender threads have no time to spare.
+            Rate::Max => {
+                runtime.spawn(async move {
+                    let _ = report_tx.send(record.await);
+                });
+                None
             }
-            Jobs::Scheduled { .. } => {
-                for _ in 0..cfg.connections {
-                    runtime.spawn(sender::run(
-                        sender_cfg.clone(),
-                        jobs.clone(),
-                        results_tx.clone(),
-                    ));
-                }
-            }
-        }
+        };
+        spawn_senders(
+            sender_threads(cfg.rate, cfg.connections),
+            cfg.connections,
+            &sender_cfg,
+            &jobs,
+            &results_tx,
+            record_on_first,
+        )?;
 
         Ok(Probe {
             stop: StopOnDrop(stop),
@@ -210,7 +216,7 @@ impl Probe {
                 tx: events_tx,
             },
             live: live_rx,
-            recorder,
+            report: report_rx,
             start_wall,
         })
     }
@@ -253,27 +259,43 @@ impl Probe {
     /// Waits until the schedule ends (or [`Probe::stop`]) and every request has a result, then
     /// returns the report.
     pub async fn finish(self) -> Result<Report, ProbeError> {
-        let Probe { stop, recorder, .. } = self;
-        let report = recorder
+        let Probe { stop, report, .. } = self;
+        let report = report
             .await
-            .map_err(|e| ProbeError::Internal(format!("recorder task failed: {e}")));
+            .map_err(|_| ProbeError::Internal("the recorder ended without a report".into()));
         drop(stop);
         report
     }
 }
 
-/// Closed loop (benchmarks): thread per core, each with its own single-threaded runtime and
-/// its share of the connections, as wrk does. No work stealing, no cross-thread wake-up per
-/// request; only batches of results cross to the recorder.
-fn spawn_closed_loop(
+/// Open-loop requests per second one sender thread takes; a higher rate gets more threads.
+const OPEN_LOOP_RATE_PER_THREAD: f64 = 10_000.0;
+
+/// How many sender threads: one per core for the closed loop (as wrk), one per
+/// [`OPEN_LOOP_RATE_PER_THREAD`] for the open loop; never more than cores or connections.
+fn sender_threads(rate: Rate, connections: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = match rate {
+        Rate::Max => cores,
+        Rate::PerSecond(r) => (r / OPEN_LOOP_RATE_PER_THREAD).ceil() as usize,
+    };
+    wanted.clamp(1, cores).min(connections)
+}
+
+/// Sender threads, each with its own single-threaded runtime and its share of the
+/// connections, as wrk does: no work stealing, no cross-thread wake-up per request. The first
+/// also runs the recorder when given one, and sends its report.
+fn spawn_senders<R>(
+    threads: usize,
     connections: usize,
     sender_cfg: &Arc<SenderConfig>,
     jobs: &Jobs,
     results: &mpsc::UnboundedSender<sender::Batch>,
-) -> Result<(), ProbeError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(connections);
+    mut record: Option<(R, oneshot::Sender<Report>)>,
+) -> Result<(), ProbeError>
+where
+    R: Future<Output = Report> + Send + 'static,
+{
     for t in 0..threads {
         let share = connections / threads + usize::from(t < connections % threads);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -281,6 +303,7 @@ fn spawn_closed_loop(
             .build()
             .map_err(|e| ProbeError::Internal(format!("cannot start a sender runtime: {e}")))?;
         let (cfg, jobs, results) = (sender_cfg.clone(), jobs.clone(), results.clone());
+        let record = record.take();
         std::thread::Builder::new()
             .name(format!("loadprobe-send-{t}"))
             .spawn(move || {
@@ -288,6 +311,11 @@ fn spawn_closed_loop(
                     let mut set = tokio::task::JoinSet::new();
                     for _ in 0..share {
                         set.spawn(sender::run(cfg.clone(), jobs.clone(), results.clone()));
+                    }
+                    // The recorder ends once every sender has dropped its results handle.
+                    drop(results);
+                    if let Some((record, report)) = record {
+                        let _ = report.send(record.await);
                     }
                     while set.join_next().await.is_some() {}
                 });
@@ -300,4 +328,24 @@ fn spawn_closed_loop(
 /// Runs a probe to the end: [`Probe::start`] then [`Probe::finish`].
 pub async fn run(cfg: ProbeConfig) -> Result<Report, ProbeError> {
     Probe::start(cfg)?.finish().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_threads_follow_cores_and_the_open_loop_rate() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(sender_threads(Rate::Max, 64), cores);
+        assert_eq!(sender_threads(Rate::Max, 1), 1);
+        assert_eq!(
+            sender_threads(Rate::PerSecond(1000.0), 16),
+            1,
+            "one thread at 1,000/s"
+        );
+        assert_eq!(sender_threads(Rate::PerSecond(0.5), 16), 1);
+        assert_eq!(sender_threads(Rate::PerSecond(25_000.0), 64), cores.min(3));
+        assert_eq!(sender_threads(Rate::PerSecond(1e9), 2), cores.min(2));
+    }
 }

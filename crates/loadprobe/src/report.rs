@@ -114,7 +114,8 @@ pub struct ConfigSummary {
     /// How an `https://` target's certificate was checked; absent for `http://`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSummary>,
-    /// Extra request headers (`-H`), as sent.
+    /// Extra request headers (`-H`), as sent; credentials (`Authorization`, `Cookie`, API keys,
+    /// tokens) as `name: (redacted)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<String>,
 }

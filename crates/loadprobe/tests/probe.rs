@@ -621,6 +621,13 @@ async fn help_teaches_with_examples() {
         "Exit status: 0 pass, 1 fail",
         "a probe fault",
         "--merge-gap",
+        "https://",
+        "--ca-file",
+        "--insecure",
+        "--sni",
+        "-H, --header",
+        "tls_handshake",
+        "tls_cert",
     ] {
         assert!(help.contains(needle), "help lacks {needle}");
     }
@@ -1155,41 +1162,47 @@ async fn merge_gap_splits_or_joins_incidents() {
 
 mod https {
     use super::*;
-    use util::tls::{TestCa, TlsServer};
+    use std::path::PathBuf;
+    use util::tls::{Behaviour, TestCa, TlsServer};
 
     /// The CA, a server with a certificate it signed for 127.0.0.1, and the CA's PEM file.
-    async fn ca_and_server(
-        name: &str,
-        idle_close: Option<Duration>,
-    ) -> (TestCa, TlsServer, std::path::PathBuf) {
+    async fn ca_and_server(name: &str, behaviour: Behaviour) -> (TestCa, TlsServer, PathBuf) {
         let ca = TestCa::new("loadprobe test CA");
         let server =
-            TlsServer::start(ca.server_config(&["localhost", "127.0.0.1"]), idle_close).await;
+            TlsServer::start(ca.server_config(&["localhost", "127.0.0.1"]), behaviour).await;
         let ca_file = ca.write(&scratch(name));
         (ca, server, ca_file)
     }
 
+    /// These tests prove what TLS does, not how fast: the test's own thread does the server's
+    /// handshakes, unoptimized, so the deadline is generous (a starved machine is no failure).
+    fn tls_config(url: &str, rate: f64, duration_ms: u64) -> ProbeConfig {
+        let mut cfg = config(url, rate, duration_ms);
+        cfg.timeout = Duration::from_secs(10);
+        cfg
+    }
+
     #[tokio::test]
     async fn the_private_ca_passes_with_keep_alive_and_with_new_connections() {
-        let (_ca, server, ca_file) = ca_and_server("https-ca", None).await;
+        let (_ca, server, ca_file) = ca_and_server("https-ca", Behaviour::default()).await;
         for mode in [ConnectionMode::KeepAlive, ConnectionMode::NewConnection] {
             let (requests, handshakes) = (server.requests(), server.handshakes());
-            let mut cfg = config(&server.url(), 200.0, 500);
+            let mut cfg = tls_config(&server.url(), 100.0, 500);
             cfg.mode = mode;
             cfg.tls.ca_file = Some(ca_file.clone());
             let r = loadprobe::run(cfg).await.unwrap();
             assert_consistent(&r);
             assert_eq!(r.verdict, Verdict::Pass, "{mode}: {}", r.summary());
-            assert_eq!(r.requests, 100, "{mode}: rate × duration, exactly");
-            assert_eq!(server.requests() - requests, 100, "{mode}");
-            assert_eq!(r.served_by, BTreeMap::from([("tls-1".to_owned(), 100)]));
+            assert_eq!(r.requests, 50, "{mode}: rate × duration, exactly");
+            assert_eq!(server.requests() - requests, 50, "{mode}");
+            assert_eq!(r.served_by, BTreeMap::from([("tls-1".to_owned(), 50)]));
             let handshakes = server.handshakes() - handshakes;
             match mode {
                 ConnectionMode::KeepAlive => {
                     assert!(handshakes <= 16, "keep-alive reuses sessions: {handshakes}")
                 }
                 ConnectionMode::NewConnection => {
-                    assert_eq!(handshakes, 100, "a handshake per request")
+                    assert_eq!(handshakes, 50, "a handshake per request")
                 }
             }
             let tls = r.config.tls.as_ref().unwrap();
@@ -1211,65 +1224,61 @@ mod https {
     }
 
     #[tokio::test]
-    async fn keep_alive_replaces_tls_connections_the_server_closed_while_idle() {
-        // 25/s over 2 connections: each sits idle about 80 ms between requests, the server
-        // closes it (close_notify, FIN) after 30 ms. Every reuse must notice, none may fail.
-        let (_ca, server, ca_file) =
-            ca_and_server("https-idle", Some(Duration::from_millis(30))).await;
-        let mut cfg = config(&server.url(), 25.0, 1000);
+    async fn keep_alive_replaces_tls_connections_the_server_closed_unannounced() {
+        // The server closes every connection (close_notify, FIN) right after its response,
+        // without `connection: close`; the next request on it comes 100 ms or more later. Every
+        // reuse must notice the close (a TLS 1.3 session ticket must not pass for one), none
+        // may fail.
+        let behaviour = Behaviour {
+            close_after_response: true,
+            ..Behaviour::default()
+        };
+        let (_ca, server, ca_file) = ca_and_server("https-closing", behaviour).await;
+        let mut cfg = tls_config(&server.url(), 10.0, 1500);
         cfg.connections = 2;
         cfg.tls.ca_file = Some(ca_file);
         let r = loadprobe::run(cfg).await.unwrap();
         assert_consistent(&r);
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
-        assert_eq!(r.requests, 25);
+        assert_eq!(r.requests, 15);
         let closed = server
             .seen
-            .idle_closed
+            .closed_unannounced
             .load(std::sync::atomic::Ordering::SeqCst);
-        assert!(
-            closed >= 10 && server.handshakes() >= 10,
-            "the server closed {closed} idle connections, {} handshakes",
-            server.handshakes()
-        );
+        assert_eq!(closed, 15, "the server closed every connection");
+        assert_eq!(server.handshakes(), 15, "so every request needed a new one");
     }
 
-    /// One scenario, run twice with one input flipped: HTTPS at 200 requests/s for 1.5 s, a new
-    /// connection (a handshake) per request, trusting only the test CA. At 500 ms the listener's
-    /// certificate is replaced ("certificate rotated"), at 800 ms replaced again ("certificate
-    /// restored"). Only `wrong_ca` decides whether the first replacement comes from another CA
-    /// (a listener given the wrong certificate) or from the trusted one.
+    const ROTATION_RATE: f64 = 100.0;
+    /// Connections (in accept order, one per request) that get the rotated certificate: the
+    /// requests intended from 500 ms to 800 ms.
+    const ROTATED: std::ops::Range<u64> = 50..80;
+
+    /// One scenario, run twice with one input flipped: HTTPS at 100 requests/s for 1.5 s, a new
+    /// connection (a handshake) per request, trusting only the test CA. Connections 50 to 79
+    /// (the requests due from 500 to 800 ms) get another certificate: only `wrong_ca` decides
+    /// whether it comes from another CA (a listener given the wrong certificate) or from the
+    /// trusted one.
     async fn rotation_scenario(wrong_ca: bool) -> Report {
-        let (ca, server, ca_file) =
-            ca_and_server(&format!("https-rotation-{wrong_ca}"), None).await;
+        let ca = TestCa::new("loadprobe test CA");
         let other = TestCa::new("another CA");
-        let mut cfg = config(&server.url(), 200.0, 1500);
+        let rotated = if wrong_ca {
+            other.server_config(&["127.0.0.1"])
+        } else {
+            ca.server_config(&["127.0.0.1"])
+        };
+        let behaviour = Behaviour {
+            other_cert: Some((ROTATED, rotated)),
+            ..Behaviour::default()
+        };
+        let server = TlsServer::start(ca.server_config(&["127.0.0.1"]), behaviour).await;
+        let mut cfg = tls_config(&server.url(), ROTATION_RATE, 1500);
         cfg.mode = ConnectionMode::NewConnection;
-        cfg.tls.ca_file = Some(ca_file);
-        let timeout = cfg.timeout;
-        let probe = Probe::start(cfg).unwrap();
-        let mut live = probe.watch();
-        wait_live(&mut live, timeout * 3, "500 ms of traffic", |s| {
-            s.requests >= 100
-        })
-        .await;
-        let issuer = if wrong_ca { &other } else { &ca };
-        server.set_config(issuer.server_config(&["127.0.0.1"]));
-        probe.mark("certificate rotated");
-        let rotated = Instant::now();
-        if wrong_ca {
-            wait_live(&mut live, timeout, "the first refused certificate", |s| {
-                s.outage.is_some()
-            })
-            .await;
-        }
-        // The wrong certificate stays this long (the cause, not a settling wait).
-        tokio::time::sleep_until(rotated + Duration::from_millis(300)).await;
-        server.set_config(ca.server_config(&["127.0.0.1"]));
-        probe.mark("certificate restored");
-        let r = probe.finish().await.unwrap();
+        cfg.tls.ca_file = Some(ca.write(&scratch(&format!("https-rotation-{wrong_ca}"))));
+        let r = loadprobe::run(cfg).await.unwrap();
         eprintln!("{}", r.summary());
         assert_consistent(&r);
+        assert_eq!(server.connections(), 150, "a connection per request");
         r
     }
 
@@ -1277,29 +1286,31 @@ mod https {
     async fn a_rotation_to_a_trusted_certificate_passes() {
         let r = rotation_scenario(false).await;
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
-        assert_eq!(r.requests, 300);
+        assert_eq!(r.requests, 150);
         assert!(r.incidents.is_empty());
     }
 
     #[tokio::test]
     async fn a_certificate_from_an_untrusted_ca_is_tls_cert_located_and_attributed() {
         let r = rotation_scenario(true).await;
-        // Detected.
+        // Detected: every request that met the certificate, and no other.
         assert_eq!(r.verdict, Verdict::Fail);
+        assert_eq!(r.errors.total, ROTATED.end - ROTATED.start);
         assert_eq!(r.incidents.len(), 1, "{:#?}", r.incidents);
         let inc = &r.incidents[0];
-        // Located: from the rotation to the restore, within one interval each.
-        let (rotated, restored) = (r.events[0].at_ms as u64, r.events[1].at_ms as u64);
+        // Located: the requests due from 500 to 800 ms, within one interval each way (a
+        // connection may be accepted a little out of order).
+        let due_ms = |n: u64| (n as f64 * 1000.0 / ROTATION_RATE) as u64;
+        let (first, last) = (due_ms(ROTATED.start), due_ms(ROTATED.end - 1));
         assert!(
-            inc.start_ms.abs_diff(rotated) <= INTERVAL_MS,
-            "{inc:?} vs {rotated}"
+            inc.start_ms.abs_diff(first) <= INTERVAL_MS,
+            "{inc:?} vs {first}"
         );
         assert!(
-            inc.end_ms.abs_diff(restored) <= INTERVAL_MS,
-            "{inc:?} vs {restored}"
+            inc.end_ms.abs_diff(last) <= INTERVAL_MS,
+            "{inc:?} vs {last}"
         );
         assert!(inc.recovered && inc.error_rate > 0.9, "{inc:?}");
-        assert!(inc.errors >= 40, "≈60 requests in 300 ms at 200/s: {inc:?}");
         // Attributed: the certificate, on no task (no response), as other connect errors.
         assert_eq!(
             r.errors.by_kind,
@@ -1317,21 +1328,26 @@ mod https {
 
     #[tokio::test]
     async fn handshake_failures_are_classified_and_insecure_is_loud() {
-        let (_ca, server, ca_file) = ca_and_server("https-kinds", None).await;
+        let (_ca, server, ca_file) = ca_and_server("https-kinds", Behaviour::default()).await;
         let run = |cfg: ProbeConfig| async move {
             let r = loadprobe::run(cfg).await.unwrap();
             assert_consistent(&r);
             r
         };
-        // The system's roots do not know the test CA.
-        let r = run(config(&server.url(), 100.0, 200)).await;
-        assert_eq!(
-            r.errors.by_kind,
-            BTreeMap::from([("tls_cert".to_owned(), 20)])
-        );
+        // The system's roots do not know the test CA (a system without roots refuses to start).
+        match loadprobe::run(tls_config(&server.url(), 100.0, 200)).await {
+            Ok(r) => {
+                assert_consistent(&r);
+                assert_eq!(
+                    r.errors.by_kind,
+                    BTreeMap::from([("tls_cert".to_owned(), 20)])
+                );
+            }
+            Err(e) => assert!(matches!(e, loadprobe::ProbeError::NoSystemRoots(_)), "{e}"),
+        }
         assert_eq!(server.requests(), 0);
         // A name the certificate does not carry.
-        let mut cfg = config(&server.url(), 100.0, 200);
+        let mut cfg = tls_config(&server.url(), 100.0, 200);
         cfg.tls.ca_file = Some(ca_file.clone());
         cfg.tls.sni = Some("wrong.example".into());
         let r = run(cfg).await;
@@ -1340,7 +1356,7 @@ mod https {
             BTreeMap::from([("tls_cert".to_owned(), 20)])
         );
         // The name it does carry, sent as SNI.
-        let mut cfg = config(&server.url(), 100.0, 200);
+        let mut cfg = tls_config(&server.url(), 100.0, 200);
         cfg.tls.ca_file = Some(ca_file);
         cfg.tls.sni = Some("localhost".into());
         let r = run(cfg).await;
@@ -1349,13 +1365,13 @@ mod https {
         // A plain HTTP server behind an https:// URL.
         let plain = TestServer::start("v1", "task-1").await;
         let url = format!("https://{}/", plain.addr);
-        let r = run(config(&url, 100.0, 200)).await;
+        let r = run(tls_config(&url, 100.0, 200)).await;
         assert_eq!(
             r.errors.by_kind,
             BTreeMap::from([("tls_handshake".to_owned(), 20)])
         );
         // --insecure: passes without the CA, and says so wherever the report goes.
-        let mut cfg = config(&server.url(), 100.0, 200);
+        let mut cfg = tls_config(&server.url(), 100.0, 200);
         cfg.tls.insecure = true;
         let r = run(cfg).await;
         assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
@@ -1376,7 +1392,7 @@ mod https {
 
     #[tokio::test]
     async fn the_binary_sends_extra_headers_over_https() {
-        let (_ca, server, ca_file) = ca_and_server("https-binary", None).await;
+        let (_ca, server, ca_file) = ca_and_server("https-binary", Behaviour::default()).await;
         let dir = ca_file.parent().unwrap().to_owned();
         let json = dir.join("r.json");
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadprobe"))
@@ -1387,6 +1403,8 @@ mod https {
                 "Host: app.example.com",
                 "--header",
                 "X-Probe-Run:  42 ",
+                "-H",
+                "Authorization: Bearer s3cret",
             ])
             .arg("--json")
             .arg(&json)
@@ -1412,10 +1430,17 @@ mod https {
             headers.contains(&"x-probe-run: 42".to_owned()),
             "{headers:?}"
         );
+        assert!(
+            headers.contains(&"authorization: Bearer s3cret".to_owned()),
+            "{headers:?}"
+        );
         assert_eq!(headers.iter().filter(|h| h.starts_with("host:")).count(), 1);
         let r = read_json(&json);
         assert_eq!(r["requests"], 10);
         assert_eq!(r["config"]["headers"][0], "host: app.example.com");
+        assert_eq!(r["config"]["headers"][2], "authorization: (redacted)");
+        assert!(!std::fs::read_to_string(&json).unwrap().contains("s3cret"));
+        assert!(!stdout.contains("s3cret"), "{stdout}");
         assert_eq!(r["config"]["tls"]["server_name"], "127.0.0.1");
 
         let insecure = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadprobe"))
@@ -1434,7 +1459,7 @@ mod https {
     #[tokio::test]
     async fn bad_headers_and_tls_options_exit_2_before_any_traffic() {
         use clap::Parser as _;
-        let (_ca, server, ca_file) = ca_and_server("https-bad-input", None).await;
+        let (_ca, server, ca_file) = ca_and_server("https-bad-input", Behaviour::default()).await;
         let dir = ca_file.parent().unwrap().to_owned();
         let url = server.url();
         let not_pem = dir.join("not.pem");

@@ -1,13 +1,14 @@
 //! HTTPS test targets: private CAs and certificates made at test start (rcgen), and a raw
-//! HTTP/1.1 server behind rustls that records what it was sent, whose certificate can be
-//! replaced while it runs and which can close idle keep-alive connections.
+//! HTTP/1.1 server behind rustls that records what it was sent, can present another
+//! certificate to a range of connections (by accept order, so that where it happens does not
+//! depend on when the test's thread runs) and can close keep-alive connections unannounced.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::ServerConfig;
@@ -76,12 +77,22 @@ pub struct Seen {
     pub handshakes: AtomicU64,
     /// Requests answered.
     pub requests: AtomicU64,
-    /// Idle keep-alive connections the server closed.
-    pub idle_closed: AtomicU64,
+    /// Keep-alive connections the server closed after a response without saying so.
+    pub closed_unannounced: AtomicU64,
     /// SNI names sent by clients (`-` when none was).
     pub server_names: Mutex<BTreeSet<String>>,
     /// The header lines of the last request, `name: value`, lower-case names.
     pub last_headers: Mutex<Vec<String>>,
+}
+
+/// How the HTTPS server behaves.
+#[derive(Default)]
+pub struct Behaviour {
+    /// Connections (0-based, in accept order) in this range get this configuration instead.
+    pub other_cert: Option<(Range<u64>, Arc<ServerConfig>)>,
+    /// Close every keep-alive connection (close_notify, FIN) right after its response, without
+    /// `connection: close`: as a server whose idle timeout fires between two requests.
+    pub close_after_response: bool,
 }
 
 /// An HTTPS/1.1 server on 127.0.0.1 answering `200 ok` with `x-app-version: v1` and
@@ -89,7 +100,6 @@ pub struct Seen {
 pub struct TlsServer {
     pub addr: SocketAddr,
     pub seen: Arc<Seen>,
-    config: Arc<Mutex<Arc<ServerConfig>>>,
     task: JoinHandle<()>,
 }
 
@@ -100,39 +110,33 @@ impl Drop for TlsServer {
 }
 
 impl TlsServer {
-    /// Serves with `config`; closes a keep-alive connection idle for `idle_close` (after a
-    /// TLS close_notify, as servers do).
-    pub async fn start(config: Arc<ServerConfig>, idle_close: Option<Duration>) -> TlsServer {
+    pub async fn start(config: Arc<ServerConfig>, behaviour: Behaviour) -> TlsServer {
         let listener = bind(0);
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
-        let config = Arc::new(Mutex::new(config));
-        let (s, c) = (seen.clone(), config.clone());
+        let s = seen.clone();
+        let close = behaviour.close_after_response;
         let task = tokio::spawn(async move {
+            let mut n = 0u64;
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 s.connections.fetch_add(1, Ordering::SeqCst);
-                let acceptor = tokio_rustls::TlsAcceptor::from(c.lock().unwrap().clone());
-                tokio::spawn(serve_conn(stream, acceptor, s.clone(), idle_close));
+                let config = match &behaviour.other_cert {
+                    Some((range, other)) if range.contains(&n) => other.clone(),
+                    _ => config.clone(),
+                };
+                n += 1;
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                tokio::spawn(serve_conn(stream, acceptor, s.clone(), close));
             }
         });
-        TlsServer {
-            addr,
-            seen,
-            config,
-            task,
-        }
+        TlsServer { addr, seen, task }
     }
 
     pub fn url(&self) -> String {
         format!("https://{}/", self.addr)
-    }
-
-    /// New connections get this configuration (its certificate) from now on.
-    pub fn set_config(&self, config: Arc<ServerConfig>) {
-        *self.config.lock().unwrap() = config;
     }
 
     pub fn requests(&self) -> u64 {
@@ -160,7 +164,7 @@ async fn serve_conn(
     stream: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
     seen: Arc<Seen>,
-    idle_close: Option<Duration>,
+    close_after_response: bool,
 ) {
     let _ = stream.set_nodelay(true);
     let Ok(mut tls) = acceptor.accept(stream).await else {
@@ -177,20 +181,7 @@ async fn serve_conn(
                 break end + 4;
             }
             let mut chunk = [0u8; 4096];
-            let read = match idle_close {
-                Some(idle) if buf.is_empty() => {
-                    match tokio::time::timeout(idle, tls.read(&mut chunk)).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            seen.idle_closed.fetch_add(1, Ordering::SeqCst);
-                            let _ = tls.shutdown().await;
-                            return;
-                        }
-                    }
-                }
-                _ => tls.read(&mut chunk).await,
-            };
-            match read {
+            match tls.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
@@ -223,7 +214,10 @@ async fn serve_conn(
         if tls.write_all(resp).await.is_err() || tls.flush().await.is_err() {
             return;
         }
-        if close {
+        if close || close_after_response {
+            if !close {
+                seen.closed_unannounced.fetch_add(1, Ordering::SeqCst);
+            }
             let _ = tls.shutdown().await;
             return;
         }
