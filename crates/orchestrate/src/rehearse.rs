@@ -81,6 +81,8 @@ pub struct Scenario {
     pub deregistration_delay: Option<u32>,
     /// Slow requests (`/delay/200`, 50/s) in flight the whole time, measured by a second probe.
     pub slow_requests: bool,
+    /// The application's drain delay (`DRAIN_DELAY_SECONDS`) instead of the rehearsal's 1 s.
+    pub drain_delay: Option<&'static str>,
 }
 
 /// What a scenario rolls out.
@@ -109,6 +111,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: Kind::Refresh,
         deregistration_delay: None,
         slow_requests: false,
+        drain_delay: None,
     },
     Scenario {
         name: "refresh-max-healthy-200",
@@ -120,6 +123,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: Kind::Refresh,
         deregistration_delay: None,
         slow_requests: false,
+        drain_delay: None,
     },
     Scenario {
         name: "refresh-no-managed-draining",
@@ -131,6 +135,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: Kind::Refresh,
         deregistration_delay: None,
         slow_requests: false,
+        drain_delay: None,
     },
     Scenario {
         name: "refresh-slow-requests",
@@ -142,6 +147,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: Kind::Refresh,
         deregistration_delay: None,
         slow_requests: true,
+        drain_delay: None,
     },
     Scenario {
         name: "refresh-zero-dereg-delay",
@@ -153,6 +159,31 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: Kind::Refresh,
         deregistration_delay: Some(0),
         slow_requests: true,
+        drain_delay: None,
+    },
+    Scenario {
+        name: "refresh-short-dereg-delay",
+        about: "the first refresh with a deregistration delay (2 s) shorter than the load balancer's propagation lag (5 s): the application's drain delay covers the rest",
+        expect_pass: true,
+        managed_draining: true,
+        min_healthy: 90,
+        max_healthy: 100,
+        kind: Kind::Refresh,
+        deregistration_delay: Some(2),
+        slow_requests: false,
+        drain_delay: None,
+    },
+    Scenario {
+        name: "refresh-short-dereg-delay-no-drain",
+        about: "negative control: the same with an application that does not drain (DRAIN_DELAY_SECONDS=0): it stops listening while the load balancer still routes to it",
+        expect_pass: false,
+        managed_draining: true,
+        min_healthy: 90,
+        max_healthy: 100,
+        kind: Kind::Refresh,
+        deregistration_delay: Some(2),
+        slow_requests: false,
+        drain_delay: Some("0"),
     },
     Scenario {
         name: "bluegreen-canary",
@@ -167,6 +198,7 @@ pub const SCENARIOS: &[Scenario] = &[
         },
         deregistration_delay: None,
         slow_requests: false,
+        drain_delay: None,
     },
     Scenario {
         name: "bluegreen-broken-validated",
@@ -181,6 +213,7 @@ pub const SCENARIOS: &[Scenario] = &[
         },
         deregistration_delay: None,
         slow_requests: false,
+        drain_delay: None,
     },
     Scenario {
         name: "bluegreen-broken-no-validation",
@@ -195,6 +228,7 @@ pub const SCENARIOS: &[Scenario] = &[
         },
         deregistration_delay: None,
         slow_requests: false,
+        drain_delay: None,
     },
 ];
 
@@ -416,6 +450,17 @@ async fn scenario(
     if let Some(d) = s.deregistration_delay {
         for tg in &mut stack.target_groups {
             tg.deregistration_delay = d;
+        }
+    }
+    if let Some(drain) = s.drain_delay {
+        for td in &mut stack.task_definitions {
+            for c in &mut td.container_definitions {
+                for kv in &mut c.environment {
+                    if kv.name == "DRAIN_DELAY_SECONDS" {
+                        kv.value = drain.into();
+                    }
+                }
+            }
         }
     }
     // The AppSpec's validation hook names function `validate`: this process serves it.
@@ -765,7 +810,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<31} {:<8} {:<8} {:<4} {:>8} {:>7} {:>12} {:>8} {:<28} {:>11}",
+        "{:<35} {:<8} {:<8} {:<4} {:>8} {:>7} {:>12} {:>8} {:<28} {:>11}",
         "scenario",
         "expected",
         "verdict",
@@ -780,7 +825,7 @@ pub fn table(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             t,
-            "{:<31} {:<8} {:<8} {:<4} {:>8} {:>7} {:>9} ms {:>8.2} {:<28} {:>11}",
+            "{:<35} {:<8} {:<8} {:<4} {:>8} {:>7} {:>9} ms {:>8.2} {:<28} {:>11}",
             r.scenario,
             r.expected,
             r.verdict,

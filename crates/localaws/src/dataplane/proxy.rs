@@ -387,10 +387,12 @@ async fn handle_counted(
 
     let _in_flight = target.enter();
     let request = target.client().request(Request::from_parts(parts, body));
-    // A request that reaches a target after its deregistration delay ended (a load balancer
-    // node that has not learnt of it yet) is not cut: it opened after the cut.
+    // The deregistration delay's cut applies to what was in flight when the deregistration
+    // began. A request that reaches a deregistering target later comes from a load balancer node
+    // that has not learnt of it yet (the propagation lag), and that node cuts nothing.
+    let node_knows = !target.deregistering.load(Ordering::Relaxed);
     let cut_off = async {
-        if target.cut_off.is_cancelled() {
+        if !node_knows {
             std::future::pending::<()>().await;
         }
         target.cut_off.cancelled().await;

@@ -88,6 +88,8 @@ pub struct Target {
     pub(crate) cut_off: CancellationToken,
     /// Fired when health checks must stop (draining or removed).
     stop_checks: CancellationToken,
+    /// Its deregistration has begun (read by the proxy on every request, without a lock).
+    pub(crate) deregistering: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +157,7 @@ impl Target {
             in_flight: AtomicUsize::new(0),
             cut_off: CancellationToken::new(),
             stop_checks: CancellationToken::new(),
+            deregistering: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -396,6 +399,7 @@ impl TargetGroup {
             TargetHealth::Draining,
             Some("Target.DeregistrationInProgress"),
         );
+        target.deregistering.store(true, Ordering::Relaxed);
         target.stop_checks.cancel();
         // The load balancer's nodes learn of it over the propagation lag: until then new
         // requests still reach it, whatever the deregistration delay.
