@@ -203,16 +203,23 @@ async fn main() -> std::process::ExitCode {
                 break;
             }
         };
+        let mut why = String::new();
         let status = loop {
-            let s = cd
+            let info = cd
                 .get_deployment()
                 .deployment_id(&id)
                 .send()
                 .await
                 .ok()
-                .and_then(|d| d.deployment_info)
-                .and_then(|d| d.status);
-            match s {
+                .and_then(|d| d.deployment_info);
+            if let Some(e) = info.as_ref().and_then(|d| d.error_information()) {
+                why = format!(
+                    " ({}: {})",
+                    e.code().map_or("", |c| c.as_str()),
+                    e.message().unwrap_or("")
+                );
+            }
+            match info.and_then(|d| d.status) {
                 Some(
                     s @ (DeploymentStatus::Succeeded
                     | DeploymentStatus::Failed
@@ -238,7 +245,7 @@ async fn main() -> std::process::ExitCode {
         rss.push(rss_kib());
         shift_p50.push(report.latency_us.p50);
         println!(
-            "deployment {round} ({id}, {version}): {} in {:.2} s; probe {} requests, {} errors, p50 {} µs, p99 {} µs; RSS {} KiB",
+            "deployment {round} ({id}, {version}): {}{why} in {:.2} s; probe {} requests, {} errors, p50 {} µs, p99 {} µs; RSS {} KiB",
             status.as_str(),
             took.as_secs_f64(),
             report.requests,
