@@ -2,9 +2,10 @@
 //! machine — `server` vs a minimal hyper hello and a Python `http.server` service, `loadprobe
 //! --rate max` vs wrk and oha, the `localaws` listener vs nginx (throughput and added latency),
 //! the probe's schedule lag and memory at 5,000 req/s — each as a ratio measured in the same run
-//! with the absolute figures beside it, the issue's targets shown met or not, and the machine
-//! described. Markdown on stdout (or `--md`), `--json`, `--html`; `--baseline OLD.json` flags
-//! every ratio more than 10 % worse and exits 1.
+//! with the absolute figures beside it; the rehearsal's wall time and rollback latency when
+//! `orchestrate` is built; the issue's targets shown met or not, and the machine described.
+//! Markdown on stdout (or `--md`), `--json`, `--html`; `--baseline OLD.json` flags every ratio
+//! more than 10 % worse and exits 1.
 //!
 //! Needs the release binaries beside it: `cargo build --release -p server -p loadprobe -p
 //! benches`. Peers missing from the machine are reported as not installed, never a failure.
@@ -28,7 +29,14 @@ use crate::sections::{Bench, Plan};
 
 /// Runs every benchmark comparison and reports ratios against the peers.
 #[derive(Debug, Parser)]
-#[command(name = "report", about, long_about = None)]
+#[command(
+    name = "report",
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 done; 1 a ratio more than 10 % worse than the baseline, a sanity check failed \
+                  (a failed request, a request without a result, a comparison that could not run), or with \
+                  --strict a target not met; 2 bad input (a missing binary, an unreadable baseline)."
+)]
 struct Args {
     /// A short run: one round of 2 s per measurement, 15 s at 5,000 req/s (about a minute).
     #[arg(long)]
@@ -72,6 +80,7 @@ enum Only {
     Probe,
     Proxy,
     FixedRate,
+    Rehearsal,
 }
 
 fn main() -> ExitCode {
@@ -156,7 +165,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     };
 
     type Run<'a> = fn(&Bench<'a>) -> Result<Section, String>;
-    let all: [(Only, &str, Run<'_>); 4] = [
+    let all: [(Only, &str, Run<'_>); 5] = [
         (
             Only::Server,
             "server vs hello-hyper vs Python",
@@ -173,6 +182,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             "loadprobe at 5,000 req/s",
             Bench::fixed_rate,
         ),
+        (Only::Rehearsal, "orchestrate rehearse", Bench::rehearsal),
     ];
     let mut sections = Vec::new();
     for (which, title, f) in all {

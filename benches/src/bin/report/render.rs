@@ -111,6 +111,9 @@ pub(crate) fn markdown(r: &Report) -> String {
                 let _ = writeln!(out, "| {id} | not measured in this run | | | — |");
             }
         }
+        None if r.sections.iter().all(|s| s.ratios.is_empty()) => {
+            let _ = writeln!(out, "None measured in this run.");
+        }
         None => {
             let _ = writeln!(out, "| ratio | value |\n| --- | ---: |");
             for s in &r.sections {

@@ -614,6 +614,93 @@ impl Bench<'_> {
     }
 }
 
+/// A scenario of `orchestrate rehearse --json`, the fields the report reads.
+#[derive(Debug, serde::Deserialize)]
+struct Scenario {
+    scenario: String,
+    as_expected: bool,
+    requests: u64,
+    errors: u64,
+    rollback_ms: Option<u64>,
+    wall_s: f64,
+}
+
+impl Bench<'_> {
+    /// `orchestrate rehearse`: the wall time of each scenario and the gate's rollback latency.
+    /// Only when `orchestrate` was built beside the others (it pulls in the AWS SDK).
+    pub(crate) fn rehearsal(&self) -> Result<Section, String> {
+        let orchestrate = self.bins.path("orchestrate");
+        let mut s = Section::new(
+            "rehearsal",
+            "Rehearsal: `orchestrate rehearse` wall time and rollback latency",
+            "The offline rehearsal as shipped (default stack, 1,000 req/s on the production listener, every scenario); wall time per scenario, and how long after the first failed request the gate called RollbackInstanceRefresh. No peer: absolute figures.".into(),
+        );
+        if !orchestrate.is_file() {
+            s.notes.push(
+                "orchestrate not built: cargo build --release -p orchestrate to include the rehearsal"
+                    .into(),
+            );
+            return Ok(s);
+        }
+        let json = self.bins.work.join("rehearsal.json");
+        let out = Command::new(&orchestrate)
+            .arg("rehearse")
+            .arg("--json")
+            .arg(&json)
+            .arg("--report-dir")
+            .arg(self.bins.work.join("rehearsal"))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run orchestrate: {e}"))?;
+        let text = std::fs::read_to_string(&json).map_err(|e| {
+            format!(
+                "orchestrate rehearse ({}) wrote no summary: {e}; it said: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
+        let rows: Vec<Scenario> = serde_json::from_str(&text)
+            .map_err(|e| format!("the rehearsal summary does not parse: {e}"))?;
+        let total: f64 = rows.iter().map(|r| r.wall_s).sum();
+        for r in &rows {
+            s.row(
+                format!("{} wall time", r.scenario),
+                Some(r.wall_s),
+                "s",
+                format!("{} requests, {} failed", r.requests, r.errors),
+                None,
+            );
+        }
+        for r in rows.iter().filter(|r| r.rollback_ms.is_some()) {
+            let ms = r.rollback_ms.map(|m| m as f64);
+            s.row(
+                format!("{} rollback latency", r.scenario),
+                ms,
+                "ms",
+                "first failure to the rollback call",
+                None,
+            );
+        }
+        s.notes
+            .push(format!("{} scenarios in {total:.1} s", rows.len()));
+        let unexpected: Vec<&str> = rows
+            .iter()
+            .filter(|r| !r.as_expected)
+            .map(|r| r.scenario.as_str())
+            .collect();
+        s.sanity(
+            "every rehearsal verdict as expected",
+            if unexpected.is_empty() {
+                format!("{} scenarios as expected", rows.len())
+            } else {
+                format!("not as expected: {}", unexpected.join(", "))
+            },
+            unexpected.is_empty() && out.status.success(),
+        );
+        Ok(s)
+    }
+}
+
 /// The proxy benchmark's stack: one instance, one `server` task behind one listener.
 const PROXY_STACK: &str = r#"
 time_scale = 10.0
