@@ -125,19 +125,15 @@ impl Section {
         }
     }
 
-    /// Adds a row; its ratio is computed against `reference` when both are measured.
+    /// Adds a row; `ratio` is its value over the reference row's, measured in the same run.
     pub(crate) fn row(
         &mut self,
         label: impl Into<String>,
         value: Option<f64>,
         unit: &str,
         detail: impl Into<String>,
-        reference: Option<f64>,
+        ratio: Option<f64>,
     ) {
-        let ratio = match (value, reference) {
-            (Some(v), Some(r)) if r > 0.0 => Some(v / r),
-            _ => None,
-        };
         self.rows.push(Row {
             label: label.into(),
             value,
@@ -147,19 +143,15 @@ impl Section {
         });
     }
 
-    /// Adds a watched ratio `ours / peer` when both were measured, and returns it.
+    /// Adds a watched ratio (ours over a peer's) when it was measured, and returns it.
     pub(crate) fn ratio(
         &mut self,
         id: &str,
         name: &str,
-        ours: Option<f64>,
-        peer: Option<f64>,
+        value: Option<f64>,
         better: Better,
     ) -> Option<f64> {
-        let value = match (ours, peer) {
-            (Some(o), Some(p)) if p > 0.0 => o / p,
-            _ => return None,
-        };
+        let value = value.filter(|v| v.is_finite())?;
         self.ratios.push(Ratio {
             id: id.into(),
             name: name.into(),

@@ -56,8 +56,41 @@ fn rps_detail(l: &[Load]) -> String {
     format!("rounds {}; errors {errors}", rounds.join(" / "))
 }
 
+fn series(l: &[Load]) -> Vec<f64> {
+    l.iter().map(|l| l.rps).collect()
+}
+
 fn rps(l: &[Load]) -> Option<f64> {
-    median(&l.iter().map(|l| l.rps).collect::<Vec<_>>())
+    median(&series(l))
+}
+
+/// The median over the rounds of `ours / peer` within each round: the two were measured a few
+/// seconds apart, so the machine's drift cancels out of each ratio.
+fn paired(ours: &[f64], peer: &[f64]) -> Option<f64> {
+    if ours.len() != peer.len() {
+        return None;
+    }
+    let ratios: Vec<f64> = ours
+        .iter()
+        .zip(peer)
+        .filter(|(_, p)| **p > 0.0)
+        .map(|(o, p)| o / p)
+        .collect();
+    median(&ratios)
+}
+
+/// The median over the rounds of `ours - base` within each round.
+fn added(ours: &[f64], base: &[f64]) -> Option<f64> {
+    if ours.len() != base.len() {
+        return None;
+    }
+    median(
+        &ours
+            .iter()
+            .zip(base)
+            .map(|(o, b)| o - b)
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn errors(l: &[Load]) -> u64 {
@@ -154,7 +187,7 @@ impl Bench<'_> {
             "server",
             "Server: `server` vs a minimal hyper hello vs Python `http.server`",
             format!(
-                "{} -c{} for {} s against each, keep-alive, {} round(s) alternating the servers; median req/s. `hello-hyper` answers 13 bytes from the same hyper 1 + tokio; `server` answers its HTML page (and `/health`) through its middleware; the Python service is `http.server.ThreadingHTTPServer` answering the same page with the same headers, as the original project's service ran.",
+                "{} -c{} for {} s against each, keep-alive, {} round(s) alternating the servers; median req/s, ratios the median of each round's ratio. `hello-hyper` answers 13 bytes from the same hyper 1 + tokio; `server` answers its HTML page (and `/health`) through its middleware; the Python service is `http.server.ThreadingHTTPServer` answering the same page with the same headers, as the original project's service ran.",
                 self.client(),
                 p.conns,
                 p.secs,
@@ -162,21 +195,28 @@ impl Bench<'_> {
             ),
         );
         s.reference = Some("hello-hyper".into());
-        let h = rps(&hello);
-        s.row("hello-hyper GET /", h, "req/s", rps_detail(&hello), h);
+        let hs = series(&hello);
+        let vs_hello = |l: &[Load]| paired(&series(l), &hs);
+        s.row(
+            "hello-hyper GET /",
+            rps(&hello),
+            "req/s",
+            rps_detail(&hello),
+            vs_hello(&hello),
+        );
         s.row(
             "server GET / (page)",
             rps(&page),
             "req/s",
             rps_detail(&page),
-            h,
+            vs_hello(&page),
         );
         s.row(
             "server GET /health",
             rps(&health),
             "req/s",
             rps_detail(&health),
-            h,
+            vs_hello(&health),
         );
         if python.is_some() {
             s.row(
@@ -184,7 +224,7 @@ impl Bench<'_> {
                 rps(&py),
                 "req/s",
                 rps_detail(&py),
-                h,
+                vs_hello(&py),
             );
         } else {
             s.row(
@@ -192,7 +232,7 @@ impl Bench<'_> {
                 None,
                 "req/s",
                 "python3 not installed",
-                h,
+                None,
             );
             s.notes
                 .push("python3 not installed: no Python comparison".into());
@@ -200,22 +240,19 @@ impl Bench<'_> {
         let page_ratio = s.ratio(
             "server_vs_hyper",
             "server GET / over hello-hyper (req/s)",
-            rps(&page),
-            h,
+            vs_hello(&page),
             Better::Higher,
         );
         s.ratio(
             "server_health_vs_hyper",
             "server GET /health over hello-hyper (req/s)",
-            rps(&health),
-            h,
+            vs_hello(&health),
             Better::Higher,
         );
         s.ratio(
             "server_vs_python",
             "server GET / over Python http.server (req/s)",
-            rps(&page),
-            rps(&py),
+            paired(&series(&page), &series(&py)),
             Better::Higher,
         );
         s.at_least(
@@ -273,57 +310,71 @@ impl Bench<'_> {
             "probe",
             "Probe: `loadprobe --rate max` vs wrk and oha",
             format!(
-                "Each client -c{} keep-alive for {} s against `hello-hyper`, {} round(s) alternating the clients; median req/s. The probe records every request (histograms, timeline, attribution); wrk and oha only count. Client and server share the machine's cores.",
+                "Each client -c{} keep-alive for {} s against `hello-hyper`, {} round(s) alternating the clients; median req/s, ratios the median of each round's ratio (\"the best wrk\" is the better of -t1 and -t2 in that round). The probe records every request (histograms, timeline, attribution); wrk and oha only count. Client and server share the machine's cores.",
                 p.conns, p.secs, p.rounds
             ),
         );
-        let (m1, m2, mo, mp) = (rps(&w1), rps(&w2), rps(&oha), rps(&probe));
-        let best = match (m1, m2) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        s.reference = Some("the better wrk".into());
+        // The better wrk of each round.
+        let best: Vec<f64> = w1.iter().zip(&w2).map(|(a, b)| a.rps.max(b.rps)).collect();
+        let vs_best = |l: &[f64]| paired(l, &best);
+        let ps = series(&probe);
+        s.reference = Some("the better wrk of the round".into());
         if self.tools.wrk.is_some() {
-            s.row("wrk -t1", m1, "req/s", rps_detail(&w1), best);
-            s.row("wrk -t2", m2, "req/s", rps_detail(&w2), best);
+            s.row(
+                "wrk -t1",
+                rps(&w1),
+                "req/s",
+                rps_detail(&w1),
+                vs_best(&series(&w1)),
+            );
+            s.row(
+                "wrk -t2",
+                rps(&w2),
+                "req/s",
+                rps_detail(&w2),
+                vs_best(&series(&w2)),
+            );
         } else {
             s.row("wrk", None, "req/s", "not installed", None);
             s.notes
                 .push("wrk not installed (apt-get install wrk): no wrk comparison".into());
         }
         if self.tools.oha.is_some() {
-            s.row("oha", mo, "req/s", rps_detail(&oha), best);
+            s.row(
+                "oha",
+                rps(&oha),
+                "req/s",
+                rps_detail(&oha),
+                vs_best(&series(&oha)),
+            );
         } else {
             s.row("oha", None, "req/s", "not installed", None);
             s.notes
-                .push("oha not installed (cargo install oha): no oha comparison".into());
+                .push("oha not installed (cargo install oha --locked): no oha comparison".into());
         }
         s.row(
             "loadprobe --rate max (records every request)",
-            mp,
+            rps(&probe),
             "req/s",
             format!("{}; {requests} requests recorded", rps_detail(&probe)),
-            best,
+            vs_best(&ps),
         );
         let r1 = s.ratio(
             "probe_vs_wrk_t1",
             "loadprobe over wrk -t1 (req/s)",
-            mp,
-            m1,
+            paired(&ps, &series(&w1)),
             Better::Higher,
         );
         let rb = s.ratio(
             "probe_vs_best_wrk",
             "loadprobe over the better wrk (req/s)",
-            mp,
-            best,
+            vs_best(&ps),
             Better::Higher,
         );
         s.ratio(
             "probe_vs_oha",
             "loadprobe over oha (req/s)",
-            mp,
-            mo,
+            paired(&ps, &series(&oha)),
             Better::Higher,
         );
         s.at_least("probe ≥ 1.0× wrk -t1", r1, 1.0);
@@ -426,9 +477,9 @@ impl Bench<'_> {
         drop(nginx);
         rt.block_on(la.shutdown());
 
-        let p50 = |i: usize| median(&lat[i].iter().map(|l| l.0).collect::<Vec<_>>());
-        let p99 = |i: usize| median(&lat[i].iter().map(|l| l.1).collect::<Vec<_>>());
-        let latency = |i: usize| match (p50(i), p99(i)) {
+        let p50s = |i: usize| lat[i].iter().map(|l| l.0).collect::<Vec<_>>();
+        let p99s = |i: usize| lat[i].iter().map(|l| l.1).collect::<Vec<_>>();
+        let latency = |i: usize| match (median(&p50s(i)), median(&p99s(i))) {
             (Some(a), Some(b)) => format!("at {rate} req/s: p50 {}, p99 {}", us(a), us(b)),
             _ => String::new(),
         };
@@ -446,21 +497,22 @@ impl Bench<'_> {
             ),
         );
         s.reference = Some("nginx".into());
-        let (d, n, l) = (rps(&t_direct), rps(&t_nginx), rps(&t_lb));
+        let ns = series(&t_nginx);
+        let vs_nginx = |l: &[Load]| paired(&series(l), &ns);
         s.row(
             "straight to the task",
-            d,
+            rps(&t_direct),
             "req/s",
             format!("{}; {}", rps_detail(&t_direct), latency(0)),
-            n,
+            vs_nginx(&t_direct),
         );
         if had_nginx {
             s.row(
                 "through nginx",
-                n,
+                rps(&t_nginx),
                 "req/s",
                 format!("{}; {}", rps_detail(&t_nginx), latency(1)),
-                n,
+                vs_nginx(&t_nginx),
             );
         } else {
             s.row("through nginx", None, "req/s", "not installed", None);
@@ -469,40 +521,39 @@ impl Bench<'_> {
         }
         s.row(
             "through the localaws listener",
-            l,
+            rps(&t_lb),
             "req/s",
             format!("{}; {}", rps_detail(&t_lb), latency(2)),
-            n,
+            vs_nginx(&t_lb),
         );
-        let added = |i: usize, f: &dyn Fn(usize) -> Option<f64>| Some(f(i)? - f(0)?);
-        let (lb50, lb99) = (added(2, &p50), added(2, &p99));
-        let (ng50, ng99) = (added(1, &p50), added(1, &p99));
-        for (label, a50, a99) in [("listener adds", lb50, lb99), ("nginx adds", ng50, ng99)] {
+        let (lb50, lb99) = (added(&p50s(2), &p50s(0)), added(&p99s(2), &p99s(0)));
+        let (ng50, ng99) = (added(&p50s(1), &p50s(0)), added(&p99s(1), &p99s(0)));
+        for (label, a50, a99) in [
+            ("the listener adds", lb50, lb99),
+            ("nginx adds", ng50, ng99),
+        ] {
             if let (Some(a), Some(b)) = (a50, a99) {
                 s.notes.push(format!(
-                    "{label} p50 {a:+.0} µs, p99 {b:+.0} µs at {rate} req/s"
+                    "{label} p50 {a:+.0} µs, p99 {b:+.0} µs at {rate} req/s (median over the rounds of its figure minus the direct one's)"
                 ));
             }
         }
         let ratio = s.ratio(
             "listener_vs_nginx",
             "listener over nginx (req/s)",
-            l,
-            n,
+            vs_nginx(&t_lb),
             Better::Higher,
         );
         s.ratio(
             "listener_vs_nginx_p50",
             "listener's p50 over nginx's at 1,000 req/s",
-            p50(2),
-            p50(1),
+            paired(&p50s(2), &p50s(1)),
             Better::Lower,
         );
         s.ratio(
             "listener_vs_nginx_p99",
             "listener's p99 over nginx's at 1,000 req/s",
-            p99(2),
-            p99(1),
+            paired(&p99s(2), &p99s(1)),
             Better::Lower,
         );
         s.at_least("listener ≥ 0.9× nginx", ratio, 0.9);
@@ -576,8 +627,10 @@ impl Bench<'_> {
         let growth = s.ratio(
             "rss_end_vs_10s",
             "probe RSS at the end over at 10 s, 5,000 req/s",
-            last.map(|k| k as f64),
-            at10.map(|k| k as f64),
+            paired(
+                &last.map(|k| k as f64).into_iter().collect::<Vec<_>>(),
+                &at10.map(|k| k as f64).into_iter().collect::<Vec<_>>(),
+            ),
             Better::Lower,
         );
         s.target(
@@ -783,3 +836,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_taken_within_each_round() {
+        // The machine got twice as fast in round 2: the ratio of medians would say 1.5, the
+        // rounds say 1.0 twice and 2.0 once.
+        let ours = [10.0, 20.0, 20.0];
+        let peer = [10.0, 20.0, 10.0];
+        assert_eq!(paired(&ours, &peer), Some(1.0));
+        assert_eq!(paired(&ours, &peer[..2]), None, "rounds must pair up");
+        assert_eq!(
+            added(&[150.0, 200.0, 900.0], &[100.0, 100.0, 100.0]),
+            Some(100.0)
+        );
+    }
+}
