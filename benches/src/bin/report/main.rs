@@ -143,11 +143,16 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let machine = machine::describe();
     let tools = machine::Tools::find();
-    let plan = if args.quick {
+    let mut plan = if args.quick {
         Plan::quick()
     } else {
         Plan::full()
     };
+    if let Some(n) = args.rounds {
+        plan.rounds = usize::from(n);
+    }
+    plan.secs = args.seconds.unwrap_or(plan.secs);
+    plan.fixed_secs = args.fixed_seconds.unwrap_or(plan.fixed_secs);
 
     let port = measure::free_port()?;
     let _hello = Proc::spawn(
