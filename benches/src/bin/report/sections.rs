@@ -671,6 +671,8 @@ impl Bench<'_> {
 #[derive(Debug, serde::Deserialize)]
 struct Scenario {
     scenario: String,
+    expected: String,
+    verdict: String,
     as_expected: bool,
     requests: u64,
     errors: u64,
@@ -720,7 +722,10 @@ impl Bench<'_> {
                 format!("{} wall time", r.scenario),
                 Some(r.wall_s),
                 "s",
-                format!("{} requests, {} failed", r.requests, r.errors),
+                format!(
+                    "{} requests, {} failed; verdict {}, expected {}",
+                    r.requests, r.errors, r.verdict, r.expected
+                ),
                 None,
             );
         }
