@@ -113,6 +113,7 @@ mod tests {
         Report {
             schema: crate::model::SCHEMA,
             started_at: "then".into(),
+            commit: None,
             quick: false,
             wall_s: 1.0,
             machine: Machine::default(),

@@ -60,6 +60,17 @@ pub(crate) fn version(tool: &str, flag: &str) -> Option<String> {
     })
 }
 
+/// The commit checked out where the report runs, if it runs in a git checkout.
+pub(crate) fn commit() -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !id.is_empty()).then_some(id)
+}
+
 /// The peers: wrk, oha, nginx, python3.
 #[derive(Debug, Clone)]
 pub(crate) struct Tools {

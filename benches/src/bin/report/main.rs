@@ -226,6 +226,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let mut report = Report {
         schema: model::SCHEMA,
         started_at,
+        commit: machine::commit(),
         quick: args.quick,
         wall_s,
         machine,

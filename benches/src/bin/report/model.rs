@@ -11,6 +11,9 @@ pub(crate) struct Report {
     pub(crate) schema: u32,
     /// When the run started, RFC 3339 (UTC).
     pub(crate) started_at: String,
+    /// The commit measured (`git rev-parse --short HEAD` where the report ran), if known.
+    #[serde(default)]
+    pub(crate) commit: Option<String>,
     /// `--quick`: one short round of everything.
     pub(crate) quick: bool,
     /// Wall time of the whole run, seconds.

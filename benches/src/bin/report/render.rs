@@ -47,8 +47,11 @@ fn preamble(r: &Report) -> String {
     let m = &r.machine;
     let tools: Vec<String> = r.tools.iter().map(|(t, v)| format!("{t}: {v}")).collect();
     format!(
-        "Run {} ({}), {} wall time. Machine: {} cores, {}, Linux {}, {}, {} MiB RAM, load average {:.2} at the start. Peers: {}.",
+        "Run {}{} ({}), {} wall time. Machine: {} cores, {}, Linux {}, {}, {} MiB RAM, load average {:.2} at the start. Peers: {}.",
         r.started_at,
+        r.commit
+            .as_deref()
+            .map_or_else(String::new, |c| format!(" at commit {c}")),
         if r.quick { "`--quick`" } else { "full" },
         duration(r.wall_s),
         m.cores,
