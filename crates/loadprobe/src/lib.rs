@@ -64,6 +64,8 @@
 //! Timeline convention: every `*_ms` in a report is milliseconds since the probe's start (the
 //! first intended send); `started_at` / `started_at_unix_ms` anchor it to the wall clock.
 
+#[doc(hidden)]
+pub mod bench;
 mod cli;
 mod config;
 mod error;

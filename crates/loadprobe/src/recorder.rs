@@ -194,7 +194,7 @@ struct Row {
 /// A result waiting in the reorder window.
 type Slot = Option<Seen>;
 
-struct Recorder {
+pub(crate) struct Recorder {
     setup: Setup,
     interval_us: u64,
     // whole run
@@ -272,6 +272,38 @@ pub(crate) async fn record(
 }
 
 impl Recorder {
+    /// A recorder fed by hand, outside a probe (unit tests, micro-benchmarks): intervals of
+    /// `interval`, a 1 s schedule, no HDR log, nobody watching the live state.
+    pub(crate) fn standalone(interval: Duration) -> Self {
+        let (live, _) = watch::channel(LiveState::default());
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Recorder::new(Setup {
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+            interval,
+            incident_gap: interval,
+            high_us: 2_000_000,
+            schedule_us: Some(1_000_000),
+            target: "http://t/".into(),
+            config: ConfigSummary {
+                rate: "10/s".into(),
+                rate_per_s: Some(10.0),
+                duration_ms: 1000,
+                connections: 1,
+                mode: crate::config::ConnectionMode::KeepAlive,
+                timeout_ms: 2000,
+                slo: verdict::SloSummary::default(),
+                ok_status: "200-399".into(),
+                lb_marker: "server: awselb/2.0".into(),
+                merge_gap_ms: ms(interval),
+                tls: None,
+                headers: Vec::new(),
+            },
+            hdr_log: None,
+            live,
+        })
+    }
+
     fn new(setup: Setup) -> Self {
         let interval_us = (setup.interval.as_micros() as u64).max(1);
         let latency = histo::new_histogram(setup.high_us);
@@ -309,7 +341,7 @@ impl Recorder {
         }
     }
 
-    fn on_sample(&mut self, s: Sample) {
+    pub(crate) fn on_sample(&mut self, s: Sample) {
         let latency_us = s.done_us.saturating_sub(s.intended_us);
         self.requests += 1;
         self.tick_requests += 1;
@@ -661,36 +693,10 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConnectionMode;
-    use crate::verdict::{SloSummary, Verdict};
+    use crate::verdict::Verdict;
 
     fn recorder() -> Recorder {
-        let (live, _) = watch::channel(LiveState::default());
-        Recorder::new(Setup {
-            start: Instant::now(),
-            start_wall: SystemTime::now(),
-            interval: Duration::from_millis(100),
-            incident_gap: Duration::from_millis(100),
-            high_us: 2_000_000,
-            schedule_us: Some(1_000_000),
-            target: "http://t/".into(),
-            config: ConfigSummary {
-                rate: "10/s".into(),
-                rate_per_s: Some(10.0),
-                duration_ms: 1000,
-                connections: 1,
-                mode: ConnectionMode::KeepAlive,
-                timeout_ms: 2000,
-                slo: SloSummary::default(),
-                ok_status: "200-399".into(),
-                lb_marker: "server: awselb/2.0".into(),
-                merge_gap_ms: 100,
-                tls: None,
-                headers: Vec::new(),
-            },
-            hdr_log: None,
-            live,
-        })
+        Recorder::standalone(Duration::from_millis(100))
     }
 
     fn ok(seq: u64) -> Sample {

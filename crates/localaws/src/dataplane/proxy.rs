@@ -80,8 +80,9 @@ impl Forward {
         })
     }
 
-    /// The group for the `n`-th request.
-    fn pick(&self, n: usize) -> &Arc<TargetGroup> {
+    /// The group for the `n`-th request (public for the micro-benchmarks).
+    #[doc(hidden)]
+    pub fn pick(&self, n: usize) -> &Arc<TargetGroup> {
         let slot = self.schedule[n % self.schedule.len()];
         &self.groups[usize::from(slot)].0
     }

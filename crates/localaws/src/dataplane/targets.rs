@@ -345,7 +345,9 @@ impl TargetGroup {
     }
 
     /// Picks the next target round-robin, or `None` when no target is registered (503).
-    pub(crate) fn pick(&self) -> Option<Arc<Target>> {
+    /// Public for the micro-benchmarks.
+    #[doc(hidden)]
+    pub fn pick(&self) -> Option<Arc<Target>> {
         let routing = self.routing.load();
         let n = routing.targets.len();
         if n == 0 {
