@@ -895,7 +895,7 @@ fn release_plan(broken: bool, validate: bool) -> Result<deploy::Plan, RehearseEr
         ),
         ("TASK_ROLE_ARN", "arn:aws:iam::000000000000:role/demo-task"),
         ("AWS_REGION", "us-east-1"),
-        ("CAPACITY_PROVIDER", "demo-cp"),
+        ("CAPACITY_PROVIDER", "demo-cluster-cp"),
         ("VALIDATION_HOOK", "validate"),
         ("TASK_DEFINITION_ARN", "{{TASK_DEFINITION_ARN}}"),
     ]
