@@ -1043,45 +1043,39 @@ pub fn causes(s: &Scenario, row: &Row, hazards: &[Hazard]) -> Vec<String> {
     let nothing_served = row.requests > 0 && row.errors * 10 >= row.requests * 9;
     let dropped = row.errors > 0;
     let finished = row.rollout.contains("Successful") || row.rollout.contains("Succeeded");
-    let mut symptoms: Vec<&str> = Vec::new();
-    if nothing_served {
-        symptoms.push("desired-count-zero");
-    }
-    if refresh {
-        if dropped {
-            symptoms.extend(["no-managed-draining", "static-host-port"]);
-        }
-        if !finished {
-            symptoms.extend([
-                "refresh-no-headroom",
-                "scale-in-protection-blocks-refresh",
-                "launch-template-unpinned",
-                "static-host-port",
-            ]);
-        }
+    // What happened, most telling first: nothing served at all masks everything else.
+    let symptoms: &[&str] = if nothing_served {
+        &["desired-count-zero"]
+    } else if refresh && dropped {
+        &["no-managed-draining", "drain-timing", "slow-deregistration"]
+    } else if refresh {
+        &[
+            "refresh-no-headroom",
+            "scale-in-protection-blocks-refresh",
+            "static-host-port",
+            "launch-template-unpinned",
+        ]
+    } else if !finished {
+        &[
+            "static-host-port",
+            "ready-wait-forever",
+            "appspec-container-mismatch",
+            "no-health-check-grace-period",
+        ]
     } else {
-        if !finished {
-            symptoms.extend([
-                "static-host-port",
-                "ready-wait-forever",
-                "appspec-container-mismatch",
-            ]);
-        }
-        if dropped {
-            symptoms.extend([
-                "no-test-listener",
-                "no-validation-hook",
-                "codedeploy-no-auto-rollback",
-                "all-at-once",
-            ]);
-        }
-    }
+        &[
+            "no-validation-hook",
+            "no-test-listener",
+            "codedeploy-no-auto-rollback",
+            "all-at-once",
+        ]
+    };
     let errors: Vec<&Hazard> = hazards
         .iter()
         .filter(|h| h.severity == Severity::Error && relevant.contains(&h.id))
         .collect();
     let mut picked: Vec<&Hazard> = Vec::new();
-    for id in &symptoms {
+    for id in symptoms {
         for h in errors.iter().filter(|h| h.id == *id) {
             if !picked.iter().any(|p| std::ptr::eq(*p, *h)) {
                 picked.push(h);
