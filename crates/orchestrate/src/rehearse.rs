@@ -61,6 +61,12 @@ pub struct RehearseArgs {
     /// whitespace) instead of the project's server. Repeatable.
     #[arg(long = "image", value_name = "NAME=COMMAND", requires = "terraform")]
     pub images: Vec<String>,
+    /// With --terraform: the task definition your deploys register (ECS JSON, `{{NAME}}`
+    /// placeholders allowed, e.g. codedeploy/taskdef.template.json) when the service's
+    /// task definition moves on outside Terraform: the blue/green scenarios release it, and
+    /// preflight checks it too. Without it they release the Terraform's own.
+    #[arg(long, value_name = "FILE", requires = "terraform")]
+    pub task_definition: Option<PathBuf>,
 }
 
 /// Resident memory of this process, KiB (Linux; 0 elsewhere).
@@ -291,6 +297,8 @@ pub struct DerivedSetup {
     pub hazards: Vec<Hazard>,
     /// How long reading the configuration and deriving the stack took.
     pub elapsed: Duration,
+    /// `--task-definition`, rendered for localaws: what the blue/green scenarios release.
+    pub release: Option<serde_json::Value>,
 }
 
 impl Setup {
@@ -302,10 +310,12 @@ impl Setup {
         })
     }
 
-    /// The stack `dir`'s Terraform describes (`--image NAME=COMMAND` flags in `images`).
+    /// The stack `dir`'s Terraform describes (`--image NAME=COMMAND` flags in `images`), and
+    /// the task definition file deploys register, if given.
     pub fn terraform(
         dir: &Path,
         images: &[String],
+        task_definition: Option<&Path>,
         time_scale: f64,
     ) -> Result<Setup, RehearseError> {
         let began = Instant::now();
@@ -321,11 +331,21 @@ impl Setup {
         }
         let cfg = crate::terraform::Config::load(dir)
             .map_err(|e| RehearseError::Input(format!("--terraform: {e}")))?;
-        let derived = derive::derive(&cfg, &options)
+        let mut derived = derive::derive(&cfg, &options)
             .map_err(|e| RehearseError::Input(format!("--terraform {}: {e}", dir.display())))?;
+        let (release, checked) = match task_definition {
+            Some(file) => {
+                let (json, assumed) = release_template(file, &derived.stack)?;
+                derived.assumptions.extend(assumed);
+                let checked = crate::preflight::TaskDefinition::from_file(file)
+                    .map_err(|e| RehearseError::Input(format!("--task-definition: {e}")))?;
+                (Some(json), Some(checked))
+            }
+            None => (None, None),
+        };
         let hazards = crate::preflight::check(&crate::preflight::Inputs {
             terraform: Some(cfg),
-            task_definition: None,
+            task_definition: checked,
             appspec: None,
         });
         Ok(Setup {
@@ -336,13 +356,19 @@ impl Setup {
                 assumptions: derived.assumptions,
                 hazards,
                 elapsed: began.elapsed(),
+                release,
             }),
         })
     }
 
     fn from_args(args: &RehearseArgs) -> Result<Setup, RehearseError> {
         match &args.terraform {
-            Some(dir) => Setup::terraform(dir, &args.images, args.time_scale),
+            Some(dir) => Setup::terraform(
+                dir,
+                &args.images,
+                args.task_definition.as_deref(),
+                args.time_scale,
+            ),
             None => Setup::embedded(args.time_scale),
         }
     }
@@ -975,7 +1001,10 @@ fn derived_release_plan(
         .stack
         .task_definition(&svc.task_definition)
         .ok_or_else(|| bad(format!("no task definition {:?}", svc.task_definition)))?;
-    let mut json = serde_json::to_value(td).map_err(|e| bad(e.to_string()))?;
+    let mut json = match setup.derived.as_ref().and_then(|d| d.release.clone()) {
+        Some(release) => release,
+        None => serde_json::to_value(td).map_err(|e| bad(e.to_string()))?,
+    };
     let version = if broken { "v3" } else { "v2" };
     deploy::set_env(&mut json, "APP_VERSION", version).map_err(bad)?;
     if broken {
@@ -1000,6 +1029,86 @@ fn derived_release_plan(
         appspec,
         description: Some(format!("rehearsal release {version}")),
     })
+}
+
+/// `--task-definition FILE` rendered for localaws: the placeholders a deploy fills in get the
+/// rehearsal's values (`{{APP_VERSION}}` is set per release), any other placeholder
+/// `"rehearsal"`, and an image localaws does not know runs as the project's `server`; each such
+/// choice is an assumption.
+fn release_template(
+    file: &Path,
+    stack: &Stack,
+) -> Result<(serde_json::Value, Vec<Assumption>), RehearseError> {
+    let bad =
+        |m: String| RehearseError::Input(format!("--task-definition {}: {m}", file.display()));
+    let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
+    let at = |needle: &str| crate::terraform::Location {
+        file: file.to_path_buf(),
+        line: text
+            .lines()
+            .position(|l| l.contains(needle))
+            .map_or(1, |i| i + 1),
+    };
+    let mut vars: std::collections::BTreeMap<String, String> = [
+        ("IMAGE", "server"),
+        ("APP_VERSION", "v2"),
+        (
+            "EXECUTION_ROLE_ARN",
+            "arn:aws:iam::000000000000:role/rehearsal-exec",
+        ),
+        (
+            "TASK_ROLE_ARN",
+            "arn:aws:iam::000000000000:role/rehearsal-task",
+        ),
+        ("AWS_REGION", "us-east-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut assumptions = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        let name = after[..end].trim().to_owned();
+        if let std::collections::btree_map::Entry::Vacant(slot) = vars.entry(name) {
+            let name = slot.key().clone();
+            assumptions.push(Assumption {
+                location: at(&format!("{{{{{name}}}}}")),
+                setting: format!("placeholder {{{{{name}}}}}"),
+                reason: "filled in by the deploy pipeline".into(),
+                used: "\"rehearsal\"".into(),
+            });
+            slot.insert("rehearsal".into());
+        }
+        rest = &after[end + 2..];
+    }
+    let rendered = deploy::render(&text, &vars).map_err(bad)?;
+    let mut json: serde_json::Value =
+        serde_json::from_str(&rendered).map_err(|e| bad(e.to_string()))?;
+    let containers = json
+        .get_mut("containerDefinitions")
+        .and_then(|c| c.as_array_mut())
+        .ok_or_else(|| bad("expected containerDefinitions: a list of containers".into()))?;
+    for c in containers {
+        let image = c
+            .get("image")
+            .and_then(|i| i.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        if stack.image(&image).is_none() {
+            assumptions.push(Assumption {
+                location: at("\"image\""),
+                setting: "containerDefinitions image".into(),
+                reason: format!(
+                    "image {image:?} runs locally as the project's server (--image NAME=COMMAND runs your own)"
+                ),
+                used: "\"server\"".into(),
+            });
+            c["image"] = serde_json::Value::from("server");
+        }
+    }
+    Ok((json, assumptions))
 }
 
 /// The hazards a scenario's failure points at: the preflight errors of the configuration that
