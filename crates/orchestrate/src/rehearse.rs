@@ -777,11 +777,21 @@ async fn drive(
                     },
                 )
                 .map_err(|e| RehearseError::Run(e.to_string()))?;
-            // A derived stack's `refresh` starts the refresh with the configuration's own
-            // preferences; the variants and the negative control with theirs.
+            // On a derived stack every refresh starts with the configuration's own preferences
+            // (scale-in protected instances, checkpoints, warmup: without them a refresh may
+            // replace nothing and prove nothing); only the scenario about the healthy range
+            // sets its own range. The negative controls change one thing, as on the embedded
+            // stack: managed draining, the deregistration delay.
             let prefs = match &setup.derived {
-                Some(d) if s.name == "refresh" => refresh_preferences(&d.refresh),
-                _ => RefreshPreferences::builder()
+                Some(d) => {
+                    let mut p = d.refresh.clone();
+                    if s.name == "refresh-max-healthy-200" {
+                        p.min_healthy = s.min_healthy;
+                        p.max_healthy = s.max_healthy;
+                    }
+                    refresh_preferences(&p)
+                }
+                None => RefreshPreferences::builder()
                     .min_healthy_percentage(s.min_healthy)
                     .max_healthy_percentage(s.max_healthy)
                     .auto_rollback(true)
