@@ -14,6 +14,7 @@
 pub mod aws;
 pub mod cli;
 pub mod deploy;
+pub mod derive;
 pub mod preflight;
 pub mod refresh;
 pub mod rehearse;
@@ -118,6 +119,13 @@ pub async fn run(cli: Cli, out: &mut (dyn std::io::Write + Send)) -> Result<Outc
         Command::Preflight(args) => Ok(preflight::run(&args, out)?),
         Command::Refresh(args) => cli::refresh(&args, out).await,
         Command::Deploy(args) => cli::deploy(&args, out).await,
+        Command::Rehearse(args) if args.print_stack => {
+            rehearse::print_stack(&args, out).map_err(|e| match e {
+                rehearse::RehearseError::Input(m) => Error::Input(m),
+                rehearse::RehearseError::Run(m) => Error::Run(m),
+            })?;
+            Ok(Outcome::Clean)
+        }
         Command::Rehearse(args) => {
             let rows = rehearse::run(&args, out).await.map_err(|e| match e {
                 rehearse::RehearseError::Input(m) => Error::Input(m),

@@ -679,6 +679,17 @@ fn asg(cfg: &Config, found: &mut Findings) {
                 "instance refresh with min_healthy_percentage 100 and max_healthy_percentage 100: it may neither terminate first nor launch first, so it cannot replace anything".to_owned(),
                 "set max_healthy_percentage above 100 (e.g. 200, with max_size room) so replacements launch before old instances terminate; keep min_healthy_percentage at 90-100",
             );
+        } else if let (Some(lo), Some(hi)) = (min_v, max_v)
+            && hi - lo > 100.0
+        {
+            found.add(
+                "refresh-no-headroom",
+                Severity::Error,
+                &min_at,
+                g.address(),
+                format!("instance refresh with min_healthy_percentage {} and max_healthy_percentage {}: Auto Scaling refuses a range wider than 100 (ValidationError), so no refresh starts", fmt_num(lo), fmt_num(hi)),
+                "keep max_healthy_percentage - min_healthy_percentage at most 100 (min 100, max 200 launches every replacement first)",
+            );
         }
 
         let protected =

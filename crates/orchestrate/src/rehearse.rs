@@ -20,6 +20,8 @@ use serde::Serialize;
 
 use crate::aws::{Clients, Target};
 use crate::deploy;
+use crate::derive::{self, Assumption, DeriveOptions, RefreshPrefs};
+use crate::preflight::{Hazard, Severity};
 use crate::refresh::{self, Follow, Plan};
 
 /// Arguments of `rehearse`.
@@ -45,6 +47,26 @@ pub struct RehearseArgs {
     /// memory growth above 20 % of the first round's.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub soak: Option<Duration>,
+    /// Rehearse this Terraform configuration (root module; local modules are followed): the
+    /// stack is derived from it instead of the embedded demo stack, every value not known before
+    /// apply is listed with the value used, and failing scenarios name the preflight hazards
+    /// that cause them.
+    #[arg(long, value_name = "DIR")]
+    pub terraform: Option<PathBuf>,
+    /// With --terraform: write the derived stack as TOML to standard output and exit (a stack
+    /// file `localaws --stack` takes).
+    #[arg(long, requires = "terraform")]
+    pub print_stack: bool,
+    /// With --terraform: containers whose image repository is NAME run COMMAND (split on
+    /// whitespace) instead of the project's server. Repeatable.
+    #[arg(long = "image", value_name = "NAME=COMMAND", requires = "terraform")]
+    pub images: Vec<String>,
+    /// With --terraform: the task definition your deploys register (ECS JSON, `{{NAME}}`
+    /// placeholders allowed, e.g. codedeploy/taskdef.template.json) when the service's
+    /// task definition moves on outside Terraform: the blue/green scenarios release it, and
+    /// preflight checks it too. Without it they release the Terraform's own.
+    #[arg(long, value_name = "FILE", requires = "terraform")]
+    pub task_definition: Option<PathBuf>,
 }
 
 /// Resident memory of this process, KiB (Linux; 0 elsewhere).
@@ -263,6 +285,10 @@ pub struct Row {
     pub wall_s: f64,
     /// The scenario's report directory.
     pub report: PathBuf,
+    /// On a derived stack, when the scenario is not as expected: the preflight hazards of the
+    /// configuration that cause it (id, file:line, resource, fix).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<String>,
 }
 
 /// Why the rehearsal could not run (exit 2 for input, 1 otherwise).
@@ -280,6 +306,158 @@ pub enum RehearseError {
 /// `time_scale`, with an application that drains for 1 s, managed draining as given.
 pub fn stack(managed_draining: bool, time_scale: f64) -> Result<Stack, RehearseError> {
     Stack::rehearsal(managed_draining, time_scale).map_err(|e| RehearseError::Run(e.to_string()))
+}
+
+/// What a rehearsal runs on: the embedded demo stack, or the stack derived from a Terraform
+/// configuration.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The stack (at the rehearsal's time scale; managed draining as configured).
+    pub stack: Stack,
+    /// Set when the stack was derived with `--terraform`.
+    pub derived: Option<DerivedSetup>,
+}
+
+/// A stack derived from Terraform, with what the rehearsal reports beside it.
+#[derive(Debug, Clone)]
+pub struct DerivedSetup {
+    /// The configuration's root module.
+    pub dir: PathBuf,
+    /// Its instance refresh preferences (the `refresh` scenario starts refreshes with them).
+    pub refresh: RefreshPrefs,
+    /// Values not known before apply and what was used instead.
+    pub assumptions: Vec<Assumption>,
+    /// The configuration's preflight hazards (errors and warnings).
+    pub hazards: Vec<Hazard>,
+    /// How long reading the configuration and deriving the stack took.
+    pub elapsed: Duration,
+    /// `--task-definition`, rendered for localaws: what the blue/green scenarios release.
+    pub release: Option<serde_json::Value>,
+}
+
+impl Setup {
+    /// The embedded demo stack, tuned for rehearsals.
+    pub fn embedded(time_scale: f64) -> Result<Setup, RehearseError> {
+        Ok(Setup {
+            stack: stack(true, time_scale)?,
+            derived: None,
+        })
+    }
+
+    /// The stack `dir`'s Terraform describes (`--image NAME=COMMAND` flags in `images`), and
+    /// the task definition file deploys register, if given.
+    pub fn terraform(
+        dir: &Path,
+        images: &[String],
+        task_definition: Option<&Path>,
+        time_scale: f64,
+    ) -> Result<Setup, RehearseError> {
+        let began = Instant::now();
+        let mut options = DeriveOptions {
+            time_scale: Some(time_scale),
+            ..DeriveOptions::default()
+        };
+        for flag in images {
+            options.images.push(
+                DeriveOptions::parse_image(flag)
+                    .map_err(|e| RehearseError::Input(e.to_string()))?,
+            );
+        }
+        let cfg = crate::terraform::Config::load(dir)
+            .map_err(|e| RehearseError::Input(format!("--terraform: {e}")))?;
+        let mut derived = derive::derive(&cfg, &options)
+            .map_err(|e| RehearseError::Input(format!("--terraform {}: {e}", dir.display())))?;
+        let (release, checked) = match task_definition {
+            Some(file) => {
+                let (json, assumed) = release_template(file, &derived.stack)?;
+                derived.assumptions.extend(assumed);
+                let checked = crate::preflight::TaskDefinition::from_file(file)
+                    .map_err(|e| RehearseError::Input(format!("--task-definition: {e}")))?;
+                (Some(json), Some(checked))
+            }
+            None => (None, None),
+        };
+        let hazards = crate::preflight::check(&crate::preflight::Inputs {
+            terraform: Some(cfg),
+            task_definition: checked,
+            appspec: None,
+        });
+        Ok(Setup {
+            stack: derived.stack,
+            derived: Some(DerivedSetup {
+                dir: dir.to_path_buf(),
+                refresh: derived.refresh,
+                assumptions: derived.assumptions,
+                hazards,
+                elapsed: began.elapsed(),
+                release,
+            }),
+        })
+    }
+
+    fn from_args(args: &RehearseArgs) -> Result<Setup, RehearseError> {
+        match &args.terraform {
+            Some(dir) => Setup::terraform(
+                dir,
+                &args.images,
+                args.task_definition.as_deref(),
+                args.time_scale,
+            ),
+            None => Setup::embedded(args.time_scale),
+        }
+    }
+
+    /// Why a scenario cannot run on this stack (no Auto Scaling group to refresh, no
+    /// deployment group to deploy through).
+    pub fn unsupported(&self, s: &Scenario) -> Option<&'static str> {
+        match s.kind {
+            Kind::Refresh if self.stack.auto_scaling_group.is_none() => {
+                Some("no Auto Scaling group to refresh")
+            }
+            Kind::Deploy { .. } if self.deployment_group().is_none() => {
+                Some("no CodeDeploy deployment group")
+            }
+            _ => None,
+        }
+    }
+
+    /// The first CodeDeploy application and deployment group.
+    fn deployment_group(&self) -> Option<(&str, &localaws::stack::DeploymentGroupConfig)> {
+        self.stack
+            .codedeploy
+            .as_ref()?
+            .applications
+            .iter()
+            .find_map(|a| a.deployment_groups.first().map(|g| (a.name.as_str(), g)))
+    }
+}
+
+/// `--print-stack`: the derived stack as TOML, its assumptions as comments on top.
+pub fn print_stack(args: &RehearseArgs, out: &mut dyn std::io::Write) -> Result<(), RehearseError> {
+    let setup = Setup::from_args(args)?;
+    let Some(d) = &setup.derived else {
+        return Err(RehearseError::Input(
+            "--print-stack needs --terraform DIR".into(),
+        ));
+    };
+    let mut text = format!(
+        "# localaws stack derived from the Terraform configuration in {} by orchestrate rehearse\n# ({} ms). Values not known before apply, and what this stack uses instead:\n",
+        d.dir.display(),
+        d.elapsed.as_millis()
+    );
+    if d.assumptions.is_empty() {
+        text.push_str("#   none\n");
+    }
+    for a in &d.assumptions {
+        let _ = writeln!(text, "#   {a}");
+    }
+    text.push('\n');
+    text.push_str(
+        &toml::to_string(&setup.stack)
+            .map_err(|e| RehearseError::Run(format!("writing the stack as TOML: {e}")))?,
+    );
+    out.write_all(text.as_bytes())
+        .map_err(|e| RehearseError::Run(format!("writing the stack: {e}")))
 }
 
 /// Runs the matrix; returns the rows (the caller prints and decides the exit code).
@@ -330,6 +508,28 @@ pub async fn run(
             })
             .collect::<Result<_, _>>()?
     };
+    let setup = Setup::from_args(args)?;
+    let mut chosen = chosen;
+    if let Some(d) = &setup.derived {
+        let _ = writeln!(
+            out,
+            "stack derived from {} in {} ms; {} value{} not known before apply:",
+            d.dir.display(),
+            d.elapsed.as_millis(),
+            d.assumptions.len(),
+            if d.assumptions.len() == 1 { "" } else { "s" }
+        );
+        for a in &d.assumptions {
+            let _ = writeln!(out, "  {a}");
+        }
+        chosen.retain(|s| match setup.unsupported(s) {
+            Some(why) => {
+                let _ = writeln!(out, "skipped {}: {why}", s.name);
+                false
+            }
+            None => true,
+        });
+    }
     std::fs::create_dir_all(&args.report_dir).map_err(|e| {
         RehearseError::Input(format!(
             "cannot create --report-dir {}: {e}",
@@ -342,7 +542,7 @@ pub async fn run(
     let mut all_as_expected = true;
     let rows = loop {
         round += 1;
-        let rows = matrix(&chosen, args, out).await?;
+        let rows = matrix(&chosen, &setup, args, out).await?;
         all_as_expected &= rows.iter().all(|r| r.as_expected);
         let Some(soak) = args.soak else {
             break rows;
@@ -396,6 +596,7 @@ pub async fn run(
 /// One pass over the chosen scenarios.
 async fn matrix(
     chosen: &[Scenario],
+    setup: &Setup,
     args: &RehearseArgs,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Vec<Row>, RehearseError> {
@@ -410,7 +611,15 @@ async fn matrix(
             s.about,
             if s.expect_pass { "pass" } else { "fail" }
         );
-        let row = scenario(s, args, out).await?;
+        let mut row = scenario(s, setup, args, out).await?;
+        if let Some(d) = &setup.derived
+            && !row.as_expected
+        {
+            row.causes = causes(s, &row, &d.hazards);
+            for c in &row.causes {
+                let _ = writeln!(out, "      cause: {c}");
+            }
+        }
         let _ = writeln!(
             out,
             "      -> {} ({}), {} requests, {} errors, {}{}",
@@ -434,6 +643,7 @@ async fn matrix(
 
 async fn scenario(
     s: &Scenario,
+    setup: &Setup,
     args: &RehearseArgs,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Row, RehearseError> {
@@ -446,7 +656,15 @@ async fn scenario(
     options.server = std::env::current_exe()
         .ok()
         .map(|exe| (exe, vec!["server".to_owned()]));
-    let mut stack = stack(s.managed_draining, args.time_scale)?;
+    let mut stack = setup.stack.clone();
+    stack.time_scale = args.time_scale;
+    // The embedded stack takes the scenario's managed draining; a derived one keeps the
+    // configuration's, except in the negative control, which turns it off.
+    if let Some(asg) = stack.auto_scaling_group.as_mut()
+        && (setup.derived.is_none() || !s.managed_draining)
+    {
+        asg.capacity_provider.managed_draining = s.managed_draining;
+    }
     if let Some(d) = s.deregistration_delay {
         for tg in &mut stack.target_groups {
             tg.deregistration_delay = d;
@@ -463,8 +681,13 @@ async fn scenario(
             }
         }
     }
-    // The AppSpec's validation hook names function `validate`: this process serves it.
-    let hook = if matches!(s.kind, Kind::Deploy { validate: true, .. }) {
+    // The AppSpec's validation hook names function `validate`: this process serves it (on a
+    // derived stack only when it has a test listener to validate through).
+    let has_test = setup.derived.is_none()
+        || setup
+            .deployment_group()
+            .is_some_and(|(_, g)| g.test_listener.is_some());
+    let hook = if matches!(s.kind, Kind::Deploy { validate: true, .. }) && has_test {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| RehearseError::Run(format!("hook endpoint: {e}")))?;
@@ -487,7 +710,7 @@ async fn scenario(
     let la = Localaws::start(stack, options, 0)
         .await
         .map_err(|e| RehearseError::Run(format!("starting localaws: {e}")))?;
-    let result = drive(s, args, &la, &dir, hook, out).await;
+    let result = drive(s, setup, args, &la, &dir, hook, out).await;
     la.shutdown().await;
     let mut row = result?;
     row.wall_s = began.elapsed().as_secs_f64();
@@ -496,6 +719,7 @@ async fn scenario(
 
 async fn drive(
     s: &Scenario,
+    setup: &Setup,
     args: &RehearseArgs,
     la: &Localaws,
     dir: &Path,
@@ -581,10 +805,15 @@ async fn drive(
     let (rollout, gate, ok) = match s.kind {
         Kind::Refresh => {
             // What `terraform apply` would do: a new launch template version (a new AMI).
+            let asg = setup
+                .stack
+                .auto_scaling_group
+                .as_ref()
+                .ok_or_else(|| RehearseError::Run("no Auto Scaling group".into()))?;
             let (_, version) = la
                 .control()
                 .create_launch_template_version(
-                    &TemplateRef::Name("demo-lt".into()),
+                    &TemplateRef::Name(asg.launch_template.name.clone()),
                     NewVersion {
                         source_version: Some("1".into()),
                         image_id: Some("ami-0ecs000000000002".into()),
@@ -593,15 +822,31 @@ async fn drive(
                     },
                 )
                 .map_err(|e| RehearseError::Run(e.to_string()))?;
-            let plan = Plan {
-                group: "demo-asg".into(),
-                launch_template: Some("demo-lt".into()),
-                version: Some(version.number.to_string()),
-                prefs: RefreshPreferences::builder()
+            // On a derived stack every refresh starts with the configuration's own preferences
+            // (scale-in protected instances, checkpoints, warmup: without them a refresh may
+            // replace nothing and prove nothing); only the scenario about the healthy range
+            // sets its own range. The negative controls change one thing, as on the embedded
+            // stack: managed draining, the deregistration delay.
+            let prefs = match &setup.derived {
+                Some(d) => {
+                    let mut p = d.refresh.clone();
+                    if s.name == "refresh-max-healthy-200" {
+                        p.min_healthy = s.min_healthy;
+                        p.max_healthy = s.max_healthy;
+                    }
+                    refresh_preferences(&p)
+                }
+                None => RefreshPreferences::builder()
                     .min_healthy_percentage(s.min_healthy)
                     .max_healthy_percentage(s.max_healthy)
                     .auto_rollback(true)
                     .build(),
+            };
+            let plan = Plan {
+                group: asg.name.clone(),
+                launch_template: Some(asg.launch_template.name.clone()),
+                version: Some(version.number.to_string()),
+                prefs,
                 follow: false,
             };
             let outcome = refresh::run(
@@ -618,15 +863,23 @@ async fn drive(
             for l in &lines {
                 let _ = writeln!(out, "      {l}");
             }
-            let outcome = outcome.map_err(|e| RehearseError::Run(format!("{}: {e}", s.name)))?;
-            (
-                format!("refresh {}", outcome.status),
-                outcome.gate.clone(),
-                outcome.succeeded(),
-            )
+            match outcome {
+                Ok(outcome) => (
+                    format!("refresh {}", outcome.status),
+                    outcome.gate.clone(),
+                    outcome.succeeded(),
+                ),
+                // A derived configuration may be refused (no headroom, bad preferences): that
+                // is the configuration's result, not the rehearsal's failure.
+                Err(e) if setup.derived.is_some() => (format!("refresh refused: {e}"), None, false),
+                Err(e) => return Err(RehearseError::Run(format!("{}: {e}", s.name))),
+            }
         }
         Kind::Deploy { broken, validate } => {
-            let plan = release_plan(broken, validate)?;
+            let plan = match &setup.derived {
+                Some(_) => derived_release_plan(setup, broken, validate && hook.is_some())?,
+                None => release_plan(broken, validate)?,
+            };
             let validation = hook.map(|l| deploy::Validation {
                 test_url: la.listener_url("test").unwrap_or_default(),
                 requests: 20,
@@ -647,23 +900,28 @@ async fn drive(
             for l in &lines {
                 let _ = writeln!(out, "      {l}");
             }
-            let outcome = outcome.map_err(|e| RehearseError::Run(format!("{}: {e}", s.name)))?;
-            let rolled_back = outcome.rolled_back();
-            // A good release must succeed; a broken one must end rolled back.
-            let ok = if broken {
-                !outcome.succeeded() && rolled_back
-            } else {
-                outcome.succeeded()
-            };
-            (
-                format!(
-                    "deploy {}{}",
-                    outcome.status,
-                    if rolled_back { ", rolled back" } else { "" }
-                ),
-                outcome.gate,
-                ok,
-            )
+            match outcome {
+                Ok(outcome) => {
+                    let rolled_back = outcome.rolled_back();
+                    // A good release must succeed; a broken one must end rolled back.
+                    let ok = if broken {
+                        !outcome.succeeded() && rolled_back
+                    } else {
+                        outcome.succeeded()
+                    };
+                    (
+                        format!(
+                            "deploy {}{}",
+                            outcome.status,
+                            if rolled_back { ", rolled back" } else { "" }
+                        ),
+                        outcome.gate,
+                        ok,
+                    )
+                }
+                Err(e) if setup.derived.is_some() => (format!("deploy refused: {e}"), None, false),
+                Err(e) => return Err(RehearseError::Run(format!("{}: {e}", s.name))),
+            }
         }
     };
     // The last replacement's old tasks have stopped once the fleet is steady again.
@@ -718,7 +976,7 @@ fn release_plan(broken: bool, validate: bool) -> Result<deploy::Plan, RehearseEr
         ),
         ("TASK_ROLE_ARN", "arn:aws:iam::000000000000:role/demo-task"),
         ("AWS_REGION", "us-east-1"),
-        ("CAPACITY_PROVIDER", "demo-cp"),
+        ("CAPACITY_PROVIDER", "demo-cluster-cp"),
         ("VALIDATION_HOOK", "validate"),
         ("TASK_DEFINITION_ARN", "{{TASK_DEFINITION_ARN}}"),
     ]
@@ -751,6 +1009,260 @@ fn release_plan(broken: bool, validate: bool) -> Result<deploy::Plan, RehearseEr
         appspec,
         description: Some(format!("rehearsal release {version}")),
     })
+}
+
+/// The SDK's refresh preferences from the configuration's.
+fn refresh_preferences(p: &RefreshPrefs) -> RefreshPreferences {
+    use aws_sdk_autoscaling::types::ScaleInProtectedInstances;
+    let mut b = RefreshPreferences::builder()
+        .min_healthy_percentage(p.min_healthy)
+        .max_healthy_percentage(p.max_healthy)
+        .auto_rollback(p.auto_rollback)
+        .skip_matching(p.skip_matching)
+        .scale_in_protected_instances(ScaleInProtectedInstances::from(
+            p.scale_in_protected.as_str(),
+        ));
+    if let Some(w) = p.instance_warmup {
+        b = b.instance_warmup(w);
+    }
+    if let Some(d) = p.checkpoint_delay {
+        b = b.checkpoint_delay(d);
+    }
+    for c in &p.checkpoints {
+        b = b.checkpoint_percentages(*c);
+    }
+    b.build()
+}
+
+/// The release a blue/green scenario deploys on a derived stack: the service's own task
+/// definition (as the configuration writes it) at version v2, or v3 broken; an AppSpec naming
+/// the service's container and port, with the validation hook when there is a test listener.
+fn derived_release_plan(
+    setup: &Setup,
+    broken: bool,
+    validate: bool,
+) -> Result<deploy::Plan, RehearseError> {
+    let bad = |m: String| RehearseError::Run(format!("release: {m}"));
+    let (app, group) = setup
+        .deployment_group()
+        .ok_or_else(|| bad("no deployment group".into()))?;
+    let svc = setup
+        .stack
+        .services
+        .iter()
+        .find(|s| s.name == group.service)
+        .ok_or_else(|| bad(format!("no service {:?}", group.service)))?;
+    let td = setup
+        .stack
+        .task_definition(&svc.task_definition)
+        .ok_or_else(|| bad(format!("no task definition {:?}", svc.task_definition)))?;
+    let mut json = match setup.derived.as_ref().and_then(|d| d.release.clone()) {
+        Some(release) => release,
+        None => serde_json::to_value(td).map_err(|e| bad(e.to_string()))?,
+    };
+    let version = if broken { "v3" } else { "v2" };
+    deploy::set_env(&mut json, "APP_VERSION", version).map_err(bad)?;
+    if broken {
+        deploy::set_env(&mut json, "PAGE_STATUS", "500").map_err(bad)?;
+    }
+    let (container, port) = svc
+        .load_balancer
+        .as_ref()
+        .map(|l| (l.container_name.clone(), l.container_port))
+        .ok_or_else(|| bad(format!("service {:?} has no load balancer", svc.name)))?;
+    let mut appspec = format!(
+        "version: 0.0\nResources:\n  - TargetService:\n      Type: AWS::ECS::Service\n      Properties:\n        TaskDefinition: \"{{{{TASK_DEFINITION_ARN}}}}\"\n        LoadBalancerInfo:\n          ContainerName: {container:?}\n          ContainerPort: {port}\n"
+    );
+    if validate {
+        appspec.push_str("Hooks:\n  - AfterAllowTestTraffic: \"validate\"\n");
+    }
+    Ok(deploy::Plan {
+        application: app.to_owned(),
+        group: group.name.clone(),
+        config: None,
+        task_definition: json,
+        appspec,
+        description: Some(format!("rehearsal release {version}")),
+    })
+}
+
+/// `--task-definition FILE` rendered for localaws: the placeholders a deploy fills in get the
+/// rehearsal's values (`{{APP_VERSION}}` is set per release), any other placeholder
+/// `"rehearsal"`, and an image localaws does not know runs as the project's `server`; each such
+/// choice is an assumption.
+fn release_template(
+    file: &Path,
+    stack: &Stack,
+) -> Result<(serde_json::Value, Vec<Assumption>), RehearseError> {
+    let bad =
+        |m: String| RehearseError::Input(format!("--task-definition {}: {m}", file.display()));
+    let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
+    let at = |needle: &str| crate::terraform::Location {
+        file: file.to_path_buf(),
+        line: text
+            .lines()
+            .position(|l| l.contains(needle))
+            .map_or(1, |i| i + 1),
+    };
+    let mut vars: std::collections::BTreeMap<String, String> = [
+        ("IMAGE", "server"),
+        ("APP_VERSION", "v2"),
+        (
+            "EXECUTION_ROLE_ARN",
+            "arn:aws:iam::000000000000:role/rehearsal-exec",
+        ),
+        (
+            "TASK_ROLE_ARN",
+            "arn:aws:iam::000000000000:role/rehearsal-task",
+        ),
+        ("AWS_REGION", "us-east-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut assumptions = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        let name = after[..end].trim().to_owned();
+        if let std::collections::btree_map::Entry::Vacant(slot) = vars.entry(name) {
+            let name = slot.key().clone();
+            assumptions.push(Assumption {
+                location: at(&format!("{{{{{name}}}}}")),
+                setting: format!("placeholder {{{{{name}}}}}"),
+                reason: "filled in by the deploy pipeline".into(),
+                used: "\"rehearsal\"".into(),
+            });
+            slot.insert("rehearsal".into());
+        }
+        rest = &after[end + 2..];
+    }
+    let rendered = deploy::render(&text, &vars).map_err(bad)?;
+    let mut json: serde_json::Value =
+        serde_json::from_str(&rendered).map_err(|e| bad(e.to_string()))?;
+    let containers = json
+        .get_mut("containerDefinitions")
+        .and_then(|c| c.as_array_mut())
+        .ok_or_else(|| bad("expected containerDefinitions: a list of containers".into()))?;
+    for c in containers {
+        let image = c
+            .get("image")
+            .and_then(|i| i.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        if stack.image(&image).is_none() {
+            assumptions.push(Assumption {
+                location: at("\"image\""),
+                setting: "containerDefinitions image".into(),
+                reason: format!(
+                    "image {image:?} runs locally as the project's server (--image NAME=COMMAND runs your own)"
+                ),
+                used: "\"server\"".into(),
+            });
+            c["image"] = serde_json::Value::from("server");
+        }
+    }
+    Ok((json, assumptions))
+}
+
+/// The hazards a scenario's failure points at: the preflight errors of the configuration that
+/// match what happened (requests failed during a refresh: nothing drained the instances; a
+/// release that could not finish: its task set could not be placed, ...); when none matches,
+/// every error relevant to the scenario's kind of rollout.
+pub fn causes(s: &Scenario, row: &Row, hazards: &[Hazard]) -> Vec<String> {
+    let refresh = s.kind == Kind::Refresh;
+    let relevant: &[&str] = if refresh {
+        &[
+            "desired-count-zero",
+            "no-managed-draining",
+            "refresh-no-headroom",
+            "scale-in-protection-blocks-refresh",
+            "launch-template-unpinned",
+            "static-host-port",
+            "asg-health-check-ec2",
+            "no-health-check-grace-period",
+            "drain-timing",
+            "slow-deregistration",
+            "health-check-defaults",
+            "keepalive-below-idle-timeout",
+        ]
+    } else {
+        &[
+            "desired-count-zero",
+            "static-host-port",
+            "ready-wait-forever",
+            "no-test-listener",
+            "no-validation-hook",
+            "codedeploy-no-auto-rollback",
+            "all-at-once",
+            "appspec-container-mismatch",
+            "no-health-check-grace-period",
+            "drain-timing",
+            "slow-deregistration",
+            "health-check-defaults",
+            "keepalive-below-idle-timeout",
+        ]
+    };
+    let nothing_served = row.requests > 0 && row.errors * 10 >= row.requests * 9;
+    let dropped = row.errors > 0;
+    let finished = row.rollout.contains("Successful") || row.rollout.contains("Succeeded");
+    // What happened, most telling first: nothing served at all masks everything else.
+    let symptoms: &[&str] = if nothing_served {
+        &["desired-count-zero"]
+    } else if refresh && dropped {
+        &["no-managed-draining", "drain-timing", "slow-deregistration"]
+    } else if refresh {
+        &[
+            "refresh-no-headroom",
+            "scale-in-protection-blocks-refresh",
+            "static-host-port",
+            "launch-template-unpinned",
+        ]
+    } else if !finished {
+        &[
+            "static-host-port",
+            "ready-wait-forever",
+            "appspec-container-mismatch",
+            "no-health-check-grace-period",
+        ]
+    } else {
+        &[
+            "no-validation-hook",
+            "no-test-listener",
+            "codedeploy-no-auto-rollback",
+            "all-at-once",
+        ]
+    };
+    let errors: Vec<&Hazard> = hazards
+        .iter()
+        .filter(|h| h.severity == Severity::Error && relevant.contains(&h.id))
+        .collect();
+    let mut picked: Vec<&Hazard> = Vec::new();
+    for id in symptoms {
+        for h in errors.iter().filter(|h| h.id == *id) {
+            if !picked.iter().any(|p| std::ptr::eq(*p, *h)) {
+                picked.push(h);
+            }
+        }
+    }
+    if picked.is_empty() {
+        picked = errors;
+    }
+    picked
+        .iter()
+        .map(|h| {
+            format!(
+                "{} at {}:{} ({}): {} Fix: {}",
+                h.id,
+                h.file.display(),
+                h.line,
+                h.resource,
+                h.reason,
+                h.fix
+            )
+        })
+        .collect()
 }
 
 fn row(
@@ -802,6 +1314,7 @@ fn row(
         }),
         wall_s: 0.0,
         report: dir.to_path_buf(),
+        causes: Vec::new(),
     }
 }
 

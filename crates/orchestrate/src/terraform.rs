@@ -525,6 +525,15 @@ impl Module {
         partial(expr, &ctx)
     }
 
+    /// [`Module::eval`] with more variables in scope (`each`, `count` of an expanded resource).
+    pub fn eval_with(&self, expr: &Expression, extra: &[(&str, Value)]) -> Option<Value> {
+        let mut ctx = self.context();
+        for (name, value) in extra {
+            ctx.declare_var(*name, value.clone());
+        }
+        partial(expr, &ctx)
+    }
+
     /// [`Module::eval`] as a [`Setting`] (never [`Setting::Absent`]).
     pub fn eval_setting(&self, expr: &Expression) -> Setting {
         match self.eval(expr) {

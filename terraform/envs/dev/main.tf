@@ -105,7 +105,7 @@ module "compute" {
   max_size         = 6
   desired_capacity = 3
 
-  refresh_min_healthy_percentage  = 90
+  refresh_min_healthy_percentage  = 100
   refresh_max_healthy_percentage  = 200
   refresh_instance_warmup_seconds = 180
 }

@@ -120,9 +120,9 @@ variable "protect_from_scale_in" {
 }
 
 variable "refresh_min_healthy_percentage" {
-  description = "Instance refresh MinHealthyPercentage."
+  description = "Instance refresh MinHealthyPercentage; with MaxHealthyPercentage 200, 100 keeps every instance in service while replacements launch first."
   type        = number
-  default     = 90
+  default     = 100
 
   validation {
     condition     = var.refresh_min_healthy_percentage >= 50 && var.refresh_min_healthy_percentage <= 100
@@ -138,6 +138,12 @@ variable "refresh_max_healthy_percentage" {
   validation {
     condition     = var.refresh_max_healthy_percentage > 100 && var.refresh_max_healthy_percentage <= 200
     error_message = "refresh_max_healthy_percentage must be 101 to 200: at 100 the refresh terminates before it launches, capacity dips."
+  }
+
+  # StartInstanceRefresh refuses a range wider than 100 (ValidationError).
+  validation {
+    condition     = var.refresh_max_healthy_percentage - var.refresh_min_healthy_percentage <= 100
+    error_message = "refresh_max_healthy_percentage may exceed refresh_min_healthy_percentage by at most 100: Auto Scaling refuses the refresh otherwise."
   }
 }
 

@@ -10,4 +10,5 @@ mod codedeploy;
 mod hazards;
 mod rollout;
 mod terraform;
+mod tfstack;
 mod util;

@@ -13,7 +13,7 @@ use tokio::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_orchestrate");
 
 /// One fleet under load at a time: two at once starve each other on a 2-core machine.
-static FLEETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static FLEETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// localaws with the rehearsal's stack, tasks run by this crate's binary (`orchestrate server`),
 /// and launch template version 2 ready to refresh to.
@@ -393,7 +393,7 @@ fn deploy_command(
         "--var",
         "AWS_REGION=us-east-1",
         "--var",
-        "CAPACITY_PROVIDER=demo-cp",
+        "CAPACITY_PROVIDER=demo-cluster-cp",
         "--var",
         "VALIDATION_HOOK=validate",
         "--env",

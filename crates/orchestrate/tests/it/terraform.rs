@@ -233,8 +233,13 @@ fn dev_instances_drain_and_the_refresh_replaces_them_safely() {
     assert!(num(&asg, "health_check_grace_period") >= 60.0);
     assert_eq!(known(&asg, "protect_from_scale_in"), Value::Bool(true));
     let pref = |p: &str| format!("instance_refresh.preferences.{p}");
-    assert_eq!(num(&asg, &pref("min_healthy_percentage")), 90.0);
+    assert_eq!(num(&asg, &pref("min_healthy_percentage")), 100.0);
     assert!(num(&asg, &pref("max_healthy_percentage")) > 100.0);
+    // Auto Scaling refuses a range wider than 100.
+    assert!(
+        num(&asg, &pref("max_healthy_percentage")) - num(&asg, &pref("min_healthy_percentage"))
+            <= 100.0
+    );
     assert!(
         num(&asg, "max_size")
             >= num(&asg, "desired_capacity") * num(&asg, &pref("max_healthy_percentage")) / 100.0
