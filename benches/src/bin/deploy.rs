@@ -17,24 +17,7 @@ use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, PortMapping};
 use loadprobe::{ConnectionMode, Probe, ProbeConfig, Rate};
 use localaws::{Localaws, Options, Stack};
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn arg<T: std::str::FromStr>(i: usize, default: T) -> T {
-    std::env::args()
-        .nth(i)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
+use benches::{arg, rss_kib};
 
 /// A probe of the production listener at `rate` for `secs`.
 fn probe(url: &str, rate: f64, secs: u64) -> Result<Probe, String> {

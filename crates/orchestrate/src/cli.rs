@@ -132,31 +132,14 @@ pub async fn refresh(
         prefs: prefs.build(),
         follow: args.follow,
     };
-    let probe = match &args.url {
-        Some(url) => {
-            let uri = url
-                .parse()
-                .map_err(|e| Error::Input(format!("invalid --url {url:?}: {e}")))?;
-            let mut cfg = ProbeConfig::new(uri);
-            cfg.rate = Rate::PerSecond(args.rate);
-            cfg.duration = args.timeout + args.settle;
-            cfg.mode = ConnectionMode::KeepAlive;
-            Some(Probe::start(cfg).map_err(|e| Error::Input(format!("probe: {e}")))?)
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "no --url: following the refresh without a probe (no gate)"
-            );
-            None
-        }
-    };
-    let clients = Clients::new(&Target {
-        endpoint_url: args.endpoint_url.clone(),
-        region: args.region.clone(),
-        static_credentials: false,
-    })
-    .await;
+    let probe = start_probe(
+        args.url.as_deref(),
+        args.rate,
+        args.timeout + args.settle,
+        "refresh",
+        out,
+    )?;
+    let clients = clients(args.endpoint_url.as_ref(), args.region.as_ref()).await;
     // On a terminal the refresh's status is a live line (indicatif) with the probe's counts, and
     // everything else scrolls above it; otherwise plain lines.
     let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
@@ -400,31 +383,14 @@ pub async fn deploy(
         }),
         None => None,
     };
-    let probe = match &args.url {
-        Some(url) => {
-            let uri = url
-                .parse()
-                .map_err(|e| Error::Input(format!("invalid --url {url:?}: {e}")))?;
-            let mut cfg = ProbeConfig::new(uri);
-            cfg.rate = Rate::PerSecond(args.rate);
-            cfg.duration = args.timeout + args.settle;
-            cfg.mode = ConnectionMode::KeepAlive;
-            Some(Probe::start(cfg).map_err(|e| Error::Input(format!("probe: {e}")))?)
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "no --url: following the deployment without a probe (no gate)"
-            );
-            None
-        }
-    };
-    let clients = Clients::new(&Target {
-        endpoint_url: args.endpoint_url.clone(),
-        region: args.region.clone(),
-        static_credentials: false,
-    })
-    .await;
+    let probe = start_probe(
+        args.url.as_deref(),
+        args.rate,
+        args.timeout + args.settle,
+        "deployment",
+        out,
+    )?;
+    let clients = clients(args.endpoint_url.as_ref(), args.region.as_ref()).await;
     let mut log = |l: &str| {
         let _ = writeln!(std::io::stdout(), "{l}");
     };
@@ -519,4 +485,41 @@ async fn finish_probe(
         }
     }
     Ok(report.verdict == Verdict::Pass)
+}
+
+/// The probe on `url` at `rate` for `duration` (keep-alive); without a URL, says there is no gate.
+fn start_probe(
+    url: Option<&str>,
+    rate: f64,
+    duration: Duration,
+    what: &str,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Option<Probe>, Error> {
+    let Some(url) = url else {
+        let _ = writeln!(
+            out,
+            "no --url: following the {what} without a probe (no gate)"
+        );
+        return Ok(None);
+    };
+    let uri = url
+        .parse()
+        .map_err(|e| Error::Input(format!("invalid --url {url:?}: {e}")))?;
+    let mut cfg = ProbeConfig::new(uri);
+    cfg.rate = Rate::PerSecond(rate);
+    cfg.duration = duration;
+    cfg.mode = ConnectionMode::KeepAlive;
+    Ok(Some(
+        Probe::start(cfg).map_err(|e| Error::Input(format!("probe: {e}")))?,
+    ))
+}
+
+/// The SDK clients for the endpoint and region given (the default chain's credentials).
+async fn clients(endpoint_url: Option<&String>, region: Option<&String>) -> Clients {
+    Clients::new(&Target {
+        endpoint_url: endpoint_url.cloned(),
+        region: region.cloned(),
+        static_credentials: false,
+    })
+    .await
 }

@@ -80,6 +80,41 @@ fn refresh_status(la: &Localaws) -> String {
     })
 }
 
+/// Waits until `child` prints a line containing `needle` (panics with `never` after a minute),
+/// sends it SIGINT (Ctrl-C), and returns its exit status and the rest of its output.
+async fn interrupt_at(
+    child: &mut tokio::process::Child,
+    needle: &str,
+    never: &str,
+) -> (std::process::ExitStatus, String) {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(needle) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(seen.ok(), Some(true), "{never}");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let rest = tokio::spawn(async move {
+        let mut all = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .expect("orchestrate did not exit after Ctrl-C")
+        .unwrap();
+    (status, rest.await.unwrap())
+}
+
 fn probe_report(dir: &Path) -> loadprobe::Report {
     let f = std::fs::File::open(dir.join("probe.json")).unwrap();
     loadprobe::Report::from_json(f).unwrap()
@@ -176,36 +211,12 @@ async fn ctrl_c_mid_refresh_rolls_back_and_the_fleet_serves() {
     .stdout(Stdio::piped())
     .spawn()
     .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let seen = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("Waiting for checkpoint delay") {
-                return true;
-            }
-        }
-        false
-    })
+    let (status, output) = interrupt_at(
+        &mut child,
+        "Waiting for checkpoint delay",
+        "the refresh never reached its checkpoint",
+    )
     .await;
-    assert_eq!(
-        seen.ok(),
-        Some(true),
-        "the refresh never reached its checkpoint"
-    );
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let rest = tokio::spawn(async move {
-        let mut all = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
-        .await
-        .expect("orchestrate did not exit after Ctrl-C")
-        .unwrap();
-    let output = rest.await.unwrap();
     assert_eq!(status.code(), Some(1), "{output}");
     assert!(output.contains("interrupted"), "{output}");
     let end = refresh_status(&la);
@@ -519,37 +530,13 @@ async fn ctrl_c_mid_deployment_stops_it_with_all_traffic_on_blue() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // The canary holds 10 % on green for five simulated minutes: Ctrl-C lands there.
-    let seen = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("Green 10%") {
-                return true;
-            }
-        }
-        false
-    })
+    let (status, output) = interrupt_at(
+        &mut child,
+        "Green 10%",
+        "the deployment never reached its canary",
+    )
     .await;
-    assert_eq!(
-        seen.ok(),
-        Some(true),
-        "the deployment never reached its canary"
-    );
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let rest = tokio::spawn(async move {
-        let mut all = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
-        .await
-        .expect("orchestrate did not exit after Ctrl-C")
-        .unwrap();
-    let output = rest.await.unwrap();
     assert_eq!(status.code(), Some(1), "{output}");
     assert!(output.contains("interrupted"), "{output}");
     assert!(output.contains(": Stopped"), "{output}");
