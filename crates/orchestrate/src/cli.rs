@@ -325,20 +325,11 @@ pub fn deploy_plan(args: &DeployArgs) -> Result<crate::deploy::Plan, Error> {
     if let Some(v) = &args.app_version {
         vars.insert("APP_VERSION".into(), v.clone());
     }
-    let td_text = crate::deploy::render(&read(&args.taskdef, "task definition")?, &vars)
+    let taskdef = read(&args.taskdef, "task definition")?;
+    let env = pairs(&args.env, "--env")?;
+    let task_definition = crate::deploy::render_task_definition(&taskdef, &vars, &env)
         .map_err(|e| Error::Input(format!("{}: {e}", args.taskdef.display())))?;
-    let mut task_definition: serde_json::Value = serde_json::from_str(&td_text)
-        .map_err(|e| Error::Input(format!("{}: not JSON: {e}", args.taskdef.display())))?;
-    for (k, v) in pairs(&args.env, "--env")? {
-        crate::deploy::set_env(&mut task_definition, &k, &v)
-            .map_err(|e| Error::Input(format!("{}: {e}", args.taskdef.display())))?;
-    }
-    // Everything but the ARN of the revision about to be registered.
-    vars.insert(
-        "TASK_DEFINITION_ARN".into(),
-        "{{TASK_DEFINITION_ARN}}".into(),
-    );
-    let appspec = crate::deploy::render(&read(&args.appspec, "AppSpec")?, &vars)
+    let appspec = crate::deploy::render_appspec(&read(&args.appspec, "AppSpec")?, &vars)
         .map_err(|e| Error::Input(format!("{}: {e}", args.appspec.display())))?;
     Ok(crate::deploy::Plan {
         application: args.application.clone(),

@@ -149,6 +149,32 @@ pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String,
     }
 }
 
+/// Renders the task definition template with `vars`, then sets `env` in its container.
+pub fn render_task_definition(
+    taskdef: &str,
+    vars: &BTreeMap<String, String>,
+    env: &[(String, String)],
+) -> Result<Value, String> {
+    let text = render(taskdef, vars)?;
+    let mut task_definition: Value =
+        serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+    for (k, v) in env {
+        set_env(&mut task_definition, k, v)?;
+    }
+    Ok(task_definition)
+}
+
+/// Renders the AppSpec template with `vars`, keeping `{{TASK_DEFINITION_ARN}}` for [`run`] to fill
+/// with the revision it registers.
+pub fn render_appspec(appspec: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut vars = vars.clone();
+    vars.insert(
+        "TASK_DEFINITION_ARN".into(),
+        "{{TASK_DEFINITION_ARN}}".into(),
+    );
+    render(appspec, &vars)
+}
+
 /// Sets (or adds) `NAME=VALUE` in the first container's environment.
 pub fn set_env(task_definition: &mut Value, name: &str, value: &str) -> Result<(), String> {
     let env = task_definition

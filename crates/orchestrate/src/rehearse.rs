@@ -978,26 +978,24 @@ fn release_plan(broken: bool, validate: bool) -> Result<deploy::Plan, RehearseEr
         ("AWS_REGION", "us-east-1"),
         ("CAPACITY_PROVIDER", "demo-cluster-cp"),
         ("VALIDATION_HOOK", "validate"),
-        ("TASK_DEFINITION_ARN", "{{TASK_DEFINITION_ARN}}"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let bad = |e: String| RehearseError::Run(format!("codedeploy templates: {e}"));
-    let mut td: serde_json::Value =
-        serde_json::from_str(&deploy::render(TASKDEF, &vars).map_err(bad)?)
-            .map_err(|e| bad(e.to_string()))?;
-    for (k, v) in [
+    let mut env: Vec<(String, String)> = [
         ("DRAIN_DELAY_SECONDS", "1"),
         ("SHUTDOWN_TIMEOUT_SECONDS", "5"),
-    ] {
-        deploy::set_env(&mut td, k, v).map_err(bad)?;
-    }
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     if broken {
-        deploy::set_env(&mut td, "PAGE_STATUS", "500").map_err(bad)?;
+        env.push(("PAGE_STATUS".into(), "500".into()));
     }
+    let bad = |e: String| RehearseError::Run(format!("codedeploy templates: {e}"));
+    let mut td = deploy::render_task_definition(TASKDEF, &vars, &env).map_err(bad)?;
+    let mut appspec = deploy::render_appspec(APPSPEC, &vars).map_err(bad)?;
     td["containerDefinitions"][0]["stopTimeout"] = serde_json::Value::from(10);
-    let mut appspec = deploy::render(APPSPEC, &vars).map_err(bad)?;
     if !validate && let Some(i) = appspec.find("\nHooks:") {
         appspec.truncate(i + 1);
     }
