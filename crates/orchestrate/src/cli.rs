@@ -60,30 +60,11 @@ pub struct RefreshArgs {
     /// Follow the refresh already running instead of starting one.
     #[arg(long)]
     pub follow: bool,
-    /// The load balancer URL to probe while the refresh runs; without it there is no gate.
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-    /// Probe rate, requests per second.
-    #[arg(long, value_name = "N", default_value_t = 200.0)]
-    pub rate: f64,
     /// Keep probing this long after the refresh ended (old tasks draining).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub settle: Duration,
-    /// Give up (roll back, else cancel) after this long.
-    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-    /// Between two status polls.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub poll: Duration,
-    /// Write the probe's report (JSON, Markdown, HTML) here.
-    #[arg(long, value_name = "DIR")]
-    pub report_dir: Option<PathBuf>,
-    /// AWS endpoint for every service (localaws: http://127.0.0.1:4566).
-    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
-    pub endpoint_url: Option<String>,
-    /// AWS region [default: the default chain's].
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub watch: Watch,
 }
 
 /// Runs `orchestrate refresh`.
@@ -105,12 +86,7 @@ pub async fn refresh(
             "--follow follows the running refresh: it takes no --launch-template-version".into(),
         ));
     }
-    if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 100_000.0) {
-        return Err(Error::Input(format!(
-            "invalid --rate {}: expected more than 0 and at most 100000",
-            args.rate
-        )));
-    }
+    args.watch.check()?;
     let secs = |d: Duration| i32::try_from(d.as_secs()).unwrap_or(i32::MAX);
     let mut prefs = RefreshPreferences::builder()
         .min_healthy_percentage(args.min_healthy)
@@ -132,14 +108,8 @@ pub async fn refresh(
         prefs: prefs.build(),
         follow: args.follow,
     };
-    let probe = start_probe(
-        args.url.as_deref(),
-        args.rate,
-        args.timeout + args.settle,
-        "refresh",
-        out,
-    )?;
-    let clients = clients(args.endpoint_url.as_ref(), args.region.as_ref()).await;
+    let probe = args.watch.start_probe(args.settle, "refresh", out)?;
+    let clients = args.watch.clients().await;
     // On a terminal the refresh's status is a live line (indicatif) with the probe's counts, and
     // everything else scrolls above it; otherwise plain lines.
     let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
@@ -172,8 +142,8 @@ pub async fn refresh(
         &plan,
         probe.as_ref(),
         Follow {
-            poll: args.poll,
-            timeout: args.timeout,
+            poll: args.watch.poll,
+            timeout: args.watch.timeout,
         },
         &mut log,
     )
@@ -206,7 +176,7 @@ pub async fn refresh(
             .unwrap_or_default()
     );
     gate_line(outcome.gate.as_ref(), "requested ", out);
-    let passed = finish_probe(probe, args.settle, args.report_dir.as_deref(), out).await?;
+    let passed = finish_probe(probe, args.settle, args.watch.report_dir.as_deref(), out).await?;
     Ok(if outcome.succeeded() && passed {
         Outcome::Clean
     } else {
@@ -265,9 +235,6 @@ pub struct DeployArgs {
     /// Set an environment variable of the container, NAME=VALUE (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
-    /// The production URL to probe; without it there is no gate.
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
     /// The test listener's URL, for test-traffic validation.
     #[arg(long, value_name = "URL")]
     pub test_url: Option<String>,
@@ -277,27 +244,11 @@ pub struct DeployArgs {
     /// Serve the AfterAllowTestTraffic hook function here (its URL in the hook's configuration).
     #[arg(long, value_name = "ADDR")]
     pub hook_listen: Option<std::net::SocketAddr>,
-    /// Probe rate, requests per second.
-    #[arg(long, value_name = "N", default_value_t = 200.0)]
-    pub rate: f64,
     /// Keep probing this long after the deployment ended.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub settle: Duration,
-    /// Give up (stop with rollback) after this long.
-    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-    /// Between two status polls.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub poll: Duration,
-    /// Write the probe's report (JSON, Markdown, HTML) here.
-    #[arg(long, value_name = "DIR")]
-    pub report_dir: Option<PathBuf>,
-    /// AWS endpoint for every service (localaws: http://127.0.0.1:4566).
-    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
-    pub endpoint_url: Option<String>,
-    /// AWS region [default: the default chain's].
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub watch: Watch,
 }
 
 fn pairs(list: &[String], flag: &str) -> Result<Vec<(String, String)>, Error> {
@@ -349,12 +300,7 @@ pub async fn deploy(
     args: &DeployArgs,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Outcome, Error> {
-    if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 100_000.0) {
-        return Err(Error::Input(format!(
-            "invalid --rate {}: expected more than 0 and at most 100000",
-            args.rate
-        )));
-    }
+    args.watch.check()?;
     if args.hook_listen.is_some() && args.test_url.is_none() {
         return Err(Error::Input(
             "--hook-listen validates the test listener: give --test-url".into(),
@@ -374,14 +320,8 @@ pub async fn deploy(
         }),
         None => None,
     };
-    let probe = start_probe(
-        args.url.as_deref(),
-        args.rate,
-        args.timeout + args.settle,
-        "deployment",
-        out,
-    )?;
-    let clients = clients(args.endpoint_url.as_ref(), args.region.as_ref()).await;
+    let probe = args.watch.start_probe(args.settle, "deployment", out)?;
+    let clients = args.watch.clients().await;
     let mut log = |l: &str| {
         let _ = writeln!(std::io::stdout(), "{l}");
     };
@@ -391,8 +331,8 @@ pub async fn deploy(
         probe.as_ref(),
         validation,
         crate::deploy::Follow {
-            poll: args.poll,
-            timeout: args.timeout,
+            poll: args.watch.poll,
+            timeout: args.watch.timeout,
         },
         &mut log,
     )
@@ -427,7 +367,7 @@ pub async fn deploy(
             .unwrap_or_default()
     );
     gate_line(outcome.gate.as_ref(), "", out);
-    let passed = finish_probe(probe, args.settle, args.report_dir.as_deref(), out).await?;
+    let passed = finish_probe(probe, args.settle, args.watch.report_dir.as_deref(), out).await?;
     Ok(if outcome.succeeded() && passed {
         Outcome::Clean
     } else {
@@ -478,39 +418,79 @@ async fn finish_probe(
     Ok(report.verdict == Verdict::Pass)
 }
 
-/// The probe on `url` at `rate` for `duration` (keep-alive); without a URL, says there is no gate.
-fn start_probe(
-    url: Option<&str>,
-    rate: f64,
-    duration: Duration,
-    what: &str,
-    out: &mut (dyn std::io::Write + Send),
-) -> Result<Option<Probe>, Error> {
-    let Some(url) = url else {
-        let _ = writeln!(
-            out,
-            "no --url: following the {what} without a probe (no gate)"
-        );
-        return Ok(None);
-    };
-    let uri = url
-        .parse()
-        .map_err(|e| Error::Input(format!("invalid --url {url:?}: {e}")))?;
-    let mut cfg = ProbeConfig::new(uri);
-    cfg.rate = Rate::PerSecond(rate);
-    cfg.duration = duration;
-    cfg.mode = ConnectionMode::KeepAlive;
-    Ok(Some(
-        Probe::start(cfg).map_err(|e| Error::Input(format!("probe: {e}")))?,
-    ))
+/// How `refresh` and `deploy` watch a rollout, and where AWS is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Watch {
+    /// The production URL to probe while the rollout runs; without it there is no gate.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Probe rate, requests per second.
+    #[arg(long, value_name = "N", default_value_t = 200.0)]
+    pub rate: f64,
+    /// Give up (roll back, or stop with rollback) after this long.
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Between two status polls.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub poll: Duration,
+    /// Write the probe's report (JSON, Markdown, HTML) here.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// AWS endpoint for every service (localaws: http://127.0.0.1:4566).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region [default: the default chain's].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
 }
 
-/// The SDK clients for the endpoint and region given (the default chain's credentials).
-async fn clients(endpoint_url: Option<&String>, region: Option<&String>) -> Clients {
-    Clients::new(&Target {
-        endpoint_url: endpoint_url.cloned(),
-        region: region.cloned(),
-        static_credentials: false,
-    })
-    .await
+impl Watch {
+    /// Refuses a rate the probe cannot keep.
+    fn check(&self) -> Result<(), Error> {
+        if self.rate.is_finite() && self.rate > 0.0 && self.rate <= 100_000.0 {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "invalid --rate {}: expected more than 0 and at most 100000",
+                self.rate
+            )))
+        }
+    }
+
+    /// The keep-alive probe on `--url` for the timeout plus `settle`; without a URL, says there
+    /// is no gate.
+    fn start_probe(
+        &self,
+        settle: Duration,
+        what: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<Option<Probe>, Error> {
+        let Some(url) = &self.url else {
+            let _ = writeln!(
+                out,
+                "no --url: following the {what} without a probe (no gate)"
+            );
+            return Ok(None);
+        };
+        let uri = url
+            .parse()
+            .map_err(|e| Error::Input(format!("invalid --url {url:?}: {e}")))?;
+        let mut cfg = ProbeConfig::new(uri);
+        cfg.rate = Rate::PerSecond(self.rate);
+        cfg.duration = self.timeout + settle;
+        cfg.mode = ConnectionMode::KeepAlive;
+        Ok(Some(
+            Probe::start(cfg).map_err(|e| Error::Input(format!("probe: {e}")))?,
+        ))
+    }
+
+    /// The SDK clients for the endpoint and region given (the default chain's credentials).
+    async fn clients(&self) -> Clients {
+        Clients::new(&Target {
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+            static_credentials: false,
+        })
+        .await
+    }
 }
