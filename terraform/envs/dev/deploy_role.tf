@@ -38,7 +38,8 @@ locals {
   arn = "arn:aws:%s:${var.region}:${data.aws_caller_identity.current.account_id}:%s"
 }
 
-# What `orchestrate deploy` and `orchestrate refresh` call, on these resources only.
+# What `orchestrate deploy` and `orchestrate refresh` call, on these resources only; docs/iam.md
+# lists them per command, and crates/orchestrate/tests/it/iam.rs checks every SDK call is here.
 data "aws_iam_policy_document" "orchestrate" {
   statement {
     sid = "PushImage"
@@ -151,6 +152,7 @@ data "aws_iam_policy_document" "orchestrate" {
     actions = [
       "autoscaling:DescribeAutoScalingGroups",
       "autoscaling:DescribeInstanceRefreshes",
+      "autoscaling:DescribeScalingActivities",
       "elasticloadbalancing:DescribeTargetHealth",
       "elasticloadbalancing:DescribeTargetGroups",
       "elasticloadbalancing:DescribeListeners",

@@ -8,6 +8,7 @@
 mod cli;
 mod codedeploy;
 mod hazards;
+mod iam;
 mod rollout;
 mod terraform;
 mod tfstack;
