@@ -2,7 +2,7 @@
 //! DIR` rehearses *that* configuration instead of the embedded demo stack.
 //!
 //! The configuration is read by [`crate::terraform`] (local modules, variables, tfvars, locals,
-//! module outputs, `jsonencode` of container definitions). References between resources are
+//! module outputs, container definitions from `jsonencode`, `file` or `templatefile`). References between resources are
 //! followed symbolically: `target_group_arn = var.target_group_arn` in a child module leads,
 //! through the calling module block and the traffic module's `target_group_arns` output, to
 //! `aws_lb_target_group.blue`, whose `name` is then evaluated. `count` and `for_each` are

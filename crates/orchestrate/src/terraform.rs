@@ -10,8 +10,12 @@
 //! - `locals`, in as many passes as their references need;
 //! - `module.<name>.<output>` from the child's `output` blocks;
 //! - literals, templates, conditionals, operators, `for` expressions and a few functions
-//!   (`jsonencode`, `tostring`, `tonumber`, `max`, `min`, `coalesce`, `concat`, `merge`,
-//!   `lookup`, `length`, `toset`, `tolist`, `keys`, `contains`, `lower`, `upper`).
+//!   (`jsonencode`, `jsondecode`, `tostring`, `tonumber`, `max`, `min`, `coalesce`, `concat`,
+//!   `merge`, `lookup`, `length`, `toset`, `tolist`, `keys`, `contains`, `lower`, `upper`);
+//! - `file` and `templatefile` (the template sees only the variables it is given, as in
+//!   Terraform), with `path.module`, `path.root` and `path.cwd` (the root module's directory,
+//!   where `terraform` runs) as absolute paths; a relative path is relative to the root module.
+//!   Files over [`MAX_FILE`] or outside readable regular files are unknown.
 //!
 //! Anything else (resource attributes, data sources, other functions) is *unknown*, like
 //! "(known after apply)" in a plan. Inside objects and arrays an unknown part does not spoil the
@@ -32,6 +36,25 @@ use hcl::expr::{Expression, ObjectKey};
 
 /// What an unknown part of a partly known value is replaced with.
 pub const UNKNOWN: &str = "(known after apply)";
+
+/// The largest file `file()`/`templatefile()` read (a guard: container definitions are small).
+pub const MAX_FILE: u64 = 1 << 20;
+
+thread_local! {
+    /// The root module's directory while an expression is evaluated: `file()` and
+    /// `templatefile()` are plain functions (hcl-rs's `FuncDef` takes a `fn`), and Terraform
+    /// resolves their relative paths against the directory it runs in.
+    static ROOT: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `root` as the directory relative paths of `file()` resolve against.
+fn with_root<T>(root: &Path, f: impl FnOnce() -> T) -> T {
+    let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let previous = ROOT.with(|r| r.replace(Some(root)));
+    let out = f();
+    ROOT.with(|r| *r.borrow_mut() = previous);
+    out
+}
 
 /// Deepest module nesting followed (a guard against `source` cycles).
 const MAX_DEPTH: usize = 16;
@@ -173,6 +196,8 @@ pub struct Module {
     pub address: String,
     /// The directory.
     pub dir: PathBuf,
+    /// The root module's directory (`path.root`).
+    pub root: PathBuf,
     /// Every top-level block of every `.tf` file, files in name order.
     pub blocks: Vec<Block>,
     /// Known variable values (`var.*`).
@@ -306,7 +331,7 @@ impl<'a> Resource<'a> {
 impl Config {
     /// Reads the configuration rooted at `dir`.
     pub fn load(dir: &Path) -> Result<Config, TerraformError> {
-        let root = Module::load(dir, String::new(), None, 0)?;
+        let root = Module::load(dir, dir, String::new(), None, 0)?;
         Ok(Config { root })
     }
 
@@ -353,6 +378,7 @@ impl Config {
 impl Module {
     fn load(
         dir: &Path,
+        root: &Path,
         address: String,
         inputs: Option<&BTreeMap<String, Setting>>,
         depth: usize,
@@ -366,6 +392,7 @@ impl Module {
         let mut module = Module {
             address,
             dir: dir.to_path_buf(),
+            root: root.to_path_buf(),
             blocks,
             variables: BTreeMap::new(),
             locals: BTreeMap::new(),
@@ -378,7 +405,7 @@ impl Module {
         // Variables: defaults, overridden by tfvars (root) or inputs (children).
         let overrides = match inputs {
             Some(inputs) => inputs.clone(),
-            None => tfvars(dir)?,
+            None => with_root(root, || tfvars(dir))?,
         };
         let declared: Vec<(String, Option<Expression>)> = module
             .blocks
@@ -445,7 +472,7 @@ impl Module {
                 } else {
                     format!("{}.module.{name}", module.address)
                 };
-                let child = Module::load(&child_dir, address, Some(&inputs), depth + 1)?;
+                let child = Module::load(&child_dir, root, address, Some(&inputs), depth + 1)?;
                 children.push((name, child));
             }
             module.skipped_modules = skipped;
@@ -522,7 +549,7 @@ impl Module {
     /// objects and arrays that are not known become [`UNKNOWN`].
     pub fn eval(&self, expr: &Expression) -> Option<Value> {
         let ctx = self.context();
-        partial(expr, &ctx)
+        with_root(&self.root, || partial(expr, &ctx))
     }
 
     /// [`Module::eval`] with more variables in scope (`each`, `count` of an expanded resource).
@@ -531,7 +558,7 @@ impl Module {
         for (name, value) in extra {
             ctx.declare_var(*name, value.clone());
         }
-        partial(expr, &ctx)
+        with_root(&self.root, || partial(expr, &ctx))
     }
 
     /// [`Module::eval`] as a [`Setting`] (never [`Setting::Absent`]).
@@ -551,6 +578,15 @@ impl Module {
         ctx.declare_var("var", object(&self.variables));
         ctx.declare_var("local", object(&self.locals));
         ctx.declare_var("module", object(&self.module_outputs));
+        let dir = |p: &Path| {
+            let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            Value::String(p.to_string_lossy().into_owned())
+        };
+        let mut path = hcl::Map::new();
+        path.insert("module".to_owned(), dir(&self.dir));
+        path.insert("root".to_owned(), dir(&self.root));
+        path.insert("cwd".to_owned(), dir(&self.root));
+        ctx.declare_var("path", Value::Object(path));
         ctx
     }
 }
@@ -569,6 +605,9 @@ fn base_context() -> Context<'static> {
     let mut ctx = Context::new();
     let any = || FuncDef::builder().variadic_param(ParamType::Any);
     ctx.declare_func("jsonencode", any().build(f_jsonencode));
+    ctx.declare_func("jsondecode", any().build(f_jsondecode));
+    ctx.declare_func("file", any().build(f_file));
+    ctx.declare_func("templatefile", any().build(f_templatefile));
     ctx.declare_func("tostring", any().build(f_tostring));
     ctx.declare_func("tonumber", any().build(f_tonumber));
     ctx.declare_func("max", any().build(f_max));
@@ -620,6 +659,17 @@ fn partial(expr: &Expression, ctx: &Context<'_>) -> Option<Value> {
             let arg = call.args.first().and_then(|a| partial(a, ctx))?;
             serde_json::to_string(&arg).ok().map(Value::String)
         }
+        // The variables of a template may be partly unknown (an image URL known after apply):
+        // the rest of the rendered text stays known, as with `jsonencode`.
+        Expression::FuncCall(call)
+            if call.name.namespace.is_empty()
+                && call.name.name.as_str() == "templatefile"
+                && call.args.len() == 2 =>
+        {
+            let path = partial(&call.args[0], ctx)?;
+            let vars = partial(&call.args[1], ctx)?;
+            templatefile(&path, vars).ok().map(Value::String)
+        }
         other => other.evaluate(ctx).ok(),
     }
 }
@@ -647,6 +697,64 @@ fn f_jsonencode(a: FuncArgs) -> Result<Value, String> {
     serde_json::to_string(&first(a)?)
         .map(Value::String)
         .map_err(|e| e.to_string())
+}
+
+fn f_jsondecode(a: FuncArgs) -> Result<Value, String> {
+    match first(a)? {
+        Value::String(s) => serde_json::from_str(&s).map_err(|e| e.to_string()),
+        other => Err(format!("jsondecode of {other}: expected a string")),
+    }
+}
+
+/// Reads a file for `file()`/`templatefile()`: relative to the root module, a regular file of at
+/// most [`MAX_FILE`] bytes, UTF-8.
+fn read_config_file(path: &Value) -> Result<String, String> {
+    let Value::String(p) = path else {
+        return Err(format!("expected a path, got {path}"));
+    };
+    let p = Path::new(p);
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        ROOT.with(|r| r.borrow().clone())
+            .ok_or_else(|| "no root directory to resolve a relative path".to_owned())?
+            .join(p)
+    };
+    let meta = std::fs::metadata(&full).map_err(|e| format!("{}: {e}", full.display()))?;
+    if !meta.is_file() || meta.len() > MAX_FILE {
+        return Err(format!(
+            "{}: not a regular file of at most {MAX_FILE} bytes",
+            full.display()
+        ));
+    }
+    std::fs::read_to_string(&full).map_err(|e| format!("{}: {e}", full.display()))
+}
+
+fn f_file(a: FuncArgs) -> Result<Value, String> {
+    read_config_file(&first(a)?).map(Value::String)
+}
+
+/// `templatefile(path, vars)`: the template is evaluated with only `vars` (and the functions)
+/// in scope, as Terraform does.
+fn f_templatefile(a: FuncArgs) -> Result<Value, String> {
+    let mut args = args(a).into_iter();
+    let path = args.next().ok_or_else(|| "missing path".to_owned())?;
+    templatefile(&path, args.next().unwrap_or(Value::Null)).map(Value::String)
+}
+
+fn templatefile(path: &Value, vars: Value) -> Result<String, String> {
+    let vars = match vars {
+        Value::Object(vars) => vars,
+        Value::Null => hcl::Map::new(),
+        other => return Err(format!("templatefile vars: expected an object, got {other}")),
+    };
+    let text = read_config_file(path)?;
+    let template: hcl::Template = text.parse().map_err(|e| format!("template: {e}"))?;
+    let mut ctx = base_context();
+    for (name, value) in vars {
+        ctx.declare_var(name, value);
+    }
+    template.evaluate(&ctx).map_err(|e| e.to_string())
 }
 
 fn f_tostring(a: FuncArgs) -> Result<Value, String> {
@@ -1003,5 +1111,46 @@ mod tests {
             number(&partial(&body.attributes[2].expr, &ctx).unwrap()),
             Some(5.0)
         );
+    }
+
+    #[test]
+    fn file_and_templatefile_read_relative_to_the_module_and_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("svc")).unwrap();
+        std::fs::write(root.join("main.tf"), "module \"svc\" {\n  source = \"./svc\"\n  port = 8080\n}\nlocals {\n  plain = file(\"root.txt\")\n}\n").unwrap();
+        std::fs::write(root.join("root.txt"), "from the root").unwrap();
+        std::fs::write(
+            root.join("svc/main.tf"),
+            "variable \"port\" {}\nlocals {\n  \
+             containers = templatefile(\"${path.module}/c.json.tftpl\", { port = var.port, image = aws_ecr_repository.r.repository_url })\n  \
+             raw = jsondecode(file(\"${path.module}/c.json\"))\n  \
+             missing = file(\"${path.module}/nope.json\")\n}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("svc/c.json.tftpl"),
+            "[{\"name\": \"app\", \"image\": \"${image}\", \"portMappings\": [{\"containerPort\": ${port}}]%{ if port > 0 }, \"stopTimeout\": 30%{ endif }}]",
+        )
+        .unwrap();
+        std::fs::write(root.join("svc/c.json"), "{\"stopTimeout\": 45}").unwrap();
+        let cfg = Config::load(root).unwrap();
+        assert_eq!(
+            cfg.root.locals.get("plain"),
+            Some(&Value::String("from the root".into()))
+        );
+        let svc = &cfg.root.children[0];
+        let Some(Value::String(text)) = svc.locals.get("containers") else {
+            panic!("templatefile not evaluated: {:?}", svc.locals);
+        };
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(json[0]["portMappings"][0]["containerPort"], 8080);
+        assert_eq!(json[0]["stopTimeout"], 30);
+        assert_eq!(json[0]["image"], UNKNOWN, "known after apply, the rest known");
+        assert_eq!(
+            svc.locals.get("raw").and_then(|v| v.as_object()).and_then(|o| o.get("stopTimeout")).and_then(number),
+            Some(45.0)
+        );
+        assert!(!svc.locals.contains_key("missing"), "an unreadable file is unknown");
     }
 }

@@ -383,6 +383,71 @@ resource "aws_ecs_service" "svc" {
 }
 "#;
 
+/// Container definitions from `templatefile()` (variables partly known after apply) and from
+/// `file()` derive the same task definition as the `jsonencode(...)` they replace.
+#[test]
+fn container_definitions_from_templatefile_and_file_derive_like_jsonencode() {
+    let original = fixture("original").join("terraform");
+    let expected = derive_dir(&original, &DeriveOptions::default())
+        .unwrap()
+        .stack
+        .task_definitions;
+    let main = std::fs::read_to_string(original.join("main.tf")).unwrap();
+    let start = main.find("  container_definitions = jsonencode([").unwrap();
+    let end = start + main[start..].find("\n  ])\n").unwrap() + "\n  ])\n".len();
+    let template = r#"[{"name": "web", "image": "${image}", "essential": true, "memory": 256,
+  "portMappings": [{"containerPort": ${port}, "hostPort": ${port}}],
+  "environment": [{"name": "SHUTDOWN_TIMEOUT_SECONDS", "value": "45"},
+                  {"name": "IDLE_TIMEOUT_SECONDS", "value": "${keepalive}"}]}]"#;
+    for (call, files) in [
+        (
+            "  container_definitions = templatefile(\"${path.module}/web.json.tftpl\", { image = \"demo/web:latest\", port = var.app_port, keepalive = local.keepalive })\n",
+            vec![("web.json.tftpl", template.to_owned())],
+        ),
+        (
+            // Relative to the root module, as Terraform resolves it.
+            "  container_definitions = file(\"web.json\")\n",
+            vec![(
+                "web.json",
+                template
+                    .replace("${image}", "demo/web:latest")
+                    .replace("${port}", "8080")
+                    .replace("${keepalive}", "5"),
+            )],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&original, dir.path());
+        std::fs::write(
+            dir.path().join("main.tf"),
+            format!("{}{call}{}", &main[..start], &main[end..]),
+        )
+        .unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let d = derive_dir(dir.path(), &DeriveOptions::default()).unwrap();
+        assert_eq!(d.stack.task_definitions, expected, "{call}");
+    }
+    // A template whose file is missing is not guessed: the derivation says where and why.
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&original, dir.path());
+    std::fs::write(
+        dir.path().join("main.tf"),
+        format!(
+            "{}  container_definitions = file(\"missing.json\")\n{}",
+            &main[..start],
+            &main[end..]
+        ),
+    )
+    .unwrap();
+    let e = derive_dir(dir.path(), &DeriveOptions::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("container_definitions cannot be evaluated statically"),
+        "{e}"
+    );
+}
+
 fn partly_known() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let tf = dir.path().join("tf");
