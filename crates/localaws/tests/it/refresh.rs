@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_autoscaling::types::{InstanceRefreshStatus, RefreshPreferences};
+use aws_sdk_autoscaling::types::{
+    InstanceRefreshStatus, RefreshPreferences, ScaleInProtectedInstances,
+};
 use loadprobe::{Report, Verdict};
 
 use crate::util::{Fleet, bridge_events, fleet_stack, probe};
@@ -493,4 +495,106 @@ async fn unhealthy_new_instances_fail_the_refresh_without_auto_rollback() {
     // The group replaced the unhealthy instance from its own (old) configuration.
     assert_eq!(versions, vec![1, 1, 1]);
     assert_eq!(report.errors.total, 0, "{:?}", report.errors.by_kind);
+}
+
+/// Waits until every one of the group's `n` live instances is protected from scale-in.
+async fn wait_protected(fleet: &Fleet, n: usize) {
+    let deadline = tokio::time::Instant::now() + fleet.refresh_deadline();
+    loop {
+        let protected = fleet.la.control().read(|st| {
+            st.instances
+                .values()
+                .filter(|i| i.lifecycle.is_live() && i.protected)
+                .count()
+        });
+        if protected == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{protected} of {n} instances protected from scale-in"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// docs/failure-modes.md#fm-2: with managed termination protection every instance that runs a
+/// task is protected from scale-in, so what the refresh does with protected instances is what it
+/// does with the whole fleet. `Wait` stalls with nothing replaced (AWS fails it after an hour);
+/// `Ignore` ends `Successful` with nothing replaced; `Refresh` replaces every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_in_protected_instances_stall_or_skip_the_refresh_unless_refreshed() {
+    let mut stack = fleet_stack(true);
+    stack
+        .auto_scaling_group
+        .as_mut()
+        .expect("asg")
+        .capacity_provider
+        .managed_termination_protection = true;
+    let fleet = Fleet::start(stack).await;
+    let v2 = fleet.new_version("ami-0ecs000000000002");
+    // Three tasks spread over three instances: every instance is protected.
+    wait_protected(&fleet, 3).await;
+    let prefs = |what: &str| {
+        RefreshPreferences::builder()
+            .min_healthy_percentage(90)
+            .scale_in_protected_instances(ScaleInProtectedInstances::from(what))
+            .build()
+    };
+
+    // Wait: the refresh stalls on the protected instances and replaces none of them.
+    let id = fleet.start_refresh(v2, prefs("Wait")).await;
+    let deadline = tokio::time::Instant::now() + fleet.refresh_deadline();
+    let stalled = loop {
+        let r = fleet.refresh(&id).await;
+        if r.status_reason
+            .as_deref()
+            .is_some_and(|s| s.contains("protected from scale in"))
+        {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refresh never waited on protected instances: {:?} ({:?})",
+            r.status,
+            r.status_reason
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stalled.status, Some(InstanceRefreshStatus::InProgress));
+    assert_eq!(stalled.percentage_complete, Some(0));
+    assert_eq!(fleet.versions_in_service(), vec![1, 1, 1]);
+    fleet
+        .aws
+        .asg
+        .cancel_instance_refresh()
+        .auto_scaling_group_name("demo-asg")
+        .send()
+        .await
+        .expect("cancel");
+    let r = fleet.wait_refresh(&id, terminal).await;
+    assert_eq!(r.status, Some(InstanceRefreshStatus::Cancelled));
+
+    // Ignore: AWS calls it a success, and not one instance was replaced.
+    let id = fleet.start_refresh(v2, prefs("Ignore")).await;
+    let r = fleet.wait_refresh(&id, terminal).await;
+    assert_eq!(r.status, Some(InstanceRefreshStatus::Successful));
+    assert_eq!(
+        fleet.versions_in_service(),
+        vec![1, 1, 1],
+        "the protected instances were skipped"
+    );
+
+    // Refresh: every instance replaced.
+    let id = fleet.start_refresh(v2, prefs("Refresh")).await;
+    let r = fleet.wait_refresh(&id, terminal).await;
+    assert_eq!(
+        r.status,
+        Some(InstanceRefreshStatus::Successful),
+        "{:?}",
+        r.status_reason
+    );
+    assert_fleet_healthy(&fleet).await;
+    assert_eq!(fleet.versions_in_service(), vec![2, 2, 2]);
+    fleet.stop().await;
 }

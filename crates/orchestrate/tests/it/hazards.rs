@@ -70,6 +70,13 @@ fn cases() -> Vec<Case> {
         )
     };
 
+    let protected_refresh = |preference: &str| {
+        format!(
+            "{}resource \"aws_autoscaling_group\" \"g\" {{\n  health_check_type = \"ELB\"\n  instance_refresh {{\n    strategy = \"Rolling\"\n    preferences {{\n      min_healthy_percentage = 90{preference}\n    }}\n  }}\n}}\n",
+            cp("    managed_termination_protection = \"ENABLED\"")
+        )
+    };
+
     vec![
         Case {
             id: "no-managed-draining",
@@ -211,6 +218,27 @@ fn cases() -> Vec<Case> {
             good: asg(
                 "  protect_from_scale_in = true\n  instance_refresh {\n    strategy = \"Rolling\"\n    preferences {\n      scale_in_protected_instances = \"Refresh\"\n    }\n  }",
             ),
+        },
+        Case {
+            // A range wider than 100, which Auto Scaling refuses: no refresh starts.
+            id: "refresh-no-headroom",
+            severity: Severity::Error,
+            bad: asg(
+                "  instance_refresh {\n    strategy = \"Rolling\"\n    preferences {\n      min_healthy_percentage = 90\n      max_healthy_percentage = 200\n    }\n  }",
+            ),
+            good: asg(
+                "  instance_refresh {\n    strategy = \"Rolling\"\n    preferences {\n      min_healthy_percentage = 100\n      max_healthy_percentage = 200\n    }\n  }",
+            ),
+        },
+        Case {
+            // Managed termination protection protects every instance that runs tasks; the
+            // provider's default for the preference is Ignore (those instances are skipped).
+            id: "scale-in-protection-blocks-refresh",
+            severity: Severity::Error,
+            bad: tf(&protected_refresh("")),
+            good: tf(&protected_refresh(
+                "\n      scale_in_protected_instances = \"Refresh\"",
+            )),
         },
         Case {
             id: "launch-template-unpinned",
