@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod codedeploy;
+mod conformance;
 mod health;
 mod input;
 mod process;
