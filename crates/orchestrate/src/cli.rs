@@ -140,7 +140,7 @@ pub async fn refresh(
     let result = refresh::run(
         &clients,
         &plan,
-        probe.as_ref(),
+        &probe.iter().collect::<Vec<_>>(),
         Follow {
             poll: args.watch.poll,
             timeout: args.watch.timeout,
@@ -328,7 +328,7 @@ pub async fn deploy(
     let result = crate::deploy::run(
         &clients,
         &plan,
-        probe.as_ref(),
+        &probe.iter().collect::<Vec<_>>(),
         validation,
         crate::deploy::Follow {
             poll: args.watch.poll,

@@ -439,12 +439,13 @@ fn finished(s: &DeploymentStatus) -> bool {
     )
 }
 
-/// Registers, deploys and follows; with a probe, gates the deployment.
+/// Registers, deploys and follows; with probes, gates the deployment on the first failed request
+/// of any of them.
 #[allow(clippy::too_many_lines)]
 pub async fn run(
     clients: &Clients,
     plan: &Plan,
-    probe: Option<&Probe>,
+    probes: &[&Probe],
     validation: Option<Validation>,
     follow: Follow,
     log: &mut (dyn FnMut(&str) + Send),
@@ -500,15 +501,14 @@ pub async fn run(
         "deployment {id} of {} to {}/{}",
         arn, plan.application, plan.group
     ));
-    let marker = probe.map(Probe::marker);
+    let markers: Vec<_> = probes.iter().map(|p| p.marker()).collect();
     let mark = |label: String| {
-        if let Some(m) = &marker {
-            m.mark(label);
+        for m in &markers {
+            m.mark(label.clone());
         }
     };
     mark(format!("deployment {id} created"));
-    let mut live = probe.map(Probe::watch);
-    let started_at = probe.map(Probe::started_at);
+    let mut failures = crate::refresh::Failures::watch(probes);
     let deadline = tokio::time::Instant::now() + follow.timeout;
     let mut tick = tokio::time::interval(follow.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -522,7 +522,6 @@ pub async fn run(
     let mut interrupted = false;
     let target_id = ecs_target_id(cd, &id).await.unwrap_or_default();
     let outcome = loop {
-        let failure = crate::refresh::first_failed_request(live.as_mut());
         tokio::select! {
             _ = tick.tick() => {
                 let d = cd
@@ -630,9 +629,9 @@ pub async fn run(
                 mark(said.clone());
                 validation_said = Some(said);
             }
-            state = failure, if gate.is_none() => {
-                let first = crate::refresh::failure_time(started_at, &state);
-                let g = stop(clients, &id, "first failed request", first, log).await;
+            f = failures.next(), if gate.is_none() => {
+                let why = f.describe(probes.len());
+                let g = stop(clients, &id, &why, f.at, log).await;
                 mark(format!("gate: StopDeployment with rollback{}",
                     g.reaction.map(|r| format!(" ({} ms after the first failed request)", r.as_millis())).unwrap_or_default()));
                 gate = Some(g);

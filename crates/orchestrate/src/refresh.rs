@@ -99,11 +99,13 @@ fn terminal(s: &InstanceRefreshStatus) -> bool {
     )
 }
 
-/// Starts (or finds) the refresh and follows it to its end; with a probe, gates it.
+/// Starts (or finds) the refresh and follows it to its end; with probes, gates it on the first
+/// failed request of any of them (the first probe is the production stream; others, such as
+/// slow requests, watch the same listener).
 pub async fn run(
     clients: &Clients,
     plan: &Plan,
-    probe: Option<&Probe>,
+    probes: &[&Probe],
     follow: Follow,
     log: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Outcome, RefreshError> {
@@ -192,16 +194,15 @@ pub async fn run(
             .ok_or_else(|| RefreshError::Aws("no refresh id in the answer".into()))?
     };
     log(&format!("instance refresh {id} on {}", plan.group));
-    let marker = probe.map(Probe::marker);
+    let markers: Vec<_> = probes.iter().map(|p| p.marker()).collect();
     let mark = |label: String| {
-        if let Some(m) = &marker {
-            m.mark(label);
+        for m in &markers {
+            m.mark(label.clone());
         }
     };
     mark(format!("refresh {id} started"));
 
-    let mut live = probe.map(Probe::watch);
-    let started_at = probe.map(Probe::started_at);
+    let mut failures = Failures::watch(probes);
     let deadline = tokio::time::Instant::now() + follow.timeout;
     let mut tick = tokio::time::interval(follow.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -211,7 +212,6 @@ pub async fn run(
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     loop {
-        let failure = first_failed_request(live.as_mut());
         tokio::select! {
             _ = tick.tick() => {
                 let out = asg
@@ -267,9 +267,9 @@ pub async fn run(
                     });
                 }
             }
-            state = failure, if gate.is_none() => {
-                let first = failure_time(started_at, &state);
-                let g = stop_refresh(clients, plan, "first failed request", first, log).await;
+            f = failures.next(), if gate.is_none() => {
+                let why = f.describe(probes.len());
+                let g = stop_refresh(clients, plan, &why, f.at, log).await;
                 mark(format!("gate: {} requested after the first failed request{}", g.action,
                     g.reaction.map(|r| format!(" ({} ms later)", r.as_millis())).unwrap_or_default()));
                 gate = Some(g);
@@ -294,37 +294,79 @@ pub async fn run(
     }
 }
 
-/// Resolves with the probe's live state once a request has failed (never without a probe).
-pub(crate) async fn first_failed_request(
-    live: Option<&mut tokio::sync::watch::Receiver<loadprobe::LiveState>>,
-) -> loadprobe::LiveState {
-    match live {
-        Some(rx) => loop {
-            if rx.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-            let state = rx.borrow_and_update().clone();
-            if state.errors > 0 {
-                return state;
-            }
-        },
-        None => std::future::pending().await,
+/// The first failed request of each of a rollout's probes, as one stream: the gate watches them
+/// all. One watcher task per probe, stopped when this is dropped.
+pub(crate) struct Failures {
+    rx: tokio::sync::mpsc::Receiver<Failure>,
+    _watchers: tokio::task::JoinSet<()>,
+}
+
+/// A probe's first failed request.
+pub(crate) struct Failure {
+    /// Which probe (index into the slice given to [`Failures::watch`]).
+    pub probe: usize,
+    /// When the failed request was sent (wall clock): the outage's start.
+    pub at: Option<SystemTime>,
+}
+
+impl Failure {
+    /// What fired the gate, naming the probe when there are several.
+    pub(crate) fn describe(&self, probes: usize) -> String {
+        if probes > 1 {
+            format!(
+                "first failed request (probe {} of {probes})",
+                self.probe + 1
+            )
+        } else {
+            "first failed request".to_owned()
+        }
+    }
+}
+
+impl Failures {
+    pub(crate) fn watch(probes: &[&Probe]) -> Failures {
+        let (tx, rx) = tokio::sync::mpsc::channel(probes.len().max(1));
+        let mut watchers = tokio::task::JoinSet::new();
+        for (i, p) in probes.iter().enumerate() {
+            let mut live = p.watch();
+            let started = p.started_at();
+            let tx = tx.clone();
+            watchers.spawn(async move {
+                while live.changed().await.is_ok() {
+                    let state = live.borrow_and_update().clone();
+                    if state.errors > 0 {
+                        let at = Some(failure_time(started, &state));
+                        let _ = tx.send(Failure { probe: i, at }).await;
+                        return;
+                    }
+                }
+            });
+        }
+        Failures {
+            rx,
+            _watchers: watchers,
+        }
+    }
+
+    /// The next probe's first failure; never resolves without probes (nor after each has
+    /// reported).
+    pub(crate) async fn next(&mut self) -> Failure {
+        match self.rx.recv().await {
+            Some(f) => f,
+            None => std::future::pending().await,
+        }
     }
 }
 
 /// When the first failed request was sent (wall clock): the outage's start on the probe's
 /// timeline.
-pub(crate) fn failure_time(
-    started_at: Option<SystemTime>,
-    state: &loadprobe::LiveState,
-) -> Option<SystemTime> {
-    started_at.map(|t| {
-        t + Duration::from_millis(
+fn failure_time(started_at: SystemTime, state: &loadprobe::LiveState) -> SystemTime {
+    started_at
+        + Duration::from_millis(
             state
                 .outage
                 .map_or(state.elapsed.as_millis() as u64, |o| o.start_ms),
         )
-    })
 }
 
 /// Rolls the refresh back, or cancels it where AWS refuses a rollback.

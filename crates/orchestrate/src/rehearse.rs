@@ -802,6 +802,8 @@ async fn drive(
     })
     .await;
     let mut lines = Vec::new();
+    // The gate watches every probe of the scenario: the production stream and the slow requests.
+    let probes: Vec<&Probe> = std::iter::once(&probe).chain(slow.as_ref()).collect();
     let (rollout, gate, ok) = match s.kind {
         Kind::Refresh => {
             // What `terraform apply` would do: a new launch template version (a new AMI).
@@ -852,7 +854,7 @@ async fn drive(
             let outcome = refresh::run(
                 &clients,
                 &plan,
-                Some(&probe),
+                &probes,
                 Follow {
                     poll: Duration::from_millis(50),
                     timeout: Duration::from_secs(300),
@@ -888,7 +890,7 @@ async fn drive(
             let outcome = deploy::run(
                 &clients,
                 &plan,
-                Some(&probe),
+                &probes,
                 validation,
                 deploy::Follow {
                     poll: Duration::from_millis(50),

@@ -88,16 +88,19 @@ async fn interrupt_at(
     never: &str,
 ) -> (std::process::ExitStatus, String) {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut before = String::new();
     let seen = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
             if line.contains(needle) {
                 return true;
             }
+            before.push_str(&line);
+            before.push('\n');
         }
         false
     })
     .await;
-    assert_eq!(seen.ok(), Some(true), "{never}");
+    assert_eq!(seen.ok(), Some(true), "{never}; its output:\n{before}");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let rest = tokio::spawn(async move {
