@@ -16,9 +16,13 @@ pub struct Clock {
     scale: f64,
 }
 
-/// The shortest real network timeout a scaled timeout becomes: a loopback process that answers at
-/// all answers within it, so scaling never turns a slow machine into an unhealthy target.
-pub const MIN_REAL_TIMEOUT: Duration = Duration::from_millis(100);
+/// The shortest real timeout a scaled one becomes (target health checks, container health-check
+/// commands): a loopback process that answers at all answers within it, so scaling never turns a
+/// slow machine into an unhealthy target. 100 ms was not enough on a loaded 2-core machine: a
+/// check that took longer than that turned a healthy target unhealthy, which fired the
+/// deployment's `UnHealthyHostCount` alarm and rolled a good release back; forking a container
+/// health-check command takes longer still. Only a target that hangs is detected later.
+pub const MIN_REAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Clock {
     /// A clock running `scale` simulated seconds per real second (clamped to 0.01–1000).
@@ -80,7 +84,8 @@ mod tests {
             Duration::from_secs(30)
         );
         assert_eq!(c.secs(5), Duration::from_millis(500));
-        assert_eq!(c.timeout(Duration::from_millis(500)), MIN_REAL_TIMEOUT);
+        assert_eq!(c.timeout(Duration::from_secs(5)), MIN_REAL_TIMEOUT);
+        assert_eq!(c.timeout(Duration::from_secs(50)), Duration::from_secs(5));
         assert_eq!(Clock::new(f64::NAN).scale(), 1.0);
         assert_eq!(Clock::new(1e9).scale(), 1000.0);
     }
