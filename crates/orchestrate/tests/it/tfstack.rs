@@ -1,7 +1,8 @@
 //! `orchestrate rehearse --terraform DIR`: the stack derived from a Terraform configuration.
 //! The project's own `terraform/envs/dev` derives the embedded demo stack and rehearses clean; the
 //! original project's flawed configuration fails its scenarios for the reasons preflight names;
-//! one flaw put into a copy of the project's configuration fails exactly the scenario it breaks;
+//! one flaw put into a copy of the project's configuration fails exactly the scenario it breaks,
+//! and one flaw fixed in the original flips exactly the scenario it caused;
 //! data sources and remote state become a list of assumptions, and the rehearsal still runs.
 
 use std::path::{Path, PathBuf};
@@ -688,4 +689,44 @@ async fn one_flaw_fails_exactly_the_scenario_it_breaks() {
     let bg = row(&rows, "bluegreen-canary");
     assert_eq!(bg["as_expected"], true, "{bg}");
     assert_eq!(bg["errors"], 0, "{bg}");
+}
+
+/// The original fixture's twin with one flaw fixed (a capacity provider with managed draining
+/// over its group): the refresh that failed with `no-managed-draining` in
+/// `the_original_fixture_fails_its_scenarios_for_the_reasons_preflight_names` (same desired
+/// count, same time scale) now passes with zero errors; the blue/green release still fails,
+/// for the static host port it failed for before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixing_one_flaw_of_the_original_flips_exactly_its_scenario() {
+    let _exclusive = FLEETS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("original").join("terraform"), dir.path());
+    let main = dir.path().join("main.tf");
+    edit(&main, "desired_count = 0", "desired_count = 2");
+    let mut text = std::fs::read_to_string(&main).unwrap();
+    text.push_str(
+        "\nresource \"aws_ecs_capacity_provider\" \"ecs\" {\n  name = \"demo-cp\"\n\n  \
+         auto_scaling_group_provider {\n    auto_scaling_group_arn = aws_autoscaling_group.ecs.arn\n    \
+         managed_draining       = \"ENABLED\"\n  }\n}\n",
+    );
+    std::fs::write(&main, text).unwrap();
+    let (code, stdout, rows) = rehearse(
+        dir.path(),
+        &["refresh", "bluegreen-canary"],
+        &["--time-scale", "120"],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stdout}");
+    let refresh = row(&rows, "refresh");
+    assert_eq!(refresh["as_expected"], true, "{refresh}");
+    assert_eq!(refresh["errors"], 0, "{refresh}");
+    assert!(refresh["requests"].as_u64().unwrap() > 1000, "{refresh}");
+    assert!(
+        refresh["rollout"].as_str().unwrap().contains("Successful"),
+        "{refresh}"
+    );
+    let bg = row(&rows, "bluegreen-canary");
+    assert_eq!(bg["as_expected"], false, "{bg}");
+    let cause = first_cause(bg);
+    assert!(cause.starts_with("static-host-port at "), "{cause}");
 }
