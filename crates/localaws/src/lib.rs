@@ -25,10 +25,12 @@ pub mod api;
 pub mod clock;
 pub mod control;
 pub mod dataplane;
+pub mod derive;
 pub mod events;
 pub mod ids;
 pub mod running;
 pub mod stack;
+pub mod terraform;
 
 pub use clock::Clock;
 pub use control::{Control, ControlError};
@@ -51,6 +53,7 @@ Examples:
   localaws                                   serve the embedded default stack until Ctrl-C
   localaws --stack my.toml --time-scale 60   a stack file, simulated AWS time 60x real time
   localaws --ready-file ready.json           write the endpoints once the fleet is healthy
+  localaws --terraform terraform/envs/dev    serve the stack a Terraform configuration describes
   localaws check my.toml                     validate a stack file and exit
   localaws default-stack                     print the embedded default stack
 
@@ -102,8 +105,18 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Stack file (TOML); the embedded default when omitted.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "terraform")]
     pub stack: Option<PathBuf>,
+    /// Derive the stack from this Terraform configuration (the root module's directory: local
+    /// modules, variables, tfvars followed; no Terraform binary). Every value not known before
+    /// apply is listed with file:line and the value used instead. `orchestrate rehearse
+    /// --terraform DIR --print-stack` writes the same stack as a file.
+    #[arg(long, value_name = "DIR")]
+    pub terraform: Option<PathBuf>,
+    /// With --terraform: containers whose image repository is NAME run COMMAND instead of the
+    /// project's `server` (repeatable).
+    #[arg(long, value_name = "NAME=COMMAND", requires = "terraform")]
+    pub image: Vec<String>,
     /// Simulated seconds per real second, overriding the stack's `time_scale`.
     #[arg(long, value_name = "N")]
     pub time_scale: Option<f64>,
@@ -189,6 +202,33 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// The stack of a Terraform configuration, its assumptions listed on stderr.
+fn derived_stack(dir: &std::path::Path, args: &ServeArgs) -> Result<Stack, Error> {
+    let mut options = derive::DeriveOptions {
+        time_scale: args.time_scale,
+        ..derive::DeriveOptions::default()
+    };
+    for flag in &args.image {
+        options.images.push(
+            derive::DeriveOptions::parse_image(flag).map_err(|e| Error::Usage(e.to_string()))?,
+        );
+    }
+    let started = std::time::Instant::now();
+    let d = derive::derive_dir(dir, &options).map_err(|e| Error::Usage(e.to_string()))?;
+    let n = d.assumptions.len();
+    eprintln!(
+        "stack derived from {} in {} ms; {n} value{} not known before apply{}",
+        dir.display(),
+        started.elapsed().as_millis(),
+        if n == 1 { "" } else { "s" },
+        if n == 0 { "" } else { ":" }
+    );
+    for a in &d.assumptions {
+        eprintln!("  {a}");
+    }
+    Ok(d.stack)
+}
+
 async fn serve(args: ServeArgs) -> Result<(), Error> {
     if let Some(scale) = args.time_scale
         && !(scale.is_finite() && (0.01..=1000.0).contains(&scale))
@@ -197,9 +237,10 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
             "invalid --time-scale {scale}: expected a number from 0.01 to 1000"
         )));
     }
-    let stack = match &args.stack {
-        Some(path) => Stack::load(path)?,
-        None => Stack::embedded()?,
+    let stack = match (&args.stack, &args.terraform) {
+        (Some(path), _) => Stack::load(path)?,
+        (None, Some(dir)) => derived_stack(dir, &args)?,
+        (None, None) => Stack::embedded()?,
     };
     let state_dir = match args.state_dir {
         Some(dir) => dir,

@@ -12,13 +12,14 @@
 //!   test-traffic validation before production sees it.
 
 pub mod aws;
+/// The Terraform reader and the stack derivation live in `localaws` (its `--terraform` serves a
+/// derived stack); preflight and the rehearsal use them from there.
+pub use localaws::{derive, terraform};
 pub mod cli;
 pub mod deploy;
-pub mod derive;
 pub mod preflight;
 pub mod refresh;
 pub mod rehearse;
-pub mod terraform;
 
 use std::path::PathBuf;
 

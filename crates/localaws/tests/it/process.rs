@@ -374,3 +374,97 @@ async fn localaws_server_bin_overrides_the_server_binary() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// `localaws --terraform DIR` serves the stack the project's own Terraform describes: the
+/// assumptions listed with file and line, the group the configuration names answering the API,
+/// the production listener serving the application; Ctrl-C stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terraform_flag_serves_the_stack_the_configuration_describes() {
+    let _exclusive = crate::util::exclusive().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_localaws"))
+        .env("LOCALAWS_SERVER_BIN", server_bin())
+        .args(["--port", "0", "--time-scale", "60", "--terraform"])
+        .arg(repo.join("terraform/envs/dev"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    // The fleet boots in simulated time (instances, agents, tasks, health checks) at 60x.
+    let up = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            said.push_str(&line);
+            said.push('\n');
+            if line.contains("Ctrl-C stops every task") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(up, Ok(true), "localaws did not come up:\n{said}");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    assert!(said.contains("stack derived from "), "{said}");
+    assert!(
+        said.contains("modules/compute/main.tf:") && said.contains("data.aws_ssm_parameter"),
+        "the AMI from SSM is an assumption with its file and line:\n{said}"
+    );
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    let aws = crate::util::Aws::new(info["endpoint"].as_str().unwrap());
+    let groups = aws
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("demo-asg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups.auto_scaling_groups()[0].desired_capacity(), Some(3));
+    let production = info["listeners"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(name, _)| name.ends_with("/production"))
+        .map(|(_, url)| url.as_str().unwrap().to_owned())
+        .expect("a production listener");
+    let (status, _, _) = get(&production).await.unwrap();
+    assert_eq!(status, 200);
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn terraform_flag_refuses_bad_input_with_exit_2() {
+    for (args, says) in [
+        (vec!["--terraform", "/nonexistent-zdt"], "/nonexistent-zdt"),
+        (vec!["--image", "web=true"], "--terraform"),
+        (
+            vec!["--terraform", ".", "--stack", "x.toml"],
+            "cannot be used with",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_localaws"))
+            .args(["--port", "0"])
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

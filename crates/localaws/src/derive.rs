@@ -18,10 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
-use hcl::Value;
-use hcl::expr::{Expression, ObjectKey, TraversalOperator};
-use localaws::Stack;
-use localaws::stack::{
+use crate::Stack;
+use crate::stack::{
     AlarmConfig, AmiConfig, ApplicationConfig, AutoRollback, AutoScalingGroupConfig,
     CapacityProviderConfig, ClusterConfig, CodeDeployConfig, ContainerDefinition,
     ContainerHealthCheck, DeploymentConfigConfig, DeploymentGroupConfig, DeploymentReady,
@@ -29,6 +27,8 @@ use localaws::stack::{
     LaunchTemplateSpec, LifecycleHookConfig, ListenerConfig, LoadBalancerConfig, PortMapping,
     ServiceConfig, ServiceLoadBalancer, TargetGroupConfig, TaskDefinition, WeightedTargetGroup,
 };
+use hcl::Value;
+use hcl::expr::{Expression, ObjectKey, TraversalOperator};
 
 use crate::terraform::{Block, Config, Location, Module, Resource, TerraformError, UNKNOWN};
 
@@ -1589,7 +1589,7 @@ impl<'a> Deriver<'a> {
     ) -> Option<AlarmConfig> {
         let b = a.res.block;
         let metric = self.text(a, b, "metric_name", "");
-        if !localaws::stack::ALARM_METRICS.contains(&metric.as_str()) {
+        if !crate::stack::ALARM_METRICS.contains(&metric.as_str()) {
             return None;
         }
         let tg = match b.attribute("dimensions") {
