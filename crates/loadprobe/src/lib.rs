@@ -94,11 +94,14 @@ pub use config::{
     ConnectionMode, LbMarker, ProbeConfig, Rate, RequestHeader, Slo, StatusSet, TlsOptions,
 };
 pub use error::{ErrorKind, ProbeError};
-pub use histo::Percentiles;
+pub use histo::{PercentilePoint, Percentiles};
 pub use incident::Incident;
 pub use live::{LiveOutage, LiveState};
 pub use merge::{MergeError, merge};
 pub use outage::Outage;
 pub use probe::{Marker, Probe, StopHandle, run};
-pub use report::{ConfigSummary, ErrorSummary, Event, Interval, Report, TlsSummary};
+pub use report::{
+    ConfigSummary, ErrorSummary, Event, Interval, MAX_TASKS, OTHER_TASKS, Report, TaskSummary,
+    TlsSummary,
+};
 pub use verdict::{SloSummary, Verdict};
