@@ -326,6 +326,10 @@ fn lane_label(task: &str, version: &str) -> String {
             s.to_owned()
         }
     };
+    // Responses without `x-served-by` have no version of their own either.
+    if version == task || version == "(none)" {
+        return short(task, 18);
+    }
     format!("{} {}", short(task, 12), short(version, 5))
 }
 
@@ -810,7 +814,7 @@ fn tasks_table(out: &mut String, r: &Report) {
 
 /// The smallest of 1, 2, 5 × 10^k at or above `v` (> 0).
 fn nice_ceil(v: f64) -> f64 {
-    if !(v > 0.0) || !v.is_finite() {
+    if !v.is_finite() || v <= 0.0 {
         return 1.0;
     }
     let e = 10f64.powf(v.log10().floor());
@@ -886,16 +890,18 @@ fn percentile_plot(out: &mut String, points: &[PercentilePoint], max_us: u64) {
             percentile_label(d)
         );
     }
+    // As many decimals as the step between ticks needs: 0, 2, 4 or 0.0, 0.2, 0.4.
+    let step = y_top / 5.0;
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
     for k in 0..=5 {
-        let ms = y_top * f64::from(k) / 5.0;
+        let ms = step * f64::from(k);
         let y = py(ms);
         let _ = writeln!(
             out,
-            "<line class=\"grid\" x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\"/><text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            "<line class=\"grid\" x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\"/><text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\">{ms:.decimals$}</text>",
             W - RIGHT,
             LEFT - 4.0,
             y + 4.0,
-            ms_label(ms)
         );
     }
     let _ = writeln!(
@@ -905,10 +911,12 @@ fn percentile_plot(out: &mut String, points: &[PercentilePoint], max_us: u64) {
     );
     let _ = writeln!(
         out,
-        "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\">percentile (log scale of 1/(1-p))</text><text x=\"16\" y=\"{:.0}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {:.0})\">latency (ms)</text>",
+        "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\">percentile (log scale of 1/(1-p))</text><text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" transform=\"rotate(-90 {:.0} {:.0})\">latency (ms)</text>",
         LEFT + plot_w / 2.0,
         PCT_H - 2.0,
+        LEFT - 56.0,
         (top + bottom) / 2.0,
+        LEFT - 56.0,
         (top + bottom) / 2.0
     );
     let mut xy: Vec<(f64, f64, String)> = finite
@@ -951,6 +959,16 @@ fn percentile_plot(out: &mut String, points: &[PercentilePoint], max_us: u64) {
             out,
             "<circle class=\"pct\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2\"><title>{}</title></circle>",
             esc(label)
+        );
+    }
+    // The maximum has no finite 1/(1-p): it ends the line at the right edge, named.
+    if let Some(last) = points.last().filter(|p| p.percentile >= 100.0) {
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">max {} ms</text>",
+            W - RIGHT - 4.0,
+            (py(last.latency_us as f64 / 1000.0) - 6.0).max(top + 8.0),
+            ms_label(last.latency_us as f64 / 1000.0)
         );
     }
     out.push_str("</svg>\n");
@@ -1044,6 +1062,16 @@ mod tests {
     }
 
     #[test]
+    fn lane_labels_fit_left_of_the_plot() {
+        assert_eq!(
+            lane_label("4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a88", "v1"),
+            "4f3c2a1b9e8… v1"
+        );
+        assert_eq!(lane_label("task-b", "2025.11.28-1"), "task-b 2025…");
+        assert_eq!(lane_label("(none)", "(none)"), "(none)");
+    }
+
+    #[test]
     fn percentile_axis_labels_and_nice_bounds() {
         let labels: Vec<String> = (0..=5).map(percentile_label).collect();
         assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]);
@@ -1051,7 +1079,7 @@ mod tests {
         assert_eq!(nice_ceil(0.013), 0.02);
         assert_eq!(nice_ceil(100.0), 100.0);
         assert_eq!(nice_ceil(0.0), 1.0);
-        assert_eq!(percentile_text(99.90000000000001), "99.9");
+        assert_eq!(percentile_text(100.0 * 0.999), "99.9");
         assert_eq!(percentile_text(50.0), "50");
     }
 
