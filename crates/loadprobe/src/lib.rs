@@ -35,7 +35,9 @@
 //! - **verdict**: [`Slo`] (zero errors by default, latency bounds, longest gap); its reasons
 //!   name the incidents behind a breach.
 //! - **reports**: [`Report`] as text, JSON, Markdown, self-contained HTML, each leading with the
-//!   incidents; [`merge`] combines several probes.
+//!   incidents; which tasks served when ([`TaskSummary`], per-interval `served_by`, lanes in the
+//!   HTML) and the latency percentile distribution ([`PercentilePoint`], plotted in the HTML);
+//!   [`merge`] combines several probes.
 //!
 //! ## Library use
 //!
