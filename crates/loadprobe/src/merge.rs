@@ -474,6 +474,50 @@ mod tests {
         assert_eq!(m.intervals.len(), 10_002);
     }
 
+    fn task(name: &str, first_ms: u64, responses: u64) -> TaskSummary {
+        TaskSummary {
+            task: name.to_owned(),
+            versions: BTreeMap::from([("v1".to_owned(), responses)]),
+            first_ms: Some(first_ms),
+            last_ms: Some(first_ms + 50),
+            responses,
+            errors: 0,
+        }
+    }
+
+    #[test]
+    fn tasks_seen_by_several_probes_are_one_task_on_the_merged_timeline() {
+        let mut a = report(1_000_000, &[1, 2], 0);
+        a.tasks = vec![task("t-1", 0, 2)];
+        let mut b = report(1_000_100, &[1, 2, 3], 0);
+        b.tasks = vec![task("t-2", 10, 1), task("t-1", 20, 2)];
+        let m = merge(&[("a".into(), a), ("b".into(), b)]).unwrap();
+        let names: Vec<&str> = m.tasks.iter().map(|t| t.task.as_str()).collect();
+        assert_eq!(names, ["t-1", "t-2"]);
+        // b started 100 ms after a: its times move by 100 ms.
+        let t1 = &m.tasks[0];
+        assert_eq!(
+            (t1.first_ms, t1.last_ms, t1.responses),
+            (Some(0), Some(170), 4)
+        );
+        assert_eq!(t1.versions["v1"], 4);
+        assert_eq!(m.tasks[1].first_ms, Some(110));
+        // Probes that together name more tasks than a run keeps: the latest become (other).
+        let many = |start: u64, from: usize| {
+            let mut r = report(start, &[1], 0);
+            r.tasks = (from..from + 200)
+                .map(|i| task(&format!("t{i:03}"), i as u64, 1))
+                .collect();
+            r
+        };
+        let m = merge(&[("a".into(), many(0, 0)), ("b".into(), many(0, 200))]).unwrap();
+        assert_eq!(m.tasks.len(), crate::MAX_TASKS + 1);
+        let other = m.tasks.last().unwrap();
+        assert_eq!(other.task, crate::OTHER_TASKS);
+        assert_eq!(other.responses, 400 - crate::MAX_TASKS as u64);
+        assert_eq!(other.first_ms, Some(crate::MAX_TASKS as u64));
+    }
+
     #[test]
     fn merge_applies_the_strictest_slo() {
         let a = report(0, &[300], 0);
