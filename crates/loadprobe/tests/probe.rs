@@ -430,6 +430,7 @@ async fn task_lanes_show_a_task_appearing_mid_run() {
     let r = probe.finish().await.unwrap();
     assert_consistent(&r);
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
+    let switch = r.events[0].at_ms as u64;
 
     // The JSON: both tasks in order of first response, their version, when they served.
     let names: Vec<&str> = r.tasks.iter().map(|t| t.task.as_str()).collect();
@@ -448,18 +449,22 @@ async fn task_lanes_show_a_task_appearing_mid_run() {
     assert_eq!((a.errors, b.errors), (0, 0));
     let (a_first, a_last) = (a.first_ms.unwrap(), a.last_ms.unwrap());
     let (b_first, b_last) = (b.first_ms.unwrap(), b.last_ms.unwrap());
-    // The 150th request was due at 745 ms: task-b answered nothing before.
+    // The 150th request was due at 745 ms: task-b answered nothing before. Responses in
+    // flight at the switch may cross (50 ms of slack for a loaded machine).
     assert!(a_first < 20 && b_first >= 700, "{a:?} {b:?}");
-    assert!(a_last <= b_first && b_last >= 1400, "{a:?} {b:?}");
+    assert!(a_last <= b_first + 50 && b_last >= 1400, "{a:?} {b:?}");
+    let (mut before, mut after) = (0, 0);
     for iv in &r.intervals {
         assert_eq!(iv.served_by.values().sum::<u64>(), iv.requests, "{iv:?}");
-        if iv.start_ms + INTERVAL_MS <= a_last {
+        if iv.start_ms + INTERVAL_MS + 50 <= switch {
+            before += 1;
             assert_eq!(
                 iv.served_by.keys().collect::<Vec<_>>(),
                 ["task-a"],
                 "{iv:?}"
             );
         } else if iv.start_ms > b_first {
+            after += 1;
             assert_eq!(
                 iv.served_by.keys().collect::<Vec<_>>(),
                 ["task-b"],
@@ -467,6 +472,10 @@ async fn task_lanes_show_a_task_appearing_mid_run() {
             );
         }
     }
+    assert!(
+        before >= 5 && after >= 4,
+        "{before} intervals before, {after} after"
+    );
 
     // The HTML: one lane each, task-a's first, labelled with its version; task-a serves from
     // the left edge until about where task-b's lane begins, half-way along the time axis.
@@ -488,9 +497,10 @@ async fn task_lanes_show_a_task_appearing_mid_run() {
         (0.4..0.7).contains(&b_starts),
         "task-b appears mid-run: {b_starts:.2} of the axis"
     );
-    // At most the column of the switch is shared (15 columns of 100 ms).
+    // Only around the switch do both serve (15 columns of 100 ms; one more for a response
+    // that crossed the switch on a loaded machine).
     assert!(
-        a_ends <= b_starts + 1.0 / 15.0 + 1e-3,
+        a_ends <= b_starts + 2.0 / 15.0 + 1e-3,
         "task-a stops where task-b starts: {a_ends:.2} vs {b_starts:.2}"
     );
     let md = {
