@@ -54,6 +54,85 @@ impl Percentiles {
     }
 }
 
+/// Ticks per half distance to 100 % in [`percentile_points`]: HdrHistogram's own percentile
+/// distribution output uses 5.
+pub(crate) const TICKS_PER_HALF_DISTANCE: u32 = 5;
+
+/// Most points [`percentile_points`] returns. Five ticks per halving of the distance to 100 %
+/// make about 5 × log2(count) points (some 170 for ten billion requests); this bound only guards
+/// it.
+pub(crate) const MAX_PERCENTILE_POINTS: usize = 300;
+
+/// One point of a percentile distribution: HdrHistogram's `Value  Percentile  TotalCount` line.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PercentilePoint {
+    /// Percentile, 0 to 100 (the last point, 100, is the maximum).
+    pub percentile: f64,
+    /// Latency at that percentile, µs (the highest equivalent value of its bucket, as in
+    /// [`Percentiles`]).
+    pub latency_us: u64,
+    /// Requests at or below that latency.
+    pub count: u64,
+}
+
+/// The percentile distribution of `h` at the quantiles HdrHistogram prints (its
+/// `iter_quantiles` with [`TICKS_PER_HALF_DISTANCE`]: 0, 10, 20, 30, 40, 50, 55, ... 75, 77.5,
+/// ... 87.5, 88.75, 90, ... ), up to the last quantile below the maximum, then the maximum at
+/// 100 %. The quantiles are computed, not accumulated, and each value is found as
+/// [`Percentiles::of`] finds it, so the 50 and 90 % points equal `p50` and `p90`. At most
+/// [`MAX_PERCENTILE_POINTS`] points, increasing in percentile and non-decreasing in latency and
+/// count; empty for an empty histogram. One pass over the histogram.
+pub(crate) fn percentile_points<T: Counter>(h: &Histogram<T>) -> Vec<PercentilePoint> {
+    let n = h.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    // Past this quantile every value is the maximum.
+    let below_max = (n - 1) as f64 / n as f64;
+    let mut quantiles: Vec<f64> = Vec::new();
+    let ticks = TICKS_PER_HALF_DISTANCE;
+    'halvings: for halving in 0..53 {
+        let from = 1.0 - 0.5f64.powi(halving);
+        let step = 0.5f64.powi(halving + 1) / f64::from(ticks);
+        for tick in 0..ticks {
+            // Rounded to 12 decimals: 0.9 is the 0.9 that `Percentiles` asks for.
+            let q = ((from + f64::from(tick) * step) * 1e12).round() / 1e12;
+            if q > below_max || quantiles.len() + 1 >= MAX_PERCENTILE_POINTS {
+                break 'halvings;
+            }
+            if quantiles.last().is_none_or(|&last| q > last) {
+                quantiles.push(q);
+            }
+        }
+    }
+    let mut points = Vec::with_capacity(quantiles.len() + 1);
+    let mut recorded = h.iter_recorded();
+    let (mut count, mut value) = (0u64, 0u64);
+    for q in quantiles {
+        // As `value_at_quantile`: the first bucket holding the ceil(q × n)th value.
+        let target = ((q * n as f64).ceil() as u64).max(1);
+        while count < target {
+            let Some(v) = recorded.next() else {
+                break;
+            };
+            count = count.saturating_add(v.count_at_value().as_u64());
+            value = v.value_iterated_to();
+        }
+        points.push(PercentilePoint {
+            // 90, not 90.00000000000001.
+            percentile: (100.0 * q * 1e10).round() / 1e10,
+            latency_us: h.highest_equivalent(value),
+            count,
+        });
+    }
+    points.push(PercentilePoint {
+        percentile: 100.0,
+        latency_us: h.max(),
+        count: n,
+    });
+    points
+}
+
 /// Encodes a histogram as base64 of its V2-deflate serialization.
 pub(crate) fn encode<T: Counter>(h: &Histogram<T>) -> String {
     let mut buf = Vec::new();
@@ -104,6 +183,56 @@ mod tests {
         h.saturating_record(5_000_000);
         assert_eq!(h.len(), 1);
         assert!(Percentiles::of(&h).max >= 1_000);
+    }
+
+    #[test]
+    fn percentile_points_are_hdrhistograms_distribution_bounded_and_monotone() {
+        assert!(percentile_points(&new_histogram::<u64>(1000)).is_empty());
+        let mut h = new_histogram::<u64>(100_000_000);
+        // 1 ms .. 100 ms, a long tail: 10 000 values.
+        for v in 1..=10_000u64 {
+            h.record(v * 10).unwrap();
+        }
+        h.record(90_000_000).unwrap(); // one 90 s outlier
+        let points = percentile_points(&h);
+        assert!(points.len() > 20 && points.len() <= MAX_PERCENTILE_POINTS);
+        assert_eq!(points[0].percentile, 0.0);
+        let last = points.last().unwrap();
+        assert_eq!(
+            (last.percentile, last.latency_us, last.count),
+            (100.0, h.max(), 10_001)
+        );
+        for w in points.windows(2) {
+            assert!(w[0].percentile < w[1].percentile, "{w:?}");
+            assert!(w[0].latency_us <= w[1].latency_us, "{w:?}");
+            assert!(w[0].count <= w[1].count, "{w:?}");
+        }
+        // The points agree with the headline percentiles of the same histogram.
+        let p = Percentiles::of(&h);
+        let at = |pct: f64| {
+            points
+                .iter()
+                .find(|x| x.percentile == pct)
+                .unwrap()
+                .latency_us
+        };
+        assert_eq!(at(50.0), p.p50);
+        assert_eq!(at(90.0), p.p90);
+        // HdrHistogram's ticks: 5 per half distance to 100 %.
+        let first: Vec<f64> = points.iter().take(13).map(|x| x.percentile).collect();
+        assert_eq!(
+            first,
+            [
+                0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 77.5, 80.0
+            ]
+        );
+        // A billion requests at one value still make a short list.
+        let mut big = new_histogram::<u64>(1000);
+        big.record_n(500, 1_000_000_000).unwrap();
+        big.record(900).unwrap();
+        let points = percentile_points(&big);
+        assert!(points.len() <= MAX_PERCENTILE_POINTS, "{}", points.len());
+        assert_eq!(points.last().unwrap().latency_us, big.max());
     }
 
     #[test]

@@ -35,7 +35,9 @@
 //! - **verdict**: [`Slo`] (zero errors by default, latency bounds, longest gap); its reasons
 //!   name the incidents behind a breach.
 //! - **reports**: [`Report`] as text, JSON, Markdown, self-contained HTML, each leading with the
-//!   incidents; [`merge`] combines several probes.
+//!   incidents; which tasks served when ([`TaskSummary`], per-interval `served_by`, lanes in the
+//!   HTML) and the latency percentile distribution ([`PercentilePoint`], plotted in the HTML);
+//!   [`merge`] combines several probes.
 //!
 //! ## Library use
 //!
@@ -94,11 +96,14 @@ pub use config::{
     ConnectionMode, LbMarker, ProbeConfig, Rate, RequestHeader, Slo, StatusSet, TlsOptions,
 };
 pub use error::{ErrorKind, ProbeError};
-pub use histo::Percentiles;
+pub use histo::{PercentilePoint, Percentiles};
 pub use incident::Incident;
 pub use live::{LiveOutage, LiveState};
 pub use merge::{MergeError, merge};
 pub use outage::Outage;
 pub use probe::{Marker, Probe, StopHandle, run};
-pub use report::{ConfigSummary, ErrorSummary, Event, Interval, Report, TlsSummary};
+pub use report::{
+    ConfigSummary, ErrorSummary, Event, Interval, MAX_TASKS, OTHER_TASKS, Report, TaskSummary,
+    TlsSummary,
+};
 pub use verdict::{SloSummary, Verdict};

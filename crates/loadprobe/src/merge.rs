@@ -3,14 +3,16 @@
 //! Probes are aligned on their wall-clock start (`started_at_unix_ms`); the merged timeline
 //! starts with the earliest. Counts add up; whole-run latency percentiles are exact (the
 //! histograms are merged); per-interval percentiles cannot be merged and are the highest of the
-//! probes' (an upper bound). Outages and events keep the name of the probe that saw them. The
+//! probes' (an upper bound). Tasks seen by several probes are one task (first and last response
+//! over all of them, counts added; at most [`MAX_TASKS`](crate::MAX_TASKS) and `(other)`). Outages and events keep
+//! the name of the probe that saw them. The
 //! merged verdict applies the strictest of the probes' SLOs to the merged figures, and fails too
 //! when any probe failed on its own.
 
 use std::collections::BTreeMap;
 
 use crate::histo::{self, Percentiles};
-use crate::report::{ErrorSummary, Interval, Report};
+use crate::report::{ErrorSummary, Interval, Report, TaskSummary, order_and_bound};
 use crate::verdict::{self, Measured, Verdict};
 
 /// Why reports cannot be merged.
@@ -152,6 +154,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
     m.longest_gap_ms = 0;
     m.versions.clear();
     m.served_by.clear();
+    m.tasks.clear();
     m.intervals.clear();
     m.events.clear();
     m.sources.clear();
@@ -165,6 +168,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
     let mut slo = first.config.slo.clone();
     let mut failed = Vec::new();
     let mut faulted = false;
+    let mut tasks: BTreeMap<String, TaskSummary> = BTreeMap::new();
 
     for (name, r) in reports {
         let offset = r.started_at_unix_ms - base;
@@ -178,6 +182,16 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
         add_map(&mut m.errors.by_kind, &r.errors.by_kind);
         add_map(&mut m.versions, &r.versions);
         add_map(&mut m.served_by, &r.served_by);
+        // Older reports have no task list: derived from their intervals.
+        for t in r.task_summaries() {
+            tasks
+                .entry(t.task.clone())
+                .or_insert_with(|| TaskSummary {
+                    task: t.task.clone(),
+                    ..TaskSummary::default()
+                })
+                .absorb(&t, offset);
+        }
         m.schedule_lag_us = max_percentiles(m.schedule_lag_us, r.schedule_lag_us);
         m.pool_exhausted += r.pool_exhausted;
         m.achieved_rate += r.achieved_rate;
@@ -254,6 +268,9 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
     m.events.sort_by_key(|e| e.at_ms);
     m.target = targets.join(", ");
     m.latency_us = Percentiles::of(&latency);
+    m.latency_percentiles = histo::percentile_points(&latency);
+    // Each probe kept at most MAX_TASKS; several may together name more.
+    m.tasks = order_and_bound(tasks.into_values().collect());
     m.latency_histogram = histo::encode(&latency);
     m.config.slo = slo;
     let (mut verdict, mut reasons) = verdict::evaluate(
@@ -351,6 +368,7 @@ mod tests {
                 by_task: BTreeMap::new(),
             },
             latency_us: Percentiles::of(&h),
+            latency_percentiles: histo::percentile_points(&h),
             schedule_lag_us: Percentiles::default(),
             pool_exhausted: 0,
             achieved_rate: 10.0,
@@ -371,6 +389,7 @@ mod tests {
             longest_gap_ms: 40,
             versions: BTreeMap::from([("v1".to_owned(), requests)]),
             served_by: BTreeMap::new(),
+            tasks: vec![],
             interval_ms: 100,
             intervals: vec![interval(0, 1), interval(100, requests - 1)],
             events: vec![Event {
@@ -453,6 +472,50 @@ mod tests {
         let c = report(1_000_000, &[1], 0);
         let m = merge(&[("a".into(), a), ("c".into(), c)]).unwrap();
         assert_eq!(m.intervals.len(), 10_002);
+    }
+
+    fn task(name: &str, first_ms: u64, responses: u64) -> TaskSummary {
+        TaskSummary {
+            task: name.to_owned(),
+            versions: BTreeMap::from([("v1".to_owned(), responses)]),
+            first_ms: Some(first_ms),
+            last_ms: Some(first_ms + 50),
+            responses,
+            errors: 0,
+        }
+    }
+
+    #[test]
+    fn tasks_seen_by_several_probes_are_one_task_on_the_merged_timeline() {
+        let mut a = report(1_000_000, &[1, 2], 0);
+        a.tasks = vec![task("t-1", 0, 2)];
+        let mut b = report(1_000_100, &[1, 2, 3], 0);
+        b.tasks = vec![task("t-2", 10, 1), task("t-1", 20, 2)];
+        let m = merge(&[("a".into(), a), ("b".into(), b)]).unwrap();
+        let names: Vec<&str> = m.tasks.iter().map(|t| t.task.as_str()).collect();
+        assert_eq!(names, ["t-1", "t-2"]);
+        // b started 100 ms after a: its times move by 100 ms.
+        let t1 = &m.tasks[0];
+        assert_eq!(
+            (t1.first_ms, t1.last_ms, t1.responses),
+            (Some(0), Some(170), 4)
+        );
+        assert_eq!(t1.versions["v1"], 4);
+        assert_eq!(m.tasks[1].first_ms, Some(110));
+        // Probes that together name more tasks than a run keeps: the latest become (other).
+        let many = |start: u64, from: usize| {
+            let mut r = report(start, &[1], 0);
+            r.tasks = (from..from + 200)
+                .map(|i| task(&format!("t{i:03}"), i as u64, 1))
+                .collect();
+            r
+        };
+        let m = merge(&[("a".into(), many(0, 0)), ("b".into(), many(0, 200))]).unwrap();
+        assert_eq!(m.tasks.len(), crate::MAX_TASKS + 1);
+        let other = m.tasks.last().unwrap();
+        assert_eq!(other.task, crate::OTHER_TASKS);
+        assert_eq!(other.responses, 400 - crate::MAX_TASKS as u64);
+        assert_eq!(other.first_ms, Some(crate::MAX_TASKS as u64));
     }
 
     #[test]

@@ -22,11 +22,16 @@ use crate::histo::{self, Percentiles};
 use crate::incident::{Incident, IncidentDetector, Seen};
 use crate::live::{LiveOutage, LiveState};
 use crate::outage::{GapTracker, OutageDetector};
-use crate::report::{ConfigSummary, ErrorSummary, Event, Interval, Report};
+use crate::report::{
+    ConfigSummary, ErrorSummary, Event, Interval, MAX_TASKS, Report, TaskSummary, order_and_bound,
+};
 use crate::verdict::{self, Measured};
 
-/// Distinct versions / task ids / error kinds kept; more are counted as `(other)`.
+/// Distinct versions / error kinds kept; more are counted as `(other)` (task ids: [`MAX_TASKS`]).
 const MAX_NAMES: usize = 1024;
+/// Distinct versions kept per task; a task's responses from any further version are counted
+/// under `(other)` in its summary.
+const MAX_TASK_VERSIONS: usize = 8;
 /// Events kept.
 const MAX_EVENTS: usize = 10_000;
 
@@ -85,15 +90,18 @@ struct Names<K> {
     names: Vec<String>,
     totals: Vec<u64>,
     other: Option<u16>,
+    /// Distinct names kept (at most `u16::MAX`); ids run from 0 in order of first sight.
+    cap: usize,
 }
 
 impl<K: Hash + Eq> Names<K> {
-    fn new() -> Self {
+    fn new(cap: usize) -> Self {
         Names {
             ids: HashMap::new(),
             names: Vec::new(),
             totals: Vec::new(),
             other: None,
+            cap: cap.min(usize::from(u16::MAX) - 1),
         }
     }
 
@@ -107,7 +115,7 @@ impl<K: Hash + Eq> Names<K> {
     fn count(&mut self, key: K, name: impl FnOnce(&K) -> String) -> u16 {
         let id = match self.ids.get(&key) {
             Some(&id) => id,
-            None if self.ids.len() < MAX_NAMES => {
+            None if self.ids.len() < self.cap => {
                 let id = self.push(name(&key));
                 self.ids.insert(key, id);
                 id
@@ -169,6 +177,17 @@ fn bump(counts: &mut Vec<(u16, u32)>, id: u16) {
     }
 }
 
+/// One task (by its `served_by` id) over the run.
+struct TaskStats {
+    /// Its first and last response, µs since the start.
+    first_us: u64,
+    last_us: u64,
+    /// Its responses by version id (one, normally), at most [`MAX_TASK_VERSIONS`].
+    versions: Vec<(u16, u64)>,
+    /// Its responses from versions past that.
+    other_versions: u64,
+}
+
 /// An interval still collecting results.
 struct Acc {
     hist: Histogram<u32>,
@@ -208,6 +227,8 @@ pub(crate) struct Recorder {
     kinds: Names<ErrorKind>,
     versions: Names<Option<HeaderValue>>,
     served_by: Names<Option<HeaderValue>>,
+    /// Per `served_by` id: when it answered, which versions.
+    tasks: Vec<TaskStats>,
     /// Tasks failures are attributed to.
     culprits: Names<Option<HeaderValue>>,
     duplicates: u64,
@@ -317,10 +338,11 @@ impl Recorder {
             max_intended_us: 0,
             latency,
             lag,
-            kinds: Names::new(),
-            versions: Names::new(),
-            served_by: Names::new(),
-            culprits: Names::new(),
+            kinds: Names::new(MAX_NAMES),
+            versions: Names::new(MAX_NAMES),
+            served_by: Names::new(MAX_TASKS),
+            tasks: Vec::new(),
+            culprits: Names::new(MAX_TASKS),
             duplicates: 0,
             gap: GapTracker::default(),
             window: VecDeque::new(),
@@ -372,10 +394,10 @@ impl Recorder {
         };
         let responded = !matches!(s.result, Err(k) if !matches!(k, ErrorKind::Http { .. }));
         let ids = responded.then(|| {
-            (
-                self.versions.count(s.version, header_name),
-                self.served_by.count(s.served_by, header_name),
-            )
+            let version = self.versions.count(s.version, header_name);
+            let task = self.served_by.count(s.served_by, header_name);
+            self.task_answered(task, version, s.done_us);
+            (version, task)
         });
 
         // Live view, in arrival order.
@@ -445,6 +467,68 @@ impl Recorder {
             self.incidents.observe(seen);
             self.close_before(seen.intended_us / self.interval_us);
         }
+    }
+
+    /// Task `task` (a `served_by` id) answered with version `version` at `at_us`: an index into
+    /// a Vec of at most [`MAX_TASKS`] + 1 entries and, normally, one comparison.
+    fn task_answered(&mut self, task: u16, version: u16, at_us: u64) {
+        let i = usize::from(task);
+        if i == self.tasks.len() {
+            // Ids are handed out in order: this is the task's first response.
+            self.tasks.push(TaskStats {
+                first_us: at_us,
+                last_us: at_us,
+                versions: Vec::new(),
+                other_versions: 0,
+            });
+        }
+        let Some(t) = self.tasks.get_mut(i) else {
+            return;
+        };
+        t.first_us = t.first_us.min(at_us);
+        t.last_us = t.last_us.max(at_us);
+        if let Some((_, n)) = t.versions.iter_mut().find(|(v, _)| *v == version) {
+            *n += 1;
+        } else if t.versions.len() < MAX_TASK_VERSIONS {
+            t.versions.push((version, 1));
+        } else {
+            t.other_versions += 1;
+        }
+    }
+
+    /// Every task over the run, with the failures attributed to each (`by_task`).
+    fn task_summaries(&self, by_task: &BTreeMap<String, u64>) -> Vec<TaskSummary> {
+        let mut tasks: Vec<TaskSummary> = self
+            .tasks
+            .iter()
+            .zip(&self.served_by.names)
+            .zip(&self.served_by.totals)
+            .map(|((t, name), &responses)| {
+                let mut versions = self.versions.map64(&t.versions);
+                if t.other_versions > 0 {
+                    *versions.entry("(other)".to_owned()).or_default() += t.other_versions;
+                }
+                TaskSummary {
+                    task: name.clone(),
+                    versions,
+                    first_ms: Some(t.first_us / 1000),
+                    last_ms: Some(t.last_us / 1000),
+                    responses,
+                    errors: by_task.get(name).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        // Tasks that never answered but were named by the load balancer's errors.
+        for (name, &errors) in by_task {
+            if name != crate::incident::UNKNOWN && !self.served_by.names.contains(name) {
+                tasks.push(TaskSummary {
+                    task: name.clone(),
+                    errors,
+                    ..TaskSummary::default()
+                });
+            }
+        }
+        order_and_bound(tasks)
     }
 
     /// The accumulator of interval `idx` (≥ `first_open`), opening intervals up to it.
@@ -607,12 +691,14 @@ impl Recorder {
             })
             .collect();
         let latency_us = Percentiles::of(&self.latency);
+        let latency_percentiles = histo::percentile_points(&self.latency);
         let longest_gap_ms = self.gap.longest_us() / 1000;
         let errors = ErrorSummary {
             total: self.errors,
             by_kind: self.kinds.totals(),
             by_task: self.culprits.totals(),
         };
+        let tasks = self.task_summaries(&errors.by_task);
         let (verdict, reasons) = verdict::evaluate(
             &self.setup.config.slo,
             &Measured {
@@ -668,6 +754,7 @@ impl Recorder {
             ok: self.ok,
             errors,
             latency_us,
+            latency_percentiles,
             schedule_lag_us: Percentiles::of(&self.lag),
             pool_exhausted: self.pool_exhausted,
             achieved_rate: if span_s > 0.0 {
@@ -680,6 +767,7 @@ impl Recorder {
             longest_gap_ms,
             versions: self.versions.totals(),
             served_by: self.served_by.totals(),
+            tasks,
             interval_ms: self.interval_us / 1000,
             intervals,
             events,
@@ -690,8 +778,18 @@ impl Recorder {
     }
 }
 
+/// A report of nothing, for the renderers' unit tests to fill in.
+#[cfg(test)]
+pub(crate) fn empty_report() -> Report {
+    Recorder::standalone(Duration::from_millis(100)).finish(Ended {
+        stopped_early: false,
+        dispatched: 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::verdict::Verdict;
 
@@ -747,6 +845,135 @@ mod tests {
         });
         assert_eq!(report.verdict, Verdict::Fault, "{:?}", report.reasons);
         assert!(report.reasons.iter().any(|x| x.contains("recorded twice")));
+    }
+
+    fn answered(seq: u64, version: &str, task: &str) -> Sample {
+        Sample {
+            version: Some(HeaderValue::from_str(version).unwrap()),
+            served_by: Some(HeaderValue::from_str(task).unwrap()),
+            ..ok(seq)
+        }
+    }
+
+    fn finish(r: Recorder, dispatched: u64) -> Report {
+        r.finish(Ended {
+            stopped_early: false,
+            dispatched,
+        })
+    }
+
+    #[test]
+    fn tasks_are_summarized_in_order_of_first_response() {
+        let mut r = recorder();
+        // task-2 (v2) joins at request 4 and task-1 (v1) stops after request 6; request 8 is
+        // the load balancer's 502 naming task-3, which never answered.
+        for seq in 0..10 {
+            let s = match seq {
+                0..=3 => answered(seq, "v1", "task-1"),
+                4..=6 if seq % 2 == 0 => answered(seq, "v1", "task-1"),
+                8 => Sample {
+                    result: Err(ErrorKind::Http {
+                        status: 502,
+                        by_lb: true,
+                    }),
+                    version: None,
+                    served_by: None,
+                    lb_target: Some(HeaderValue::from_static("task-3")),
+                    ..ok(seq)
+                },
+                _ => answered(seq, "v2", "task-2"),
+            };
+            r.on_sample(s);
+        }
+        let report = finish(r, 10);
+        let names: Vec<&str> = report.tasks.iter().map(|t| t.task.as_str()).collect();
+        assert_eq!(names, ["task-1", "task-2", "(none)", "task-3"]);
+        let t1 = &report.tasks[0];
+        assert_eq!(t1.versions, BTreeMap::from([("v1".to_owned(), 6)]));
+        // Times are when the responses arrived (intended + 0.5 ms).
+        assert_eq!(
+            (t1.first_ms, t1.last_ms, t1.responses),
+            (Some(0), Some(600), 6)
+        );
+        let t2 = &report.tasks[1];
+        assert_eq!(t2.versions, BTreeMap::from([("v2".to_owned(), 3)]));
+        assert_eq!((t2.first_ms, t2.last_ms), (Some(500), Some(900)));
+        assert_eq!(
+            report.tasks[2].responses, 1,
+            "the 502 carried no x-served-by"
+        );
+        let t3 = &report.tasks[3];
+        assert_eq!((t3.first_ms, t3.responses, t3.errors), (None, 0, 1));
+        assert_eq!(t3.version_label(), "?");
+        // Per interval (100 ms, one request each): who answered.
+        let who: Vec<Vec<&str>> = report
+            .intervals
+            .iter()
+            .map(|iv| iv.served_by.keys().map(String::as_str).collect())
+            .collect();
+        assert_eq!(who[3], ["task-1"]);
+        assert_eq!(who[5], ["task-2"]);
+        assert_eq!(who[8], ["(none)"]);
+    }
+
+    #[test]
+    fn distinct_task_ids_past_the_cap_count_as_other() {
+        let mut r = Recorder::standalone(Duration::from_millis(1));
+        let n = 3 * MAX_TASKS as u64;
+        for seq in 0..n {
+            let s = Sample {
+                intended_us: seq * 100,
+                done_us: seq * 100 + 50,
+                ..answered(seq, "v1", &format!("task-{seq}"))
+            };
+            r.on_sample(s);
+        }
+        assert!(r.tasks.len() <= MAX_TASKS + 1 && r.served_by.names.len() <= MAX_TASKS + 1);
+        let report = finish(r, n);
+        assert_eq!(report.tasks.len(), MAX_TASKS + 1);
+        assert_eq!(report.served_by.len(), MAX_TASKS + 1);
+        let other = report.tasks.last().unwrap();
+        assert_eq!(other.task, crate::report::OTHER_TASKS);
+        assert_eq!(other.responses, n - MAX_TASKS as u64);
+        assert_eq!(report.tasks[0].task, "task-0");
+        assert_eq!(report.tasks.iter().map(|t| t.responses).sum::<u64>(), n);
+        for iv in &report.intervals {
+            assert!(iv.served_by.len() <= MAX_TASKS + 1);
+            assert_eq!(iv.served_by.values().sum::<u64>(), iv.requests);
+        }
+        // One version per task is the rule; a task naming a new one per response is bounded too.
+        let mut r = recorder();
+        for seq in 0..20 {
+            r.on_sample(answered(seq, &format!("v{seq}"), "task-1"));
+        }
+        let report = finish(r, 20);
+        let versions = &report.tasks[0].versions;
+        assert_eq!(versions.len(), MAX_TASK_VERSIONS + 1);
+        assert_eq!(versions["(other)"], 20 - MAX_TASK_VERSIONS as u64);
+    }
+
+    #[test]
+    fn the_report_carries_the_percentile_distribution() {
+        let mut r = recorder();
+        for seq in 0..100 {
+            r.on_sample(Sample {
+                done_us: seq * 100_000 + 1000 * (seq + 1),
+                ..ok(seq)
+            });
+        }
+        let report = finish(r, 100);
+        let points = &report.latency_percentiles;
+        assert!(points.len() > 10, "{points:?}");
+        let last = points.last().unwrap();
+        assert_eq!(
+            (last.percentile, last.latency_us),
+            (100.0, report.latency_us.max)
+        );
+        assert!(
+            points
+                .windows(2)
+                .all(|w| w[0].latency_us <= w[1].latency_us)
+        );
     }
 
     #[test]

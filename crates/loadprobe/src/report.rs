@@ -10,8 +10,8 @@ use std::io::{self, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConnectionMode, TlsOptions};
-use crate::histo::Percentiles;
-use crate::incident::Incident;
+use crate::histo::{PercentilePoint, Percentiles};
+use crate::incident::{Incident, UNKNOWN};
 use crate::outage::Outage;
 use crate::verdict::{SloSummary, Verdict};
 
@@ -52,8 +52,15 @@ pub struct Report {
     pub ok: u64,
     /// Failed requests.
     pub errors: ErrorSummary,
-    /// Latency from the intended start to the end of the response.
+    /// Latency from the intended start to the end of the response (every request, failed ones
+    /// included: a timeout counts as its deadline).
     pub latency_us: Percentiles,
+    /// The same histogram's percentile distribution, as HdrHistogram prints it (quantiles
+    /// iterated with 5 ticks per half distance to 100 %, the last point the maximum; a few dozen
+    /// to at most 300 points), for plotting latency against percentile. Empty in reports from
+    /// before it was recorded; [`Report::percentile_points`] then computes it.
+    #[serde(default)]
+    pub latency_percentiles: Vec<PercentilePoint>,
     /// How late the probe's own scheduler dispatched requests (timer precision, CPU starvation);
     /// all zero for `--rate max`, which has no schedule.
     pub schedule_lag_us: Percentiles,
@@ -69,8 +76,16 @@ pub struct Report {
     pub longest_gap_ms: u64,
     /// Responses by `x-app-version` (`(none)` when absent).
     pub versions: BTreeMap<String, u64>,
-    /// Responses by `x-served-by` (`(none)` when absent).
+    /// Responses by `x-served-by` (`(none)` when absent). A run tracks at most [`MAX_TASKS`]
+    /// distinct task ids; responses from any further one count as `(other)`.
     pub served_by: BTreeMap<String, u64>,
+    /// Every task that answered (or had failures attributed to it), in order of its first
+    /// response: which version it served, when it answered first and last, how much, and the
+    /// failures attributed to it. At most [`MAX_TASKS`] tasks and `(other)`. Empty in reports
+    /// from before it was recorded; [`Report::task_summaries`] then derives it from the
+    /// intervals.
+    #[serde(default)]
+    pub tasks: Vec<TaskSummary>,
     /// Width of an interval, ms.
     pub interval_ms: u64,
     /// The timeline, one entry per interval, by intended start time.
@@ -193,8 +208,101 @@ pub struct Interval {
     pub max_us: u64,
     /// Responses by `x-app-version`.
     pub versions: BTreeMap<String, u64>,
-    /// Responses by `x-served-by`.
+    /// Responses by `x-served-by`: which tasks served in this interval (at most [`MAX_TASKS`]
+    /// distinct ids per run, any further one as `(other)`).
     pub served_by: BTreeMap<String, u64>,
+}
+
+/// Most distinct task ids (`x-served-by`, and the tasks failures are attributed to) a run
+/// tracks; the responses or failures of any further task count as `(other)`. An instance
+/// refresh of a large service meets a few dozen; the bound keeps a run whose server names
+/// itself anew per request (a bug, or a hostile target) at a few kilobytes per interval.
+pub const MAX_TASKS: usize = 256;
+
+/// The name standing for every task past [`MAX_TASKS`].
+pub const OTHER_TASKS: &str = "(other)";
+
+/// One task over the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    /// Its id as it answered (`x-served-by`; `(none)` for responses without one, such as a load
+    /// balancer's own errors; [`OTHER_TASKS`] for tasks past the bound).
+    pub task: String,
+    /// Its responses by `x-app-version` (a task serves one version; empty when not known, in a
+    /// summary derived from an older report).
+    pub versions: BTreeMap<String, u64>,
+    /// When its first response arrived, ms since the probe's start (`None`: it never answered,
+    /// only failures were attributed to it).
+    pub first_ms: Option<u64>,
+    /// When its last response arrived, ms since the probe's start.
+    pub last_ms: Option<u64>,
+    /// Responses it gave (failed ones included, such as its own 500s).
+    pub responses: u64,
+    /// Failed requests attributed to it (see [`ErrorSummary::by_task`]).
+    pub errors: u64,
+}
+
+impl TaskSummary {
+    /// The versions it served, most served first, `/`-separated (`?` when unknown).
+    pub fn version_label(&self) -> String {
+        if self.versions.is_empty() {
+            return "?".to_owned();
+        }
+        let mut v: Vec<(&String, &u64)> = self.versions.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        v.iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Adds `other`'s figures (the same task seen by another probe, `offset_ms` later).
+    pub(crate) fn absorb(&mut self, other: &TaskSummary, offset_ms: u64) {
+        let shift = |t: Option<u64>| t.map(|t| t.saturating_add(offset_ms));
+        self.first_ms = match (self.first_ms, shift(other.first_ms)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ms = self.last_ms.max(shift(other.last_ms));
+        for (v, n) in &other.versions {
+            *self.versions.entry(v.clone()).or_default() += n;
+        }
+        self.responses += other.responses;
+        self.errors += other.errors;
+    }
+}
+
+/// Tasks in order of their first response (those that never answered last, by name), at most
+/// [`MAX_TASKS`] of them: the ones past the bound are added up as [`OTHER_TASKS`].
+pub(crate) fn order_and_bound(mut tasks: Vec<TaskSummary>) -> Vec<TaskSummary> {
+    tasks.sort_by(|a, b| {
+        (
+            a.first_ms.is_none(),
+            a.first_ms,
+            a.task == OTHER_TASKS,
+            &a.task,
+        )
+            .cmp(&(
+                b.first_ms.is_none(),
+                b.first_ms,
+                b.task == OTHER_TASKS,
+                &b.task,
+            ))
+    });
+    let other_at = tasks.iter().position(|t| t.task == OTHER_TASKS);
+    let mut other = other_at.map(|i| tasks.remove(i));
+    if tasks.len() > MAX_TASKS {
+        let rest = tasks.split_off(MAX_TASKS);
+        let o = other.get_or_insert_with(|| TaskSummary {
+            task: OTHER_TASKS.to_owned(),
+            ..TaskSummary::default()
+        });
+        for t in &rest {
+            o.absorb(t, 0);
+        }
+    }
+    tasks.extend(other);
+    tasks
 }
 
 /// A marker on the timeline ("instance i-1 draining").
@@ -210,6 +318,49 @@ pub struct Event {
 }
 
 impl Report {
+    /// The tasks over the run ([`Report::tasks`]); for an older report without them, derived
+    /// from the intervals (first and last response to the interval, versions unknown).
+    pub fn task_summaries(&self) -> Vec<TaskSummary> {
+        if !self.tasks.is_empty() {
+            return self.tasks.clone();
+        }
+        let mut by_name: BTreeMap<&str, TaskSummary> = BTreeMap::new();
+        for iv in &self.intervals {
+            for (task, &n) in iv.served_by.iter().filter(|(_, n)| **n > 0) {
+                let t = by_name.entry(task).or_insert_with(|| TaskSummary {
+                    task: task.clone(),
+                    first_ms: Some(iv.start_ms),
+                    ..TaskSummary::default()
+                });
+                t.last_ms = Some(iv.start_ms + self.interval_ms);
+                t.responses += n;
+            }
+        }
+        for (task, &n) in &self.errors.by_task {
+            if task != UNKNOWN {
+                by_name
+                    .entry(task)
+                    .or_insert_with(|| TaskSummary {
+                        task: task.clone(),
+                        ..TaskSummary::default()
+                    })
+                    .errors = n;
+            }
+        }
+        order_and_bound(by_name.into_values().collect())
+    }
+
+    /// The latency percentile distribution ([`Report::latency_percentiles`]); for an older
+    /// report without it, computed from its histogram (empty if that cannot be decoded).
+    pub fn percentile_points(&self) -> Vec<PercentilePoint> {
+        if !self.latency_percentiles.is_empty() {
+            return self.latency_percentiles.clone();
+        }
+        crate::histo::decode(&self.latency_histogram)
+            .map(|h| crate::histo::percentile_points(&h))
+            .unwrap_or_default()
+    }
+
     /// Number of outage windows.
     pub fn outage_count(&self) -> u64 {
         self.outage_total

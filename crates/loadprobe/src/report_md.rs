@@ -36,6 +36,38 @@ fn shares(out: &mut String, title: &str, m: &BTreeMap<String, u64>) {
     }
 }
 
+/// Which tasks served when: one row per task, in order of its first response.
+fn tasks(s: &mut String, r: &Report) {
+    let tasks = r.task_summaries();
+    if tasks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n### Tasks\n\n| task | version | first response | last response | responses | errors |\n|---|---|---:|---:|---:|---:|"
+    );
+    let at = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), |t| format!("{t} ms"));
+    for t in tasks.iter().take(MAX_ROWS) {
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            cell(&t.task),
+            cell(&t.version_label()),
+            at(t.first_ms),
+            at(t.last_ms),
+            t.responses,
+            t.errors
+        );
+    }
+    if tasks.len() > MAX_ROWS {
+        let _ = writeln!(
+            s,
+            "\n{} more tasks in the JSON report.",
+            tasks.len() - MAX_ROWS
+        );
+    }
+}
+
 /// The incidents table: what a reader looks at first.
 fn incidents(s: &mut String, r: &Report) {
     let _ = writeln!(
@@ -194,9 +226,7 @@ pub(crate) fn render(r: &Report) -> String {
         }
     }
     shares(&mut s, "version", &r.versions);
-    if r.served_by.len() <= MAX_ROWS {
-        shares(&mut s, "served by", &r.served_by);
-    }
+    tasks(&mut s, r);
     if !r.events.is_empty() {
         let _ = writeln!(s, "\n### Events\n\n| at | event |\n|---:|---|");
         for e in r.events.iter().take(MAX_ROWS) {

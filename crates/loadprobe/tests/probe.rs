@@ -369,6 +369,313 @@ async fn a_version_switch_is_placed_on_the_timeline() {
     assert_eq!(r.versions.values().sum::<u64>(), 300);
 }
 
+/// The HTML report as a string.
+fn html_of(r: &Report) -> String {
+    let mut out = Vec::new();
+    r.write_html(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// The value of attribute `name` in the start of a tag (`x="12.5" ...`).
+fn attr(tag: &str, name: &str) -> f64 {
+    let key = format!("{name}=\"");
+    let at = tag
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {tag}"))
+        + key.len();
+    let len = tag[at..].find('"').unwrap();
+    tag[at..at + len].parse().unwrap()
+}
+
+/// The cells of the task chart's lane for `task`: (x, x + width) of each, left to right.
+fn lane_cells(html: &str, task: &str) -> Vec<(f64, f64)> {
+    let start = html
+        .find(&format!("<g class=\"lane\" data-task=\"{task}\""))
+        .unwrap_or_else(|| panic!("no lane for {task}"));
+    let end = start + html[start..].find("</g>").unwrap();
+    html[start..end]
+        .split("<rect ")
+        .skip(1)
+        .map(|r| (attr(r, "x"), attr(r, "x") + attr(r, "width")))
+        .collect()
+}
+
+/// The points of the percentile plot's line, left to right.
+fn percentile_line(html: &str) -> Vec<(f64, f64)> {
+    let key = "<polyline class=\"pct\" points=\"";
+    let at = html.find(key).expect("a percentile plot") + key.len();
+    let len = html[at..].find('"').unwrap();
+    html[at..at + len]
+        .split(' ')
+        .map(|xy| {
+            let (x, y) = xy.split_once(',').unwrap();
+            (x.parse().unwrap(), y.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn task_lanes_show_a_task_appearing_mid_run() {
+    let server = TestServer::start("1.0", "task-a").await;
+    let probe = Probe::start(config(&server.url(), 200.0, 1500)).unwrap();
+    let mut live = probe.watch();
+    wait_live(&mut live, Duration::from_secs(5), "half the run", |s| {
+        s.requests >= 150
+    })
+    .await;
+    // task-b (2.0) replaces task-a (1.0) from the next response on.
+    server.set_version("2.0");
+    server.set_served_by("task-b");
+    probe.mark("task-b replaces task-a");
+    let r = probe.finish().await.unwrap();
+    assert_consistent(&r);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
+    let switch = r.events[0].at_ms as u64;
+
+    // The JSON: both tasks in order of first response, their version, when they served.
+    let names: Vec<&str> = r.tasks.iter().map(|t| t.task.as_str()).collect();
+    assert_eq!(names, ["task-a", "task-b"], "{:?}", r.tasks);
+    let (a, b) = (&r.tasks[0], &r.tasks[1]);
+    assert_eq!(
+        a.versions,
+        BTreeMap::from([("1.0".to_owned(), a.responses)])
+    );
+    assert_eq!(
+        b.versions,
+        BTreeMap::from([("2.0".to_owned(), b.responses)])
+    );
+    assert_eq!(a.responses + b.responses, 300);
+    assert!(a.responses >= 150 && b.responses >= 100, "{a:?} {b:?}");
+    assert_eq!((a.errors, b.errors), (0, 0));
+    let (a_first, a_last) = (a.first_ms.unwrap(), a.last_ms.unwrap());
+    let (b_first, b_last) = (b.first_ms.unwrap(), b.last_ms.unwrap());
+    // The 150th request was due at 745 ms: task-b answered nothing before. Responses in
+    // flight at the switch may cross (50 ms of slack for a loaded machine).
+    assert!(a_first < 20 && b_first >= 700, "{a:?} {b:?}");
+    assert!(a_last <= b_first + 50 && b_last >= 1400, "{a:?} {b:?}");
+    let (mut before, mut after) = (0, 0);
+    for iv in &r.intervals {
+        assert_eq!(iv.served_by.values().sum::<u64>(), iv.requests, "{iv:?}");
+        if iv.start_ms + INTERVAL_MS + 50 <= switch {
+            before += 1;
+            assert_eq!(
+                iv.served_by.keys().collect::<Vec<_>>(),
+                ["task-a"],
+                "{iv:?}"
+            );
+        } else if iv.start_ms > b_first {
+            after += 1;
+            assert_eq!(
+                iv.served_by.keys().collect::<Vec<_>>(),
+                ["task-b"],
+                "{iv:?}"
+            );
+        }
+    }
+    assert!(
+        before >= 5 && after >= 4,
+        "{before} intervals before, {after} after"
+    );
+
+    // The HTML: one lane each, task-a's first, labelled with its version; task-a serves from
+    // the left edge until about where task-b's lane begins, half-way along the time axis.
+    let html = html_of(&r);
+    let (lane_a, lane_b) = (
+        html.find("<g class=\"lane\" data-task=\"task-a\" data-version=\"1.0\">"),
+        html.find("<g class=\"lane\" data-task=\"task-b\" data-version=\"2.0\">"),
+    );
+    assert!(
+        lane_a.is_some() && lane_a < lane_b,
+        "lanes in order of first response"
+    );
+    assert_eq!(html.matches("<g class=\"lane\"").count(), 2);
+    let (cells_a, cells_b) = (lane_cells(&html, "task-a"), lane_cells(&html, "task-b"));
+    let (left, right) = (cells_a[0].0, cells_b.last().unwrap().1);
+    let at = |x: f64| (x - left) / (right - left);
+    let (a_ends, b_starts) = (at(cells_a.last().unwrap().1), at(cells_b[0].0));
+    assert!(
+        (0.4..0.7).contains(&b_starts),
+        "task-b appears mid-run: {b_starts:.2} of the axis"
+    );
+    // Only around the switch do both serve (15 columns of 100 ms; one more for a response
+    // that crossed the switch on a loaded machine).
+    assert!(
+        a_ends <= b_starts + 2.0 / 15.0 + 1e-3,
+        "task-a stops where task-b starts: {a_ends:.2} vs {b_starts:.2}"
+    );
+    let md = {
+        let mut out = Vec::new();
+        r.write_markdown(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert!(md.contains("### Tasks"), "{md}");
+    assert!(
+        md.contains(&format!(
+            "| `task-a` | 1.0 | {a_first} ms | {a_last} ms | {} | 0 |",
+            a.responses
+        )),
+        "{md}"
+    );
+    assert!(md.contains("| `task-b` | 2.0 |"), "{md}");
+}
+
+#[tokio::test]
+async fn the_percentile_plot_draws_the_reports_distribution() {
+    let server = TestServer::start("v1", "task-1").await;
+    let r = loadprobe::run(config(&server.url(), 400.0, 1000))
+        .await
+        .unwrap();
+    assert_consistent(&r);
+    // The JSON carries HdrHistogram's percentile distribution of the same histogram.
+    let points = &r.latency_percentiles;
+    assert!(
+        points.len() >= 20 && points.len() <= 300,
+        "{}",
+        points.len()
+    );
+    assert_eq!(points[0].percentile, 0.0);
+    let last = points.last().unwrap();
+    assert_eq!(
+        (last.percentile, last.latency_us, last.count),
+        (100.0, r.latency_us.max, 400)
+    );
+    for w in points.windows(2) {
+        assert!(w[0].percentile < w[1].percentile, "{w:?}");
+        assert!(w[0].latency_us <= w[1].latency_us, "{w:?}");
+    }
+    let near = |pct: f64| {
+        points
+            .iter()
+            .find(|p| p.percentile == pct)
+            .unwrap()
+            .latency_us
+    };
+    assert_eq!(near(50.0), r.latency_us.p50);
+    assert_eq!(near(90.0), r.latency_us.p90);
+
+    // The plot: one point per percentile, left to right, never going down.
+    let html = html_of(&r);
+    assert!(html.contains("Latency by percentile"));
+    let line = percentile_line(&html);
+    assert_eq!(line.len(), points.len());
+    for w in line.windows(2) {
+        assert!(w[0].0 <= w[1].0, "x grows with the percentile: {w:?}");
+        assert!(
+            w[0].1 >= w[1].1,
+            "latency never goes down (SVG y grows downwards): {w:?}"
+        );
+    }
+    // 400 requests reach the 99.75th percentile: ticks to 99.9 %, labelled, and an axis title.
+    for tick in [
+        ">0%<",
+        ">90%<",
+        ">99%<",
+        ">99.9%<",
+        "percentile (log scale",
+        "latency (ms)",
+    ] {
+        assert!(html.contains(tick), "no {tick}");
+    }
+}
+
+#[tokio::test]
+async fn reports_without_task_summaries_or_percentiles_still_load_and_merge() {
+    let server = TestServer::start("1.0", "task-a").await;
+    let r = loadprobe::run(config(&server.url(), 100.0, 500))
+        .await
+        .unwrap();
+    let dir = scratch("older-json");
+    // A report as written before tasks and percentile points were recorded.
+    let mut old = serde_json::to_value(&r).unwrap();
+    let fields = old.as_object_mut().unwrap();
+    assert!(fields.remove("tasks").is_some());
+    assert!(fields.remove("latency_percentiles").is_some());
+    std::fs::write(dir.join("old.json"), old.to_string()).unwrap();
+    let back = Report::from_json(std::fs::File::open(dir.join("old.json")).unwrap()).unwrap();
+    assert!(back.tasks.is_empty() && back.latency_percentiles.is_empty());
+    // Derived: the tasks from the intervals, the points from the histogram.
+    let derived = back.task_summaries();
+    assert_eq!(derived.len(), 1, "{derived:?}");
+    assert_eq!(
+        (
+            derived[0].task.as_str(),
+            derived[0].responses,
+            derived[0].first_ms
+        ),
+        ("task-a", 50, Some(0))
+    );
+    assert_eq!(back.percentile_points(), r.latency_percentiles);
+    let html = html_of(&back);
+    assert!(html.contains("<g class=\"lane\" data-task=\"task-a\" data-version=\"?\">"));
+    assert!(!percentile_line(&html).is_empty());
+
+    // `loadprobe merge` reads it beside a current report.
+    r.write_json(std::fs::File::create(dir.join("new.json")).unwrap())
+        .unwrap();
+    let merged = dir.join("merged.json");
+    let verdict = loadprobe::run_cli(cli(&[
+        "merge",
+        "--quiet",
+        dir.join("old.json").to_str().unwrap(),
+        dir.join("new.json").to_str().unwrap(),
+        "--json",
+        merged.to_str().unwrap(),
+        "--html",
+        dir.join("merged.html").to_str().unwrap(),
+        "--markdown",
+        dir.join("merged.md").to_str().unwrap(),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(verdict, Verdict::Pass);
+    let m = Report::from_json(std::fs::File::open(&merged).unwrap()).unwrap();
+    assert_eq!(m.tasks.len(), 1, "{:?}", m.tasks);
+    assert_eq!(
+        (m.tasks[0].task.as_str(), m.tasks[0].responses),
+        ("task-a", 100)
+    );
+    assert_eq!(
+        m.tasks[0].versions,
+        BTreeMap::from([("1.0".to_owned(), 50)])
+    );
+    assert_eq!(m.latency_percentiles.last().unwrap().count, 100);
+    let html = std::fs::read_to_string(dir.join("merged.html")).unwrap();
+    assert!(html.contains("data-task=\"task-a\"") && html.contains("class=\"pct\""));
+    let md = std::fs::read_to_string(dir.join("merged.md")).unwrap();
+    assert!(md.contains("| `task-a` | 1.0 | 0 ms |"), "{md}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_run_naming_more_tasks_than_the_cap_stays_bounded() {
+    // Every response names a task of its own: 400 tasks, more than a run keeps.
+    let server = TestServer::start("v1", "task").await;
+    server
+        .ctl
+        .task_per_request
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = loadprobe::run(config(&server.url(), 1000.0, 400))
+        .await
+        .unwrap();
+    assert_consistent(&r);
+    assert_eq!(r.requests, 400);
+    assert_eq!(r.tasks.len(), loadprobe::MAX_TASKS + 1);
+    assert_eq!(r.served_by.len(), loadprobe::MAX_TASKS + 1);
+    let other = r.tasks.last().unwrap();
+    assert_eq!(other.task, loadprobe::OTHER_TASKS);
+    assert_eq!(other.responses, 400 - loadprobe::MAX_TASKS as u64);
+    assert_eq!(r.tasks.iter().map(|t| t.responses).sum::<u64>(), 400);
+    for iv in &r.intervals {
+        assert!(iv.served_by.len() <= loadprobe::MAX_TASKS + 1, "{iv:?}");
+    }
+    // The chart draws a bounded number of lanes, the rest in one, and the page stays small.
+    let html = html_of(&r);
+    let lanes = html.matches("<g class=\"lane\"").count();
+    assert!((2..=64).contains(&lanes), "{lanes} lanes");
+    assert!(html.contains("more tasks"));
+    assert!(html.len() < 1_000_000, "{} bytes", html.len());
+}
+
 #[tokio::test]
 async fn idle_keepalive_close_fails_keepalive_but_not_new_connections() {
     // A keep-alive timeout shorter than any gap between requests (the backend closes whatever
@@ -1134,6 +1441,20 @@ async fn load_balancer_errors_are_one_incident_attributed_to_their_task() {
     assert!(
         html.contains("<rect class=\"incident\""),
         "incidents are shaded on the charts"
+    );
+    // The task chart outlines the incident on the lane of the task it is attributed to.
+    let lane_b = html.find("<g class=\"lane\" data-task=\"task-b\"").unwrap();
+    let failed = html.find("<rect class=\"failed\"").unwrap();
+    assert!(failed > lane_b, "the outline is drawn over the lanes");
+    let cell_b = &html[lane_b..][html[lane_b..].find("<rect ").unwrap()..];
+    assert_eq!(
+        attr(&html[failed..], "y") + 1.0,
+        attr(cell_b, "y"),
+        "the outline is on task-b's lane"
+    );
+    assert!(
+        html[failed..].contains("100 failed on task-b: incident"),
+        "the outline names the task and the incident"
     );
     let json = std::fs::read_to_string(dir.join("r.json")).unwrap();
     first(&json, "\"incidents\"", "\"latency_us\"");

@@ -52,8 +52,11 @@ pub fn bind(port: u16) -> TcpListener {
 pub struct Control {
     /// `x-app-version` of the next responses.
     pub version: Mutex<String>,
-    /// `x-served-by` of every response.
-    pub served_by: String,
+    /// `x-served-by` of the next responses.
+    pub served_by: Mutex<String>,
+    /// Name each response's task anew (`x-served-by` + `-` + its number): a server behind a
+    /// load balancer of endless tasks.
+    pub task_per_request: std::sync::atomic::AtomicBool,
     /// Status of the next responses.
     pub status: AtomicU16,
     /// Add `server: awselb/2.0` to non-2xx responses, as an ALB does on its own errors.
@@ -87,7 +90,8 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let ctl = Arc::new(Control {
             version: Mutex::new(version.to_owned()),
-            served_by: served_by.to_owned(),
+            served_by: Mutex::new(served_by.to_owned()),
+            task_per_request: false.into(),
             status: AtomicU16::new(200),
             as_lb: false.into(),
             stall_until: Mutex::new(None),
@@ -128,6 +132,11 @@ impl TestServer {
 
     pub fn set_version(&self, v: &str) {
         *self.ctl.version.lock().unwrap() = v.to_owned();
+    }
+
+    /// Answers as another task from the next response on.
+    pub fn set_served_by(&self, task: &str) {
+        *self.ctl.served_by.lock().unwrap() = task.to_owned();
     }
 }
 
@@ -179,13 +188,17 @@ async fn respond(_req: Request<Incoming>, ctl: &Control) -> Response<Full<Bytes>
     if let Some(until) = stall {
         tokio::time::sleep_until(until).await;
     }
-    ctl.requests.fetch_add(1, Ordering::SeqCst);
+    let n = ctl.requests.fetch_add(1, Ordering::SeqCst);
     let status = ctl.status.load(Ordering::SeqCst);
     let version = ctl.version.lock().unwrap().clone();
+    let mut served_by = ctl.served_by.lock().unwrap().clone();
+    if ctl.task_per_request.load(Ordering::SeqCst) {
+        served_by = format!("{served_by}-{n}");
+    }
     let mut resp = Response::builder()
         .status(status)
         .header("x-app-version", version)
-        .header("x-served-by", ctl.served_by.as_str());
+        .header("x-served-by", served_by);
     if status >= 400 && ctl.as_lb.load(Ordering::SeqCst) {
         resp = resp.header("server", "awselb/2.0");
     }
