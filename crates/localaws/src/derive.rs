@@ -806,6 +806,7 @@ impl<'a> Deriver<'a> {
             auto_scaling_group: None,
             codedeploy: None,
             alarms: Vec::new(),
+            api_faults: Vec::new(),
         };
         // How long the load balancer's nodes keep routing to a deregistering target: AWS's
         // behaviour, not a setting; localaws's default.

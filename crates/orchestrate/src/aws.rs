@@ -72,10 +72,19 @@ where
     match e {
         SdkError::ServiceError(s) => {
             let err = s.err();
+            let code = err.code().unwrap_or("error");
+            let throttled = matches!(
+                code,
+                "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException"
+            );
             format!(
-                "{}: {}",
-                err.code().unwrap_or("error"),
-                err.message().unwrap_or("(no message)")
+                "{code}: {}{}",
+                err.message().unwrap_or("(no message)"),
+                if throttled {
+                    " (still throttled after the SDK's retries with backoff; AWS_MAX_ATTEMPTS raises them)"
+                } else {
+                    ""
+                }
             )
         }
         SdkError::DispatchFailure(d) => {

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{Control, ControlError, uuid};
+use crate::stack::{ApiFault, FaultKind};
 
 pub mod autoscaling;
 pub mod codedeploy;
@@ -125,7 +126,65 @@ impl Api {
     }
 }
 
+/// The stack's injected faults, with how many calls each still answers.
+#[derive(Debug)]
+struct Faults(std::sync::Mutex<Vec<(ApiFault, Option<u32>)>>);
+
+impl Faults {
+    fn new(faults: &[ApiFault]) -> Self {
+        Self(std::sync::Mutex::new(
+            faults.iter().map(|f| (f.clone(), f.times)).collect(),
+        ))
+    }
+
+    /// The fault a call of `service:action` (IAM names) answers, if any; counts it.
+    fn hit(&self, service: &str, action: &str) -> Option<FaultKind> {
+        let mut faults = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        faults.iter_mut().find_map(|(f, left)| {
+            let (svc, op) = f.action.split_once(':')?;
+            if svc != service || op != action || *left == Some(0) {
+                return None;
+            }
+            if let Some(n) = left {
+                *n -= 1;
+            }
+            Some(f.fault)
+        })
+    }
+}
+
+/// What AWS answers for an injected fault, in the protocol's own codes.
+fn fault_error(kind: FaultKind, protocol: Protocol, service: &str, action: &str) -> ApiError {
+    let denied = format!(
+        "User: arn:aws:sts::000000000000:assumed-role/localaws/test is not authorized to perform: {service}:{action} because no identity-based policy allows the {service}:{action} action"
+    );
+    match (kind, protocol) {
+        (FaultKind::AccessDenied, Protocol::Json) => ApiError::new("AccessDeniedException", denied),
+        (FaultKind::AccessDenied, Protocol::Ec2) => ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "UnauthorizedOperation".into(),
+            message: format!("You are not authorized to perform this operation. {denied}"),
+        },
+        (FaultKind::AccessDenied, Protocol::Query(_)) => ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "AccessDenied".into(),
+            message: denied,
+        },
+        (FaultKind::Throttling, Protocol::Json) => {
+            ApiError::new("ThrottlingException", "Rate exceeded")
+        }
+        (FaultKind::Throttling, Protocol::Ec2) => {
+            ApiError::new("RequestLimitExceeded", "Request limit exceeded.")
+        }
+        (FaultKind::Throttling, Protocol::Query(_)) => ApiError::new("Throttling", "Rate exceeded"),
+    }
+}
+
 async fn serve(listener: TcpListener, control: Control, stop: CancellationToken) {
+    let faults = std::sync::Arc::new(Faults::new(&control.plane().stack().api_faults));
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -140,10 +199,12 @@ async fn serve(listener: TcpListener, control: Control, stop: CancellationToken)
         };
         let control = control.clone();
         let stop = stop.clone();
+        let faults = faults.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let control = control.clone();
-                async move { Ok::<_, Infallible>(handle(req, &control).await) }
+                let faults = faults.clone();
+                async move { Ok::<_, Infallible>(handle(req, &control, &faults).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -222,7 +283,11 @@ fn scope_service(req: &Request<Incoming>) -> Option<String> {
     scope.split('/').nth(3).map(str::to_owned)
 }
 
-async fn handle(req: Request<Incoming>, control: &Control) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    control: &Control,
+    faults: &Faults,
+) -> Response<Full<Bytes>> {
     let request_id = uuid();
     let target = req
         .headers()
@@ -265,6 +330,16 @@ async fn handle(req: Request<Incoming>, control: &Control) -> Response<Full<Byte
         }
     };
     if let Some(target) = target {
+        let (prefix, op) = target.split_once('.').unwrap_or(("", ""));
+        let service = if prefix.starts_with("CodeDeploy") {
+            "codedeploy"
+        } else {
+            "ecs"
+        };
+        if let Some(kind) = faults.hit(service, op) {
+            let e = fault_error(kind, Protocol::Json, service, op);
+            return error_response(Protocol::Json, &e, &request_id);
+        }
         return match json::handle(control, &target, &content_type, &body).await {
             Ok(value) => respond(
                 StatusCode::OK,
@@ -321,6 +396,18 @@ async fn handle(req: Request<Incoming>, control: &Control) -> Response<Full<Byte
         return error_response(p, &e, &request_id);
     };
     let action = action.to_owned();
+    let (iam, protocol) = match service {
+        "ec2" => ("ec2", Protocol::Ec2),
+        "elbv2" => ("elasticloadbalancing", Protocol::Query(elbv2::XMLNS)),
+        _ => ("autoscaling", Protocol::Query(autoscaling::XMLNS)),
+    };
+    if let Some(kind) = faults.hit(iam, &action) {
+        return error_response(
+            protocol,
+            &fault_error(kind, protocol, iam, &action),
+            &request_id,
+        );
+    }
     match service {
         "autoscaling" => match autoscaling::handle(control, &action, &params) {
             Ok(x) => ok_xml(

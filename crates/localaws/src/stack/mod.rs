@@ -99,7 +99,47 @@ pub struct Stack {
     /// CloudWatch-like alarms on target group metrics (what deployment groups stop on).
     #[serde(default)]
     pub alarms: Vec<AlarmConfig>,
+    /// Injected API faults: calls of an operation answer as AWS does for a missing permission
+    /// or a throttled account, so clients' error paths can be tested.
+    #[serde(default)]
+    pub api_faults: Vec<ApiFault>,
 }
+
+/// An injected API fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiFault {
+    /// The operation as an IAM action: `autoscaling:StartInstanceRefresh`,
+    /// `ecs:RegisterTaskDefinition`, `codedeploy:CreateDeployment`, `elasticloadbalancing:...`,
+    /// `ec2:...`.
+    pub action: String,
+    /// What the call answers.
+    pub fault: FaultKind,
+    /// How many calls get it, after which the operation works again; every call when omitted.
+    #[serde(default)]
+    pub times: Option<u32>,
+}
+
+/// What an injected fault answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The caller lacks the permission: `AccessDenied` (query, 403), `AccessDeniedException`
+    /// (JSON), `UnauthorizedOperation` (EC2).
+    AccessDenied,
+    /// The account is throttled: `Throttling` (query), `ThrottlingException` (JSON),
+    /// `RequestLimitExceeded` (EC2); SDKs retry these with backoff.
+    Throttling,
+}
+
+/// The services an [`ApiFault`]'s action may name (IAM prefixes).
+pub const FAULT_SERVICES: &[&str] = &[
+    "autoscaling",
+    "codedeploy",
+    "ec2",
+    "ecs",
+    "elasticloadbalancing",
+];
 
 /// An EC2 launch template: numbered versions (1, 2, ...) of launch data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -689,6 +729,19 @@ impl Stack {
             return err("cluster.instances".into(), "expected 1 to 250 instances");
         }
         name("cluster.name", &self.cluster.name)?;
+        for (i, f) in self.api_faults.iter().enumerate() {
+            let ok = f.action.split_once(':').is_some_and(|(svc, op)| {
+                FAULT_SERVICES.contains(&svc)
+                    && op.starts_with(|c: char| c.is_ascii_uppercase())
+                    && op.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+            if !ok {
+                return err(
+                    format!("api_faults[{i}].action"),
+                    "expected SERVICE:Operation with SERVICE one of autoscaling, codedeploy, ec2, ecs, elasticloadbalancing (e.g. autoscaling:StartInstanceRefresh)",
+                );
+            }
+        }
         for (i, tg) in self.target_groups.iter().enumerate() {
             name(&format!("target_groups[{i}].name"), &tg.name)?;
         }

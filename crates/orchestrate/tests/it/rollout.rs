@@ -564,3 +564,77 @@ async fn ctrl_c_mid_deployment_stops_it_with_all_traffic_on_blue() {
     assert_eq!(r.errors.total, 0, "{:?}", r.incidents);
     la.shutdown().await;
 }
+
+/// A missing permission and a throttled account, injected by localaws as AWS answers them: a
+/// throttled call is retried by the SDK with backoff and then goes through; a refused
+/// `StartInstanceRefresh` ends the command with one line naming the action, exit 2, nothing
+/// started; throttling that persists past the retries is one line and exit 2 as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_reports_missing_permissions_and_persistent_throttling_in_one_line() {
+    use localaws::stack::{ApiFault, FaultKind};
+    let _exclusive = FLEETS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut stack = orchestrate::rehearse::stack(true, 60.0).unwrap();
+    let fault = |action: &str, fault, times| ApiFault {
+        action: action.into(),
+        fault,
+        times,
+    };
+    stack.api_faults = vec![
+        fault(
+            "autoscaling:DescribeAutoScalingGroups",
+            FaultKind::Throttling,
+            Some(2),
+        ),
+        fault(
+            "autoscaling:StartInstanceRefresh",
+            FaultKind::AccessDenied,
+            None,
+        ),
+        fault(
+            "autoscaling:DescribeInstanceRefreshes",
+            FaultKind::Throttling,
+            None,
+        ),
+    ];
+    let mut options = Options::new(&dir.path().join("la"));
+    options.ephemeral_ports = true;
+    options.server = Some((BIN.into(), vec!["server".to_owned()]));
+    // Nothing here needs a healthy fleet: the commands stop before anything changes.
+    let la = Localaws::start(stack, options, 0).await.unwrap();
+    let out = orchestrate_at(&la.endpoint())
+        .args([
+            "refresh",
+            "--asg",
+            "demo-asg",
+            "--launch-template-version",
+            "1",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("AccessDenied") && stderr.contains("autoscaling:StartInstanceRefresh"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        la.control().read(|st| st.refreshes.is_empty()),
+        "nothing was started"
+    );
+    let out = orchestrate_at(&la.endpoint())
+        .args(["refresh", "--asg", "demo-asg", "--follow"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("Throttling: Rate exceeded") && stderr.contains("retries"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    la.shutdown().await;
+}
