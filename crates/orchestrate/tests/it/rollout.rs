@@ -597,7 +597,7 @@ async fn refresh_reports_missing_permissions_and_persistent_throttling_in_one_li
             None,
         ),
     ];
-    let mut options = Options::new(&dir.path().join("la"));
+    let mut options = Options::new(dir.path().join("la"));
     options.ephemeral_ports = true;
     options.server = Some((BIN.into(), vec!["server".to_owned()]));
     // Nothing here needs a healthy fleet: the commands stop before anything changes.
