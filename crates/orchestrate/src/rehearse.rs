@@ -633,12 +633,43 @@ async fn matrix(
             row.errors,
             row.rollout,
             row.rollback_ms
-                .map(|ms| format!(", rollback called {ms} ms after the first failure"))
+                .map(|ms| {
+                    let alarm = match (&s.kind, alarm_window(&setup.stack)) {
+                        (Kind::Deploy { .. }, Some((lo, hi))) => format!(
+                            " (the deployment group's fastest CloudWatch alarm: {lo}-{hi} s on AWS)"
+                        ),
+                        _ => String::new(),
+                    };
+                    format!(", rollback called {ms} ms after the first failure{alarm}")
+                })
                 .unwrap_or_default()
         );
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// How long after the first error the deployment group's fastest alarm would fire on AWS, in
+/// seconds: `evaluation_periods` full breaching periods at least, one period more when the error
+/// lands at the start of one (CloudWatch's own publishing delay comes on top). `None` without
+/// alarms.
+pub fn alarm_window(stack: &Stack) -> Option<(u32, u32)> {
+    let group = stack
+        .codedeploy
+        .as_ref()?
+        .applications
+        .iter()
+        .flat_map(|a| &a.deployment_groups)
+        .next()?;
+    group
+        .alarms
+        .iter()
+        .filter_map(|name| stack.alarms.iter().find(|a| &a.name == name))
+        .map(|a| {
+            let lo = a.period.saturating_mul(a.evaluation_periods);
+            (lo, lo.saturating_add(a.period))
+        })
+        .min()
 }
 
 async fn scenario(
@@ -1414,4 +1445,30 @@ fn write_index(dir: &Path, rows: &[Row]) -> std::io::Result<()> {
     }
     h.push_str("</body></html>\n");
     std::fs::write(dir.join("index.html"), h)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_embedded_groups_fastest_alarm_takes_one_to_two_minutes() {
+        let stack = Stack::embedded().unwrap();
+        assert_eq!(alarm_window(&stack), Some((60, 120)));
+        let mut slow = stack;
+        for a in &mut slow.alarms {
+            a.evaluation_periods = 3;
+        }
+        assert_eq!(alarm_window(&slow), Some((180, 240)));
+        slow.alarms.clear();
+        if let Some(cd) = slow.codedeploy.as_mut() {
+            for app in &mut cd.applications {
+                for g in &mut app.deployment_groups {
+                    g.alarms.clear();
+                }
+            }
+        }
+        assert_eq!(alarm_window(&slow), None);
+    }
 }
