@@ -746,7 +746,11 @@ fn templatefile(path: &Value, vars: Value) -> Result<String, String> {
     let vars = match vars {
         Value::Object(vars) => vars,
         Value::Null => hcl::Map::new(),
-        other => return Err(format!("templatefile vars: expected an object, got {other}")),
+        other => {
+            return Err(format!(
+                "templatefile vars: expected an object, got {other}"
+            ));
+        }
     };
     let text = read_config_file(path)?;
     let template: hcl::Template = text.parse().map_err(|e| format!("template: {e}"))?;
@@ -1146,11 +1150,21 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(json[0]["portMappings"][0]["containerPort"], 8080);
         assert_eq!(json[0]["stopTimeout"], 30);
-        assert_eq!(json[0]["image"], UNKNOWN, "known after apply, the rest known");
         assert_eq!(
-            svc.locals.get("raw").and_then(|v| v.as_object()).and_then(|o| o.get("stopTimeout")).and_then(number),
+            json[0]["image"], UNKNOWN,
+            "known after apply, the rest known"
+        );
+        assert_eq!(
+            svc.locals
+                .get("raw")
+                .and_then(|v| v.as_object())
+                .and_then(|o| o.get("stopTimeout"))
+                .and_then(number),
             Some(45.0)
         );
-        assert!(!svc.locals.contains_key("missing"), "an unreadable file is unknown");
+        assert!(
+            !svc.locals.contains_key("missing"),
+            "an unreadable file is unknown"
+        );
     }
 }

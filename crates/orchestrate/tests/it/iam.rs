@@ -94,7 +94,11 @@ fn terraform_actions() -> BTreeSet<String> {
         })
         .expect("the orchestrate policy document");
     let mut actions = BTreeSet::new();
-    for st in doc.body().blocks().filter(|b| b.identifier() == "statement") {
+    for st in doc
+        .body()
+        .blocks()
+        .filter(|b| b.identifier() == "statement")
+    {
         for attr in st.body().attributes().filter(|a| a.key() == "actions") {
             let hcl::Expression::Array(items) = attr.expr() else {
                 panic!("actions is not a literal list: {:?}", attr.expr());
@@ -129,16 +133,26 @@ fn documented() -> (String, BTreeSet<String>) {
 }
 
 fn granted(actions: &BTreeSet<String>, op: &str) -> bool {
-    ["autoscaling", "codedeploy", "ecs", "elasticloadbalancing", "ec2"]
-        .iter()
-        .any(|svc| actions.contains(&format!("{svc}:{op}")))
+    [
+        "autoscaling",
+        "codedeploy",
+        "ecs",
+        "elasticloadbalancing",
+        "ec2",
+    ]
+    .iter()
+    .any(|svc| actions.contains(&format!("{svc}:{op}")))
 }
 
 #[test]
 fn every_aws_call_is_granted_by_the_deploy_role_and_documented() {
     let calls = sdk_calls();
     // The scanner finds the calls it must (it cannot pass by finding nothing).
-    for op in ["StartInstanceRefresh", "CreateDeployment", "RegisterTaskDefinition"] {
+    for op in [
+        "StartInstanceRefresh",
+        "CreateDeployment",
+        "RegisterTaskDefinition",
+    ] {
         assert!(calls.contains(op), "scanner missed {op}: {calls:?}");
     }
     let terraform = terraform_actions();

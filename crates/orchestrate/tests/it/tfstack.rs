@@ -443,7 +443,8 @@ fn container_definitions_from_templatefile_and_file_derive_like_jsonencode() {
     .unwrap();
     let e = derive_dir(dir.path(), &DeriveOptions::default()).unwrap_err();
     assert!(
-        e.to_string().contains("container_definitions cannot be evaluated statically"),
+        e.to_string()
+            .contains("container_definitions cannot be evaluated statically"),
         "{e}"
     );
 }
