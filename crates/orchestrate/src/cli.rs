@@ -54,9 +54,18 @@ pub struct RefreshArgs {
     /// Leave AutoRollback off (on by default: a refresh that fails rolls back).
     #[arg(long)]
     pub no_auto_rollback: bool,
-    /// ScaleInProtectedInstances: Refresh, Ignore or Wait.
-    #[arg(long, value_name = "WHAT", default_value = "Refresh")]
-    pub scale_in_protected: String,
+    /// ScaleInProtectedInstances: what the refresh does with instances protected from scale in
+    /// (ECS managed termination protection protects every instance that runs tasks). Refresh
+    /// replaces them (with managed draining, safely); Ignore skips them and still ends
+    /// Successful; Wait waits one hour for the protection to be removed, then fails the refresh.
+    /// [default: not sent, so AWS's own default applies: Wait]
+    #[arg(
+        long = "scale-in-protected-instances",
+        alias = "scale-in-protected",
+        value_name = "Refresh|Ignore|Wait",
+        value_parser = ["Refresh", "Ignore", "Wait"]
+    )]
+    pub scale_in_protected: Option<String>,
     /// Follow the refresh already running instead of starting one.
     #[arg(long)]
     pub follow: bool,
@@ -72,13 +81,13 @@ pub async fn refresh(
     args: &RefreshArgs,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Outcome, Error> {
-    if !matches!(
-        args.scale_in_protected.as_str(),
-        "Refresh" | "Ignore" | "Wait"
-    ) {
+    if let Some(what) = args
+        .scale_in_protected
+        .as_deref()
+        .filter(|w| !matches!(*w, "Refresh" | "Ignore" | "Wait"))
+    {
         return Err(Error::Input(format!(
-            "invalid --scale-in-protected {:?}: expected Refresh, Ignore or Wait",
-            args.scale_in_protected
+            "invalid --scale-in-protected-instances {what:?}: expected Refresh, Ignore or Wait"
         )));
     }
     if args.follow && args.launch_template_version.is_some() {
@@ -92,9 +101,11 @@ pub async fn refresh(
         .min_healthy_percentage(args.min_healthy)
         .skip_matching(args.skip_matching)
         .auto_rollback(!args.no_auto_rollback)
-        .scale_in_protected_instances(ScaleInProtectedInstances::from(
-            args.scale_in_protected.as_str(),
-        ))
+        .set_scale_in_protected_instances(
+            args.scale_in_protected
+                .as_deref()
+                .map(ScaleInProtectedInstances::from),
+        )
         .set_max_healthy_percentage(args.max_healthy)
         .set_instance_warmup(args.warmup.map(secs))
         .set_checkpoint_delay(args.checkpoint_delay.map(secs));

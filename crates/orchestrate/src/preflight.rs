@@ -676,8 +676,8 @@ fn asg(cfg: &Config, found: &mut Findings) {
                 Severity::Error,
                 &min_at,
                 g.address(),
-                "instance refresh with min_healthy_percentage 100 and max_healthy_percentage 100: it may neither terminate first nor launch first, so it cannot replace anything".to_owned(),
-                "set max_healthy_percentage above 100 (e.g. 200, with max_size room) so replacements launch before old instances terminate; keep min_healthy_percentage at 90-100",
+                "instance refresh with min_healthy_percentage 100 and max_healthy_percentage 100: Auto Scaling replaces one instance at a time and, with no room above 100 %, terminates each before launching its replacement, so the group runs one instance short (and the tasks drained off it need room on the others) during every replacement".to_owned(),
+                "set max_healthy_percentage above 100 (e.g. 200, with max_size room) so each replacement launches before its old instance terminates; or accept the dip: spare task capacity on the other instances for one instance's tasks",
             );
         } else if let (Some(lo), Some(hi)) = (min_v, max_v)
             && hi - lo > 100.0
@@ -703,7 +703,7 @@ fn asg(cfg: &Config, found: &mut Findings) {
             match value.as_deref() {
                 Some("Ignore") | Some("Wait") => {
                     let what = if value.as_deref() == Some("Wait") {
-                        "Wait: the refresh waits an hour on each protected instance, then fails"
+                        "Wait: the refresh replaces nothing protected, waits one hour for the protection to be removed, then fails"
                     } else {
                         "Ignore (the default): the refresh skips the protected instances, so the instances that run tasks are never replaced"
                     };

@@ -4,7 +4,7 @@ use super::query::{Params, Xml};
 use super::{ApiError, unsupported};
 use crate::control::autoscaling::{Ec2Instance, GroupUpdate};
 use crate::control::ec2::TemplateRef;
-use crate::control::refresh::{InstanceRefresh, RefreshPreferences, StartRefresh};
+use crate::control::refresh::{self, InstanceRefresh, RefreshPreferences, StartRefresh};
 use crate::control::{Control, ControlError, State};
 
 /// API version.
@@ -234,40 +234,82 @@ fn template_ref(p: &Params) -> Result<Option<TemplateRef>, ApiError> {
     }
 }
 
+/// `StartInstanceRefresh`'s `Preferences`, checked against the ranges of the API reference
+/// (`RefreshPreferences`), refused as AWS refuses them: a `ValidationError` naming the member.
 fn preferences(p: &Params) -> Result<RefreshPreferences, ApiError> {
     let d = RefreshPreferences::default();
+    // AWS's words: "Value '172801' at 'preferences.bakeTime' failed to satisfy constraint: ...".
+    let num = |name: &str, lo: u32, hi: u32| -> Result<Option<u32>, ApiError> {
+        let Some(v) = p.get(name) else {
+            return Ok(None);
+        };
+        let member = member(name);
+        match v.parse::<i64>() {
+            Ok(n) if n < i64::from(lo) => Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{v}' at '{member}' failed to satisfy constraint: Member must have value greater than or equal to {lo}"
+            ))),
+            Ok(n) if n > i64::from(hi) => Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{v}' at '{member}' failed to satisfy constraint: Member must have value less than or equal to {hi}"
+            ))),
+            Ok(n) => Ok(u32::try_from(n).ok()),
+            Err(_) => Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{v}' at '{member}' failed to satisfy constraint: Member must be a whole number from {lo} to {hi}"
+            ))),
+        }
+    };
+    let one_of = |name: &str, values: &[&str], default: &str| -> Result<String, ApiError> {
+        match p.get(name) {
+            None => Ok(default.to_owned()),
+            Some(v) if values.contains(&v) => Ok(v.to_owned()),
+            Some(v) => Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{v}' at '{}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                member(name),
+                values.join(", ")
+            ))),
+        }
+    };
     let checkpoints = p
         .member_values("CheckpointPercentages")
         .iter()
         .map(|v| {
-            v.parse::<u32>().map_err(|_| {
-                ApiError::validation(format!(
-                    "invalid value {v:?} in Preferences.CheckpointPercentages: expected 1 to 100"
-                ))
-            })
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    ApiError::validation(format!(
+                        "invalid value {v:?} in Preferences.CheckpointPercentages: expected 1 to 100"
+                    ))
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RefreshPreferences {
-        min_healthy: p
-            .u32("MinHealthyPercentage", 0, 100)?
-            .unwrap_or(d.min_healthy),
-        max_healthy: p
-            .u32("MaxHealthyPercentage", 100, 200)?
-            .unwrap_or(d.max_healthy),
-        warmup: p.u32("InstanceWarmup", 0, 86_400)?,
+        min_healthy: num("MinHealthyPercentage", 0, 100)?.unwrap_or(d.min_healthy),
+        max_healthy: num("MaxHealthyPercentage", 100, 200)?.unwrap_or(d.max_healthy),
+        warmup: num("InstanceWarmup", 0, refresh::MAX_INSTANCE_WARMUP)?,
         skip_matching: p.bool("SkipMatching")?.unwrap_or(false),
-        checkpoint_delay: p
-            .u32("CheckpointDelay", 0, 172_800)?
+        checkpoint_delay: num("CheckpointDelay", 0, refresh::MAX_DELAY)?
             .unwrap_or(d.checkpoint_delay),
         checkpoints,
         auto_rollback: p.bool("AutoRollback")?.unwrap_or(false),
-        bake_time: p.u32("BakeTime", 0, 43_200)?.unwrap_or(0),
-        scale_in_protected: p
-            .get("ScaleInProtectedInstances")
-            .unwrap_or(&d.scale_in_protected)
-            .to_owned(),
-        standby: p.get("StandbyInstances").unwrap_or(&d.standby).to_owned(),
+        bake_time: num("BakeTime", 0, refresh::MAX_DELAY)?.unwrap_or(d.bake_time),
+        scale_in_protected: one_of(
+            "ScaleInProtectedInstances",
+            &["Refresh", "Ignore", "Wait"],
+            &d.scale_in_protected,
+        )?,
+        standby: one_of(
+            "StandbyInstances",
+            &["Terminate", "Ignore", "Wait"],
+            &d.standby,
+        )?,
     })
+}
+
+/// How AWS names a member of `Preferences` in a validation error: `preferences.bakeTime`.
+fn member(name: &str) -> String {
+    let mut c = name.chars();
+    let first = c.next().map(|f| f.to_ascii_lowercase()).into_iter();
+    format!("preferences.{}", first.chain(c).collect::<String>())
 }
 
 /// One page of `items` from `token` (an offset, as this emulator issues them).
@@ -445,5 +487,108 @@ fn refresh_xml(x: &mut Xml, r: &InstanceRefresh) {
                 .leaf("InstancesToUpdateOnRollback", r.instances_to_update())
                 .leaf("PercentageCompleteOnRollback", r.percentage);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefs(form: &str) -> Result<RefreshPreferences, ApiError> {
+        preferences(&Params::parse(&[form.as_bytes()]))
+    }
+
+    #[test]
+    fn refresh_preferences_default_as_the_api_does() {
+        // API_RefreshPreferences: ScaleInProtectedInstances and StandbyInstances default to Wait
+        // (the console and the Terraform provider default to Ignore).
+        let p = prefs("").unwrap();
+        assert_eq!(p, RefreshPreferences::default());
+        assert_eq!(
+            (
+                p.min_healthy,
+                p.max_healthy,
+                p.checkpoint_delay,
+                p.bake_time
+            ),
+            (90, 100, 3600, 0)
+        );
+        assert_eq!(p.scale_in_protected, "Wait");
+        assert_eq!(p.standby, "Wait");
+        assert_eq!(p.warmup, None);
+    }
+
+    #[test]
+    fn refresh_preferences_take_the_api_ranges_and_refuse_one_past_them() {
+        // (member, AWS name in errors, lowest, highest) per the RefreshPreferences reference.
+        let ranges = [
+            (
+                "MinHealthyPercentage",
+                "preferences.minHealthyPercentage",
+                0,
+                100,
+            ),
+            (
+                "MaxHealthyPercentage",
+                "preferences.maxHealthyPercentage",
+                100,
+                200,
+            ),
+            (
+                "InstanceWarmup",
+                "preferences.instanceWarmup",
+                0,
+                2_147_483_647,
+            ),
+            ("CheckpointDelay", "preferences.checkpointDelay", 0, 172_800),
+            ("BakeTime", "preferences.bakeTime", 0, 172_800),
+        ];
+        for (name, member, lo, hi) in ranges {
+            for ok in [lo, hi] {
+                assert!(prefs(&format!("{name}={ok}")).is_ok(), "{name}={ok}");
+            }
+            let past = i64::from(hi) + 1;
+            let e = prefs(&format!("{name}={past}")).unwrap_err();
+            assert_eq!(e.code, "ValidationError", "{name}={past}");
+            assert!(
+                e.message.contains(member)
+                    && e.message.contains(&format!("less than or equal to {hi}")),
+                "{name}={past}: {}",
+                e.message
+            );
+            if lo > 0 {
+                let e = prefs(&format!("{name}={}", lo - 1)).unwrap_err();
+                assert!(e.message.contains(member), "{}", e.message);
+            }
+            let e = prefs(&format!("{name}=-1")).unwrap_err();
+            assert_eq!(e.code, "ValidationError");
+        }
+        let e = prefs("ScaleInProtectedInstances=Replace").unwrap_err();
+        assert!(
+            e.message.contains("preferences.scaleInProtectedInstances"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("[Refresh, Ignore, Wait]"),
+            "{}",
+            e.message
+        );
+        let e = prefs("StandbyInstances=Refresh").unwrap_err();
+        assert!(
+            e.message.contains("preferences.standbyInstances"),
+            "{}",
+            e.message
+        );
+        for ok in ["Refresh", "Ignore", "Wait"] {
+            let p = prefs(&format!("ScaleInProtectedInstances={ok}")).unwrap();
+            assert_eq!(p.scale_in_protected, ok);
+        }
+        for ok in ["Terminate", "Ignore", "Wait"] {
+            assert_eq!(
+                prefs(&format!("StandbyInstances={ok}")).unwrap().standby,
+                ok
+            );
+        }
     }
 }

@@ -11,6 +11,12 @@
 //! instance counts as replaced (and toward `PercentageComplete`) once it is `InService`, healthy
 //! and its warmup has passed. A new instance that fails its health checks fails the refresh,
 //! which then rolls back when `AutoRollback` is set.
+//!
+//! Instances protected from scale in are replaced, skipped or waited for as
+//! `ScaleInProtectedInstances` says (`Refresh`, `Ignore`, `Wait`). `Wait` is the API's default, as
+//! on AWS (the console and the Terraform provider default to `Ignore`): the refresh replaces what
+//! it may, then waits one simulated hour for the protection to be removed and fails otherwise
+//! (rolling back when `AutoRollback` is set), as the `RefreshPreferences` reference says.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -84,24 +90,37 @@ pub struct RefreshPreferences {
     pub min_healthy: u32,
     /// 100–200, default 100.
     pub max_healthy: u32,
-    /// Simulated seconds; default: the group's default instance warmup, else its health check
-    /// grace period.
+    /// Simulated seconds, 0 to [`MAX_INSTANCE_WARMUP`]; default: the group's default instance
+    /// warmup, else its health check grace period.
     pub warmup: Option<u32>,
     /// Skip instances already on the desired configuration.
     pub skip_matching: bool,
     /// Percentages at which to pause.
     pub checkpoints: Vec<u32>,
-    /// Simulated seconds to pause at each checkpoint (default 3600).
+    /// Simulated seconds to pause at each checkpoint, 0 to [`MAX_DELAY`] (default 3600).
     pub checkpoint_delay: u32,
     /// Roll back on failure.
     pub auto_rollback: bool,
-    /// Simulated seconds to wait after the last replacement before `Successful`.
+    /// Simulated seconds to wait after the last replacement before `Successful`, 0 to
+    /// [`MAX_DELAY`].
     pub bake_time: u32,
-    /// `Refresh`, `Ignore` (default) or `Wait`.
+    /// `Refresh`, `Ignore` or `Wait` (the API's default).
     pub scale_in_protected: String,
-    /// `Terminate`, `Ignore` (default) or `Wait` (no standby instances here).
+    /// `Terminate`, `Ignore` or `Wait` (the API's default); kept and echoed only: localaws has
+    /// no `Standby` instances.
     pub standby: String,
 }
+
+/// The longest `BakeTime` and `CheckpointDelay` AWS takes, in seconds (two days).
+pub const MAX_DELAY: u32 = 172_800;
+
+/// The longest `InstanceWarmup`: the API reference sets only a minimum (0) on this integer, so
+/// the largest 32-bit one.
+pub const MAX_INSTANCE_WARMUP: u32 = i32::MAX as u32;
+
+/// How long a refresh with `ScaleInProtectedInstances` `Wait` waits for the protection to be
+/// removed before it fails: one hour (simulated seconds).
+pub const PROTECTED_WAIT: u32 = 3600;
 
 impl Default for RefreshPreferences {
     fn default() -> Self {
@@ -114,8 +133,8 @@ impl Default for RefreshPreferences {
             checkpoint_delay: 3600,
             auto_rollback: false,
             bake_time: 0,
-            scale_in_protected: "Ignore".into(),
-            standby: "Ignore".into(),
+            scale_in_protected: "Wait".into(),
+            standby: "Wait".into(),
         }
     }
 }
@@ -161,8 +180,28 @@ impl RefreshPreferences {
                 self.scale_in_protected
             ));
         }
-        if self.bake_time > 43200 {
-            return bad("BakeTime must be 0 to 43200 seconds".into());
+        if !matches!(self.standby.as_str(), "Terminate" | "Ignore" | "Wait") {
+            return bad(format!(
+                "invalid StandbyInstances {:?}: expected Terminate, Ignore or Wait",
+                self.standby
+            ));
+        }
+        if self.bake_time > MAX_DELAY {
+            return bad(format!(
+                "BakeTime {} is out of range: expected 0 to {MAX_DELAY} seconds",
+                self.bake_time
+            ));
+        }
+        if self.checkpoint_delay > MAX_DELAY {
+            return bad(format!(
+                "CheckpointDelay {} is out of range: expected 0 to {MAX_DELAY} seconds",
+                self.checkpoint_delay
+            ));
+        }
+        if let Some(w) = self.warmup.filter(|&w| w > MAX_INSTANCE_WARMUP) {
+            return bad(format!(
+                "InstanceWarmup {w} is out of range: expected 0 to {MAX_INSTANCE_WARMUP} seconds"
+            ));
         }
         Ok(())
     }
@@ -206,6 +245,9 @@ pub struct InstanceRefresh {
     pub paused_until: Option<Instant>,
     /// Baking until (real).
     pub bake_until: Option<Instant>,
+    /// Since when (real) nothing but instances protected from scale in is left to replace
+    /// (`ScaleInProtectedInstances` `Wait`); the refresh fails [`PROTECTED_WAIT`] later.
+    pub protected_since: Option<Instant>,
     /// New-configuration instances already found unhealthy.
     pub failed_instances: BTreeSet<String>,
     /// Whether this refresh is now a rollback.
@@ -472,15 +514,11 @@ fn advance(state: &mut State, r: &mut InstanceRefresh, ctx: &Ctx<'_>) {
                 r.to_replace.clear();
                 finish(state, r, ctx);
             }
-            _ => {
-                r.reason = Some(format!(
-                    "Waiting for {} instance(s) protected from scale in.",
-                    r.to_replace.len()
-                ));
-            }
+            _ => wait_for_protection(state, r, ctx),
         }
         return;
     }
+    r.protected_since = None;
     for id in candidates.into_iter().take(terminate as usize) {
         r.to_replace.remove(&id);
         r.extra = r.extra.saturating_sub(1);
@@ -493,6 +531,34 @@ fn advance(state: &mut State, r: &mut InstanceRefresh, ctx: &Ctx<'_>) {
                 r.id
             ),
         );
+    }
+}
+
+/// `ScaleInProtectedInstances` `Wait` with nothing but protected instances left: wait up to
+/// [`PROTECTED_WAIT`] for the protection to go, then fail (and roll back with `AutoRollback`).
+fn wait_for_protection(state: &mut State, r: &mut InstanceRefresh, ctx: &Ctx<'_>) {
+    let ids = r.to_replace.iter().cloned().collect::<Vec<_>>().join(", ");
+    let since = *r.protected_since.get_or_insert(ctx.now);
+    if !ctx.elapsed(since, PROTECTED_WAIT) {
+        r.reason = Some(format!(
+            "Waiting for {} instance(s) protected from scale in: {ids}. The instance refresh fails unless their scale-in protection is removed within one hour.",
+            r.to_replace.len()
+        ));
+        return;
+    }
+    r.protected_since = None;
+    let reason = format!(
+        "Instance refresh failed: {} instance(s) still protected from scale in after waiting one hour (ScaleInProtectedInstances is Wait): {ids}.",
+        r.to_replace.len()
+    );
+    if r.rolling_back {
+        r.extra = 0;
+        set_status(r, ctx, RefreshStatus::RollbackFailed, reason);
+    } else if r.prefs.auto_rollback {
+        begin_rollback(state, r, ctx, &reason);
+    } else {
+        r.extra = 0;
+        set_status(r, ctx, RefreshStatus::Failed, reason);
     }
 }
 
@@ -542,6 +608,7 @@ fn begin_rollback(state: &mut State, r: &mut InstanceRefresh, ctx: &Ctx<'_>, rea
     r.extra = 0;
     r.paused_until = None;
     r.bake_until = None;
+    r.protected_since = None;
     r.to_replace = state
         .instances
         .values()
@@ -642,6 +709,7 @@ impl Control {
                 next_checkpoint: 0,
                 paused_until: None,
                 bake_until: None,
+                protected_since: None,
                 failed_instances: BTreeSet::new(),
                 rolling_back: false,
                 rollback_reason: None,
@@ -777,5 +845,38 @@ mod tests {
         assert!(p.validate().is_err());
         p.checkpoints = vec![20, 50, 100];
         assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn defaults_and_ranges_are_the_api_references() {
+        // API_RefreshPreferences: Wait for both (the console and Terraform default to Ignore).
+        let d = RefreshPreferences::default();
+        assert_eq!(d.scale_in_protected, "Wait");
+        assert_eq!(d.standby, "Wait");
+        assert!(d.validate().is_ok());
+        // BakeTime and CheckpointDelay: 0 to 172,800 s; InstanceWarmup: 0 up (a 32-bit integer).
+        let at = |f: &dyn Fn(&mut RefreshPreferences)| {
+            let mut p = RefreshPreferences::default();
+            f(&mut p);
+            p.validate()
+        };
+        assert!(at(&|p| p.bake_time = 172_800).is_ok());
+        assert!(at(&|p| p.checkpoint_delay = 172_800).is_ok());
+        assert!(at(&|p| p.warmup = Some(2_147_483_647)).is_ok());
+        for (name, e) in [
+            ("BakeTime", at(&|p| p.bake_time = 172_801)),
+            ("CheckpointDelay", at(&|p| p.checkpoint_delay = 172_801)),
+            ("InstanceWarmup", at(&|p| p.warmup = Some(2_147_483_648))),
+            ("StandbyInstances", at(&|p| p.standby = "Refresh".into())),
+            (
+                "ScaleInProtectedInstances",
+                at(&|p| p.scale_in_protected = "Terminate".into()),
+            ),
+        ] {
+            match e {
+                Err(ControlError::Validation(m)) => assert!(m.contains(name), "{m}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
     }
 }

@@ -520,10 +520,13 @@ async fn wait_protected(fleet: &Fleet, n: usize) {
 
 /// docs/failure-modes.md#fm-2: with managed termination protection every instance that runs a
 /// task is protected from scale-in, so what the refresh does with protected instances is what it
-/// does with the whole fleet. `Wait` stalls with nothing replaced (AWS fails it after an hour);
-/// `Ignore` ends `Successful` with nothing replaced; `Refresh` replaces every instance.
+/// does with the whole fleet. `Wait` (the API's default) stalls with nothing replaced and fails
+/// the refresh after one simulated hour, or rolls it back with `AutoRollback`; `Ignore` ends
+/// `Successful` with nothing replaced; `Refresh` replaces every instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_in_protected_instances_stall_or_skip_the_refresh_unless_refreshed() {
+    use localaws::control::refresh::PROTECTED_WAIT;
+
     let mut stack = fleet_stack(true);
     stack
         .auto_scaling_group
@@ -535,15 +538,35 @@ async fn scale_in_protected_instances_stall_or_skip_the_refresh_unless_refreshed
     let v2 = fleet.new_version("ami-0ecs000000000002");
     // Three tasks spread over three instances: every instance is protected.
     wait_protected(&fleet, 3).await;
+    let protected: Vec<String> = fleet.la.control().read(|st| {
+        st.instances
+            .values()
+            .filter(|i| i.lifecycle.is_live())
+            .map(|i| i.id.clone())
+            .collect()
+    });
     let prefs = |what: &str| {
         RefreshPreferences::builder()
             .min_healthy_percentage(90)
             .scale_in_protected_instances(ScaleInProtectedInstances::from(what))
             .build()
     };
+    // The hour `Wait` waits, in real time, and the longest it may take to notice it.
+    let hour = fleet.la.plane().clock().secs(PROTECTED_WAIT);
+    let within = hour + fleet.refresh_deadline();
 
-    // Wait: the refresh stalls on the protected instances and replaces none of them.
-    let id = fleet.start_refresh(v2, prefs("Wait")).await;
+    // Wait, as the API defaults to (the preference left out): the refresh stalls on the
+    // protected instances and replaces none of them, then fails once they are still protected
+    // an hour later.
+    let started = tokio::time::Instant::now();
+    let id = fleet
+        .start_refresh(
+            v2,
+            RefreshPreferences::builder()
+                .min_healthy_percentage(90)
+                .build(),
+        )
+        .await;
     let deadline = tokio::time::Instant::now() + fleet.refresh_deadline();
     let stalled = loop {
         let r = fleet.refresh(&id).await;
@@ -561,19 +584,66 @@ async fn scale_in_protected_instances_stall_or_skip_the_refresh_unless_refreshed
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    assert_eq!(
+        stalled
+            .preferences()
+            .and_then(|p| p.scale_in_protected_instances()),
+        Some(&ScaleInProtectedInstances::Wait),
+        "the API's default"
+    );
     assert_eq!(stalled.status, Some(InstanceRefreshStatus::InProgress));
     assert_eq!(stalled.percentage_complete, Some(0));
     assert_eq!(fleet.versions_in_service(), vec![1, 1, 1]);
-    fleet
-        .aws
-        .asg
-        .cancel_instance_refresh()
-        .auto_scaling_group_name("demo-asg")
-        .send()
-        .await
-        .expect("cancel");
-    let r = fleet.wait_refresh(&id, terminal).await;
-    assert_eq!(r.status, Some(InstanceRefreshStatus::Cancelled));
+    let r = fleet.wait_refresh_within(&id, terminal, within).await;
+    assert_eq!(
+        r.status,
+        Some(InstanceRefreshStatus::Failed),
+        "{:?}",
+        r.status_reason
+    );
+    assert!(
+        started.elapsed() >= hour,
+        "failed after {:?}, before the simulated hour ({hour:?})",
+        started.elapsed()
+    );
+    let reason = r.status_reason.unwrap_or_default();
+    assert!(reason.contains("protected from scale in"), "{reason}");
+    for i in &protected {
+        assert!(reason.contains(i.as_str()), "{i} not named in {reason:?}");
+    }
+    assert_eq!(r.percentage_complete, Some(0));
+    assert_eq!(fleet.versions_in_service(), vec![1, 1, 1]);
+
+    // Wait with AutoRollback: the same failure rolls the refresh back, as any failure does.
+    let started = tokio::time::Instant::now();
+    let id = fleet
+        .start_refresh(
+            v2,
+            RefreshPreferences::builder()
+                .min_healthy_percentage(90)
+                .scale_in_protected_instances(ScaleInProtectedInstances::Wait)
+                .auto_rollback(true)
+                .build(),
+        )
+        .await;
+    let r = fleet.wait_refresh_within(&id, terminal, within).await;
+    assert_eq!(
+        r.status,
+        Some(InstanceRefreshStatus::RollbackSuccessful),
+        "{:?}",
+        r.status_reason
+    );
+    assert!(
+        started.elapsed() >= hour,
+        "rolled back after {:?}",
+        started.elapsed()
+    );
+    let why = r
+        .rollback_details()
+        .and_then(|d| d.rollback_reason())
+        .unwrap_or_default();
+    assert!(why.contains("protected from scale in"), "{why:?}");
+    assert_eq!(fleet.versions_in_service(), vec![1, 1, 1]);
 
     // Ignore: AWS calls it a success, and not one instance was replaced.
     let id = fleet.start_refresh(v2, prefs("Ignore")).await;

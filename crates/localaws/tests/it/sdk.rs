@@ -196,6 +196,32 @@ async fn auto_scaling_operations() {
         e.into_service_error().meta().code(),
         Some("ValidationError")
     );
+    // One past the API reference's maximum is refused, naming the member.
+    for (prefs, member) in [
+        (
+            aws_sdk_autoscaling::types::RefreshPreferences::builder().bake_time(172_801),
+            "preferences.bakeTime",
+        ),
+        (
+            aws_sdk_autoscaling::types::RefreshPreferences::builder().checkpoint_delay(172_801),
+            "preferences.checkpointDelay",
+        ),
+    ] {
+        let e = asg
+            .start_instance_refresh()
+            .auto_scaling_group_name("demo-asg")
+            .preferences(prefs.build())
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert_eq!(e.meta().code(), Some("ValidationError"));
+        let message = e.meta().message().unwrap_or_default();
+        assert!(
+            message.contains(member) && message.contains("172800"),
+            "{message}"
+        );
+    }
 
     // Activities, newest first, with pagination.
     let page = asg

@@ -522,7 +522,18 @@ impl Fleet {
         id: &str,
         done: impl Fn(&aws_sdk_autoscaling::types::InstanceRefreshStatus) -> bool,
     ) -> aws_sdk_autoscaling::types::InstanceRefresh {
-        let deadline = tokio::time::Instant::now() + self.refresh_deadline();
+        self.wait_refresh_within(id, done, self.refresh_deadline())
+            .await
+    }
+
+    /// [`Fleet::wait_refresh`] with its own deadline.
+    pub async fn wait_refresh_within(
+        &self,
+        id: &str,
+        done: impl Fn(&aws_sdk_autoscaling::types::InstanceRefreshStatus) -> bool,
+        within: Duration,
+    ) -> aws_sdk_autoscaling::types::InstanceRefresh {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let r = self.refresh(id).await;
             if r.status.as_ref().is_some_and(&done) {
@@ -530,10 +541,9 @@ impl Fleet {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "instance refresh {id} still {:?} ({:?}) after {:?}",
+                "instance refresh {id} still {:?} ({:?}) after {within:?}",
                 r.status,
                 r.status_reason,
-                self.refresh_deadline()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -372,6 +372,36 @@ fn every_hazard_is_raised_by_its_fixture_and_not_by_the_fixed_twin() {
     assert_eq!(ids, known);
 }
 
+/// docs/failure-modes.md#fm-3: a 100/100 refresh does replace instances, one at a time
+/// ("Setting the minimum healthy percentage to 100 percent limits the rate of replacement to one
+/// instance at a time", RefreshPreferences), terminating each before its replacement launches
+/// (as localaws's `batch` rule does): the hazard says so, and its fix is launching first.
+#[test]
+fn refresh_no_headroom_at_100_100_says_one_at_a_time_terminate_first() {
+    let hazards = Setup {
+        tf: Some("resource \"aws_autoscaling_group\" \"g\" {\n  health_check_type = \"ELB\"\n  instance_refresh {\n    strategy = \"Rolling\"\n    preferences {\n      min_healthy_percentage = 100\n    }\n  }\n}\n"),
+        ..Setup::default()
+    }
+    .check();
+    let found = with_id(&hazards, "refresh-no-headroom");
+    assert_eq!(found.len(), 1, "{}", show(&hazards));
+    let h = found[0];
+    assert_eq!(h.line, 6, "the min_healthy_percentage attribute");
+    for claim in [
+        "one instance at a time",
+        "terminates each before",
+        "one instance short",
+    ] {
+        assert!(h.reason.contains(claim), "{claim:?} not in {:?}", h.reason);
+    }
+    assert!(!h.reason.contains("cannot replace"), "{}", h.reason);
+    assert!(
+        h.fix.contains("max_healthy_percentage above 100") && h.fix.contains("accept the dip"),
+        "{}",
+        h.fix
+    );
+}
+
 #[test]
 fn a_hazard_points_at_the_attribute_line_or_its_block() {
     let hazards = Setup {

@@ -71,6 +71,16 @@ fn refresh_command(la: &Localaws, report: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// The last refresh's `ScaleInProtectedInstances`, as localaws took it.
+fn refresh_scale_in_protected(la: &Localaws) -> String {
+    la.control().read(|st| {
+        st.refreshes
+            .last()
+            .map(|r| r.prefs.scale_in_protected.clone())
+            .unwrap_or_default()
+    })
+}
+
 fn refresh_status(la: &Localaws) -> String {
     la.control().read(|st| {
         st.refreshes
@@ -139,6 +149,8 @@ async fn refresh_succeeds_with_zero_errors_and_exits_0() {
     );
     assert!(stdout.contains(": Successful"), "{stdout}");
     assert_eq!(refresh_status(&la), "Successful");
+    // Without --scale-in-protected-instances the preference is not sent: AWS's default, Wait.
+    assert_eq!(refresh_scale_in_protected(&la), "Wait");
     let r = probe_report(&reports);
     assert_eq!(r.errors.total, 0, "{:?}", r.errors.by_kind);
     assert_eq!(r.requests, r.ok);
@@ -209,7 +221,14 @@ async fn ctrl_c_mid_refresh_rolls_back_and_the_fleet_serves() {
     let mut child = refresh_command(
         &la,
         &reports,
-        &["--checkpoints", "30,100", "--checkpoint-delay", "1h"],
+        &[
+            "--checkpoints",
+            "30,100",
+            "--checkpoint-delay",
+            "1h",
+            "--scale-in-protected-instances",
+            "Refresh",
+        ],
     )
     .stdout(Stdio::piped())
     .spawn()
@@ -222,6 +241,7 @@ async fn ctrl_c_mid_refresh_rolls_back_and_the_fleet_serves() {
     .await;
     assert_eq!(status.code(), Some(1), "{output}");
     assert!(output.contains("interrupted"), "{output}");
+    assert_eq!(refresh_scale_in_protected(&la), "Refresh");
     let end = refresh_status(&la);
     assert!(
         end == "RollbackSuccessful" || end == "Cancelled",
@@ -253,6 +273,18 @@ async fn refresh_bad_input_exits_2_naming_it() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .args(["refresh", "--asg", "demo-asg"])
+        .args(["--scale-in-protected-instances", "Replace"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--scale-in-protected-instances") && stderr.contains("Refresh"),
+        "{stderr}"
+    );
     la.shutdown().await;
     // An endpoint that is down: one line, exit 2.
     let out = orchestrate_at("http://127.0.0.1:9")
