@@ -122,25 +122,9 @@ pub struct RunArgs {
     /// Open a new TCP connection (and TLS session) for every request instead of keep-alive.
     #[arg(long)]
     pub new_connection: bool,
-    /// Extra request header, 'Name: value' (repeatable). A Host, User-Agent or Accept
-    /// replaces the probe's own; Connection, Content-Length and the other framing headers are
-    /// the probe's. Reports show a credential's value (Authorization, Cookie, API keys,
-    /// tokens) as (redacted).
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
-    pub headers: Vec<RequestHeader>,
-    /// https: trust only the certificates in this PEM file (a private CA) instead of the
-    /// system's roots.
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Option<PathBuf>,
-    /// https: accept any certificate (self-signed test listeners). The handshake still runs;
-    /// every report says loudly that the certificate was not verified.
-    #[arg(long)]
-    pub insecure: bool,
-    /// https: the name sent as SNI and verified against the certificate [default: the URL's
-    /// host]. Probing a load balancer by its own DNS name with -H 'Host: app.example.com'
-    /// usually needs --sni app.example.com too.
-    #[arg(long, value_name = "NAME")]
-    pub sni: Option<String>,
+    /// Request headers and certificate checks.
+    #[command(flatten)]
+    pub request: RequestArgs,
     /// Per-request deadline, counted from the request's intended start.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -181,6 +165,50 @@ pub struct RunArgs {
     /// Report outputs.
     #[command(flatten)]
     pub out: Outputs,
+}
+
+/// How each request looks and how an `https://` target is trusted: `-H`, `--ca-file`,
+/// `--insecure`, `--sni`. Part of a probe run; other command lines that start a probe (as
+/// `orchestrate refresh` and `deploy`) flatten it too, so the flags parse the same everywhere.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RequestArgs {
+    /// Extra request header, 'Name: value' (repeatable). A Host, User-Agent or Accept
+    /// replaces the probe's own; Connection, Content-Length and the other framing headers are
+    /// the probe's. Reports show a credential's value (Authorization, Cookie, API keys,
+    /// tokens) as (redacted).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<RequestHeader>,
+    /// https: trust only the certificates in this PEM file (a private CA) instead of the
+    /// system's roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// https: accept any certificate (self-signed test listeners). The handshake still runs;
+    /// every report says loudly that the certificate was not verified.
+    #[arg(long)]
+    pub insecure: bool,
+    /// https: the name sent as SNI and verified against the certificate [default: the URL's
+    /// host]. Probing a load balancer by its own DNS name with -H 'Host: app.example.com'
+    /// usually needs --sni app.example.com too.
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+}
+
+impl RequestArgs {
+    /// The certificate checks these flags ask for.
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
+            sni: self.sni.clone(),
+        }
+    }
+
+    /// Sets `cfg`'s request headers and certificate checks; [`ProbeConfig::validate`] then
+    /// judges them with the URL.
+    pub fn apply(&self, cfg: &mut ProbeConfig) {
+        cfg.headers.clone_from(&self.headers);
+        cfg.tls = self.tls();
+    }
 }
 
 /// `loadprobe merge`.
@@ -302,12 +330,7 @@ impl RunArgs {
         cfg.ok_status = self.ok_status.clone();
         cfg.lb_marker = self.lb_marker.clone();
         cfg.merge_gap = self.merge_gap;
-        cfg.headers = self.headers.clone();
-        cfg.tls = TlsOptions {
-            ca_file: self.ca_file.clone(),
-            insecure: self.insecure,
-            sni: self.sni.clone(),
-        };
+        self.request.apply(&mut cfg);
         cfg.validate()?;
         Ok(cfg)
     }

@@ -380,8 +380,17 @@ impl ProbeConfig {
         self.merge_gap.unwrap_or(self.interval)
     }
 
+    /// [`ProbeConfig::validate`], then what [`crate::Probe::start`] reads before the first
+    /// request: the `--ca-file` (or the system's roots) of an `https://` target. Sends nothing:
+    /// for a caller that starts the probe later and must refuse bad input now.
+    pub fn check(&self) -> Result<(), ProbeError> {
+        self.validate()?;
+        crate::target::Target::from_uri(&self.target, &self.headers)?.with_tls(&self.tls)?;
+        Ok(())
+    }
+
     /// Checks every field; the error names the bad value. Files (`--ca-file`) are read by
-    /// [`crate::Probe::start`].
+    /// [`crate::Probe::start`] (and [`ProbeConfig::check`]).
     pub fn validate(&self) -> Result<(), ProbeError> {
         let target = crate::target::Target::from_uri(&self.target, &self.headers)?;
         if let Rate::PerSecond(r) = self.rate

@@ -91,7 +91,7 @@ mod tls;
 mod verdict;
 mod wire;
 
-pub use cli::{Cli, Command, MergeArgs, Outputs, RunArgs, run_cli};
+pub use cli::{Cli, Command, MergeArgs, Outputs, RequestArgs, RunArgs, run_cli};
 pub use config::{
     ConnectionMode, LbMarker, ProbeConfig, Rate, RequestHeader, Slo, StatusSet, TlsOptions,
 };

@@ -950,6 +950,9 @@ impl<'a> Deriver<'a> {
                 out.listeners.push(ListenerConfig {
                     name: lname,
                     port: 0,
+                    // Served as plain HTTP whatever the listener's protocol: the rehearsal's
+                    // probe then needs no certificate.
+                    protocol: "HTTP".into(),
                     forward,
                 });
             }

@@ -302,6 +302,12 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
             .unwrap_or_default();
         eprintln!("{name}: {url}  -> {forward}");
     }
+    if let Some(ca) = &info.ca_file {
+        eprintln!(
+            "HTTPS listeners' CA certificate: {}  (loadprobe --ca-file, curl --cacert)",
+            ca.display()
+        );
+    }
     eprintln!("task logs: {}", la.plane().log_dir().display());
     if let Some(path) = &args.ready_file {
         let text = serde_json::to_string_pretty(&info).context("rendering the ready file")?;

@@ -48,8 +48,12 @@ pub struct ReadyInfo {
     pub endpoint: String,
     /// The region ARNs carry.
     pub region: &'static str,
-    /// `load balancer/listener` → URL.
+    /// `load balancer/listener` → URL (`https://` for an HTTPS listener).
     pub listeners: std::collections::BTreeMap<String, String>,
+    /// The CA certificate (PEM) an HTTPS listener's certificate is signed by: what a client
+    /// trusts (`loadprobe --ca-file`, `curl --cacert`). Absent when every listener is HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Where task logs are written.
     pub state_dir: PathBuf,
 }
@@ -87,12 +91,19 @@ impl Localaws {
         self.api.endpoint()
     }
 
-    /// `http://ADDR/` of the listener called `name`.
+    /// `http://ADDR/` (`https://ADDR/` for an HTTPS listener) of the listener called `name`.
     pub fn listener_url(&self, name: &str) -> Option<String> {
-        self.plane()
-            .listener(name)
-            .ok()
-            .map(|l| format!("http://{}/", l.addr()))
+        self.plane().listener(name).ok().map(|l| l.url())
+    }
+
+    /// Where the CA certificate (PEM) of the HTTPS listeners is, if any listener is HTTPS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.plane().tls().map(|t| t.ca_file())
+    }
+
+    /// The CA certificate (PEM) of the HTTPS listeners, if any listener is HTTPS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.plane().tls().map(|t| t.ca_pem())
     }
 
     /// Endpoints for scripts.
@@ -104,13 +115,9 @@ impl Localaws {
                 .plane()
                 .listeners()
                 .iter()
-                .map(|l| {
-                    (
-                        format!("{}/{}", l.load_balancer, l.name),
-                        format!("http://{}/", l.addr()),
-                    )
-                })
+                .map(|l| (format!("{}/{}", l.load_balancer, l.name), l.url()))
                 .collect(),
+            ca_file: self.ca_file().map(Path::to_path_buf),
             state_dir: self
                 .plane()
                 .log_dir()

@@ -95,7 +95,7 @@ pub async fn refresh(
             "--follow follows the running refresh: it takes no --launch-template-version".into(),
         ));
     }
-    args.watch.check()?;
+    args.watch.check(None)?;
     let secs = |d: Duration| i32::try_from(d.as_secs()).unwrap_or(i32::MAX);
     let mut prefs = RefreshPreferences::builder()
         .min_healthy_percentage(args.min_healthy)
@@ -119,7 +119,7 @@ pub async fn refresh(
         prefs: prefs.build(),
         follow: args.follow,
     };
-    let probe = args.watch.start_probe(args.settle, "refresh", out)?;
+    let probe = args.watch.start_probe(args.settle, "refresh", None, out)?;
     let clients = args.watch.clients().await;
     // On a terminal the refresh's status is a live line (indicatif) with the probe's counts, and
     // everything else scrolls above it; otherwise plain lines.
@@ -246,7 +246,8 @@ pub struct DeployArgs {
     /// Set an environment variable of the container, NAME=VALUE (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
-    /// The test listener's URL, for test-traffic validation.
+    /// The test listener's URL, for test-traffic validation (with the probe's -H headers, and
+    /// its --ca-file, --insecure and --sni when this URL is https://).
     #[arg(long, value_name = "URL")]
     pub test_url: Option<String>,
     /// Requests sent to the test listener; every one must succeed.
@@ -311,7 +312,7 @@ pub async fn deploy(
     args: &DeployArgs,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Outcome, Error> {
-    args.watch.check()?;
+    args.watch.check(args.test_url.as_deref())?;
     if args.hook_listen.is_some() && args.test_url.is_none() {
         return Err(Error::Input(
             "--hook-listen validates the test listener: give --test-url".into(),
@@ -322,6 +323,8 @@ pub async fn deploy(
         Some(url) => Some(crate::deploy::Validation {
             test_url: url.clone(),
             requests: args.validate_requests.max(1),
+            headers: args.watch.request.headers.clone(),
+            tls: args.watch.tls_for(url, args.watch.url.as_deref()),
             hook: match args.hook_listen {
                 Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                     Error::Input(format!("cannot listen on --hook-listen {addr}: {e}"))
@@ -331,7 +334,9 @@ pub async fn deploy(
         }),
         None => None,
     };
-    let probe = args.watch.start_probe(args.settle, "deployment", out)?;
+    let probe = args
+        .watch
+        .start_probe(args.settle, "deployment", args.test_url.as_deref(), out)?;
     let clients = args.watch.clients().await;
     let mut log = |l: &str| {
         let _ = writeln!(std::io::stdout(), "{l}");
@@ -453,18 +458,75 @@ pub struct Watch {
     /// AWS region [default: the default chain's].
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
+    /// The probe's request headers and certificate checks, as loadprobe's own flags.
+    #[command(flatten)]
+    pub request: loadprobe::RequestArgs,
 }
 
 impl Watch {
-    /// Refuses a rate the probe cannot keep.
-    fn check(&self) -> Result<(), Error> {
-        if self.rate.is_finite() && self.rate > 0.0 && self.rate <= 100_000.0 {
-            Ok(())
-        } else {
-            Err(Error::Input(format!(
+    /// Refuses a rate the probe cannot keep, and request flags the probe (of `--url`) or the
+    /// test-traffic validation (of `test_url`) would refuse, as loadprobe refuses them, before
+    /// anything is sent: a malformed header, a `--ca-file` that cannot be read, TLS options for
+    /// no `https://` URL.
+    fn check(&self, test_url: Option<&str>) -> Result<(), Error> {
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 100_000.0) {
+            return Err(Error::Input(format!(
                 "invalid --rate {}: expected more than 0 and at most 100000",
                 self.rate
-            )))
+            )));
+        }
+        let r = &self.request;
+        if (!r.headers.is_empty() || r.tls().is_set()) && self.url.is_none() && test_url.is_none() {
+            return Err(Error::Input(
+                "-H/--header, --ca-file, --insecure and --sni shape the probe's requests: give --url (or deploy's --test-url)".into(),
+            ));
+        }
+        if let Some(url) = &self.url {
+            self.probe_config(url, test_url)?
+                .check()
+                .map_err(|e| Error::Input(format!("--url: {e}")))?;
+        }
+        if let Some(url) = test_url {
+            let traffic = crate::deploy::TestTraffic {
+                url: url.to_owned(),
+                requests: 1,
+                headers: r.headers.clone(),
+                tls: self.tls_for(url, self.url.as_deref()),
+            };
+            traffic
+                .config()
+                .map_err(Error::Input)?
+                .check()
+                .map_err(|e| Error::Input(format!("--test-url: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The probe of `url` (`--url`) with the request flags (`-H`, `--ca-file`, `--insecure`,
+    /// `--sni`; see [`Watch::tls_for`]).
+    fn probe_config(&self, url: &str, test_url: Option<&str>) -> Result<ProbeConfig, Error> {
+        let uri = url
+            .parse()
+            .map_err(|e| Error::Input(format!("invalid --url {url:?}: {e}")))?;
+        let mut cfg = ProbeConfig::new(uri);
+        self.request.apply(&mut cfg);
+        cfg.tls = self.tls_for(url, test_url);
+        Ok(cfg)
+    }
+
+    /// The certificate checks for `url`: the TLS flags when it is `https://`, or when `other`
+    /// (the other URL they could be meant for, `--url` or `--test-url`) is not (then loadprobe
+    /// refuses them for this `http://` one). Production and the test listener may differ: one
+    /// HTTPS, the other plain HTTP.
+    pub fn tls_for(&self, url: &str, other: Option<&str>) -> loadprobe::TlsOptions {
+        let https = |u: &str| {
+            u.get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+        };
+        if https(url) || !other.is_some_and(https) {
+            self.request.tls()
+        } else {
+            loadprobe::TlsOptions::default()
         }
     }
 
@@ -474,6 +536,7 @@ impl Watch {
         &self,
         settle: Duration,
         what: &str,
+        test_url: Option<&str>,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<Option<Probe>, Error> {
         let Some(url) = &self.url else {
@@ -483,10 +546,13 @@ impl Watch {
             );
             return Ok(None);
         };
-        let uri = url
-            .parse()
-            .map_err(|e| Error::Input(format!("invalid --url {url:?}: {e}")))?;
-        let mut cfg = ProbeConfig::new(uri);
+        let mut cfg = self.probe_config(url, test_url)?;
+        if cfg.tls.insecure {
+            let _ = writeln!(
+                out,
+                "warning: --insecure: the certificate of {url} is NOT verified"
+            );
+        }
         cfg.rate = Rate::PerSecond(self.rate);
         cfg.duration = self.timeout + settle;
         cfg.mode = ConnectionMode::KeepAlive;

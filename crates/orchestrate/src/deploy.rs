@@ -7,7 +7,9 @@
 //! traffic validation**, before production sees the release: as the AppSpec's
 //! `AfterAllowTestTraffic` hook (a local endpoint the hook function's URL points at, answered
 //! through `PutLifecycleEventHookExecutionStatus`), or, for deployment groups that wait for
-//! `ContinueDeployment`, while the deployment is `Ready` (continue, or stop with rollback).
+//! `ContinueDeployment`, while the deployment is `Ready` (continue, or stop with rollback). The
+//! test listener is validated by the same probe as production (`loadprobe`: its request headers,
+//! its TLS client and certificate checks).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -22,7 +24,7 @@ use aws_sdk_ecs::types::{
     ContainerDefinition, HealthCheck, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
     PortMapping, TransportProtocol,
 };
-use loadprobe::Probe;
+use loadprobe::{ConnectionMode, Probe, ProbeConfig, Rate, RequestHeader, TlsOptions, Verdict};
 use serde_json::Value;
 
 use crate::aws::{Clients, describe_error};
@@ -63,6 +65,10 @@ pub struct Validation {
     pub test_url: String,
     /// Requests sent to it; every one must succeed.
     pub requests: u32,
+    /// Extra request headers (`-H`), as the production probe sends them.
+    pub headers: Vec<RequestHeader>,
+    /// Certificate checks of an `https://` test listener (`--ca-file`, `--insecure`, `--sni`).
+    pub tls: TlsOptions,
     /// Where the hook function's URL points (the AppSpec's hook invokes it); `None` validates
     /// only during a ready wait.
     pub hook: Option<tokio::net::TcpListener>,
@@ -321,36 +327,76 @@ async fn register(clients: &Clients, td: &Value) -> Result<String, DeployError> 
         .ok_or_else(|| DeployError::Aws("no task definition ARN in the answer".into()))
 }
 
-/// Sends `n` GETs to `url` one after another; the first that fails says why.
-pub async fn validate(url: &str, n: u32) -> Result<(), String> {
-    use http_body_util::{BodyExt, Empty};
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<bytes::Bytes>>();
-    for i in 0..n {
-        let req = http::Request::get(uri.clone())
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        let res = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-            .await
-            .map_err(|_| format!("request {} of {n} to {url} timed out", i + 1))?
-            .map_err(|e| format!("request {} of {n} to {url}: {e}", i + 1))?;
-        let status = res.status();
-        let version = res
-            .headers()
-            .get("x-app-version")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("?")
-            .to_owned();
-        let _ = res.into_body().collect().await;
-        if !status.is_success() {
-            return Err(format!(
-                "request {} of {n} to the test listener answered {status} (version {version})",
-                i + 1
-            ));
-        }
+/// What test-traffic validation sends: `requests` GETs to `url`, with the production probe's
+/// headers and certificate checks.
+#[derive(Debug, Clone)]
+pub struct TestTraffic {
+    /// The test listener's URL.
+    pub url: String,
+    /// Requests; every one must succeed (2xx).
+    pub requests: u32,
+    /// Extra request headers.
+    pub headers: Vec<RequestHeader>,
+    /// Certificate checks for an `https://` URL.
+    pub tls: TlsOptions,
+}
+
+/// The validation's request rate: 20 requests take 0.2 s.
+const VALIDATION_RATE: f64 = 100.0;
+
+impl TestTraffic {
+    /// The probe that sends it: `requests` at [`VALIDATION_RATE`] over up to 4 keep-alive
+    /// connections, 10 s each, only 2xx counting as success. Not started: [`ProbeConfig::check`]
+    /// judges it before a deployment begins.
+    pub fn config(&self) -> Result<ProbeConfig, String> {
+        let uri = self
+            .url
+            .parse()
+            .map_err(|e| format!("invalid --test-url {:?}: {e}", self.url))?;
+        let mut cfg = ProbeConfig::new(uri);
+        cfg.rate = Rate::PerSecond(VALIDATION_RATE);
+        cfg.duration = Duration::from_secs_f64(f64::from(self.requests.max(1)) / VALIDATION_RATE);
+        cfg.interval = cfg
+            .duration
+            .clamp(Duration::from_millis(10), Duration::from_millis(100));
+        cfg.connections = 4;
+        cfg.mode = ConnectionMode::KeepAlive;
+        cfg.timeout = Duration::from_secs(10);
+        cfg.ok_status = "200-299"
+            .parse()
+            .map_err(|_| "the validation's status range".to_owned())?;
+        cfg.headers.clone_from(&self.headers);
+        cfg.tls = self.tls.clone();
+        Ok(cfg)
     }
-    Ok(())
+}
+
+/// Sends the test traffic; every request must succeed, else the failures say why (error kinds,
+/// the versions that answered).
+pub async fn validate(t: &TestTraffic) -> Result<(), String> {
+    let url = &t.url;
+    let probe = Probe::start(t.config()?).map_err(|e| format!("{url}: {e}"))?;
+    let r = probe.finish().await.map_err(|e| format!("{url}: {e}"))?;
+    if r.verdict == Verdict::Pass && r.ok == r.requests {
+        return Ok(());
+    }
+    let list = |m: &BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let versions = if r.versions.is_empty() {
+        String::new()
+    } else {
+        format!("; versions answering: {}", list(&r.versions))
+    };
+    Err(format!(
+        "{} of {} requests to the test listener {url} failed ({}{versions})",
+        r.errors.total,
+        r.requests,
+        list(&r.errors.by_kind)
+    ))
 }
 
 /// Serves the hook function: each invocation (a Lambda-style event) is answered at once, the
@@ -358,11 +404,10 @@ pub async fn validate(url: &str, n: u32) -> Result<(), String> {
 fn serve_hook(
     listener: tokio::net::TcpListener,
     clients: Clients,
-    test_url: String,
-    requests: u32,
+    traffic: TestTraffic,
     results: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> tokio::task::JoinHandle<()> {
-    let shared = Arc::new((clients, test_url, results));
+    let shared = Arc::new((clients, traffic, results));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let shared = shared.clone();
@@ -388,8 +433,9 @@ fn serve_hook(
                                 .unwrap_or_default()
                                 .to_owned();
                             tokio::spawn(async move {
-                                let (clients, test_url, results) = &*shared;
-                                let found = validate(test_url, requests).await;
+                                let (clients, traffic, results) = &*shared;
+                                let found = validate(traffic).await;
+                                let (requests, test_url) = (traffic.requests, &traffic.url);
                                 let status = if found.is_ok() {
                                     LifecycleEventStatus::Succeeded
                                 } else {
@@ -467,16 +513,15 @@ pub async fn run(
     let mut ready_validation = None;
     let hook_server = match validation {
         Some(v) => {
-            ready_validation = Some((v.test_url.clone(), v.requests));
-            v.hook.map(|l| {
-                serve_hook(
-                    l,
-                    clients.clone(),
-                    v.test_url,
-                    v.requests,
-                    results_tx.clone(),
-                )
-            })
+            let traffic = TestTraffic {
+                url: v.test_url,
+                requests: v.requests.max(1),
+                headers: v.headers,
+                tls: v.tls,
+            };
+            ready_validation = Some(traffic.clone());
+            v.hook
+                .map(|l| serve_hook(l, clients.clone(), traffic, results_tx.clone()))
         }
         None => None,
     };
@@ -579,9 +624,10 @@ pub async fn run(
                 }
                 // Test traffic validation during a ready wait.
                 if d.status() == Some(&DeploymentStatus::Ready)
-                    && let Some((url, n)) = ready_validation.take()
+                    && let Some(traffic) = ready_validation.take()
                 {
-                    let found = validate(&url, n).await;
+                    let found = validate(&traffic).await;
+                    let (url, n) = (&traffic.url, traffic.requests);
                     match found {
                         Ok(()) => {
                             let said = format!("test traffic: {n} of {n} requests to {url} succeeded: ContinueDeployment");

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::types::RefreshPreferences;
-use loadprobe::{ConnectionMode, Probe, ProbeConfig, Rate, Report, Verdict};
+use loadprobe::{ConnectionMode, Probe, ProbeConfig, Rate, Report, TlsOptions, Verdict};
 use localaws::control::ec2::{NewVersion, TemplateRef};
 use localaws::{Localaws, Options, Stack};
 use serde::Serialize;
@@ -748,6 +748,18 @@ async fn scenario(
     Ok(row)
 }
 
+/// How a probe of `url` on `la` checks certificates: an `https://` listener of localaws is
+/// trusted through localaws's own CA, nothing else is.
+fn trust(la: &Localaws, url: &str) -> TlsOptions {
+    TlsOptions {
+        ca_file: la
+            .ca_file()
+            .filter(|_| url.starts_with("https://"))
+            .map(Path::to_path_buf),
+        ..TlsOptions::default()
+    }
+}
+
 async fn drive(
     s: &Scenario,
     setup: &Setup,
@@ -776,6 +788,7 @@ async fn drive(
     cfg.connections = 32;
     cfg.mode = ConnectionMode::KeepAlive;
     cfg.interval = Duration::from_millis(100);
+    cfg.tls = trust(la, &url);
     let probe = Probe::start(cfg).map_err(|e| RehearseError::Run(format!("probe: {e}")))?;
     let slow = if s.slow_requests {
         let slow_url = format!("{}/delay/200", url.trim_end_matches('/'));
@@ -789,6 +802,7 @@ async fn drive(
         cfg.connections = 32;
         cfg.mode = ConnectionMode::KeepAlive;
         cfg.interval = Duration::from_millis(100);
+        cfg.tls = trust(la, &slow_url);
         Some(Probe::start(cfg).map_err(|e| RehearseError::Run(format!("slow probe: {e}")))?)
     } else {
         None
@@ -913,10 +927,15 @@ async fn drive(
                 Some(_) => derived_release_plan(setup, broken, validate && hook.is_some())?,
                 None => release_plan(broken, validate)?,
             };
-            let validation = hook.map(|l| deploy::Validation {
-                test_url: la.listener_url("test").unwrap_or_default(),
-                requests: 20,
-                hook: Some(l),
+            let validation = hook.map(|l| {
+                let test_url = la.listener_url("test").unwrap_or_default();
+                deploy::Validation {
+                    tls: trust(la, &test_url),
+                    test_url,
+                    requests: 20,
+                    headers: Vec::new(),
+                    hook: Some(l),
+                }
             });
             let outcome = deploy::run(
                 &clients,

@@ -149,6 +149,14 @@ fn target_addr(c: &Control, t: &Params) -> Result<SocketAddr, ApiError> {
     Ok(SocketAddr::new(ip, port as u16))
 }
 
+/// `Protocol`, and for HTTPS the security policy (TLS 1.2 and 1.3, as localaws's rustls offers).
+fn listener_protocol_xml(x: &mut Xml, l: &Listener) {
+    x.leaf("Protocol", l.protocol());
+    if l.is_https() {
+        x.leaf("SslPolicy", "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    }
+}
+
 fn forward_xml(x: &mut Xml, weights: &[(String, u32)]) {
     x.list("DefaultActions", "member", [()], |x, ()| {
         action_xml(x, weights);
@@ -252,8 +260,8 @@ pub fn handle(c: &Control, action: &str, p: &Params) -> Result<Xml, ApiError> {
                 |x, l| {
                     x.leaf("ListenerArn", listener_arn(&l.load_balancer, &l.name))
                         .leaf("LoadBalancerArn", load_balancer_arn(&l.load_balancer))
-                        .leaf("Port", l.addr().port())
-                        .leaf("Protocol", "HTTP");
+                        .leaf("Port", l.addr().port());
+                    listener_protocol_xml(x, l);
                     forward_xml(x, &l.forward().weights());
                 },
             );
@@ -442,8 +450,8 @@ pub fn handle(c: &Control, action: &str, p: &Params) -> Result<Xml, ApiError> {
             x.list("Listeners", "member", [()], |x, ()| {
                 x.leaf("ListenerArn", listener_arn(&l.load_balancer, &l.name))
                     .leaf("LoadBalancerArn", load_balancer_arn(&l.load_balancer))
-                    .leaf("Port", l.addr().port())
-                    .leaf("Protocol", "HTTP");
+                    .leaf("Port", l.addr().port());
+                listener_protocol_xml(x, &l);
                 forward_xml(x, &l.forward().weights());
             });
             Ok(x)

@@ -20,10 +20,12 @@ pub mod health;
 pub mod proxy;
 pub mod runtime;
 pub mod targets;
+pub mod tls;
 
 pub use health::TargetHealth;
 pub use runtime::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntime};
 pub use targets::{Metrics, TargetGroup, TargetInfo};
+pub use tls::ListenerTls;
 
 use crate::stack::{DEFAULT_STOP_TIMEOUT, Stack, TaskDefinition, WeightedTargetGroup};
 use proxy::{Forward, Listener};
@@ -65,6 +67,9 @@ pub enum DataPlaneError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The HTTPS listeners' certificate could not be made or written.
+    #[error("HTTPS listeners: {0}")]
+    Tls(String),
     /// The state directory could not be created.
     #[error("cannot create state directory {path}: {source}")]
     StateDir {
@@ -157,6 +162,8 @@ struct Inner {
     launched: AtomicU64,
     target_groups: BTreeMap<String, Arc<TargetGroup>>,
     listeners: Vec<Arc<Listener>>,
+    /// The HTTPS listeners' CA and certificate, when there is one.
+    tls: Option<ListenerTls>,
     workers: proxy::Workers,
     serving: Mutex<Vec<JoinHandle<()>>>,
     tasks: Mutex<BTreeMap<String, TaskRecord>>,
@@ -229,6 +236,18 @@ impl DataPlane {
             );
             target_groups.insert(tg.name.clone(), group);
         }
+        // One CA and one certificate for every HTTPS listener of the run.
+        let https: Vec<IpAddr> = stack
+            .load_balancers
+            .iter()
+            .filter(|lb| lb.listeners.iter().any(|l| l.is_https()))
+            .map(|lb| lb.address)
+            .collect();
+        let tls = if https.is_empty() {
+            None
+        } else {
+            Some(ListenerTls::new(&https, &options.state_dir).map_err(DataPlaneError::Tls)?)
+        };
         let stop = CancellationToken::new();
         let mut listeners = Vec::new();
         let mut serving = Vec::new();
@@ -238,8 +257,19 @@ impl DataPlane {
                 let forward = forward(&target_groups, &l.forward)?;
                 let port = if options.ephemeral_ports { 0 } else { l.port };
                 let addr = SocketAddr::new(lb.address, port);
-                let (listener, tcp) = proxy::bind(&lb.name, &l.name, addr, forward, idle_timeout)
-                    .map_err(|source| DataPlaneError::Bind {
+                let server_config = tls
+                    .as_ref()
+                    .filter(|_| l.is_https())
+                    .map(ListenerTls::config);
+                let (listener, tcp) = proxy::bind(
+                    &lb.name,
+                    &l.name,
+                    addr,
+                    forward,
+                    idle_timeout,
+                    server_config,
+                )
+                .map_err(|source| DataPlaneError::Bind {
                     listener: format!("{}/{}", lb.name, l.name),
                     addr,
                     source,
@@ -247,7 +277,7 @@ impl DataPlane {
                 tracing::info!(
                     load_balancer = %lb.name,
                     listener = %l.name,
-                    url = %format!("http://{}/", listener.addr()),
+                    url = %listener.url(),
                     forward = %listener.forward().describe(),
                     "listener up"
                 );
@@ -272,6 +302,7 @@ impl DataPlane {
                 launched: AtomicU64::new(0),
                 target_groups,
                 listeners,
+                tls,
                 workers,
                 serving: Mutex::new(serving),
                 tasks: Mutex::new(BTreeMap::new()),
@@ -405,6 +436,11 @@ impl DataPlane {
     /// Every listener.
     pub fn listeners(&self) -> &[Arc<Listener>] {
         &self.inner.listeners
+    }
+
+    /// The CA and certificate of the HTTPS listeners (`None` when every listener is HTTP).
+    pub fn tls(&self) -> Option<&ListenerTls> {
+        self.inner.tls.as_ref()
     }
 
     /// The listener called `name` (of any load balancer).

@@ -16,6 +16,10 @@
 //! Slow and oversized clients: a request head must arrive within the idle timeout (which also
 //! closes idle keep-alive connections) and fit in [`MAX_REQUEST_HEAD`] (64 KiB, else 431).
 //!
+//! An HTTPS listener terminates TLS (rustls, see [`super::tls`]) and then serves exactly as an
+//! HTTP one, with `x-forwarded-proto: https`; the handshake must finish within the idle timeout
+//! too, so a client that connects and sends nothing holds no connection for longer.
+//!
 //! An error about one target also names it, as an ALB access log records `target:port` for every
 //! request: `x-localaws-target: 127.0.1.2:40077` and `x-localaws-target-id: <registration id>`
 //! (the task id for an ECS task, the same value the task sends as `x-served-by`).
@@ -37,6 +41,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::targets::TargetGroup;
@@ -56,6 +61,7 @@ static X_LOCALAWS_TARGET: HeaderName = HeaderName::from_static("x-localaws-targe
 static X_LOCALAWS_TARGET_ID: HeaderName = HeaderName::from_static("x-localaws-target-id");
 const AWSELB: HeaderValue = HeaderValue::from_static("awselb/2.0");
 const HTTP: HeaderValue = HeaderValue::from_static("http");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 /// A weighted forward: target groups and the smooth round-robin schedule of their weights.
 #[derive(Debug)]
@@ -149,12 +155,40 @@ pub struct Listener {
     next: AtomicUsize,
     idle_timeout: Duration,
     port_value: HeaderValue,
+    /// HTTPS: the TLS acceptor.
+    tls: Option<Acceptor>,
+}
+
+/// The TLS acceptor of an HTTPS listener (`TlsAcceptor` is not `Debug`).
+#[derive(Clone)]
+struct Acceptor(TlsAcceptor);
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Acceptor")
+    }
 }
 
 impl Listener {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `HTTP` or `HTTPS`, as ELBv2 names a listener's protocol.
+    pub fn protocol(&self) -> &'static str {
+        if self.tls.is_some() { "HTTPS" } else { "HTTP" }
+    }
+
+    /// Whether the listener terminates TLS.
+    pub fn is_https(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// `http://ADDR/` or `https://ADDR/`.
+    pub fn url(&self) -> String {
+        let scheme = if self.is_https() { "https" } else { "http" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// The forward action now in force.
@@ -231,13 +265,14 @@ impl Drop for Workers {
     }
 }
 
-/// Binds a listener on `addr` (port 0 picks one).
+/// Binds a listener on `addr` (port 0 picks one); with `tls`, an HTTPS one.
 pub fn bind(
     load_balancer: &str,
     name: &str,
     addr: SocketAddr,
     forward: Forward,
     idle_timeout: Duration,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<(Arc<Listener>, std::net::TcpListener)> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -258,6 +293,7 @@ pub fn bind(
         next: AtomicUsize::new(0),
         idle_timeout,
         port_value: HeaderValue::from(addr.port()),
+        tls: tls.map(|config| Acceptor(TlsAcceptor::from(config))),
     });
     Ok((listener, tcp))
 }
@@ -325,10 +361,29 @@ async fn accept_loop(
             let _ = stream.set_nodelay(true);
             // The client address goes into every request's x-forwarded-for: render it once.
             let client = client_ip(peer);
+            let tls = l.tls.clone();
+            let idle_timeout = l.idle_timeout;
             let svc = service_fn(move |req| handle(Arc::clone(&l), client.clone(), req));
-            let _ = watcher
-                .watch(http.serve_connection(TokioIo::new(stream), svc))
-                .await;
+            match tls {
+                None => {
+                    let _ = watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), svc))
+                        .await;
+                }
+                Some(Acceptor(acceptor)) => {
+                    // A handshake that does not finish within the idle timeout (a client that
+                    // connects and sends nothing, or too little) is dropped, as a request head
+                    // that does not arrive in time.
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(idle_timeout, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let _ = watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), svc))
+                        .await;
+                }
+            }
         });
     }
     drop(tcp);
@@ -380,7 +435,10 @@ async fn handle_counted(
     };
     strip_hop_by_hop(&mut parts.headers);
     forwarded_for(&mut parts.headers, &client);
-    parts.headers.insert(X_FORWARDED_PROTO.clone(), HTTP);
+    parts.headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        if listener.is_https() { HTTPS } else { HTTP },
+    );
     parts
         .headers
         .insert(X_FORWARDED_PORT.clone(), listener.port_value.clone());

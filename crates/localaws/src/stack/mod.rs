@@ -580,8 +580,24 @@ pub struct ListenerConfig {
     /// Port; 0 picks a free one.
     #[serde(default)]
     pub port: u16,
+    /// `HTTP` (the default) or `HTTPS`: TLS terminated by the listener with a certificate
+    /// localaws makes at start, signed by a CA of its own whose PEM it writes to the state
+    /// directory (`ca.pem`).
+    #[serde(default = "default_listener_protocol")]
+    pub protocol: String,
     /// Target groups with weights (0–999), like an ALB weighted forward action.
     pub forward: Vec<WeightedTargetGroup>,
+}
+
+fn default_listener_protocol() -> String {
+    "HTTP".to_owned()
+}
+
+impl ListenerConfig {
+    /// Whether the listener terminates TLS.
+    pub fn is_https(&self) -> bool {
+        self.protocol == "HTTPS"
+    }
 }
 
 /// One target group of a weighted forward.
@@ -948,6 +964,9 @@ impl Stack {
                         format!("{at}.port"),
                         "port already used by another listener",
                     );
+                }
+                if !matches!(l.protocol.as_str(), "HTTP" | "HTTPS") {
+                    return err(format!("{at}.protocol"), "expected HTTP or HTTPS");
                 }
                 validate_forward(&l.forward, &at, |name| self.target_group(name).is_some())?;
             }
@@ -1323,6 +1342,21 @@ mod tests {
              [[load_balancers.listeners]]\nname = \"p\"\nforward = [{ target_group = \"a\" }]\n",
         );
         assert!(e.contains("address") && e.contains("loopback"), "{e}");
+        let listener = |protocol: &str| {
+            format!(
+                "[[target_groups]]\nname = \"a\"\n[[load_balancers]]\nname = \"lb\"\n\
+                 [[load_balancers.listeners]]\nname = \"p\"\nprotocol = \"{protocol}\"\n\
+                 forward = [{{ target_group = \"a\" }}]\n"
+            )
+        };
+        let https = Stack::parse(&listener("HTTPS"), "t").unwrap();
+        assert!(https.load_balancers[0].listeners[0].is_https());
+        assert!(!Stack::parse(&base(""), "t").unwrap().load_balancers[0].listeners[0].is_https());
+        let e = invalid(&listener("https"));
+        assert!(
+            e.contains("load_balancers[0].listeners[0].protocol") && e.contains("HTTP or HTTPS"),
+            "{e}"
+        );
         let e = invalid("time_scale = 0");
         assert!(e.contains("time_scale"), "{e}");
     }

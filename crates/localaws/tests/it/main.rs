@@ -1,12 +1,13 @@
 //! localaws over real processes and real traffic, measured by the probe: spreading load,
 //! draining (with its negative controls), weighted shifts, health checks and fail-open, the
-//! load balancer's own errors, and never leaving an orphan process.
+//! load balancer's own errors, HTTPS listeners, and never leaving an orphan process.
 
 #![allow(clippy::unwrap_used)]
 
 mod codedeploy;
 mod conformance;
 mod health;
+mod https;
 mod input;
 mod process;
 mod props;

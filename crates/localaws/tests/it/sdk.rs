@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification};
 use aws_sdk_ecs::types::{ContainerDefinition, ContainerInstanceStatus, KeyValuePair, PortMapping};
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, TargetDescription, TargetGroupTuple,
+    Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetDescription, TargetGroupTuple,
 };
 
 use crate::util::{Fleet, fleet_stack, rolling_stack};
@@ -286,7 +286,14 @@ async fn auto_scaling_operations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elbv2_operations() {
-    let fleet = Fleet::start(fleet_stack(true)).await;
+    // The test listener HTTPS, production plain HTTP.
+    let mut stack = fleet_stack(true);
+    for l in &mut stack.load_balancers[0].listeners {
+        if l.name == "test" {
+            l.protocol = "HTTPS".into();
+        }
+    }
+    let fleet = Fleet::start(stack).await;
     let elb = &fleet.aws.elb;
 
     let lbs = elb
@@ -331,6 +338,35 @@ async fn elbv2_operations() {
         })
         .expect("production listener");
     let prod_arn = prod.listener_arn().unwrap().to_owned();
+    assert_eq!(prod.protocol(), Some(&ProtocolEnum::Http));
+    assert_eq!(prod.ssl_policy(), None);
+    let test = listeners
+        .listeners()
+        .iter()
+        .find(|l| l.listener_arn() != Some(prod_arn.as_str()))
+        .expect("test listener");
+    let test_addr = fleet.la.plane().listener("test").unwrap().addr();
+    assert_eq!(test.protocol(), Some(&ProtocolEnum::Https));
+    assert_eq!(test.port(), Some(i32::from(test_addr.port())));
+    assert_eq!(
+        test.ssl_policy(),
+        Some("ELBSecurityPolicy-TLS13-1-2-2021-06")
+    );
+    // What --ready-file says: the https URL and the CA to trust.
+    let ready = serde_json::to_value(fleet.la.ready_info()).unwrap();
+    assert_eq!(
+        ready["listeners"]["demo-alb/test"],
+        format!("https://{test_addr}/")
+    );
+    let ca = ready["ca_file"]
+        .as_str()
+        .expect("ca_file in the ready file");
+    assert_eq!(Some(std::path::Path::new(ca)), fleet.la.ca_file());
+    assert!(
+        std::fs::read_to_string(ca)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
     let weights = |l: &aws_sdk_elasticloadbalancingv2::types::Listener| -> Vec<(String, i32)> {
         l.default_actions()[0]
             .forward_config()

@@ -108,9 +108,10 @@ impl Stand {
         }
     }
 
+    /// `http(s)://ADDR` of `listener` (its protocol's scheme), then `path`.
     pub fn url(&self, listener: &str, path: &str) -> String {
         let l = self.plane.listener(listener).expect("listener");
-        format!("http://{}{}", l.addr(), path)
+        format!("{}{path}", l.url().trim_end_matches('/'))
     }
 
     /// Starts `n` tasks (with `env`), registers them in `tg`, waits until all are healthy.
@@ -154,13 +155,18 @@ impl Stand {
 
 /// Starts a keep-alive probe at `rate` req/s for `secs` seconds, 100 ms intervals.
 pub fn probe(url: &str, rate: f64, secs: f64) -> Probe {
+    Probe::start(probe_config(url, rate, secs)).expect("probe")
+}
+
+/// The configuration [`probe`] starts with.
+pub fn probe_config(url: &str, rate: f64, secs: f64) -> ProbeConfig {
     let mut cfg = ProbeConfig::new(url.parse().expect("url"));
     cfg.rate = Rate::PerSecond(rate);
     cfg.duration = Duration::from_secs_f64(secs);
     cfg.connections = 32;
     cfg.mode = ConnectionMode::KeepAlive;
     cfg.interval = Duration::from_millis(100);
-    Probe::start(cfg).expect("probe")
+    cfg
 }
 
 /// Waits until the probe's live state satisfies `cond`; panics after `within`.
@@ -212,7 +218,8 @@ pub fn event_ms(report: &Report, needle: &str) -> i64 {
 
 /// A hyper server inside the test, with a name (its `x-served-by`), a switch that makes its
 /// `/ready` answer 500 (failing health checks while still serving traffic), and a count of the
-/// non-health-check requests it served.
+/// non-health-check requests it served. It echoes the request's `x-forwarded-proto` as
+/// `x-echo-forwarded-proto`.
 pub struct TestTarget {
     pub addr: SocketAddr,
     pub name: &'static str,
@@ -237,6 +244,7 @@ impl TestTarget {
                 let (count, fail) = (Arc::clone(&count), Arc::clone(&fail));
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let proto = req.headers().get("x-forwarded-proto").cloned();
                         let status = if req.uri().path() == "/ready" {
                             if fail.load(Ordering::Relaxed) {
                                 StatusCode::INTERNAL_SERVER_ERROR
@@ -253,6 +261,9 @@ impl TestTarget {
                             .insert("x-served-by", name.parse().unwrap());
                         res.headers_mut()
                             .insert("x-app-version", "test".parse().unwrap());
+                        if let Some(proto) = proto {
+                            res.headers_mut().insert("x-echo-forwarded-proto", proto);
+                        }
                         std::future::ready(Ok::<_, Infallible>(res))
                     });
                     let _ = hyper::server::conn::http1::Builder::new()

@@ -19,6 +19,11 @@ pub(crate) static FLEETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 /// and launch template version 2 ready to refresh to.
 async fn fleet(managed_draining: bool, dir: &Path) -> Localaws {
     let stack = orchestrate::rehearse::stack(managed_draining, 60.0).unwrap();
+    fleet_of(stack, dir).await
+}
+
+/// [`fleet`] of `stack`.
+async fn fleet_of(stack: localaws::Stack, dir: &Path) -> Localaws {
     let mut options = Options::new(dir);
     options.ephemeral_ports = true;
     options.server = Some((BIN.into(), vec!["server".to_owned()]));
@@ -669,4 +674,236 @@ async fn refresh_reports_missing_permissions_and_persistent_throttling_in_one_li
     );
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     la.shutdown().await;
+}
+
+/// A free loopback address for a server the test's child process will bind.
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The rehearsal's fleet with HTTPS production and test listeners and the AppSpec's validation
+/// hook pointing at `hook` (where `orchestrate deploy --hook-listen` serves it).
+async fn https_fleet(hook: std::net::SocketAddr, dir: &Path) -> Localaws {
+    let mut stack = orchestrate::rehearse::stack(true, 60.0).unwrap();
+    for l in &mut stack.load_balancers[0].listeners {
+        l.protocol = "HTTPS".into();
+    }
+    let cd = stack.codedeploy.as_mut().unwrap();
+    cd.functions.insert(
+        "validate".into(),
+        localaws::stack::HookFunction {
+            url: Some(format!("http://{hook}/")),
+            command: None,
+        },
+    );
+    let group = &mut cd.applications[0].deployment_groups[0];
+    // One simulated minute (1 s) of termination wait instead of fifteen.
+    group.termination_wait_minutes = 1;
+    // What these tests judge is the probe's trust, not the alarms: a health check missed once
+    // on a starved machine is enough for the unhealthy-host alarm to stop the deployment.
+    group.alarms.clear();
+    fleet_of(stack, dir).await
+}
+
+/// `orchestrate deploy` of v2 through [`https_fleet`], validating test traffic through the
+/// hook, with `extra` flags.
+async fn https_deploy(
+    la: &Localaws,
+    hook: std::net::SocketAddr,
+    reports: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let test_url = la.listener_url("test").unwrap();
+    assert!(test_url.starts_with("https://"), "{test_url}");
+    let root = orchestrate::find_repo_root(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let hook = hook.to_string();
+    let mut flags = vec!["--test-url", &test_url, "--hook-listen", &hook];
+    flags.extend(extra);
+    deploy_command(
+        la,
+        reports,
+        &root.join("codedeploy/appspec.yaml"),
+        "v2",
+        &flags,
+    )
+    .output()
+    .await
+    .unwrap()
+}
+
+/// A release through HTTPS listeners (production and test), the repository's AppSpec with its
+/// validation hook served by `orchestrate deploy --hook-listen`: with `--ca-file` naming
+/// localaws's CA, the probe and the test-traffic validation both trust the listeners: the
+/// deployment succeeds, the hook is validated over TLS, the probe counts zero errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_through_https_listeners_trusting_the_ca_file_passes_with_zero_errors() {
+    let _exclusive = FLEETS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hook = free_addr();
+    let la = https_fleet(hook, &dir.path().join("la")).await;
+    let ca = la.ca_file().unwrap().to_str().unwrap().to_owned();
+    let test_url = la.listener_url("test").unwrap();
+    let reports = dir.path().join("reports");
+    let out = https_deploy(&la, hook, &reports, &["--ca-file", &ca]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(": Succeeded"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "test traffic: 20 of 20 requests to {test_url} succeeded: hook Succeeded"
+        )),
+        "{stdout}"
+    );
+    let r = probe_report(&reports);
+    assert!(r.target.starts_with("https://"), "{}", r.target);
+    assert_eq!(r.errors.total, 0, "{:?}", r.incidents);
+    assert_eq!(r.requests, r.ok);
+    assert!(r.versions.contains_key("v2"), "{:?}", r.versions);
+    let tls = r.config.tls.as_ref().expect("the report says TLS");
+    assert_eq!(tls.ca_file.as_deref(), Some(ca.as_str()));
+    la.shutdown().await;
+}
+
+/// Negative control, one flag removed: the same release without `--ca-file`. The probe (on the
+/// system's roots) has its requests refused as `tls_cert` from the first, and the gate stops
+/// the deployment with rollback: exit 1, production on blue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_without_the_ca_file_every_request_is_tls_cert_and_the_gate_stops_it() {
+    let _exclusive = FLEETS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hook = free_addr();
+    let la = https_fleet(hook, &dir.path().join("la")).await;
+    let reports = dir.path().join("reports");
+    let out = https_deploy(&la, hook, &reports, &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("gate: stop with rollback (first failed request)"),
+        "{stdout}"
+    );
+    let r = probe_report(&reports);
+    assert!(r.requests > 0);
+    assert_eq!(r.ok, 0, "{}", r.summary());
+    // Refused certificates; a refused handshake closes its connection, so at 500/s every
+    // request is a handshake, and on a starved machine some do not finish in time.
+    assert!(
+        r.errors.by_kind.get("tls_cert").copied().unwrap_or(0) > 0
+            && r.errors
+                .by_kind
+                .keys()
+                .all(|k| ["tls_cert", "tls_handshake", "request_timeout"].contains(&k.as_str())),
+        "{:?}",
+        r.errors.by_kind
+    );
+    assert!(
+        r.incidents[0].kinds.contains_key("tls_cert"),
+        "the first failures are refused certificates: {:?}",
+        r.incidents[0]
+    );
+    let weights = la
+        .plane()
+        .listener("production")
+        .unwrap()
+        .forward()
+        .weights();
+    assert_eq!(weights[0], ("demo-tg-blue".to_owned(), 100), "{weights:?}");
+    la.shutdown().await;
+}
+
+/// The probe's request flags are judged as loadprobe judges them, before anything is sent:
+/// exit 2 and one line naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_flags_are_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let missing = missing.to_str().unwrap();
+    let not_pem = not_pem.to_str().unwrap();
+    let https = "https://127.0.0.1:9/";
+    let http = "http://127.0.0.1:9/";
+    // (flags, what the first line says); a malformed -H is refused by the command-line
+    // parser, as loadprobe's own (its usage hint follows), the rest in one line.
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--url", https, "--ca-file", missing], "--ca-file"),
+        (
+            vec!["--url", https, "--ca-file", not_pem],
+            "no PEM certificate",
+        ),
+        (
+            vec!["--url", http, "--ca-file", not_pem],
+            "https:// URLs only",
+        ),
+        (vec!["--url", http, "--insecure"], "https:// URLs only"),
+        (
+            vec!["--url", https, "--insecure", "--ca-file", not_pem],
+            "pick one",
+        ),
+        (vec!["--url", https, "--sni", "bad name!"], "--sni"),
+        (
+            vec!["--url", https, "-H", "Host: a", "-H", "Host: b"],
+            "a second Host",
+        ),
+        (vec!["--ca-file", not_pem], "give --url"),
+        (
+            vec!["--url", https, "-H", "Connection: close"],
+            "the probe sets this header itself",
+        ),
+        (vec!["--url", https, "-H", "no colon"], "'Name: value'"),
+    ];
+    for (flags, needle) in &cases {
+        let parser = flags.contains(&"-H") && !needle.contains("Host");
+        for command in ["refresh", "deploy"] {
+            let mut c = orchestrate_at("http://127.0.0.1:9");
+            c.arg(command);
+            if command == "refresh" {
+                c.args(["--asg", "demo-asg"]);
+            } else {
+                c.args(["--application", "a", "--deployment-group", "g"]);
+            }
+            let out = c.args(flags).output().await.unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {flags:?}: {stderr}");
+            let first = stderr.lines().next().unwrap_or_default();
+            assert!(first.contains(needle), "{command} {flags:?}: {stderr}");
+            if !parser {
+                assert_eq!(
+                    stderr.trim().lines().count(),
+                    1,
+                    "{command} {flags:?}: one line: {stderr}"
+                );
+            }
+            assert!(
+                !stderr.contains("cannot reach"),
+                "{command} {flags:?}: refused before calling AWS: {stderr}"
+            );
+        }
+    }
+    // deploy's test traffic: the TLS flags apply to an https:// test listener even when
+    // production is plain HTTP, and are judged there.
+    let out = orchestrate_at("http://127.0.0.1:9")
+        .args(["deploy", "--application", "a", "--deployment-group", "g"])
+        .args(["--url", http, "--test-url", https, "--ca-file", not_pem])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--test-url") && stderr.contains("no PEM certificate"),
+        "{stderr}"
+    );
 }
