@@ -11,6 +11,65 @@ use crate::aws::{Clients, Target};
 use crate::refresh::{self, Follow, Plan, RefreshError};
 use crate::{Error, Outcome};
 
+/// Progress on a terminal: the rollout's latest status lines (those starting with one of
+/// `status`) as one live line (indicatif) with the probe's counts, everything else scrolling
+/// above it; plain lines when stdout is not a terminal.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    live: Option<tokio::sync::watch::Receiver<loadprobe::LiveState>>,
+    status: &'static [&'static str],
+    latest: Vec<String>,
+}
+
+impl Progress {
+    fn new(probe: Option<&Probe>, status: &'static [&'static str]) -> Self {
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Self {
+            bar,
+            live: probe.map(Probe::watch),
+            status,
+            latest: vec![String::new(); status.len()],
+        }
+    }
+
+    fn line(&mut self, l: &str) {
+        let Some(bar) = &self.bar else {
+            let _ = writeln!(std::io::stdout(), "{l}");
+            return;
+        };
+        let Some(i) = self.status.iter().position(|p| l.starts_with(p)) else {
+            bar.println(l);
+            return;
+        };
+        self.latest[i] = l.to_owned();
+        let counts = self
+            .live
+            .as_ref()
+            .map(|w| {
+                let s = w.borrow();
+                format!(" | probe {} requests, {} errors", s.requests, s.errors)
+            })
+            .unwrap_or_default();
+        let status: Vec<&str> = self
+            .latest
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(String::as_str)
+            .collect();
+        bar.set_message(format!("{}{counts}", status.join(" | ")));
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// Arguments of `refresh`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
@@ -121,33 +180,8 @@ pub async fn refresh(
     };
     let probe = args.watch.start_probe(args.settle, "refresh", None, out)?;
     let clients = args.watch.clients().await;
-    // On a terminal the refresh's status is a live line (indicatif) with the probe's counts, and
-    // everything else scrolls above it; otherwise plain lines.
-    let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    });
-    let live = probe.as_ref().map(Probe::watch);
-    let mut log = |l: &str| match &bar {
-        Some(bar) => {
-            if let Some(status) = l.strip_prefix("refresh ") {
-                let counts = live
-                    .as_ref()
-                    .map(|w| {
-                        let s = w.borrow();
-                        format!(" | probe {} requests, {} errors", s.requests, s.errors)
-                    })
-                    .unwrap_or_default();
-                bar.set_message(format!("{status}{counts}"));
-            } else {
-                bar.println(l);
-            }
-        }
-        None => {
-            let _ = writeln!(std::io::stdout(), "{l}");
-        }
-    };
+    let mut progress = Progress::new(probe.as_ref(), &["refresh "]);
+    let mut log = |l: &str| progress.line(l);
     let result = refresh::run(
         &clients,
         &plan,
@@ -159,9 +193,7 @@ pub async fn refresh(
         &mut log,
     )
     .await;
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    progress.finish();
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
@@ -338,9 +370,8 @@ pub async fn deploy(
         .watch
         .start_probe(args.settle, "deployment", args.test_url.as_deref(), out)?;
     let clients = args.watch.clients().await;
-    let mut log = |l: &str| {
-        let _ = writeln!(std::io::stdout(), "{l}");
-    };
+    let mut progress = Progress::new(probe.as_ref(), &["deploy ", "traffic "]);
+    let mut log = |l: &str| progress.line(l);
     let result = crate::deploy::run(
         &clients,
         &plan,
@@ -353,6 +384,7 @@ pub async fn deploy(
         &mut log,
     )
     .await;
+    progress.finish();
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
