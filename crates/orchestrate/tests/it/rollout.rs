@@ -86,6 +86,17 @@ fn refresh_scale_in_protected(la: &Localaws) -> String {
     })
 }
 
+/// All production traffic on blue (after a stop with rollback).
+fn assert_production_on_blue(la: &Localaws) {
+    let weights = la
+        .plane()
+        .listener("production")
+        .unwrap()
+        .forward()
+        .weights();
+    assert_eq!(weights[0], ("demo-tg-blue".to_owned(), 100), "{weights:?}");
+}
+
 fn refresh_status(la: &Localaws) -> String {
     la.control().read(|st| {
         st.refreshes
@@ -501,13 +512,7 @@ async fn deploy_gate_stops_a_broken_release_at_the_first_failed_request_and_exit
         r.incidents[0]
     );
     // Production serves v1 only again.
-    let weights = la
-        .plane()
-        .listener("production")
-        .unwrap()
-        .forward()
-        .weights();
-    assert_eq!(weights[0], ("demo-tg-blue".to_owned(), 100), "{weights:?}");
+    assert_production_on_blue(&la);
     la.shutdown().await;
 }
 
@@ -813,13 +818,7 @@ async fn negative_control_without_the_ca_file_every_request_is_tls_cert_and_the_
         "the first failures are refused certificates: {:?}",
         r.incidents[0]
     );
-    let weights = la
-        .plane()
-        .listener("production")
-        .unwrap()
-        .forward()
-        .weights();
-    assert_eq!(weights[0], ("demo-tg-blue".to_owned(), 100), "{weights:?}");
+    assert_production_on_blue(&la);
     la.shutdown().await;
 }
 
