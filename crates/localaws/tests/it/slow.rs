@@ -105,12 +105,17 @@ async fn idle_slowloris_and_oversized_clients_neither_slow_nor_outlive_the_liste
     let loaded = probe(&url, 200.0, 2.0).finish().await.unwrap();
     assert_eq!(loaded.errors.total, 0, "{}", loaded.summary());
     assert_eq!(loaded.requests, 400, "open loop: exactly rate x duration");
-    let bound = baseline.latency_us.p99 * 3 + 20_000;
+    // Slow clients that held the proxy up would move the bulk of the distribution (p90 is the
+    // 40th slowest of 400); the p99 of 400 samples is the 4th slowest, one scheduling hiccup on
+    // a shared 2-core machine (32 ms once in CI against a 27 ms bound), so it gets more room.
+    let (b, l) = (&baseline.latency_us, &loaded.latency_us);
     assert!(
-        loaded.latency_us.p99 <= bound,
-        "p99 {} µs with slow clients attached, {} µs without",
-        loaded.latency_us.p99,
-        baseline.latency_us.p99
+        l.p90 <= b.p90 * 3 + 20_000 && l.p99 <= b.p99 * 3 + 100_000,
+        "p90/p99 {}/{} µs with slow clients attached, {}/{} µs without",
+        l.p90,
+        l.p99,
+        b.p90,
+        b.p99
     );
 
     // The slowloris clients are cut off once the idle timeout passed, not before.
