@@ -65,6 +65,10 @@ pub struct Config {
     pub log_level: String,
     /// Log format (`LOG_FORMAT`: `auto`, `json`, `text`).
     pub log_format: LogFormat,
+    /// How long the process waits before it binds its port (`STARTUP_DELAY_SECONDS`, default 0):
+    /// models an application's warm-up (caches, connections, a JIT) during which connections
+    /// are refused while the process is already running.
+    pub startup_delay: Duration,
     /// Status of the page (`PAGE_STATUS`, default 200): 500 models a broken release whose
     /// `/ready` still passes, so only real traffic finds it.
     pub page_status: http::StatusCode,
@@ -92,6 +96,7 @@ impl Config {
         let drain_delay = seconds(&get, "DRAIN_DELAY_SECONDS", "5")?;
         let shutdown_timeout = seconds(&get, "SHUTDOWN_TIMEOUT_SECONDS", "25")?;
         let idle_timeout = seconds(&get, "IDLE_TIMEOUT_SECONDS", "75")?;
+        let startup_delay = seconds(&get, "STARTUP_DELAY_SECONDS", "0")?;
         if idle_timeout.is_zero() {
             return Err(ConfigError::Invalid {
                 var: "IDLE_TIMEOUT_SECONDS",
@@ -185,6 +190,7 @@ impl Config {
             access_log,
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned()),
             log_format,
+            startup_delay,
             page_status,
         })
     }

@@ -44,6 +44,8 @@ Environment (validated at start; a bad value exits 2 naming the variable):
   MAX_DELAY_MS              cap for /delay/{ms} [default: 60000]
   PAGE_STATUS               status of the page / [default: 200]; 500 models a broken
                             release whose /ready still passes
+  STARTUP_DELAY_SECONDS     wait this long before binding the port [default: 0]; models
+                            an application's warm-up (connections refused meanwhile)
   ACCESS_LOG                on: one log line per request [default: off]
   LOG_LEVEL                 error|warn|info|debug|trace or directives [default: info]
   LOG_FORMAT                auto|json|text; auto is JSON unless stderr is a terminal
@@ -140,7 +142,23 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             logging::init(&config.log_level, config.log_format)?;
-            let signals = signals::listen().map_err(Error::Signals)?;
+            let mut signals = signals::listen().map_err(Error::Signals)?;
+            if !config.startup_delay.is_zero() {
+                // Warming up: running, not listening yet. A stop signal now ends the process at
+                // once; there is nothing to drain.
+                tracing::info!(
+                    startup_delay_s = config.startup_delay.as_secs_f64(),
+                    "starting: the port is bound after STARTUP_DELAY_SECONDS"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(config.startup_delay) => {}
+                    signal = signals.recv() => {
+                        let signal = signal.map_or_else(|| "closed".to_owned(), |s| s.to_string());
+                        tracing::info!(%signal, "stopped during start-up, before listening");
+                        return Ok(());
+                    }
+                }
+            }
             let state = AppState::leak(config);
             let bound = Bound::bind(state)?;
             let addr = bound.local_addr().map_err(|source| ServeError::Bind {

@@ -106,6 +106,8 @@ async fn bad_configuration_exits_2_naming_the_variable() {
         ("DRAIN_DELAY_SECONDS", "1e19"),
         ("IDLE_TIMEOUT_SECONDS", "1e19"),
         ("MAX_DELAY_MS", "99999999999999"),
+        ("STARTUP_DELAY_SECONDS", "-1"),
+        ("STARTUP_DELAY_SECONDS", "1e19"),
     ] {
         let out = util::command(&[(var, value.to_owned())])
             .output()
@@ -330,4 +332,78 @@ async fn slow_clients_neither_slow_normal_requests_nor_outlive_the_header_timeou
         200,
         "still serving"
     );
+}
+
+/// `STARTUP_DELAY_SECONDS`: the process runs and refuses connections until the delay has passed,
+/// then listens; a SIGTERM during the delay ends it at once with exit 0.
+#[tokio::test]
+async fn startup_delay_refuses_connections_until_it_has_passed() {
+    use tokio::io::AsyncBufReadExt;
+    // A port to name up front (the server cannot pick one before it binds).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let delay = Duration::from_secs(2);
+    let env = [
+        base_env(),
+        vec![
+            ("PORT", port.to_string()),
+            ("STARTUP_DELAY_SECONDS", delay.as_secs_f64().to_string()),
+        ],
+    ]
+    .concat();
+    let spawned = Instant::now();
+    let mut child = util::command(&env).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut next_message = async || {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("a log line within 10 s")
+            .unwrap()
+            .expect("the server exited");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        v["message"].as_str().unwrap_or_default().to_owned()
+    };
+    assert!(next_message().await.starts_with("starting"));
+    // Running, not listening: refused, unless the delay (which started before that log line)
+    // is already over.
+    let connected = tokio::net::TcpStream::connect(addr).await.is_ok();
+    let at = spawned.elapsed();
+    assert!(
+        !connected || at >= delay,
+        "connected {at:?} after start, within the {delay:?} start-up delay"
+    );
+    assert_eq!(next_message().await, "listening");
+    assert!(
+        spawned.elapsed() >= delay,
+        "listening after {:?}",
+        spawned.elapsed()
+    );
+    assert_eq!(get(addr, "/").await.unwrap().status, 200);
+    child.kill().await.unwrap();
+
+    // Stopped during the delay: exit 0 at once, nothing to drain.
+    let env = [
+        base_env(),
+        vec![("STARTUP_DELAY_SECONDS", "3600".to_owned())],
+    ]
+    .concat();
+    let mut child = util::command(&env).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("a log line within 10 s")
+        .unwrap()
+        .expect("the server exited");
+    assert!(line.contains("starting"), "{line}");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exit within 10 s of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
 }
