@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use localaws::TargetHealth;
 
-use crate::util::{Stand, TestTarget, bridge_events, event_ms, probe, test_stack};
+use crate::util::{Stand, TestTarget, bridge_events, event_ms, probe, test_stack, wait_probe};
 
 #[tokio::test]
 async fn target_failing_health_checks_becomes_unhealthy_and_stops_receiving_traffic() {
@@ -20,7 +20,8 @@ async fn target_failing_health_checks_becomes_unhealthy_and_stops_receiving_traf
 
     let probe = probe(&stand.url("production", "/"), 300.0, 3.0);
     bridge_events(&stand.plane, &probe);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // 0.8 s of answered traffic before the target starts failing.
+    wait_probe(&probe, Duration::from_secs(30), |l| l.requests >= 240).await;
     probe.mark("flaky starts failing");
     flaky.set_failing(true);
     let failing_since = Instant::now();
@@ -119,7 +120,8 @@ async fn new_target_gets_traffic_only_once_healthy() {
     stand.healthy_tasks(1, "blue", &[]).await;
     let probe = probe(&stand.url("production", "/"), 300.0, 2.5);
     bridge_events(&stand.plane, &probe);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Half a second of traffic on the one task before the newcomer registers.
+    wait_probe(&probe, Duration::from_secs(30), |l| l.requests >= 150).await;
     let newcomer = TestTarget::start([127, 0, 2, 4], "newcomer", false).await;
     stand
         .plane

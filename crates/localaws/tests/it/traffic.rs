@@ -415,13 +415,14 @@ async fn weights_shift_traffic_between_versions() {
     let probe = probe(&stand.url("production", "/"), 1000.0, 3.0);
     let marker = probe.marker();
 
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // A second of 100/0, a second of 90/10, then 0/100: counted in requests, not slept.
+    wait_probe(&probe, Duration::from_secs(30), |l| l.requests >= 1000).await;
     marker.mark("90/10");
     stand
         .plane
         .set_weights("production", &weights(90, 10))
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    wait_probe(&probe, Duration::from_secs(30), |l| l.requests >= 2000).await;
     marker.mark("0/100");
     stand
         .plane
