@@ -17,14 +17,13 @@ use aws_sdk_codedeploy::types::{
     AppSpecContent, DeploymentInfo, DeploymentStatus, DeploymentWaitType, RevisionLocation,
     RevisionLocationType, TimeBasedCanary, TrafficRoutingConfig, TrafficRoutingType,
 };
-use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, PortMapping};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use loadprobe::{Report, Verdict};
 use localaws::Stack;
 use localaws::stack::{DeploymentGroupConfig, HookFunction};
 
-use crate::util::{Aws, Fleet, bridge_events, event_ms, fleet_stack, get, probe};
+use crate::util::{Aws, Fleet, bridge_events, event_ms, fleet_stack, get, probe, register};
 
 const RATE: f64 = 1000.0;
 
@@ -66,45 +65,6 @@ fn deadline(fleet: &Fleet) -> Duration {
         + g.termination_wait_minutes * 60
         + tg.deregistration_delay;
     (clock.secs(simulated) + Duration::from_secs(10)) * 2
-}
-
-/// Registers revision `version` of `demo-web` through the SDK (`PAGE_STATUS=500` when
-/// `broken`) and returns its ARN.
-async fn register(aws: &Aws, version: &str, broken: bool) -> String {
-    let mut env = vec![
-        ("APP_VERSION", version),
-        ("DRAIN_DELAY_SECONDS", "1"),
-        ("SHUTDOWN_TIMEOUT_SECONDS", "5"),
-        ("LOG_FORMAT", "json"),
-    ];
-    if broken {
-        env.push(("PAGE_STATUS", "500"));
-    }
-    let mut container = ContainerDefinition::builder()
-        .name("web")
-        .image("server")
-        .essential(true)
-        .stop_timeout(10)
-        .port_mappings(
-            PortMapping::builder()
-                .container_port(8080)
-                .host_port(0)
-                .build(),
-        );
-    for (k, v) in env {
-        container = container.environment(KeyValuePair::builder().name(k).value(v).build());
-    }
-    aws.ecs
-        .register_task_definition()
-        .family("demo-web")
-        .network_mode(aws_sdk_ecs::types::NetworkMode::Bridge)
-        .container_definitions(container.build())
-        .send()
-        .await
-        .expect("register task definition")
-        .task_definition
-        .and_then(|t| t.task_definition_arn)
-        .expect("task definition arn")
 }
 
 fn appspec(task_definition: &str, hook: Option<&str>) -> String {
@@ -532,18 +492,35 @@ async fn codedeploy_operations_and_errors() {
 
 /// A canary of a good release under load: zero errors, ~10 % v2 during the canary, 100 % after,
 /// and v1's task set gone after the termination wait.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canary_release_under_load_drops_nothing() {
-    let fleet = Fleet::start(bg_stack(|_, _| {})).await;
+/// What one canary release v1 → v2 under the probe left behind.
+struct Canary {
+    report: Report,
+    done: DeploymentInfo,
+    /// The service's task sets after the deployment.
+    task_sets: Vec<aws_sdk_ecs::types::TaskSet>,
+    /// v1 tasks still running after the deployment.
+    live_v1: usize,
+    /// The service's `runningCount` after the deployment.
+    running: i32,
+}
+
+/// One scenario: the default canary (10 %, then the rest five simulated minutes later) of v2
+/// under the probe, with the service's desired count `desired` (the stack's is 3), followed
+/// until the deployment finishes and a second of traffic after it.
+async fn canary(desired: u32) -> Canary {
+    let fleet = Fleet::start(bg_stack(|_, stack| {
+        for s in &mut stack.services {
+            s.desired_count = desired;
+        }
+    }))
+    .await;
     let within = deadline(&fleet);
     let v2 = register(&fleet.aws, "v2", false).await;
     let probe = probe(&fleet.url("production"), RATE, 300.0);
     bridge_events(fleet.la.plane(), &probe);
     let id = create(&fleet.aws, &appspec(&v2, None), None).await;
     let done = wait_status(&fleet.aws, &id, within, finished).await;
-    assert_eq!(done.status, Some(DeploymentStatus::Succeeded), "{done:?}");
-    // The v1 task set is gone after the termination wait: one task set, no v1 task running.
-    let sets = fleet
+    let task_sets = fleet
         .aws
         .ecs
         .describe_task_sets()
@@ -551,22 +528,60 @@ async fn canary_release_under_load_drops_nothing() {
         .service("demo-svc")
         .send()
         .await
-        .unwrap();
-    assert_eq!(sets.task_sets().len(), 1, "{sets:?}");
-    assert_eq!(sets.task_sets()[0].task_definition(), Some(v2.as_str()));
+        .expect("describe task sets")
+        .task_sets
+        .unwrap_or_default();
+    let running = fleet
+        .aws
+        .ecs
+        .describe_services()
+        .cluster("demo-cluster")
+        .services("demo-svc")
+        .send()
+        .await
+        .expect("describe services")
+        .services()
+        .first()
+        .map_or(-1, |s| s.running_count);
     let live_v1 = fleet.la.control().read(|st| {
         st.tasks
             .values()
             .filter(|t| t.is_live() && t.task_definition.1 == 1)
             .count()
     });
-    assert_eq!(live_v1, 0);
-    // A second of v2 only.
+    // A second after the deployment.
     let after = probe.live().requests;
     crate::util::wait_probe(&probe, within, |l| l.requests >= after + RATE as u64).await;
     probe.stop();
     let report = probe.finish().await.expect("report");
     fleet.stop().await;
+    // Both twins run v2 in the end, whatever they serve.
+    assert_eq!(task_sets.len(), 1, "{task_sets:?}");
+    assert_eq!(task_sets[0].task_definition(), Some(v2.as_str()));
+    Canary {
+        report,
+        done,
+        task_sets,
+        live_v1,
+        running,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_release_under_load_drops_nothing() {
+    let Canary {
+        report,
+        done,
+        task_sets,
+        live_v1,
+        running,
+    } = canary(3).await;
+    assert_eq!(done.status, Some(DeploymentStatus::Succeeded), "{done:?}");
+    // The v1 task set is gone after the termination wait: one task set (v2, checked by
+    // `canary`), no v1 task running, three v2 tasks.
+    assert_eq!(task_sets[0].running_count, 3, "{task_sets:?}");
+    assert_eq!(live_v1, 0);
+    assert_eq!(running, 3);
 
     assert_eq!(report.verdict, Verdict::Pass, "{:?}", report.reasons);
     assert_eq!(report.errors.total, 0);
@@ -599,6 +614,60 @@ async fn canary_release_under_load_drops_nothing() {
     let last = report.intervals.last().expect("intervals");
     assert_eq!(last.versions.get("v1"), None, "{:?}", last.versions);
     assert!(last.versions.get("v2").copied().unwrap_or(0) > 0);
+}
+
+/// docs/failure-modes.md#fm-15 reproduced: the same canary with the service's desired count 0,
+/// the one change (what Terraform's `aws_ecs_service` leaves when `desired_count` is unset).
+/// CodeDeploy reports `Succeeded` and no task ever served: every request is the load
+/// balancer's own 503 (no target registered in the group it forwards to), one incident from the
+/// first request to the last, naming no task and no version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desired_count_zero_deploys_successfully_and_serves_nothing() {
+    let Canary {
+        report: r,
+        done,
+        task_sets,
+        running,
+        ..
+    } = canary(0).await;
+    // The deployment's own verdict is a pass.
+    assert_eq!(done.status, Some(DeploymentStatus::Succeeded), "{done:?}");
+    assert_eq!(running, 0);
+    assert_eq!(task_sets[0].running_count, 0, "{task_sets:?}");
+    // Detected.
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert_complete(&r);
+    assert_eq!(r.ok, 0, "{:?}", r.versions);
+    // Attributed: the load balancer answered every request itself, no task did.
+    assert_eq!(
+        r.errors.by_kind.keys().collect::<Vec<_>>(),
+        ["http_503_lb"],
+        "{:?}",
+        r.errors.by_kind
+    );
+    assert_eq!(r.incidents.len(), 1, "{:?}", r.incidents);
+    let incident = &r.incidents[0];
+    assert!(incident.versions.is_empty(), "{:?}", incident.versions);
+    assert!(incident.served_by.is_empty(), "{:?}", incident.served_by);
+    assert_eq!(
+        incident.failed_on.keys().collect::<Vec<_>>(),
+        ["(unknown)"],
+        "{:?}",
+        incident.failed_on
+    );
+    // Located: from the first request to the last, never recovered.
+    assert!(
+        incident.start_ms <= r.interval_ms,
+        "first error at {} ms",
+        incident.start_ms
+    );
+    assert!(
+        incident.end_ms + 2 * r.interval_ms >= r.elapsed_ms,
+        "last error at {} ms of {} ms",
+        incident.end_ms,
+        r.elapsed_ms
+    );
+    assert!(!incident.recovered);
 }
 
 /// An HTTP endpoint standing in for the `validate` Lambda: on each event it checks the test

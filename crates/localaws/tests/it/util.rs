@@ -575,3 +575,59 @@ impl Fleet {
         self.la.shutdown().await;
     }
 }
+
+/// Registers revision `version` of `demo-web` through the SDK (`PAGE_STATUS=500` when
+/// `broken`) and returns its ARN.
+pub async fn register(aws: &Aws, version: &str, broken: bool) -> String {
+    register_with(
+        aws,
+        version,
+        if broken {
+            &[("PAGE_STATUS", "500")]
+        } else {
+            &[]
+        },
+    )
+    .await
+}
+
+/// [`register`] with `extra` added to the container's environment.
+pub async fn register_with(aws: &Aws, version: &str, extra: &[(&str, &str)]) -> String {
+    let mut env = vec![
+        ("APP_VERSION", version),
+        ("DRAIN_DELAY_SECONDS", "1"),
+        ("SHUTDOWN_TIMEOUT_SECONDS", "5"),
+        ("LOG_FORMAT", "json"),
+    ];
+    env.extend_from_slice(extra);
+    let mut container = aws_sdk_ecs::types::ContainerDefinition::builder()
+        .name("web")
+        .image("server")
+        .essential(true)
+        .stop_timeout(10)
+        .port_mappings(
+            aws_sdk_ecs::types::PortMapping::builder()
+                .container_port(8080)
+                .host_port(0)
+                .build(),
+        );
+    for (k, v) in env {
+        container = container.environment(
+            aws_sdk_ecs::types::KeyValuePair::builder()
+                .name(k)
+                .value(v)
+                .build(),
+        );
+    }
+    aws.ecs
+        .register_task_definition()
+        .family("demo-web")
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Bridge)
+        .container_definitions(container.build())
+        .send()
+        .await
+        .expect("register task definition")
+        .task_definition
+        .and_then(|t| t.task_definition_arn)
+        .expect("task definition arn")
+}
