@@ -1,6 +1,7 @@
 //! localaws over real processes and real traffic, measured by the probe: spreading load,
 //! draining (with its negative controls), weighted shifts, health checks and fail-open, the
-//! load balancer's own errors, HTTPS listeners, and never leaving an orphan process.
+//! load balancer's own errors, a cutover before the new targets are healthy, HTTPS listeners,
+//! and never leaving an orphan process.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,6 +14,7 @@ mod process;
 mod props;
 mod refresh;
 mod sdk;
+mod shift;
 mod slow;
 mod traffic;
 mod util;

@@ -1,0 +1,427 @@
+//! A hand-rolled blue/green cutover (docs/failure-modes.md#fm-12): two ECS services, `demo-svc`
+//! (v1) behind `demo-tg-blue` and `demo-svc-green` behind `demo-tg-green`, and the production
+//! listener's weights moved through ELBv2 `ModifyListener`, as a script or a Terraform apply does
+//! without CodeDeploy. One scenario run twice with one input flipped: whether the cutover waits
+//! until `DescribeTargetHealth` shows every green target healthy before it moves the weights.
+//!
+//! v2 takes a second to start listening (`STARTUP_DELAY_SECONDS`, an application warming up).
+//! Without the wait, the green group has no healthy target when it gets the traffic: the load
+//! balancer answers 503 itself while no green task is registered, and once ECS has registered
+//! them (a task is registered as soon as it is RUNNING) it fails open to targets still in their
+//! initial health checks, whose application does not listen yet: 502.
+//!
+//! The same slow starter shows the service's health check grace period at work
+//! (docs/failure-modes.md#fm-9): shorter than the start, ECS stops every green task for failing
+//! its load balancer checks before it listens.
+
+use std::time::Duration;
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple, TargetHealthStateEnum,
+};
+use loadprobe::{Report, Verdict};
+use localaws::Stack;
+
+use crate::util::{
+    Fleet, bridge_events, event_ms, probe, register_with, rolling_stack, wait_probe,
+};
+
+const RATE: f64 = 1000.0;
+/// Green tasks started for the cutover.
+const GREEN: i32 = 3;
+/// How long v2 takes to start listening (real seconds, not scaled).
+const STARTUP_DELAY_SECONDS: &str = "1";
+
+/// The rolling fleet with a second service, `demo-svc-green`, of the same task definition behind
+/// `demo-tg-green`, scaled to zero, with a health check grace period that covers v2's start.
+fn two_services() -> Stack {
+    with_green_grace(GRACE)
+}
+
+/// Green's health check grace period that covers v2's start (simulated seconds).
+const GRACE: u32 = 120;
+
+/// [`two_services`] with green's health check grace period `grace` (simulated seconds).
+fn with_green_grace(grace: u32) -> Stack {
+    let mut stack = rolling_stack();
+    let mut green = stack.services[0].clone();
+    green.name = "demo-svc-green".into();
+    green.desired_count = 0;
+    // Two simulated minutes (2 s real at 60x) of grace for v2's one-second (60 s simulated)
+    // start: without it ECS would stop the green tasks for failing health checks before they
+    // listen (docs/failure-modes.md#fm-9).
+    green.health_check_grace_period = grace;
+    if let Some(lb) = green.load_balancer.as_mut() {
+        lb.target_group = "demo-tg-green".into();
+    }
+    stack.services.push(green);
+    stack
+}
+
+/// What one cutover saw.
+struct Cutover {
+    report: Report,
+    /// The green service's tasks.
+    green: Vec<String>,
+}
+
+/// One cutover under the probe: after a second of v1, `demo-svc-green` is updated to v2 (which
+/// listens a second after it starts) and three tasks; with `wait_for_health`, the cutover waits until all three are healthy in
+/// `demo-tg-green`; then production moves to green at once (0/100), and the probe runs a second
+/// of traffic after green is healthy.
+async fn cutover(wait_for_health: bool) -> Cutover {
+    let fleet = Fleet::start(two_services()).await;
+    let (within, green_arn, prod_arn, blue_arn) = {
+        let stack = fleet.la.plane().stack();
+        let clock = fleet.la.plane().clock();
+        let hc = &stack.target_groups[1].health_check;
+        // Placement and start, then the healthy threshold's checks, with slack for a loaded
+        // machine.
+        let within =
+            (clock.secs(hc.interval * (hc.healthy_threshold + 2)) + Duration::from_secs(10)) * 2;
+        let elb = &fleet.aws.elb;
+        let tgs = elb
+            .describe_target_groups()
+            .send()
+            .await
+            .expect("describe target groups");
+        let arn = |name: &str| {
+            tgs.target_groups()
+                .iter()
+                .find(|t| t.target_group_name() == Some(name))
+                .and_then(|t| t.target_group_arn())
+                .map(str::to_owned)
+                .unwrap_or_else(|| panic!("target group {name}"))
+        };
+        let lb_arn = elb
+            .describe_load_balancers()
+            .names("demo-alb")
+            .send()
+            .await
+            .expect("describe load balancers")
+            .load_balancers()[0]
+            .load_balancer_arn()
+            .map(str::to_owned)
+            .expect("load balancer arn");
+        let port = fleet
+            .la
+            .plane()
+            .listener("production")
+            .expect("production")
+            .addr()
+            .port();
+        let prod_arn = elb
+            .describe_listeners()
+            .load_balancer_arn(lb_arn)
+            .send()
+            .await
+            .expect("describe listeners")
+            .listeners()
+            .iter()
+            .find(|l| l.port() == Some(i32::from(port)))
+            .and_then(|l| l.listener_arn())
+            .map(str::to_owned)
+            .expect("production listener");
+        (within, arn("demo-tg-green"), prod_arn, arn("demo-tg-blue"))
+    };
+    // v2 takes a second to start listening, as a real application takes to warm up.
+    let v2 = register_with(
+        &fleet.aws,
+        "v2",
+        &[("STARTUP_DELAY_SECONDS", STARTUP_DELAY_SECONDS)],
+    )
+    .await;
+    let probe = probe(&fleet.url("production"), RATE, 300.0);
+    bridge_events(fleet.la.plane(), &probe);
+    let marker = probe.marker();
+    wait_probe(&probe, within, |l| l.requests >= RATE as u64).await;
+
+    fleet
+        .aws
+        .ecs
+        .update_service()
+        .cluster("demo-cluster")
+        .service("demo-svc-green")
+        .task_definition(&v2)
+        .desired_count(GREEN)
+        .send()
+        .await
+        .expect("update green service");
+    marker.mark("green scaled up");
+    let green_healthy = || async {
+        fleet
+            .aws
+            .elb
+            .describe_target_health()
+            .target_group_arn(&green_arn)
+            .send()
+            .await
+            .expect("describe target health")
+            .target_health_descriptions()
+            .iter()
+            .filter(|d| {
+                d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy)
+            })
+            .count()
+    };
+    let wait_green = || async {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if green_healthy().await >= GREEN as usize {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "green not healthy within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if wait_for_health {
+        wait_green().await;
+    }
+    let forward = |arn: &str, weight: i32| {
+        TargetGroupTuple::builder()
+            .target_group_arn(arn)
+            .weight(weight)
+            .build()
+    };
+    fleet
+        .aws
+        .elb
+        .modify_listener()
+        .listener_arn(&prod_arn)
+        .default_actions(
+            Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .forward_config(
+                    ForwardActionConfig::builder()
+                        .target_groups(forward(&blue_arn, 0))
+                        .target_groups(forward(&green_arn, 100))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("modify listener");
+    wait_green().await;
+    let after = probe.live().requests;
+    wait_probe(&probe, within, |l| l.requests >= after + RATE as u64).await;
+    probe.stop();
+    let report = probe.finish().await.expect("report");
+    let green = fleet.la.control().read(|st| {
+        st.tasks
+            .values()
+            .filter(|t| t.service.as_deref() == Some("demo-svc-green"))
+            .map(|t| t.id.clone())
+            .collect::<Vec<_>>()
+    });
+    fleet.stop().await;
+
+    // Both twins: every request has a result, as many as the schedule asked, and production
+    // ends on v2 only.
+    assert_eq!(report.missing_results, 0, "{:?}", report.reasons);
+    assert_eq!(report.requests, report.ok + report.errors.total);
+    #[allow(clippy::cast_precision_loss)]
+    let expected = (report.elapsed_ms as f64 / 1000.0 * RATE) as u64;
+    assert!(
+        report.requests + RATE as u64 / 5 >= expected,
+        "{} requests in {} ms",
+        report.requests,
+        report.elapsed_ms
+    );
+    let last = report.intervals.last().expect("intervals");
+    assert_eq!(last.versions.get("v1"), None, "{:?}", last.versions);
+    assert_eq!(green.len(), GREEN as usize, "{green:?}");
+    Cutover { report, green }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_after_green_is_healthy_drops_nothing() {
+    let r = cutover(true).await.report;
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reasons);
+    assert_eq!(r.errors.total, 0);
+    let shift = event_ms(&r, "weights demo-tg-blue=0,demo-tg-green=100");
+    assert!(
+        r.intervals
+            .iter()
+            .filter(|i| i.start_ms as i64 > shift + r.interval_ms as i64)
+            .all(|i| !i.versions.contains_key("v1")),
+        "v1 answered after the cutover"
+    );
+}
+
+/// The negative control: the identical cutover without the health wait. Detected (the verdict
+/// fails), located (the errors start at the weight change and end by the time every green target
+/// is healthy) and attributed (the load balancer's own errors: 503 naming no task while green has
+/// no registered target, 502 naming the green task it forwarded to while that task's
+/// application did not listen yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_before_green_is_healthy_drops_requests() {
+    let Cutover { report: r, green } = cutover(false).await;
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary());
+    assert!(r.errors.total > 0);
+    let shift = event_ms(&r, "weights demo-tg-blue=0,demo-tg-green=100");
+    let healthy = r
+        .events
+        .iter()
+        .filter(|e| e.label.contains("healthy in demo-tg-green") && !e.label.contains("unhealthy"))
+        .map(|e| e.at_ms)
+        .max()
+        .expect("green targets healthy");
+    let slack = r.interval_ms as i64;
+    assert!(
+        r.errors
+            .by_kind
+            .keys()
+            .all(|k| k == "http_502_lb" || k == "http_503_lb"),
+        "{:?}",
+        r.errors.by_kind
+    );
+    assert_eq!(r.incidents.len(), 1, "{}", r.summary());
+    let incident = &r.incidents[0];
+    eprintln!(
+        "cutover before green is healthy: weights moved at {shift} ms, green healthy at {healthy} ms; {}",
+        incident.describe()
+    );
+    assert!(
+        (incident.start_ms as i64) >= shift - slack && (incident.start_ms as i64) <= shift + slack,
+        "first error at {} ms, weights moved at {shift} ms",
+        incident.start_ms
+    );
+    assert!(
+        (incident.end_ms as i64) <= healthy + slack,
+        "last error at {} ms, every green target healthy at {healthy} ms",
+        incident.end_ms
+    );
+    assert!(incident.recovered);
+    // A 503 names no task; a 502 names the green task the load balancer forwarded to.
+    let unknown = incident.failed_on.get("(unknown)").copied().unwrap_or(0);
+    assert_eq!(
+        unknown,
+        incident.kinds.get("http_503_lb").copied().unwrap_or(0),
+        "{:?} {:?}",
+        incident.kinds,
+        incident.failed_on
+    );
+    for task in incident.failed_on.keys().filter(|t| *t != "(unknown)") {
+        assert!(
+            green.contains(task),
+            "{task} is not a green task: {green:?}"
+        );
+    }
+    // Around it, green's v2 answered (and v1 only for requests that reached blue just before
+    // the change).
+    assert!(
+        incident.versions.contains_key("v2"),
+        "{:?}",
+        incident.versions
+    );
+    assert!(
+        incident.versions.keys().all(|v| v == "v1" || v == "v2"),
+        "{:?}",
+        incident.versions
+    );
+}
+
+/// What scaling green up to v2 led to.
+struct ScaleUp {
+    /// Green targets healthy at the end.
+    healthy: usize,
+    /// Green tasks ECS stopped for failing their load balancer health checks.
+    stopped_by_elb: usize,
+}
+
+/// docs/failure-modes.md#fm-9, the grace period: `demo-svc-green` scaled to three tasks of v2,
+/// which listens a second (60 simulated seconds) after it starts, with green's health check
+/// grace period `grace`; waits until the three are healthy or ECS has stopped three for failing
+/// their health checks.
+async fn scale_green(grace: u32) -> ScaleUp {
+    let fleet = Fleet::start(with_green_grace(grace)).await;
+    let within = {
+        let stack = fleet.la.plane().stack();
+        let clock = fleet.la.plane().clock();
+        let hc = &stack.target_groups[1].health_check;
+        (clock.secs(GRACE + hc.interval * (hc.healthy_threshold + hc.unhealthy_threshold + 2))
+            + Duration::from_secs(10))
+            * 2
+    };
+    let v2 = register_with(
+        &fleet.aws,
+        "v2",
+        &[("STARTUP_DELAY_SECONDS", STARTUP_DELAY_SECONDS)],
+    )
+    .await;
+    fleet
+        .aws
+        .ecs
+        .update_service()
+        .cluster("demo-cluster")
+        .service("demo-svc-green")
+        .task_definition(&v2)
+        .desired_count(GREEN)
+        .send()
+        .await
+        .expect("update green service");
+    let green = fleet
+        .la
+        .plane()
+        .target_group("demo-tg-green")
+        .expect("green");
+    let count = || {
+        let healthy = green
+            .describe()
+            .iter()
+            .filter(|t| t.health == localaws::TargetHealth::Healthy)
+            .count();
+        let stopped_by_elb = fleet.la.control().read(|st| {
+            st.tasks
+                .values()
+                .filter(|t| {
+                    t.service.as_deref() == Some("demo-svc-green")
+                        && t.stopped_reason
+                            .as_deref()
+                            .is_some_and(|r| r.contains("failed ELB health checks"))
+                })
+                .count()
+        });
+        ScaleUp {
+            healthy,
+            stopped_by_elb,
+        }
+    };
+    let deadline = tokio::time::Instant::now() + within;
+    let seen = loop {
+        let now = count();
+        if now.healthy >= GREEN as usize || now.stopped_by_elb >= GREEN as usize {
+            break now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "neither healthy nor stopped within {within:?}: {} healthy, {} stopped",
+            now.healthy,
+            now.stopped_by_elb
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    fleet.stop().await;
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grace_period_covering_the_start_lets_slow_starters_turn_healthy() {
+    let up = scale_green(GRACE).await;
+    assert_eq!(up.healthy, GREEN as usize);
+    assert_eq!(up.stopped_by_elb, 0);
+}
+
+/// The negative control: the stack's grace period of 30 simulated seconds, shorter than v2's
+/// 60-second start. ECS stops each green task for failing its load balancer health checks before
+/// it ever listens, and starts another that meets the same end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grace_period_shorter_than_the_start_kills_slow_starters() {
+    let up = scale_green(30).await;
+    assert_eq!(up.healthy, 0);
+    assert!(up.stopped_by_elb >= GREEN as usize);
+}
