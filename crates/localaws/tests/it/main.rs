@@ -14,7 +14,7 @@ mod process;
 mod props;
 mod refresh;
 mod sdk;
-mod shift;
 mod slow;
+mod slowstart;
 mod traffic;
 mod util;

@@ -1,3 +1,7 @@
+//! An application slow to start (it listens a second after its process starts,
+//! `STARTUP_DELAY_SECONDS`), and three ways a rollout loses requests to it, each one scenario run
+//! twice with one input flipped.
+//!
 //! A hand-rolled blue/green cutover (docs/failure-modes.md#fm-12): two ECS services, `demo-svc`
 //! (v1) behind `demo-tg-blue` and `demo-svc-green` behind `demo-tg-green`, and the production
 //! listener's weights moved through ELBv2 `ModifyListener`, as a script or a Terraform apply does
@@ -10,9 +14,12 @@
 //! them (a task is registered as soon as it is RUNNING) it fails open to targets still in their
 //! initial health checks, whose application does not listen yet: 502.
 //!
-//! The same slow starter shows the service's health check grace period at work
-//! (docs/failure-modes.md#fm-9): shorter than the start, ECS stops every green task for failing
-//! its load balancer checks before it listens.
+//! The service's health check grace period (docs/failure-modes.md#fm-9): shorter than the start,
+//! ECS stops every green task for failing its load balancer checks before it listens.
+//!
+//! A service's `minimumHealthyPercent` (docs/failure-modes.md#fm-3): one task, its instance
+//! drained; at 0 ECS stops the task before its replacement listens, at 100 it starts the
+//! replacement first.
 
 use std::time::Duration;
 
@@ -21,6 +28,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use loadprobe::{Report, Verdict};
 use localaws::Stack;
+use localaws::stack::KeyValue;
 
 use crate::util::{
     Fleet, bridge_events, event_ms, probe, register_with, rolling_stack, wait_probe,
@@ -424,4 +432,216 @@ async fn a_grace_period_shorter_than_the_start_kills_slow_starters() {
     let up = scale_green(30).await;
     assert_eq!(up.healthy, 0);
     assert!(up.stopped_by_elb >= GREEN as usize);
+}
+
+/// What draining the only task's instance did.
+struct Drain {
+    report: Report,
+    /// The task that ran on the drained instance.
+    old: String,
+    /// Its replacement.
+    new: String,
+}
+
+/// docs/failure-modes.md#fm-3: `demo-svc` runs one task of a slow starter (it listens a second,
+/// 60 simulated seconds, after it starts; grace period and container health check start period
+/// cover that) at `minimumHealthyPercent` `min_healthy` and `maximumPercent` 200. Under the
+/// probe, its instance is set to `DRAINING` through the ECS API; the scenario waits until the
+/// replacement is healthy and the old task stopped, then for a second more of traffic.
+async fn drain_the_only_task(min_healthy: u32) -> Drain {
+    let mut stack = rolling_stack();
+    let svc = &mut stack.services[0];
+    svc.desired_count = 1;
+    svc.minimum_healthy_percent = min_healthy;
+    svc.maximum_percent = 200;
+    svc.health_check_grace_period = GRACE;
+    let container = &mut stack.task_definitions[0].container_definitions[0];
+    container.environment.push(KeyValue {
+        name: "STARTUP_DELAY_SECONDS".into(),
+        value: STARTUP_DELAY_SECONDS.into(),
+    });
+    if let Some(hc) = container.health_check.as_mut() {
+        hc.start_period = Some(GRACE);
+    }
+    let fleet = Fleet::start(stack).await;
+    let within = {
+        let stack = fleet.la.plane().stack();
+        let clock = fleet.la.plane().clock();
+        let tg = &stack.target_groups[0];
+        let hc = &tg.health_check;
+        (clock.secs(GRACE + hc.interval * (hc.healthy_threshold + 2) + tg.deregistration_delay)
+            + Duration::from_secs(15))
+            * 2
+    };
+    let live = |fleet: &Fleet| {
+        fleet.la.control().read(|st| {
+            st.tasks
+                .values()
+                .filter(|t| t.is_live())
+                .map(|t| (t.id.clone(), t.instance.clone()))
+                .collect::<Vec<_>>()
+        })
+    };
+    let tasks = live(&fleet);
+    let [(old, instance)] = <[_; 1]>::try_from(tasks.clone()).unwrap_or_else(|_| {
+        panic!("not one task: {tasks:?}");
+    });
+    let ecs = &fleet.aws.ecs;
+    let arns = ecs
+        .list_container_instances()
+        .cluster("demo-cluster")
+        .send()
+        .await
+        .expect("list container instances");
+    let arn = ecs
+        .describe_container_instances()
+        .cluster("demo-cluster")
+        .set_container_instances(Some(arns.container_instance_arns().to_vec()))
+        .send()
+        .await
+        .expect("describe container instances")
+        .container_instances()
+        .iter()
+        .find(|c| c.ec2_instance_id() == Some(instance.as_str()))
+        .and_then(|c| c.container_instance_arn())
+        .map(str::to_owned)
+        .expect("the task's container instance");
+
+    let probe = probe(&fleet.url("production"), RATE, 300.0);
+    bridge_events(fleet.la.plane(), &probe);
+    let marker = probe.marker();
+    wait_probe(&probe, within, |l| l.requests >= RATE as u64).await;
+    ecs.update_container_instances_state()
+        .cluster("demo-cluster")
+        .container_instances(&arn)
+        .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .expect("drain the instance");
+    marker.mark("instance set to DRAINING");
+    let blue = fleet.la.plane().target_group("demo-tg-blue").expect("blue");
+    let moved = fleet
+        .la
+        .control()
+        .wait_until(within, |st| {
+            st.tasks.get(&old).is_some_and(|t| !t.is_live())
+                && st.tasks.values().any(|t| {
+                    t.is_live()
+                        && t.id != old
+                        && t.endpoint.is_some_and(|e| {
+                            blue.health_of(e) == Some(localaws::TargetHealth::Healthy)
+                        })
+                })
+        })
+        .await;
+    assert!(
+        moved,
+        "the task did not move within {within:?}: {:?}",
+        live(&fleet)
+    );
+    let after = probe.live().requests;
+    wait_probe(&probe, within, |l| l.requests >= after + RATE as u64).await;
+    probe.stop();
+    let report = probe.finish().await.expect("report");
+    let new = live(&fleet)
+        .into_iter()
+        .map(|(id, _)| id)
+        .find(|id| *id != old)
+        .expect("the replacement");
+    fleet.stop().await;
+    assert_eq!(report.missing_results, 0, "{:?}", report.reasons);
+    assert_eq!(report.requests, report.ok + report.errors.total);
+    #[allow(clippy::cast_precision_loss)]
+    let expected = (report.elapsed_ms as f64 / 1000.0 * RATE) as u64;
+    assert!(
+        report.requests + RATE as u64 / 5 >= expected,
+        "{} requests in {} ms",
+        report.requests,
+        report.elapsed_ms
+    );
+    Drain { report, old, new }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_the_only_task_at_min_healthy_100_drops_nothing() {
+    let Drain {
+        report: r,
+        old,
+        new,
+    } = drain_the_only_task(100).await;
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary());
+    assert_eq!(r.errors.total, 0);
+    // Both served: the old task until the new one was healthy.
+    assert!(
+        r.served_by.get(&old).copied().unwrap_or(0) > 0,
+        "{:?}",
+        r.served_by
+    );
+    assert!(
+        r.served_by.get(&new).copied().unwrap_or(0) > 0,
+        "{:?}",
+        r.served_by
+    );
+}
+
+/// The negative control: `minimumHealthyPercent` 0, the one change. ECS stops the only task at
+/// once and nothing answers until the replacement listens: detected (verdict fails), located
+/// (from the drain to the replacement turning healthy) and attributed (the load balancer's own
+/// errors: 503 naming no task while no target is registered, 502 naming the replacement while
+/// it does not listen yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_the_only_task_at_min_healthy_0_drops_requests_until_the_replacement_listens() {
+    let Drain {
+        report: r,
+        old,
+        new,
+    } = drain_the_only_task(0).await;
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.summary());
+    let drained = event_ms(&r, "instance set to DRAINING");
+    let healthy = r
+        .events
+        .iter()
+        .filter(|e| e.label.contains("healthy in demo-tg-blue") && !e.label.contains("unhealthy"))
+        .map(|e| e.at_ms)
+        .max()
+        .expect("the replacement healthy");
+    let slack = r.interval_ms as i64;
+    assert_eq!(r.incidents.len(), 1, "{}", r.summary());
+    let incident = &r.incidents[0];
+    eprintln!(
+        "min healthy 0: drained at {drained} ms, replacement healthy at {healthy} ms; {}",
+        incident.describe()
+    );
+    assert!(
+        (incident.start_ms as i64) >= drained - slack,
+        "first error at {} ms, drained at {drained} ms",
+        incident.start_ms
+    );
+    assert!(
+        (incident.end_ms as i64) <= healthy + slack,
+        "last error at {} ms, replacement healthy at {healthy} ms",
+        incident.end_ms
+    );
+    assert!(
+        r.errors
+            .by_kind
+            .keys()
+            .all(|k| k == "http_502_lb" || k == "http_503_lb"),
+        "{:?}",
+        r.errors.by_kind
+    );
+    let unknown = incident.failed_on.get("(unknown)").copied().unwrap_or(0);
+    assert_eq!(
+        unknown,
+        incident.kinds.get("http_503_lb").copied().unwrap_or(0),
+        "{:?} {:?}",
+        incident.kinds,
+        incident.failed_on
+    );
+    for task in incident.failed_on.keys().filter(|t| *t != "(unknown)") {
+        assert_eq!(
+            task, &new,
+            "a 502 named {task}, not the replacement (old {old})"
+        );
+    }
 }
