@@ -34,6 +34,7 @@ pub const HAZARD_IDS: &[&str] = &[
     "no-managed-draining",
     "scale-in-protection-blocks-refresh",
     "refresh-no-headroom",
+    "warmup-below-target-health",
     "launch-template-unpinned",
     "asg-health-check-ec2",
     "no-health-check-grace-period",
@@ -43,6 +44,7 @@ pub const HAZARD_IDS: &[&str] = &[
     "health-check-defaults",
     "keepalive-below-idle-timeout",
     "desired-count-zero",
+    "service-min-healthy-below-100",
     "codedeploy-no-auto-rollback",
     "no-test-listener",
     "no-validation-hook",
@@ -623,6 +625,51 @@ fn asg(cfg: &Config, found: &mut Findings) {
             }
         }
 
+        // docs/failure-modes.md#fm-4: the warm-up a refresh waits per new instance (the
+        // refresh's instance_warmup, else the group's default_instance_warmup, else its health
+        // check grace period, 300 s when unset) against the least a task on it needs before the
+        // load balancer sends it anything: healthy threshold x interval of the slowest target
+        // group, before boot, agent registration and the task's own start are even counted.
+        let warmup = [
+            "instance_refresh.preferences.instance_warmup",
+            "default_instance_warmup",
+            "health_check_grace_period",
+        ]
+        .iter()
+        .map(|p| g.get(p))
+        .find(|(v, _)| v.is_set());
+        let (warmup, warmup_at) = match warmup {
+            Some((v, at)) => (v.number(), at),
+            None => (Some(300.0), g.block.location.clone()),
+        };
+        let slowest = cfg
+            .resources_of("aws_lb_target_group")
+            .iter()
+            .chain(cfg.resources_of("aws_alb_target_group").iter())
+            .filter_map(|tg| {
+                let n = |p: &str, default: f64| match tg.get(&format!("health_check.{p}")).0 {
+                    Setting::Absent => Some(default),
+                    v => v.number(),
+                };
+                Some((
+                    n("healthy_threshold", 5.0)? * n("interval", 30.0)?,
+                    tg.address(),
+                ))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let (Some(w), Some((needed, tg))) = (warmup, slowest)
+            && w < needed
+        {
+            found.add(
+                "warmup-below-target-health",
+                Severity::Error,
+                &warmup_at,
+                g.address(),
+                format!("instance warm-up {} s is shorter than a task on a new instance needs to pass its load balancer checks alone ({} s: healthy threshold x interval of {tg}), before boot, agent registration and task start: an instance refresh moves on to the next instance while the new one serves nothing", fmt_num(w), fmt_num(needed)),
+                "set instance_refresh.preferences.instance_warmup (or default_instance_warmup) to boot + agent registration + task start + healthy threshold x interval (e.g. 300)",
+            );
+        }
+
         let (version, at) = g.get("launch_template.version");
         let unpinned = match &version {
             Setting::Absent if g.block.block("launch_template").is_some() => {
@@ -915,6 +962,49 @@ fn services(cfg: &Config, found: &mut Findings) {
                     "set health_check_grace_period_seconds at least the cold start (start + healthy threshold x interval)",
                 );
             }
+        }
+        // docs/failure-modes.md#fm-3: the service's minimum healthy percent bounds what ECS may
+        // stop before replacements are healthy, in rolling deployments and whenever an instance
+        // drains (every instance refresh), under either deployment controller.
+        let (min, at) = s.get("deployment_minimum_healthy_percent");
+        let desired = s.get("desired_count").0.number();
+        // ECS rounds the floor up: 50 % of one task is still that task.
+        let floor = |min: f64| desired.map(|d| (d * min / 100.0).ceil());
+        if let Some(min) = min
+            .number()
+            .filter(|m| *m < 100.0 && floor(*m).zip(desired).is_none_or(|(f, d)| f < d))
+        {
+            let floor = floor(min);
+            let all = floor == Some(0.0) || (desired.is_none() && min == 0.0);
+            let (severity, what) = if all {
+                (
+                    Severity::Error,
+                    "ECS may stop every task before its replacement is healthy: nothing answers meanwhile".to_owned(),
+                )
+            } else {
+                (
+                    Severity::Warning,
+                    match (desired, floor) {
+                        (Some(d), Some(f)) => format!(
+                            "ECS may stop tasks before their replacements are healthy: the service runs {} of {} tasks meanwhile",
+                            fmt_num(f),
+                            fmt_num(d)
+                        ),
+                        _ => "ECS may stop tasks before their replacements are healthy: the service runs below its size meanwhile".to_owned(),
+                    },
+                )
+            };
+            found.add(
+                "service-min-healthy-below-100",
+                severity,
+                &at,
+                s.address(),
+                format!(
+                    "deployment_minimum_healthy_percent = {}: when an instance drains (every instance refresh) or a rolling deployment replaces tasks, {what}",
+                    fmt_num(min)
+                ),
+                "set deployment_minimum_healthy_percent = 100 and deployment_maximum_percent = 200, so each replacement starts and turns healthy first",
+            );
         }
         let code_deploy =
             s.get("deployment_controller.type").0.string().as_deref() == Some("CODE_DEPLOY");

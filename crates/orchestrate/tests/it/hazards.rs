@@ -323,6 +323,30 @@ fn cases() -> Vec<Case> {
             good: service("  desired_count = 2"),
         },
         Case {
+            // The group's warm-up against 3 x 10 s of target health checks.
+            id: "warmup-below-target-health",
+            severity: Severity::Error,
+            bad: tf(
+                "resource \"aws_autoscaling_group\" \"g\" {\n  health_check_type = \"ELB\"\n  default_instance_warmup = 20\n}\nresource \"aws_lb_target_group\" \"t\" {\n  health_check {\n    path = \"/ready\"\n    interval = 10\n    healthy_threshold = 3\n  }\n}\n",
+            ),
+            good: tf(
+                "resource \"aws_autoscaling_group\" \"g\" {\n  health_check_type = \"ELB\"\n  default_instance_warmup = 120\n}\nresource \"aws_lb_target_group\" \"t\" {\n  health_check {\n    path = \"/ready\"\n    interval = 10\n    healthy_threshold = 3\n  }\n}\n",
+            ),
+        },
+        Case {
+            // Every task may stop at once. (50 % of one task rounds up to that task: no hazard.)
+            id: "service-min-healthy-below-100",
+            severity: Severity::Error,
+            bad: service("  desired_count = 1\n  deployment_minimum_healthy_percent = 0"),
+            good: service("  desired_count = 1\n  deployment_minimum_healthy_percent = 50"),
+        },
+        Case {
+            id: "service-min-healthy-below-100",
+            severity: Severity::Warning,
+            bad: service("  desired_count = 4\n  deployment_minimum_healthy_percent = 50"),
+            good: service("  desired_count = 4"),
+        },
+        Case {
             id: "no-validation-hook",
             severity: Severity::Error,
             bad: appspec("BeforeInstall", "web"),
