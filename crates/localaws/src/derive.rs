@@ -1020,6 +1020,8 @@ impl<'a> Deriver<'a> {
             name,
             deregistration_delay: self.number(t, b, "deregistration_delay", 300.0) as u32,
             health_check: health,
+            // Only a group attached to the Auto Scaling group needs one, and none is derived.
+            port: None,
         }
     }
 
@@ -1812,6 +1814,21 @@ impl<'a> Deriver<'a> {
         }
         self.refresh = prefs;
 
+        // Target groups attached to the group are not derived: in localaws what answers on an
+        // attached group's port of an instance is the ECS agent's introspection endpoint, which
+        // is right for a group checking the agent and wrong for one on a task's static host
+        // port. An attached list that is not known to be empty is an assumption.
+        if let Some((sym, at)) = self.sym(&g, b, "target_group_arns")
+            && !matches!(&sym, Sym::Val(Value::Array(v)) if v.is_empty())
+        {
+            self.assume(
+                &at,
+                format!("{} target_group_arns", g.address()),
+                "target groups attached to the Auto Scaling group are not derived (ELB health of the instances is not rehearsed)".into(),
+                "none attached".into(),
+            );
+        }
+
         stack.auto_scaling_group = Some(AutoScalingGroupConfig {
             name,
             min_size,
@@ -1826,6 +1843,7 @@ impl<'a> Deriver<'a> {
                 as u32,
             default_instance_warmup: Self::attr(b, "default_instance_warmup")
                 .map(|_| self.number(&g, b, "default_instance_warmup", 0.0) as u32),
+            target_groups: Vec::new(),
             capacity_provider,
             lifecycle_hooks,
         });

@@ -405,6 +405,14 @@ fn describe_groups(c: &Control, p: &Params) -> Result<Xml, ApiError> {
                 )
                 .leaf("HealthCheckType", &a.health_check_type)
                 .leaf("HealthCheckGracePeriod", a.health_check_grace_period)
+                .list(
+                    "TargetGroupARNs",
+                    "member",
+                    &a.target_groups,
+                    |x, (tg, _)| {
+                        x.text(&super::elbv2::target_group_arn(tg));
+                    },
+                )
                 .list("Instances", "member", st.group_instances(), |x, i| {
                     instance_fields(x, st, i)
                 })

@@ -348,7 +348,13 @@ pub fn handle(c: &Control, action: &str, p: &Params) -> Result<Xml, ApiError> {
                     x.leaf("TargetGroupArn", target_group_arn(&g.name))
                         .leaf("TargetGroupName", &g.name)
                         .leaf("Protocol", "HTTP")
-                        .leaf("Port", 80)
+                        .leaf(
+                            "Port",
+                            stack
+                                .target_group(&g.name)
+                                .and_then(|t| t.port)
+                                .unwrap_or(80),
+                        )
                         .leaf("VpcId", "vpc-00000000000000000")
                         .leaf("HealthCheckProtocol", "HTTP")
                         .leaf("HealthCheckPort", "traffic-port")

@@ -5,18 +5,36 @@
 //! draining, or a hook from the stack until `CompleteLifecycleAction` or its heartbeat timeout) →
 //! `Terminating:Proceed` → `Terminated`. Termination removes the instance from the data plane:
 //! whatever still runs on it dies at once.
+//!
+//! Health, as the group's health check type says: `EC2` judges an instance by its EC2 status
+//! checks only; `ELB` also by the target groups attached to the group, in which every instance
+//! is registered while in service (its own address, the group's port; what answers there is the
+//! ECS agent's introspection endpoint, see `dataplane::agent`). An instance `unhealthy` in any of
+//! them once the grace period has passed is marked `Unhealthy` and replaced
+//! (docs/failure-modes.md#fm-13).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
 
 use super::{Control, ControlError, Ctx, KEEP_TERMINATED, State, ecs, uuid, wall};
-use crate::dataplane::{DataPlane, Instance};
+use crate::dataplane::{DataPlane, Instance, TargetHealth};
 use crate::stack::{AutoScalingGroupConfig, LifecycleHookConfig};
 
 /// The name of the hook ECS managed draining adds to the group.
 pub const MANAGED_DRAINING_HOOK: &str = "ecs-managed-draining-termination-hook";
+
+/// The cause of the termination of an instance that failed its EC2 status checks, as AWS words
+/// it.
+pub const EC2_HEALTH_CAUSE: &str =
+    "an instance was taken out of service in response to an EC2 instance status checks failure";
+
+/// The cause of the termination of an instance that failed its load balancer health checks
+/// (health check type `ELB`), as AWS words it.
+pub const ELB_HEALTH_CAUSE: &str =
+    "an instance was taken out of service in response to an ELB system health check failure";
 
 /// An instance's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +136,9 @@ pub struct Ec2Instance {
     pub boot: u32,
     /// Whether EC2 status checks pass once it runs.
     pub status_checks_pass: bool,
+    /// Why it is `Unhealthy` ([`EC2_HEALTH_CAUSE`], [`ELB_HEALTH_CAUSE`]): the cause its
+    /// replacement gives.
+    pub unhealthy_cause: Option<&'static str>,
 }
 
 /// A terminating instance held by lifecycle hooks.
@@ -169,6 +190,8 @@ pub struct Asg {
     pub health_check_type: String,
     /// Simulated seconds.
     pub health_check_grace_period: u32,
+    /// Target groups attached to the group, with the port instances are registered on.
+    pub target_groups: Vec<(String, u16)>,
     /// Simulated seconds.
     pub default_instance_warmup: Option<u32>,
     /// Lifecycle hooks, ECS managed draining's included.
@@ -209,6 +232,14 @@ pub(super) fn load(state: &mut State, config: &AutoScalingGroupConfig, plane: &D
         version: config.launch_template.version.clone(),
         health_check_type: config.health_check_type.clone(),
         health_check_grace_period: config.health_check_grace_period,
+        target_groups: config
+            .target_groups
+            .iter()
+            .filter_map(|name| {
+                let port = plane.stack().target_group(name)?.port?;
+                Some((name.clone(), port))
+            })
+            .collect(),
         default_instance_warmup: config.default_instance_warmup,
         hooks,
         managed_draining: config.capacity_provider.managed_draining,
@@ -217,7 +248,6 @@ pub(super) fn load(state: &mut State, config: &AutoScalingGroupConfig, plane: &D
         created: wall(),
     };
     state.asg = Some(asg);
-    let _ = plane;
 }
 
 /// Records an instance the data plane already has (a fixed fleet, no Auto Scaling group).
@@ -243,6 +273,7 @@ pub(super) fn adopt(state: &mut State, instance: &Instance) {
             agent_start: 0,
             boot: 0,
             status_checks_pass: true,
+            unhealthy_cause: None,
         },
     );
 }
@@ -330,6 +361,7 @@ pub(super) fn launch(state: &mut State, ctx: &Ctx<'_>, cause: &str) {
             agent_start: ami.agent_start,
             boot: ami.boot,
             status_checks_pass: ami.status_checks_pass,
+            unhealthy_cause: None,
         },
     );
     ctx.events.emit(
@@ -355,8 +387,16 @@ pub(super) fn terminate(state: &mut State, ctx: &Ctx<'_>, id: &str, cause: &str)
         return;
     }
     i.lifecycle = Lifecycle::Terminating;
+    let ip = i.ip;
     ctx.events
         .emit("autoscaling", format!("terminating {id}: {cause}"));
+    // Auto Scaling deregisters it from the attached target groups first; the termination goes
+    // on once the deregistration delay has passed.
+    for (name, port) in state.asg.iter().flat_map(|a| a.target_groups.iter()) {
+        if let Ok(tg) = ctx.plane.target_group(name) {
+            tg.deregister(SocketAddr::new(ip, *port));
+        }
+    }
     state.activity(
         format!("Terminating EC2 instance: {id}"),
         cause.to_owned(),
@@ -372,7 +412,7 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>) {
         return;
     };
     // Replace instances that failed health checks, once their grace period has passed.
-    let unhealthy: Vec<String> = state
+    let unhealthy: Vec<(String, &'static str)> = state
         .instances
         .values()
         .filter(|i| {
@@ -380,16 +420,13 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>) {
                 && i.health == InstanceHealth::Unhealthy
                 && ctx.elapsed(i.launched, asg.health_check_grace_period)
         })
-        .map(|i| i.id.clone())
+        .map(|i| (i.id.clone(), i.unhealthy_cause.unwrap_or(EC2_HEALTH_CAUSE)))
         .collect();
-    for id in unhealthy {
-        terminate(
-            state,
-            ctx,
-            &id,
-            "an instance was taken out of service in response to an EC2 instance status checks failure",
-        );
+    for (id, cause) in unhealthy {
+        terminate(state, ctx, &id, cause);
     }
+    // ELB health: found here, replaced at the next step (an instance refresh sees it first).
+    elb_health(state, ctx, &asg);
     // Capacity: the desired capacity, plus what an instance refresh launched ahead.
     let extra = state
         .refreshes
@@ -454,8 +491,14 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>) {
     }
 }
 
-/// `Pending` → `InService` after boot; status checks; ECS agent registration.
+/// `Pending` → `InService` after boot (registered in the attached target groups); status
+/// checks; ECS agent registration.
 fn boot(state: &mut State, ctx: &Ctx<'_>) {
+    let groups = state
+        .asg
+        .as_ref()
+        .map(|a| a.target_groups.clone())
+        .unwrap_or_default();
     let mut registered = Vec::new();
     for i in state.instances.values_mut() {
         if i.lifecycle == Lifecycle::Pending && ctx.elapsed(i.launched, i.boot) {
@@ -463,7 +506,9 @@ fn boot(state: &mut State, ctx: &Ctx<'_>) {
             i.in_service = Some(ctx.now);
             if !i.status_checks_pass {
                 i.health = InstanceHealth::Unhealthy;
+                i.unhealthy_cause = Some(EC2_HEALTH_CAUSE);
             }
+            register_targets(ctx, &i.id, i.ip, &groups);
             ctx.events.emit(
                 "autoscaling",
                 format!(
@@ -487,6 +532,89 @@ fn boot(state: &mut State, ctx: &Ctx<'_>) {
     for id in registered {
         if !state.container_instances.contains_key(&id) {
             ecs::register_container_instance(state, &id, ctx.events);
+            if let Some(ci) = state.container_instances.get(&id) {
+                ctx.plane.agent_registered(&id, &state.cluster, &ci.arn);
+            }
+        }
+    }
+}
+
+/// An instance went `InService`: what answers on it starts (the ECS agent's introspection
+/// endpoint, on each attached group's port) and it is registered in each attached group.
+fn register_targets(ctx: &Ctx<'_>, id: &str, ip: std::net::IpAddr, groups: &[(String, u16)]) {
+    if groups.is_empty() {
+        return;
+    }
+    let mut ports: Vec<u16> = groups.iter().map(|(_, port)| *port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    match ctx.plane.start_instance_endpoint(id, &ports) {
+        Ok(failed) => {
+            for (addr, e) in failed {
+                tracing::warn!(instance = %id, %addr, error = %e, "nothing answers on the instance");
+                ctx.events
+                    .emit("ec2", format!("{id}: nothing answers on {addr}: {e}"));
+            }
+        }
+        Err(e) => tracing::warn!(instance = %id, error = %e, "no instance endpoint"),
+    }
+    for (name, port) in groups {
+        let addr = SocketAddr::new(ip, *port);
+        let registered = ctx
+            .plane
+            .target_group(name)
+            .map_err(|e| e.to_string())
+            .and_then(|tg| tg.register(id, addr));
+        if let Err(e) = registered {
+            tracing::warn!(instance = %id, target_group = %name, error = %e, "cannot register");
+        }
+    }
+}
+
+/// The state of the instance's target in each attached group.
+fn target_states<'a>(
+    ctx: &'a Ctx<'_>,
+    asg: &'a Asg,
+    ip: std::net::IpAddr,
+) -> impl Iterator<Item = (&'a str, Option<TargetHealth>)> + 'a {
+    asg.target_groups.iter().map(move |(name, port)| {
+        let health = ctx
+            .plane
+            .target_group(name)
+            .ok()
+            .and_then(|g| g.health_of(SocketAddr::new(ip, *port)));
+        (name.as_str(), health)
+    })
+}
+
+/// Health check type `ELB`: an instance in service past its grace period whose target is
+/// `unhealthy` in an attached group turns `Unhealthy`.
+fn elb_health(state: &mut State, ctx: &Ctx<'_>, asg: &Asg) {
+    if asg.health_check_type != "ELB" || asg.target_groups.is_empty() {
+        return;
+    }
+    let failing: Vec<(String, String)> = state
+        .instances
+        .values()
+        .filter(|i| {
+            i.lifecycle == Lifecycle::InService
+                && i.health == InstanceHealth::Healthy
+                && ctx.elapsed(i.launched, asg.health_check_grace_period)
+        })
+        .filter_map(|i| {
+            let (tg, _) =
+                target_states(ctx, asg, i.ip).find(|(_, h)| *h == Some(TargetHealth::Unhealthy))?;
+            Some((i.id.clone(), tg.to_owned()))
+        })
+        .collect();
+    for (id, tg) in failing {
+        if let Some(i) = state.instances.get_mut(&id) {
+            i.health = InstanceHealth::Unhealthy;
+            i.unhealthy_cause = Some(ELB_HEALTH_CAUSE);
+            ctx.events.emit(
+                "autoscaling",
+                format!("{id} Unhealthy: its target in {tg} is unhealthy (ELB health check)"),
+            );
         }
     }
 }
@@ -511,10 +639,16 @@ fn lifecycle(state: &mut State, ctx: &Ctx<'_>) {
         .map(|i| i.id.clone())
         .collect();
     for id in ids {
-        let Some(lifecycle) = state.instances.get(&id).map(|i| i.lifecycle) else {
+        let Some((lifecycle, ip)) = state.instances.get(&id).map(|i| (i.lifecycle, i.ip)) else {
             continue;
         };
+        let deregistering = state.asg.as_ref().is_some_and(|asg| {
+            target_states(ctx, asg, ip).any(|(_, h)| h == Some(TargetHealth::Draining))
+        });
         match lifecycle {
+            // Deregistered from the attached target groups first, for their deregistration
+            // delay.
+            Lifecycle::Terminating if deregistering => {}
             Lifecycle::Terminating if hooks.is_empty() => {
                 finish_termination(state, ctx, &id);
             }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::events::{EventKind, Events};
+mod agent;
 pub mod health;
 pub mod proxy;
 pub mod runtime;
@@ -167,6 +168,9 @@ struct Inner {
     workers: proxy::Workers,
     serving: Mutex<Vec<JoinHandle<()>>>,
     tasks: Mutex<BTreeMap<String, TaskRecord>>,
+    /// Each instance's own endpoint (the ECS agent's introspection port), by instance id: only
+    /// for instances of an Auto Scaling group with target groups attached.
+    agents: Mutex<BTreeMap<String, agent::AgentEndpoint>>,
     placed: AtomicU64,
     stop: CancellationToken,
 }
@@ -306,6 +310,7 @@ impl DataPlane {
                 workers,
                 serving: Mutex::new(serving),
                 tasks: Mutex::new(BTreeMap::new()),
+                agents: Mutex::new(BTreeMap::new()),
                 placed: AtomicU64::new(0),
                 stop,
                 stack,
@@ -359,14 +364,52 @@ impl DataPlane {
         instance
     }
 
+    /// Starts the instance's own endpoint: the ECS agent's introspection server, on the
+    /// instance's loopback address at each of `ports`, answering 503 until
+    /// [`DataPlane::agent_registered`] (see the `agent` module). Returns the addresses that
+    /// could not be bound, with the OS's error.
+    pub fn start_instance_endpoint(
+        &self,
+        instance_id: &str,
+        ports: &[u16],
+    ) -> Result<Vec<(SocketAddr, std::io::Error)>, DataPlaneError> {
+        let ip = self
+            .instances()
+            .into_iter()
+            .find(|i| i.id == instance_id)
+            .ok_or_else(|| not_found("instance", instance_id))?
+            .ip;
+        let (endpoint, failed) = agent::AgentEndpoint::start(ip, ports);
+        if let Some(old) = self.agents().insert(instance_id.to_owned(), endpoint) {
+            old.stop();
+        }
+        Ok(failed)
+    }
+
+    /// The ECS agent on `instance_id` registered its container instance: the instance's own
+    /// endpoint answers 200 with the agent's metadata from now on.
+    pub fn agent_registered(&self, instance_id: &str, cluster: &str, container_instance_arn: &str) {
+        if let Some(a) = self.agents().get(instance_id) {
+            a.registered(agent::metadata(cluster, container_instance_arn));
+        }
+    }
+
+    fn agents(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, agent::AgentEndpoint>> {
+        self.inner.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Removes an instance as its termination does: every task still running on it dies at
-    /// once (SIGKILL), without deregistration. Returns the ids of the tasks that were running.
+    /// once (SIGKILL), without deregistration, and its own endpoint stops. Returns the ids of
+    /// the tasks that were running.
     pub fn remove_instance(&self, instance_id: &str) -> Vec<String> {
         self.inner
             .instances
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|i| i.id != instance_id);
+        if let Some(a) = self.agents().remove(instance_id) {
+            a.stop();
+        }
         let victims: Vec<(String, Arc<dyn RunningTask>)> = self
             .tasks()
             .values()
@@ -802,6 +845,11 @@ impl DataPlane {
             });
         }
         while stops.join_next().await.is_some() {}
+        let agents: Vec<agent::AgentEndpoint> =
+            std::mem::take(&mut *self.agents()).into_values().collect();
+        for a in agents {
+            a.stopped().await;
+        }
         self.inner.stop.cancel();
         let serving: Vec<_> = self
             .inner

@@ -226,12 +226,24 @@ pub struct AutoScalingGroupConfig {
     pub desired_capacity: u32,
     /// Launch template and version (`1`, `$Latest`, `$Default`).
     pub launch_template: LaunchTemplateSpec,
-    /// `EC2` or `ELB`.
+    /// `EC2` or `ELB`. `EC2` judges instances by their EC2 status checks only (an AMI with
+    /// `status_checks_pass = false`); `ELB` also marks an instance `Unhealthy`, once the grace
+    /// period has passed since its launch, while its target is `unhealthy` in any of
+    /// `target_groups`, and replaces it (docs/failure-modes.md#fm-13).
     #[serde(default = "default_health_check_type")]
     pub health_check_type: String,
     /// Seconds after launch before health checks count (simulated).
     #[serde(default)]
     pub health_check_grace_period: u32,
+    /// Target groups attached to the group (Terraform's `target_group_arns`), by name: each
+    /// instance is registered in each of them (target id its instance id, its loopback address
+    /// and the group's `port`) when it goes `InService`, and deregistered when its termination
+    /// starts; the termination waits for the deregistration delay. On that port of its own
+    /// address the instance answers as the ECS agent's introspection endpoint does: 200 on any
+    /// path once its ECS agent has registered the container instance, 503 before (and always on
+    /// an AMI with `ecs_agent_registers = false`). Each group needs a `port`.
+    #[serde(default)]
+    pub target_groups: Vec<String>,
     /// Seconds a new instance needs before it counts toward capacity (simulated).
     #[serde(default)]
     pub default_instance_warmup: Option<u32>,
@@ -476,6 +488,11 @@ pub struct TargetGroupConfig {
     /// Health checks.
     #[serde(default)]
     pub health_check: HealthCheckConfig,
+    /// The port instance targets are registered on (1–65535): required for a group attached to
+    /// the Auto Scaling group (`auto_scaling_group.target_groups`), unused otherwise (ECS
+    /// registers each task on its own host port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 fn default_deregistration_delay() -> u32 {
@@ -903,6 +920,9 @@ impl Stack {
                     "expected 0 to 3600 seconds",
                 );
             }
+            if tg.port == Some(0) {
+                return err(format!("{at}.port"), "expected 1 to 65535");
+            }
             let hc = &tg.health_check;
             if let Err(message) = health_check_path(&hc.path) {
                 return err(format!("{at}.health_check.path"), message);
@@ -1113,6 +1133,50 @@ impl Stack {
         }
         if !matches!(asg.health_check_type.as_str(), "EC2" | "ELB") {
             return err(format!("{at}.health_check_type"), "expected EC2 or ELB");
+        }
+        unique(
+            asg.target_groups.iter().map(String::as_str),
+            &format!("{at}.target_groups"),
+        )?;
+        for (i, name) in asg.target_groups.iter().enumerate() {
+            let field = format!("{at}.target_groups[{i}]");
+            let Some(tg) = self.target_group(name) else {
+                return Err((field, format!("no target group named {name:?}")));
+            };
+            let Some(port) = tg.port else {
+                return Err((
+                    field,
+                    format!(
+                        "target group {name:?} has no port: a group attached to the Auto \
+                         Scaling group registers its instances on the group's port (set its \
+                         port, e.g. 51678)"
+                    ),
+                ));
+            };
+            // The instance's own endpoint holds that port on every instance: a task whose
+            // host port it is could never start.
+            let static_port = self.task_definitions.iter().find(|td| {
+                td.container_definitions.iter().any(|c| {
+                    c.port_mappings.iter().any(|p| {
+                        let host = match td.network_mode.as_deref() {
+                            Some("host") => Some(p.container_port),
+                            _ => p.host_port.filter(|h| *h != 0),
+                        };
+                        host == Some(port)
+                    })
+                })
+            });
+            if let Some(td) = static_port {
+                return Err((
+                    field,
+                    format!(
+                        "target group {name:?} registers instances on port {port}, the static \
+                         host port of task definition {:?}: the instance's own endpoint (the \
+                         ECS agent's introspection port) answers there",
+                        td.family
+                    ),
+                ));
+            }
         }
         for (i, h) in asg.lifecycle_hooks.iter().enumerate() {
             let at = format!("{at}.lifecycle_hooks[{i}]");
@@ -1512,6 +1576,51 @@ mod tests {
                 "{ok}"
             );
         }
+    }
+
+    #[test]
+    fn attached_target_groups_must_exist_and_have_a_port() {
+        let mut s = Stack::embedded().unwrap();
+        assert!(
+            s.auto_scaling_group
+                .as_ref()
+                .unwrap()
+                .target_groups
+                .is_empty(),
+            "the default stack attaches no target group"
+        );
+        let attach = |s: &mut Stack, names: &[&str]| {
+            s.auto_scaling_group.as_mut().unwrap().target_groups =
+                names.iter().map(|n| (*n).to_owned()).collect();
+        };
+        attach(&mut s, &["demo-tg-agent"]);
+        let (field, message) = s.validate().unwrap_err();
+        assert_eq!(field, "auto_scaling_group.target_groups[0]");
+        assert!(message.contains("no target group"), "{message}");
+        s.target_groups.push(TargetGroupConfig {
+            name: "demo-tg-agent".into(),
+            deregistration_delay: 5,
+            health_check: HealthCheckConfig {
+                path: "/v1/metadata".into(),
+                ..HealthCheckConfig::default()
+            },
+            port: None,
+        });
+        let (field, message) = s.validate().unwrap_err();
+        assert_eq!(field, "auto_scaling_group.target_groups[0]");
+        assert!(message.contains("has no port"), "{message}");
+        s.target_groups[2].port = Some(0);
+        let (field, _) = s.validate().unwrap_err();
+        assert_eq!(field, "target_groups[2].port");
+        s.target_groups[2].port = Some(51678);
+        assert_eq!(s.validate(), Ok(()));
+        attach(&mut s, &["demo-tg-agent", "demo-tg-agent"]);
+        let (field, _) = s.validate().unwrap_err();
+        assert_eq!(field, "auto_scaling_group.target_groups");
+        // From TOML, as a stack file writes it.
+        attach(&mut s, &["demo-tg-agent"]);
+        let text = toml::to_string(&s).unwrap();
+        assert_eq!(Stack::parse(&text, "t").unwrap(), s);
     }
 
     #[test]

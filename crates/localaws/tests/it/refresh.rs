@@ -2,7 +2,8 @@
 //! started and followed through the official SDK, the production listener measured by the
 //! probe at 1,000 req/s. Zero errors with managed draining; the identical refresh without it
 //! (one flag flipped) drops requests between each instance's termination and the health checks
-//! noticing its dead tasks.
+//! noticing its dead tasks. The same for health check type `ELB` against `EC2` with new
+//! instances whose ECS agent never registers (docs/failure-modes.md#fm-13).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,8 +12,10 @@ use aws_sdk_autoscaling::types::{
     InstanceRefreshStatus, RefreshPreferences, ScaleInProtectedInstances,
 };
 use loadprobe::{Report, Verdict};
+use localaws::Stack;
+use localaws::stack::{AmiConfig, HealthCheckConfig, TargetGroupConfig};
 
-use crate::util::{Fleet, bridge_events, fleet_stack, probe};
+use crate::util::{Fleet, bridge_events, event_ms, fleet_stack, probe, wait_probe};
 
 const RATE: f64 = 1000.0;
 
@@ -667,4 +670,480 @@ async fn scale_in_protected_instances_stall_or_skip_the_refresh_unless_refreshed
     assert_fleet_healthy(&fleet).await;
     assert_eq!(fleet.versions_in_service(), vec![2, 2, 2]);
     fleet.stop().await;
+}
+
+/// The target group attached to the Auto Scaling group in the fm-13 scenario: it registers the
+/// instances themselves on the ECS agent's introspection port.
+const AGENT_TG: &str = "demo-tg-agent";
+const AGENT_PORT: u16 = 51678;
+/// An AMI whose instances pass their EC2 status checks but whose ECS agent never registers.
+const AGENTLESS_AMI: &str = "ami-0a9e17000000000";
+
+/// The default fleet stack with `demo-tg-agent` attached to the group (health check
+/// `/v1/metadata` on port 51678 of each instance), the group's health check type as given, and
+/// an AMI whose agent never registers. The grace period (90 s) covers boot (30 s), agent start
+/// (10 s) and two passing checks (10 s) with room for a loaded machine; the instance warmup
+/// (90 s after `InService`) ends after it, so the refresh knows a new instance's ELB health
+/// before it counts it.
+fn agentless_stack(health_check_type: &str) -> Stack {
+    let mut stack = fleet_stack(true);
+    stack.target_groups.push(TargetGroupConfig {
+        name: AGENT_TG.into(),
+        deregistration_delay: 5,
+        health_check: HealthCheckConfig {
+            path: "/v1/metadata".into(),
+            interval: 5,
+            timeout: 2,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            matcher: "200".into(),
+        },
+        port: Some(AGENT_PORT),
+    });
+    stack.amis.insert(
+        AGENTLESS_AMI.into(),
+        AmiConfig {
+            ecs_agent_registers: false,
+            ..AmiConfig::default()
+        },
+    );
+    let asg = stack.auto_scaling_group.as_mut().expect("asg");
+    asg.health_check_type = health_check_type.into();
+    asg.target_groups = vec![AGENT_TG.into()];
+    asg.health_check_grace_period = 90;
+    asg.default_instance_warmup = Some(90);
+    stack
+}
+
+/// What an fm-13 run saw.
+struct AgentlessRun {
+    report: Report,
+    refresh: aws_sdk_autoscaling::types::InstanceRefresh,
+    /// The instances launched from the agent-less version.
+    agentless: Vec<String>,
+    /// `HealthStatus` by instance id (DescribeAutoScalingInstances), when the probe stopped.
+    health: BTreeMap<String, String>,
+    /// The attached group's targets by instance id: (state, reason) (DescribeTargetHealth),
+    /// when the probe stopped.
+    agent_targets: BTreeMap<String, (String, String)>,
+    /// `TargetGroupARNs` of DescribeAutoScalingGroups.
+    attached: Vec<String>,
+    /// (description, cause) of every scaling activity, oldest first.
+    activities: Vec<(String, String)>,
+    versions: Vec<u32>,
+    /// Whether the fleet was healthy again when the probe stopped.
+    ready: bool,
+    /// Container instances `ACTIVE` when the probe stopped.
+    active_container_instances: usize,
+}
+
+/// docs/failure-modes.md#fm-13, one scenario, one input: an instance refresh (min healthy 90 %,
+/// `AutoRollback`) to a launch template version whose instances pass their EC2 status checks but
+/// never register with ECS, under load, with managed draining, the group's health check type as
+/// given. The probe stops once the fleet has settled: healthy again, or with no task left and
+/// nothing registered behind the production listener.
+async fn agentless_refresh_under_load(health_check_type: &str) -> AgentlessRun {
+    use localaws::control::autoscaling::MANAGED_DRAINING_HOOK;
+
+    let fleet = Fleet::start(agentless_stack(health_check_type)).await;
+    let clock = fleet.la.plane().clock();
+    let stack = fleet.la.plane().stack().clone();
+    let v2 = fleet.new_version(AGENTLESS_AMI);
+    // A termination may wait out managed draining's heartbeat timeout (tasks with nowhere to go).
+    let heartbeat = fleet.la.control().read(|st| {
+        st.asg
+            .as_ref()
+            .and_then(|a| a.hooks.iter().find(|h| h.name == MANAGED_DRAINING_HOOK))
+            .map_or(0, |h| h.heartbeat_timeout)
+    });
+    let within = fleet.refresh_deadline() + clock.secs(heartbeat);
+    let probe = probe(
+        &fleet.url("production"),
+        RATE,
+        (within + fleet.la.ready_timeout()).as_secs_f64() * 2.0,
+    );
+    bridge_events(fleet.la.plane(), &probe);
+    let id = fleet
+        .start_refresh(
+            v2,
+            RefreshPreferences::builder()
+                .min_healthy_percentage(90)
+                .auto_rollback(true)
+                .build(),
+        )
+        .await;
+    let refresh = fleet.wait_refresh_within(&id, terminal, within).await;
+    // Settled: healthy again, or nothing left to serve (ECS gave up the tasks of a terminated
+    // instance after the agent disconnect timeout, and their targets' deregistration delay
+    // passed).
+    let production: Vec<_> = stack
+        .load_balancers
+        .iter()
+        .flat_map(|lb| &lb.listeners)
+        .filter(|l| l.name == "production")
+        .flat_map(|l| &l.forward)
+        .map(|f| fleet.la.plane().target_group(&f.target_group).expect("tg"))
+        .collect();
+    let blue = &stack.target_groups[0];
+    let settle_within = fleet.la.ready_timeout()
+        + clock.secs(
+            stack.cluster.agent_disconnect_timeout
+                + blue.deregistration_delay
+                + blue.health_check.interval * blue.health_check.unhealthy_threshold,
+        );
+    let settled = fleet
+        .la
+        .control()
+        .wait_until(settle_within, |st| {
+            let ready = st.services.values().all(|s| s.steady)
+                && st
+                    .instances
+                    .values()
+                    .filter(|i| i.lifecycle == localaws::control::Lifecycle::InService)
+                    .count()
+                    == 3;
+            let nothing_serves = !st.tasks.values().any(|t| t.is_live())
+                && production.iter().all(|tg| tg.describe().is_empty());
+            ready || nothing_serves
+        })
+        .await;
+    assert!(settled, "the fleet never settled within {settle_within:?}");
+    // Let the probe see the settled fleet for one health-check interval and a few of its own.
+    let seen = probe.live().elapsed
+        + clock.secs(blue.health_check.interval)
+        + 3 * Duration::from_millis(100);
+    wait_probe(&probe, settle_within, |l| l.elapsed >= seen).await;
+    let ready = fleet.la.is_ready();
+    // What the APIs say now.
+    let health = fleet
+        .aws
+        .asg
+        .describe_auto_scaling_instances()
+        .send()
+        .await
+        .expect("describe auto scaling instances")
+        .auto_scaling_instances
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.lifecycle_state.as_deref() == Some("InService"))
+        .map(|i| {
+            (
+                i.instance_id.unwrap_or_default(),
+                i.health_status.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let agent_tg_arn = fleet
+        .aws
+        .elb
+        .describe_target_groups()
+        .names(AGENT_TG)
+        .send()
+        .await
+        .expect("describe target groups")
+        .target_groups
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .and_then(|t| t.target_group_arn)
+        .expect("the attached target group");
+    let agent_targets = fleet
+        .aws
+        .elb
+        .describe_target_health()
+        .target_group_arn(&agent_tg_arn)
+        .send()
+        .await
+        .expect("describe target health")
+        .target_health_descriptions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| {
+            let target = d.target.expect("target");
+            assert_eq!(target.port, Some(i32::from(AGENT_PORT)));
+            let h = d.target_health.expect("target health");
+            (
+                target.id.unwrap_or_default(),
+                (
+                    h.state.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    h.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                ),
+            )
+        })
+        .collect();
+    let attached = fleet
+        .aws
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("demo-asg")
+        .send()
+        .await
+        .expect("describe auto scaling groups")
+        .auto_scaling_groups
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .and_then(|g| g.target_group_arns)
+        .unwrap_or_default();
+    let activities = fleet
+        .aws
+        .asg
+        .describe_scaling_activities()
+        .auto_scaling_group_name("demo-asg")
+        .send()
+        .await
+        .expect("describe scaling activities")
+        .activities
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .map(|a| {
+            (
+                a.description.unwrap_or_default(),
+                a.cause.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let (agentless, active_container_instances) = fleet.la.control().read(|st| {
+        let agentless = st
+            .instances
+            .values()
+            .filter(|i| i.launch_template == Some(("demo-lt".into(), v2)))
+            .map(|i| i.id.clone())
+            .collect();
+        let active = st
+            .container_instances
+            .values()
+            .filter(|c| c.status == "ACTIVE")
+            .count();
+        (agentless, active)
+    });
+    let versions = fleet.versions_in_service();
+    probe.stop();
+    let report = probe.finish().await.expect("probe report");
+    fleet.stop().await;
+    AgentlessRun {
+        report,
+        refresh,
+        agentless,
+        health,
+        agent_targets,
+        attached,
+        activities,
+        versions,
+        ready,
+        active_container_instances,
+    }
+}
+
+/// docs/failure-modes.md#fm-13, the fix: with health check type `ELB`, the new instance whose
+/// agent never registers fails its load balancer checks in the attached group, Auto Scaling
+/// marks it `Unhealthy` once the grace period has passed and replaces it, and the refresh counts
+/// it as a failed new instance and rolls back. Nothing is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elb_health_check_fails_an_agentless_instance_and_the_refresh_rolls_back_dropping_nothing()
+{
+    let run = agentless_refresh_under_load("ELB").await;
+    let r = &run.report;
+    let status = run.refresh.status.clone().expect("status");
+    assert_eq!(
+        status,
+        InstanceRefreshStatus::RollbackSuccessful,
+        "{:?}",
+        run.refresh.status_reason
+    );
+    let why = run
+        .refresh
+        .rollback_details()
+        .and_then(|d| d.rollback_reason())
+        .unwrap_or_default();
+    assert!(why.contains("failed its health checks"), "{why:?}");
+    // The first agent-less instance failed, and was the only one launched.
+    assert_eq!(run.agentless.len(), 1, "{:?}", run.agentless);
+    let bad = &run.agentless[0];
+    assert!(why.contains(bad.as_str()), "{why:?} does not name {bad}");
+    // Its target turned unhealthy in the attached group, then Auto Scaling marked it
+    // Unhealthy (no other instance), in that order, and replaced it with the ELB cause.
+    let launched = r
+        .events
+        .iter()
+        .find(|e| e.label.contains(&format!("launching {bad} ")))
+        .expect("its launch");
+    let ip = launched.label.rsplit(" on ").next().unwrap_or_default();
+    let unhealthy_target = event_ms(r, &format!("{ip}:{AGENT_PORT} unhealthy in {AGENT_TG}"));
+    let marked = event_ms(r, &format!("{bad} Unhealthy"));
+    assert!(unhealthy_target <= marked, "{unhealthy_target} > {marked}");
+    let marked_unhealthy: Vec<&str> = r
+        .events
+        .iter()
+        .filter(|e| e.label.contains("Unhealthy: its target"))
+        .map(|e| e.label.as_str())
+        .collect();
+    assert_eq!(marked_unhealthy.len(), 1, "{marked_unhealthy:#?}");
+    assert!(
+        run.activities.iter().any(|(d, c)| {
+            d == &format!("Terminating EC2 instance: {bad}")
+                && c == localaws::control::autoscaling::ELB_HEALTH_CAUSE
+        }),
+        "{:#?}",
+        run.activities
+    );
+    // Back on the old version, every instance healthy in the attached group.
+    assert!(run.ready, "the fleet is not healthy again");
+    assert_eq!(run.versions, vec![1, 1, 1]);
+    assert_eq!(run.active_container_instances, 3);
+    assert_eq!(run.health.len(), 3, "{:?}", run.health);
+    assert!(
+        run.health.values().all(|h| h == "Healthy"),
+        "{:?}",
+        run.health
+    );
+    assert_eq!(run.agent_targets.len(), 3, "{:?}", run.agent_targets);
+    assert!(
+        run.agent_targets.values().all(|(s, _)| s == "healthy"),
+        "{:?}",
+        run.agent_targets
+    );
+    assert!(run.health.keys().all(|i| run.agent_targets.contains_key(i)));
+    assert_eq!(run.attached.len(), 1, "{:?}", run.attached);
+    assert!(run.attached[0].contains(&format!(":targetgroup/{AGENT_TG}/")));
+    // The probe: nothing dropped.
+    assert_complete(r);
+    assert_eq!(
+        r.errors.total, 0,
+        "errors {:?}, incidents {:#?}",
+        r.errors.by_kind, r.incidents
+    );
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reasons);
+}
+
+/// docs/failure-modes.md#fm-13, the negative control: the identical refresh with health check
+/// type `EC2`. The agent-less instances pass their EC2 status checks, so Auto Scaling keeps them
+/// `Healthy` while their targets fail every check, and the refresh counts each as healthy
+/// capacity and goes on. Managed draining moves the tasks off each old instance onto the old
+/// instances left; the last one's tasks have nowhere to go (no new instance has a container
+/// instance), so its draining hook waits out its heartbeat timeout and the instance is
+/// terminated with every task on it. From then on every request fails, and the refresh reports
+/// `Successful`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_ec2_health_check_counts_agentless_instances_healthy_and_the_refresh_kills_every_task()
+ {
+    let run = agentless_refresh_under_load("EC2").await;
+    let r = &run.report;
+    // What Auto Scaling says: a successful refresh, three healthy instances of the new version.
+    assert_eq!(
+        run.refresh.status,
+        Some(InstanceRefreshStatus::Successful),
+        "{:?}",
+        run.refresh.status_reason
+    );
+    assert_eq!(run.versions, vec![2, 2, 2]);
+    assert_eq!(run.agentless.len(), 3, "{:?}", run.agentless);
+    assert_eq!(run.health.len(), 3, "{:?}", run.health);
+    assert!(
+        run.health.values().all(|h| h == "Healthy"),
+        "{:?}",
+        run.health
+    );
+    assert!(
+        !r.events.iter().any(|e| e.label.contains(" Unhealthy")),
+        "no instance was marked Unhealthy"
+    );
+    // What the load balancer says: every one of them fails its checks in the attached group.
+    assert_eq!(run.agent_targets.len(), 3, "{:?}", run.agent_targets);
+    for i in &run.agentless {
+        assert_eq!(
+            run.agent_targets
+                .get(i)
+                .map(|(s, r)| (s.as_str(), r.as_str())),
+            Some(("unhealthy", "Target.ResponseCodeMismatch")),
+            "{i}: {:?}",
+            run.agent_targets
+        );
+    }
+    // And ECS: no container instance to run a task on.
+    assert_eq!(run.active_container_instances, 0);
+    assert!(!run.ready);
+    // Detected.
+    assert_complete(r);
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert!(r.errors.total > 0);
+    // Located: the last old instance was terminated once with its tasks still running, after its
+    // draining hook's heartbeat timeout; the first failure is within one probe interval of it,
+    // and from the next interval on every request fails.
+    let interval = r.interval_ms as i64;
+    let kills: Vec<&loadprobe::Event> = r
+        .events
+        .iter()
+        .filter(|e| e.label.contains("Terminated with"))
+        .collect();
+    assert_eq!(kills.len(), 1, "{kills:#?}");
+    let killed_at = kills[0].at_ms;
+    let killed: Vec<&str> = kills[0]
+        .label
+        .rsplit(": ")
+        .next()
+        .unwrap_or_default()
+        .split(", ")
+        .collect();
+    assert_eq!(killed.len(), 3, "every task was on it: {killed:?}");
+    let first = r.incidents.first().expect("an incident");
+    assert!(
+        (killed_at - interval..=killed_at + interval).contains(&(first.start_ms as i64)),
+        "first failure at {} ms, the instance was terminated at {killed_at} ms",
+        first.start_ms
+    );
+    let after: Vec<_> = r
+        .intervals
+        .iter()
+        .filter(|i| i.start_ms as i64 > killed_at + interval)
+        .collect();
+    assert!(!after.is_empty());
+    for i in &after {
+        assert_eq!(i.ok, 0, "a request succeeded after every task died: {i:?}");
+    }
+    assert!(!r.incidents.last().expect("an incident").recovered);
+    // Attributed: the load balancer's 502s for the killed tasks, then its 503s once ECS had
+    // stopped them and nothing was registered.
+    let kinds: Vec<&String> = r.errors.by_kind.keys().collect();
+    assert_eq!(
+        kinds,
+        ["http_502_lb", "http_503_lb"],
+        "{:?}",
+        r.errors.by_kind
+    );
+    let named: Vec<&String> = first
+        .failed_on
+        .keys()
+        .filter(|t| t.as_str() != "(unknown)")
+        .collect();
+    assert!(!named.is_empty(), "{:?}", first.failed_on);
+    for t in &named {
+        assert!(
+            killed.contains(&t.as_str()),
+            "{t} was not on the terminated instance"
+        );
+    }
+    // The refresh reported success once the last old instance was gone, tasks and all: its
+    // replacement had launched and warmed up while the instance waited on its draining hook,
+    // so nothing was left in flight (the same control-loop step).
+    let id = run
+        .refresh
+        .instance_refresh_id
+        .as_deref()
+        .unwrap_or_default();
+    let succeeded = event_ms(r, &format!("instance refresh {id} Successful"));
+    assert!(
+        succeeded >= killed_at,
+        "Successful at {succeeded} ms, before the tasks died at {killed_at} ms"
+    );
+    eprintln!(
+        "fm-13 EC2: terminated with {} tasks at {killed_at} ms, first failure at {} ms, \
+         Successful at {succeeded} ms; {} of {} requests failed {:?}",
+        killed.len(),
+        first.start_ms,
+        r.errors.total,
+        r.requests,
+        r.errors.by_kind
+    );
 }
