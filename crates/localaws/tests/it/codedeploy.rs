@@ -23,7 +23,9 @@ use loadprobe::{Report, Verdict};
 use localaws::Stack;
 use localaws::stack::{DeploymentGroupConfig, HookFunction};
 
-use crate::util::{Aws, Fleet, bridge_events, event_ms, fleet_stack, get, probe, register};
+use crate::util::{
+    Aws, Fleet, assert_complete, bridge_events, event_ms, fleet_stack, get, probe, register,
+};
 
 const RATE: f64 = 1000.0;
 
@@ -146,20 +148,6 @@ fn weights(fleet: &Fleet) -> Vec<(String, u32)> {
         .expect("production")
         .forward()
         .weights()
-}
-
-/// Every request sent has exactly one result, and as many were sent as the schedule asked.
-fn assert_complete(report: &Report) {
-    assert_eq!(report.missing_results, 0, "{:?}", report.reasons);
-    assert_eq!(report.requests, report.ok + report.errors.total);
-    #[allow(clippy::cast_precision_loss)]
-    let expected = (report.elapsed_ms as f64 / 1000.0 * RATE) as u64;
-    assert!(
-        report.requests + RATE as u64 / 5 >= expected,
-        "{} requests in {} ms",
-        report.requests,
-        report.elapsed_ms
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -585,7 +573,7 @@ async fn canary_release_under_load_drops_nothing() {
 
     assert_eq!(report.verdict, Verdict::Pass, "{:?}", report.reasons);
     assert_eq!(report.errors.total, 0);
-    assert_complete(&report);
+    assert_complete(&report, RATE);
     // During the canary (between the 10 % shift and the 100 % one), about a tenth is v2.
     let canary_at = event_ms(
         &report,
@@ -636,7 +624,7 @@ async fn desired_count_zero_deploys_successfully_and_serves_nothing() {
     assert_eq!(task_sets[0].running_count, 0, "{task_sets:?}");
     // Detected.
     assert_eq!(r.verdict, Verdict::Fail);
-    assert_complete(&r);
+    assert_complete(&r, RATE);
     assert_eq!(r.ok, 0, "{:?}", r.versions);
     // Attributed: the load balancer answered every request itself, no task did.
     assert_eq!(
@@ -866,7 +854,7 @@ async fn broken_release_is_caught_on_the_test_listener_before_production() {
         "{:?}",
         run.report.versions
     );
-    assert_complete(&run.report);
+    assert_complete(&run.report, RATE);
 }
 
 /// The negative control: the identical broken release without the hook. Production sees v3's
@@ -917,7 +905,7 @@ async fn without_the_hook_production_sees_the_broken_release_until_stopped() {
         last_error_ms <= stopped + 83 + r.interval_ms as i64,
         "errors until {last_error_ms} ms, stop sent at {stopped} ms"
     );
-    assert_complete(r);
+    assert_complete(r, RATE);
 }
 
 /// The same broken release relying on the alarm alone: errors until the 5xx alarm fires, one
@@ -952,7 +940,7 @@ async fn relying_on_the_alarm_alone_errors_last_until_it_fires() {
     );
     assert!(alarm > first, "the alarm fired before any error");
     assert!(last_error_ms >= alarm - r.interval_ms as i64);
-    assert_complete(r);
+    assert_complete(r, RATE);
 }
 
 /// The ready wait: `STOP_DEPLOYMENT` holds the deployment in `Ready` until ContinueDeployment;

@@ -15,7 +15,9 @@ use loadprobe::{Report, Verdict};
 use localaws::Stack;
 use localaws::stack::{AmiConfig, HealthCheckConfig, TargetGroupConfig};
 
-use crate::util::{Fleet, bridge_events, event_ms, fleet_stack, probe, wait_probe};
+use crate::util::{
+    Fleet, assert_complete, bridge_events, event_ms, fleet_stack, probe, wait_probe,
+};
 
 const RATE: f64 = 1000.0;
 
@@ -81,24 +83,13 @@ async fn refresh_under_load(managed_draining: bool, max_healthy: i32) -> Run {
     .await
 }
 
-/// Every request sent has exactly one result, and as many were sent as the schedule asked.
-fn assert_complete(report: &Report) {
-    assert_eq!(report.requests, report.ok + report.errors.total);
-    let scheduled = RATE * report.elapsed_ms as f64 / 1000.0;
-    assert!(
-        (report.requests as f64 - scheduled).abs() <= RATE * 0.05 + 1.0,
-        "{} requests for {scheduled:.0} scheduled",
-        report.requests
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_refresh_with_managed_draining_drops_nothing() {
     let run = refresh_under_load(true, 100).await;
     let r = &run.report;
     assert_eq!(run.status, InstanceRefreshStatus::Successful);
     assert_eq!(run.versions, vec![2, 2, 2], "every instance replaced");
-    assert_complete(r);
+    assert_complete(r, RATE);
     assert_eq!(
         r.errors.total, 0,
         "errors {:?}, outages {:?}",
@@ -116,7 +107,7 @@ async fn negative_control_refresh_without_managed_draining_drops_requests() {
     // AWS calls this refresh a success too: only the probe sees what it cost.
     assert_eq!(run.status, InstanceRefreshStatus::Successful);
     assert_eq!(run.versions, vec![2, 2, 2]);
-    assert_complete(r);
+    assert_complete(r, RATE);
     // Detected.
     assert_eq!(r.verdict, Verdict::Fail);
     assert!(r.errors.total > 0);
@@ -486,7 +477,7 @@ async fn unhealthy_new_instances_fail_the_refresh_and_auto_rollback_drops_nothin
     let (report, status, versions) = bad_version_under_load(true).await;
     assert_eq!(status, InstanceRefreshStatus::RollbackSuccessful);
     assert_eq!(versions, vec![1, 1, 1], "back on the old version");
-    assert_complete(&report);
+    assert_complete(&report, RATE);
     assert_eq!(report.errors.total, 0, "{:?}", report.errors.by_kind);
     assert_eq!(report.verdict, Verdict::Pass);
 }
@@ -1008,7 +999,7 @@ async fn elb_health_check_fails_an_agentless_instance_and_the_refresh_rolls_back
     assert_eq!(run.attached.len(), 1, "{:?}", run.attached);
     assert!(run.attached[0].contains(&format!(":targetgroup/{AGENT_TG}/")));
     // The probe: nothing dropped.
-    assert_complete(r);
+    assert_complete(r, RATE);
     assert_eq!(
         r.errors.total, 0,
         "errors {:?}, incidents {:#?}",
@@ -1065,7 +1056,7 @@ async fn negative_control_ec2_health_check_counts_agentless_instances_healthy_an
     assert_eq!(run.active_container_instances, 0);
     assert!(!run.ready);
     // Detected.
-    assert_complete(r);
+    assert_complete(r, RATE);
     assert_eq!(r.verdict, Verdict::Fail);
     assert!(r.errors.total > 0);
     // Located: the last old instance was terminated once with its tasks still running, after its

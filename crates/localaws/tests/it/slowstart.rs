@@ -31,7 +31,8 @@ use localaws::Stack;
 use localaws::stack::KeyValue;
 
 use crate::util::{
-    Fleet, bridge_events, event_ms, probe, register_with, rolling_stack, wait_probe,
+    Fleet, assert_complete, bridge_events, event_ms, probe, register_with, rolling_stack,
+    wait_probe,
 };
 
 const RATE: f64 = 1000.0;
@@ -229,16 +230,7 @@ async fn cutover(wait_for_health: bool) -> Cutover {
 
     // Both twins: every request has a result, as many as the schedule asked, and production
     // ends on v2 only.
-    assert_eq!(report.missing_results, 0, "{:?}", report.reasons);
-    assert_eq!(report.requests, report.ok + report.errors.total);
-    #[allow(clippy::cast_precision_loss)]
-    let expected = (report.elapsed_ms as f64 / 1000.0 * RATE) as u64;
-    assert!(
-        report.requests + RATE as u64 / 5 >= expected,
-        "{} requests in {} ms",
-        report.requests,
-        report.elapsed_ms
-    );
+    assert_complete(&report, RATE);
     let last = report.intervals.last().expect("intervals");
     assert_eq!(last.versions.get("v1"), None, "{:?}", last.versions);
     assert_eq!(green.len(), GREEN as usize, "{green:?}");
@@ -549,16 +541,7 @@ async fn drain_the_only_task(min_healthy: u32) -> Drain {
         .find(|id| *id != old)
         .expect("the replacement");
     fleet.stop().await;
-    assert_eq!(report.missing_results, 0, "{:?}", report.reasons);
-    assert_eq!(report.requests, report.ok + report.errors.total);
-    #[allow(clippy::cast_precision_loss)]
-    let expected = (report.elapsed_ms as f64 / 1000.0 * RATE) as u64;
-    assert!(
-        report.requests + RATE as u64 / 5 >= expected,
-        "{} requests in {} ms",
-        report.requests,
-        report.elapsed_ms
-    );
+    assert_complete(&report, RATE);
     Drain { report, old, new }
 }
 

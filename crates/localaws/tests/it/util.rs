@@ -631,3 +631,20 @@ pub async fn register_with(aws: &Aws, version: &str, extra: &[(&str, &str)]) -> 
         .and_then(|t| t.task_definition_arn)
         .expect("task definition arn")
 }
+
+/// Every request sent has exactly one result, and as many were sent as the schedule asked at
+/// `rate`, within a fifth of a second's worth (the probe is stopped between two sends).
+pub fn assert_complete(report: &Report, rate: f64) {
+    assert_eq!(report.missing_results, 0, "{:?}", report.reasons);
+    assert_eq!(report.requests, report.ok + report.errors.total);
+    #[allow(clippy::cast_precision_loss)]
+    let scheduled = rate * report.elapsed_ms as f64 / 1000.0;
+    #[allow(clippy::cast_precision_loss)]
+    let sent = report.requests as f64;
+    assert!(
+        (sent - scheduled).abs() <= rate / 5.0 + 1.0,
+        "{} requests for {scheduled:.0} scheduled in {} ms",
+        report.requests,
+        report.elapsed_ms
+    );
+}
