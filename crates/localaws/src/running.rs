@@ -127,8 +127,10 @@ impl Localaws {
         }
     }
 
-    /// Whether the fleet is up: every instance of the group in service and every service at its
-    /// desired count with all tasks healthy.
+    /// Whether the fleet is up: every instance of the group in service, every service at its
+    /// desired count with all tasks healthy, and every alarm quiet (not in `ALARM`, and the
+    /// period under way not breaching: a target unhealthy for a moment while the fleet came up
+    /// would otherwise stop the first deployment at once).
     pub fn is_ready(&self) -> bool {
         self.control.read(ready)
     }
@@ -179,5 +181,11 @@ fn ready(st: &crate::control::State) -> bool {
         }
         None => true,
     };
-    fleet && st.services.values().all(|s| s.steady)
+    fleet
+        && st.services.values().all(|s| s.steady)
+        && st
+            .codedeploy
+            .alarms
+            .iter()
+            .all(crate::control::codedeploy::Alarm::quiet)
 }

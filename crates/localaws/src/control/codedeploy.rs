@@ -419,6 +419,17 @@ pub struct Alarm {
     counter_start: u64,
     /// Largest sample this period (gauges).
     gauge_max: u64,
+    /// Whether the period under way already breaches the threshold (it will be evaluated at
+    /// its end).
+    pending: bool,
+}
+
+impl Alarm {
+    /// Neither in `ALARM` nor about to be: a deployment created now is not stopped by an
+    /// earlier breach (a target that was unhealthy for a moment while the fleet came up).
+    pub fn quiet(&self) -> bool {
+        self.state != "ALARM" && !self.pending
+    }
 }
 
 /// Everything CodeDeploy and CloudWatch know.
@@ -502,6 +513,7 @@ pub(super) fn load(state: &mut State, stack: &crate::stack::Stack) {
             period_start: now,
             counter_start: 0,
             gauge_max: 0,
+            pending: false,
         });
     }
     let Some(c) = &stack.codedeploy else {
@@ -1078,9 +1090,16 @@ fn alarms(state: &mut State, ctx: &Ctx<'_>) {
                 .count() as u64;
             a.gauge_max = a.gauge_max.max(unhealthy);
         }
+        #[allow(clippy::cast_precision_loss)]
+        let so_far = match counter {
+            Some(now) => now.saturating_sub(a.counter_start),
+            None => a.gauge_max,
+        } as f64;
+        a.pending = so_far > a.config.threshold;
         if !ctx.elapsed(a.period_start, a.config.period) {
             continue;
         }
+        a.pending = false;
         let value = match counter {
             Some(now) => {
                 let v = now.saturating_sub(a.counter_start);

@@ -658,6 +658,54 @@ async fn desired_count_zero_deploys_successfully_and_serves_nothing() {
     assert!(!incident.recovered);
 }
 
+/// Found by the flake hunt (a deploy stopped at once with `ALARM_ACTIVE` on a loaded machine):
+/// a task slow to start fails its first load balancer checks, so the unhealthy-host alarm
+/// breaches while the fleet comes up. localaws is ready only once every alarm is quiet again,
+/// so the first deployment is not stopped by that blip. Here the blip is provoked: the
+/// application listens 0.4 s (24 simulated s, more than two 5 s health check intervals) after it
+/// starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_blip_while_the_fleet_came_up_does_not_stop_the_first_deployment() {
+    let (fleet, events) = Fleet::start_watching(bg_stack(|_, stack| {
+        let c = &mut stack.task_definitions[0].container_definitions[0];
+        c.environment.push(localaws::stack::KeyValue {
+            name: "STARTUP_DELAY_SECONDS".into(),
+            value: "0.4".into(),
+        });
+        if let Some(hc) = c.health_check.as_mut() {
+            hc.start_period = Some(120);
+        }
+        for s in &mut stack.services {
+            s.health_check_grace_period = 120;
+        }
+    }))
+    .await;
+    // The blip happened, and the alarm saw it, before the fleet was ready.
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("unhealthy in demo-tg-blue")),
+        "no target was unhealthy while the fleet came up: {events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("alarm demo-cd-app-blue-unhealthy-hosts ALARM")),
+        "{events:#?}"
+    );
+    let quiet = fleet
+        .la
+        .control()
+        .read(|st| st.codedeploy.alarms.iter().all(|a| a.quiet()));
+    assert!(quiet, "ready with an alarm breaching");
+    let within = deadline(&fleet);
+    let v2 = register(&fleet.aws, "v2", false).await;
+    let id = create(&fleet.aws, &appspec(&v2, None), None).await;
+    let done = wait_status(&fleet.aws, &id, within, finished).await;
+    fleet.stop().await;
+    assert_eq!(done.status, Some(DeploymentStatus::Succeeded), "{done:?}");
+}
+
 /// An HTTP endpoint standing in for the `validate` Lambda: on each event it checks the test
 /// listener with a few requests and reports the result through the SDK.
 struct Validator {

@@ -408,6 +408,11 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
 impl Fleet {
     /// Starts `stack` and waits until the fleet is healthy.
     pub async fn start(stack: Stack) -> Fleet {
+        Self::start_watching(stack).await.0
+    }
+
+    /// [`Fleet::start`], also returning the data plane's events (as text) until it was ready.
+    pub async fn start_watching(stack: Stack) -> (Fleet, Vec<String>) {
         let exclusive = FLEETS.lock().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut options = Options::new(dir.path());
@@ -416,19 +421,27 @@ impl Fleet {
         let la = localaws::Localaws::start(stack, options, 0)
             .await
             .expect("localaws");
+        let mut events = la.plane().events().subscribe();
         let ready = la.wait_ready(la.ready_timeout()).await;
         assert!(
             ready,
             "the fleet did not turn healthy within {:?}",
             la.ready_timeout()
         );
-        let aws = Aws::new(&la.endpoint());
-        Fleet {
-            la,
-            aws,
-            dir,
-            _exclusive: exclusive,
+        let mut seen = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            seen.push(e.kind.to_string());
         }
+        let aws = Aws::new(&la.endpoint());
+        (
+            Fleet {
+                la,
+                aws,
+                dir,
+                _exclusive: exclusive,
+            },
+            seen,
+        )
     }
 
     pub fn url(&self, listener: &str) -> String {
