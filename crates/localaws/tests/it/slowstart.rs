@@ -67,6 +67,28 @@ fn with_green_grace(grace: u32) -> Stack {
     stack
 }
 
+/// Registers v2, which listens a second after it starts (an application warming up), and
+/// updates `demo-svc-green` to three tasks of it.
+async fn scale_green_to_slow_v2(fleet: &Fleet) {
+    let v2 = register_with(
+        &fleet.aws,
+        "v2",
+        &[("STARTUP_DELAY_SECONDS", STARTUP_DELAY_SECONDS)],
+    )
+    .await;
+    fleet
+        .aws
+        .ecs
+        .update_service()
+        .cluster("demo-cluster")
+        .service("demo-svc-green")
+        .task_definition(&v2)
+        .desired_count(GREEN)
+        .send()
+        .await
+        .expect("update green service");
+}
+
 /// What one cutover saw.
 struct Cutover {
     report: Report,
@@ -133,29 +155,12 @@ async fn cutover(wait_for_health: bool) -> Cutover {
             .expect("production listener");
         (within, arn("demo-tg-green"), prod_arn, arn("demo-tg-blue"))
     };
-    // v2 takes a second to start listening, as a real application takes to warm up.
-    let v2 = register_with(
-        &fleet.aws,
-        "v2",
-        &[("STARTUP_DELAY_SECONDS", STARTUP_DELAY_SECONDS)],
-    )
-    .await;
     let probe = probe(&fleet.url("production"), RATE, 300.0);
     bridge_events(fleet.la.plane(), &probe);
     let marker = probe.marker();
     wait_probe(&probe, within, |l| l.requests >= RATE as u64).await;
 
-    fleet
-        .aws
-        .ecs
-        .update_service()
-        .cluster("demo-cluster")
-        .service("demo-svc-green")
-        .task_definition(&v2)
-        .desired_count(GREEN)
-        .send()
-        .await
-        .expect("update green service");
+    scale_green_to_slow_v2(&fleet).await;
     marker.mark("green scaled up");
     let green_healthy = || async {
         fleet
@@ -347,23 +352,7 @@ async fn scale_green(grace: u32) -> ScaleUp {
             + Duration::from_secs(10))
             * 2
     };
-    let v2 = register_with(
-        &fleet.aws,
-        "v2",
-        &[("STARTUP_DELAY_SECONDS", STARTUP_DELAY_SECONDS)],
-    )
-    .await;
-    fleet
-        .aws
-        .ecs
-        .update_service()
-        .cluster("demo-cluster")
-        .service("demo-svc-green")
-        .task_definition(&v2)
-        .desired_count(GREEN)
-        .send()
-        .await
-        .expect("update green service");
+    scale_green_to_slow_v2(&fleet).await;
     let green = fleet
         .la
         .plane()
