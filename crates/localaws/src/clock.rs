@@ -24,6 +24,16 @@ pub struct Clock {
 /// health-check command takes longer still. Only a target that hangs is detected later.
 pub const MIN_REAL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long a newly registered target may refuse connections before its failed health checks
+/// count, and the shortest start period of a container health check (real time, never scaled). Starting a process is real time: at 60x the stack's
+/// unhealthy threshold (2 checks 5 s apart) is 167 ms of real time, less than a loaded 2-core
+/// machine can take to start a server and bind its port, so a good release's targets would go
+/// `initial -> unhealthy` and fire the deployment's unhealthy-host alarm. On AWS a process starts
+/// in a small fraction of that window; this floor keeps the proportion. A target that answers
+/// with a wrong status, times out, or never listens at all is still found unhealthy (the last
+/// at most this much later).
+pub const MIN_REAL_START: Duration = Duration::from_secs(1);
+
 impl Clock {
     /// A clock running `scale` simulated seconds per real second (clamped to 0.01–1000).
     pub fn new(scale: f64) -> Self {

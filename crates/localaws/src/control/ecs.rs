@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::autoscaling::Lifecycle;
 use super::{Action, Control, ControlError, Ctx, Emitter, KEEP_STOPPED, State, hex_id, wall};
+use crate::clock::MIN_REAL_START;
 use crate::dataplane::TargetHealth;
 use crate::stack::{ServiceLoadBalancer, Stack, TaskDefinition};
 
@@ -1015,7 +1016,7 @@ pub(super) async fn health_check(c: &Control, id: String) {
         if passed {
             h.failures = 0;
             h.status = "HEALTHY";
-        } else if now >= started + clock.secs(start_period) {
+        } else if now >= started + clock.secs(start_period).max(MIN_REAL_START) {
             h.failures = h.failures.saturating_add(1);
             if h.failures >= retries {
                 h.status = "UNHEALTHY";

@@ -4,6 +4,8 @@
 //! `User-Agent: ELB-HealthChecker/2.0`; a check passes when the status matches within the timeout.
 //! `healthy_threshold` consecutive passes make a target healthy, `unhealthy_threshold` consecutive
 //! failures make it unhealthy; a new target starts in `initial` and gets no traffic until healthy.
+//! A new target's refused connections count only after `clock::MIN_REAL_START` of real time: its
+//! process may still be starting.
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -23,8 +23,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::health::{self, HealthTracker, Matcher, TargetHealth};
-use crate::clock::Clock;
+use super::health::{self, CheckFailure, HealthTracker, Matcher, TargetHealth};
+use crate::clock::{Clock, MIN_REAL_START};
 use crate::events::{EventKind, Events};
 use crate::stack::TargetGroupConfig;
 
@@ -527,6 +527,7 @@ impl TargetGroup {
 /// The health-check loop of one target: first check at once, then every interval, until the
 /// target drains or is removed.
 async fn health_checks(tg: Weak<TargetGroup>, target: Arc<Target>, clock: Clock) {
+    let registered = tokio::time::Instant::now();
     let mut tracker = {
         let Some(group) = tg.upgrade() else { return };
         let s = group.settings();
@@ -547,8 +548,18 @@ async fn health_checks(tg: Weak<TargetGroup>, target: Arc<Target>, clock: Clock)
             r = health::check(target.addr, &settings.path, timeout, &settings.matcher) => r,
         };
         let Some(group) = tg.upgrade() else { return };
+        // A process still starting refuses connections: in `initial`, such failures count only
+        // after MIN_REAL_START of real time (see there).
+        let starting = tracker.state() == TargetHealth::Initial
+            && result == Err(CheckFailure::Failed)
+            && registered.elapsed() < MIN_REAL_START;
         let reason = result.err().map(|f| f.reason());
-        match tracker.record(result.is_ok()) {
+        let change = if starting {
+            None
+        } else {
+            tracker.record(result.is_ok())
+        };
+        match change {
             Some(state) => {
                 let reason = match state {
                     TargetHealth::Healthy => None,

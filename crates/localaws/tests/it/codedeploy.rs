@@ -25,6 +25,7 @@ use localaws::stack::{DeploymentGroupConfig, HookFunction};
 
 use crate::util::{
     Aws, Fleet, assert_complete, bridge_events, event_ms, fleet_stack, get, probe, register,
+    register_with,
 };
 
 const RATE: f64 = 1000.0;
@@ -662,21 +663,21 @@ async fn desired_count_zero_deploys_successfully_and_serves_nothing() {
 /// a task slow to start fails its first load balancer checks, so the unhealthy-host alarm
 /// breaches while the fleet comes up. localaws is ready only once every alarm is quiet again,
 /// so the first deployment is not stopped by that blip. Here the blip is provoked: the
-/// application listens 0.4 s (24 simulated s, more than two 5 s health check intervals) after it
-/// starts.
+/// application listens 2 s (120 simulated s) after it starts, longer than a new target may refuse
+/// connections before its failed checks count (`localaws::clock::MIN_REAL_START`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unhealthy_blip_while_the_fleet_came_up_does_not_stop_the_first_deployment() {
     let (fleet, events) = Fleet::start_watching(bg_stack(|_, stack| {
         let c = &mut stack.task_definitions[0].container_definitions[0];
         c.environment.push(localaws::stack::KeyValue {
             name: "STARTUP_DELAY_SECONDS".into(),
-            value: "0.4".into(),
+            value: "2".into(),
         });
         if let Some(hc) = c.health_check.as_mut() {
-            hc.start_period = Some(120);
+            hc.start_period = Some(180);
         }
         for s in &mut stack.services {
-            s.health_check_grace_period = 120;
+            s.health_check_grace_period = 180;
         }
     }))
     .await;
@@ -704,6 +705,76 @@ async fn an_unhealthy_blip_while_the_fleet_came_up_does_not_stop_the_first_deplo
     let done = wait_status(&fleet.aws, &id, within, finished).await;
     fleet.stop().await;
     assert_eq!(done.status, Some(DeploymentStatus::Succeeded), "{done:?}");
+}
+
+/// An all-at-once deployment of a v2 that listens `startup_delay` seconds after its process
+/// starts: how it ended, and the data plane's events while it ran.
+async fn slow_release(startup_delay: &str) -> (DeploymentInfo, Vec<String>) {
+    let fleet = Fleet::start(bg_stack(|_, _| {})).await;
+    let within = deadline(&fleet);
+    let v2 = register_with(
+        &fleet.aws,
+        "v2",
+        &[("STARTUP_DELAY_SECONDS", startup_delay)],
+    )
+    .await;
+    let mut events = fleet.la.plane().events().subscribe();
+    let id = create(
+        &fleet.aws,
+        &appspec(&v2, None),
+        Some("CodeDeployDefault.ECSAllAtOnce"),
+    )
+    .await;
+    let done = wait_status(&fleet.aws, &id, within, finished).await;
+    let mut seen = Vec::new();
+    loop {
+        match events.try_recv() {
+            Ok(e) => seen.push(e.kind.to_string()),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    fleet.stop().await;
+    (done, seen)
+}
+
+/// Found by the flake hunt (a good release `Stopped` by the green unhealthy-host alarm on a
+/// loaded machine, no request failed): at 60x the stack's unhealthy threshold is two checks
+/// 83 ms apart, less than a starved machine can take to start a process, so a replacement task
+/// that had not bound its port yet went `initial -> unhealthy`. A new target's refused
+/// connections count only after `localaws::clock::MIN_REAL_START` (1 s) of real time; an
+/// application listening 0.3 s after it starts (18 simulated seconds, the start of a small web
+/// service) is deployed without a blip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_that_takes_longer_than_two_checks_to_listen_is_not_found_unhealthy() {
+    let (done, events) = slow_release("0.3").await;
+    assert_eq!(done.status, Some(DeploymentStatus::Succeeded), "{done:?}");
+    assert!(
+        !events.iter().any(|e| e.contains("unhealthy in")),
+        "{events:#?}"
+    );
+}
+
+/// The twin: the same release listening 2 s after it starts, past the floor, is found unhealthy,
+/// and the unhealthy-host alarm stops the deployment: the floor hides a process's start, not an
+/// application that does not answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_that_refuses_connections_past_the_floor_is_found_unhealthy_and_stops_the_deployment()
+ {
+    let (done, events) = slow_release("2").await;
+    assert_eq!(done.status, Some(DeploymentStatus::Stopped), "{done:?}");
+    let code = done.error_information.as_ref().and_then(|e| e.code.clone());
+    assert_eq!(
+        code,
+        Some(aws_sdk_codedeploy::types::ErrorCode::AlarmActive),
+        "{done:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("unhealthy in demo-tg-green")),
+        "{events:#?}"
+    );
 }
 
 /// An HTTP endpoint standing in for the `validate` Lambda: on each event it checks the test

@@ -1,4 +1,4 @@
-//! An application slow to start (it listens a second after its process starts,
+//! An application slow to start (it listens two seconds after its process starts,
 //! `STARTUP_DELAY_SECONDS`), and three ways a rollout loses requests to it, each one scenario run
 //! twice with one input flipped.
 //!
@@ -8,7 +8,9 @@
 //! without CodeDeploy. One scenario run twice with one input flipped: whether the cutover waits
 //! until `DescribeTargetHealth` shows every green target healthy before it moves the weights.
 //!
-//! v2 takes a second to start listening (`STARTUP_DELAY_SECONDS`, an application warming up).
+//! v2 takes two seconds to start listening (`STARTUP_DELAY_SECONDS`, an application warming
+//! up): longer than localaws lets a new target refuse connections before its failed checks count
+//! (`localaws::clock::MIN_REAL_START`, 1 s), so its targets do turn unhealthy while it starts.
 //! Without the wait, the green group has no healthy target when it gets the traffic: the load
 //! balancer answers 503 itself while no green task is registered, and once ECS has registered
 //! them (a task is registered as soon as it is RUNNING) it fails open to targets still in their
@@ -39,7 +41,7 @@ const RATE: f64 = 1000.0;
 /// Green tasks started for the cutover.
 const GREEN: i32 = 3;
 /// How long v2 takes to start listening (real seconds, not scaled).
-const STARTUP_DELAY_SECONDS: &str = "1";
+const STARTUP_DELAY_SECONDS: &str = "2";
 
 /// The rolling fleet with a second service, `demo-svc-green`, of the same task definition behind
 /// `demo-tg-green`, scaled to zero, with a health check grace period that covers v2's start.
@@ -48,7 +50,7 @@ fn two_services() -> Stack {
 }
 
 /// Green's health check grace period that covers v2's start (simulated seconds).
-const GRACE: u32 = 120;
+const GRACE: u32 = 180;
 
 /// [`two_services`] with green's health check grace period `grace` (simulated seconds).
 fn with_green_grace(grace: u32) -> Stack {
@@ -56,7 +58,7 @@ fn with_green_grace(grace: u32) -> Stack {
     let mut green = stack.services[0].clone();
     green.name = "demo-svc-green".into();
     green.desired_count = 0;
-    // Two simulated minutes (2 s real at 60x) of grace for v2's one-second (60 s simulated)
+    // Three simulated minutes (3 s real at 60x) of grace for v2's two-second (120 s simulated)
     // start: without it ECS would stop the green tasks for failing health checks before they
     // listen (docs/failure-modes.md#fm-9).
     green.health_check_grace_period = grace;
@@ -67,7 +69,7 @@ fn with_green_grace(grace: u32) -> Stack {
     stack
 }
 
-/// Registers v2, which listens a second after it starts (an application warming up), and
+/// Registers v2, which listens two seconds after it starts (an application warming up), and
 /// updates `demo-svc-green` to three tasks of it.
 async fn scale_green_to_slow_v2(fleet: &Fleet) {
     let v2 = register_with(
@@ -97,7 +99,7 @@ struct Cutover {
 }
 
 /// One cutover under the probe: after a second of v1, `demo-svc-green` is updated to v2 (which
-/// listens a second after it starts) and three tasks; with `wait_for_health`, the cutover waits until all three are healthy in
+/// listens two seconds after it starts) and three tasks; with `wait_for_health`, the cutover waits until all three are healthy in
 /// `demo-tg-green`; then production moves to green at once (0/100), and the probe runs a second
 /// of traffic after green is healthy.
 async fn cutover(wait_for_health: bool) -> Cutover {
@@ -339,7 +341,7 @@ struct ScaleUp {
 }
 
 /// docs/failure-modes.md#fm-9, the grace period: `demo-svc-green` scaled to three tasks of v2,
-/// which listens a second (60 simulated seconds) after it starts, with green's health check
+/// which listens two seconds (120 simulated seconds) after it starts, with green's health check
 /// grace period `grace`; waits until the three are healthy or ECS has stopped three for failing
 /// their health checks.
 async fn scale_green(grace: u32) -> ScaleUp {
@@ -406,7 +408,7 @@ async fn a_grace_period_covering_the_start_lets_slow_starters_turn_healthy() {
 }
 
 /// The negative control: the stack's grace period of 30 simulated seconds, shorter than v2's
-/// 60-second start. ECS stops each green task for failing its load balancer health checks before
+/// 120-second start. ECS stops each green task for failing its load balancer health checks before
 /// it ever listens, and starts another that meets the same end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grace_period_shorter_than_the_start_kills_slow_starters() {
@@ -424,8 +426,8 @@ struct Drain {
     new: String,
 }
 
-/// docs/failure-modes.md#fm-3: `demo-svc` runs one task of a slow starter (it listens a second,
-/// 60 simulated seconds, after it starts; grace period and container health check start period
+/// docs/failure-modes.md#fm-3: `demo-svc` runs one task of a slow starter (it listens two
+/// seconds, 120 simulated seconds, after it starts; grace period and container health check start period
 /// cover that) at `minimumHealthyPercent` `min_healthy` and `maximumPercent` 200. Under the
 /// probe, its instance is set to `DRAINING` through the ECS API; the scenario waits until the
 /// replacement is healthy and the old task stopped, then for a second more of traffic.

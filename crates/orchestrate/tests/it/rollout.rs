@@ -707,9 +707,6 @@ async fn https_fleet(hook: std::net::SocketAddr, dir: &Path) -> Localaws {
     let group = &mut cd.applications[0].deployment_groups[0];
     // One simulated minute (1 s) of termination wait instead of fifteen.
     group.termination_wait_minutes = 1;
-    // What these tests judge is the probe's trust, not the alarms: a health check missed once
-    // on a starved machine is enough for the unhealthy-host alarm to stop the deployment.
-    group.alarms.clear();
     fleet_of(stack, dir).await
 }
 
