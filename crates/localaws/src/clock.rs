@@ -34,6 +34,14 @@ pub const MIN_REAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// at most this much later).
 pub const MIN_REAL_START: Duration = Duration::from_secs(1);
 
+/// The soonest a non-zero deregistration delay cuts off a request that was in flight when the
+/// deregistration began (real time, never scaled). A request's duration is real: at 60x a 2 s
+/// delay is 33 ms of real time, less than a loaded machine can take to answer an ordinary
+/// request, which AWS's 2 s would never cut. Below this floor a request counts as instant, as it
+/// would next to AWS's seconds; a delay of 0 still cuts at once, and a request longer than this
+/// is still cut when the delay ends. The target leaves the group when the delay ends either way.
+pub const MIN_REAL_DRAIN: Duration = Duration::from_secs(1);
+
 impl Clock {
     /// A clock running `scale` simulated seconds per real second (clamped to 0.01–1000).
     pub fn new(scale: f64) -> Self {

@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::health::{self, CheckFailure, HealthTracker, Matcher, TargetHealth};
-use crate::clock::{Clock, MIN_REAL_START};
+use crate::clock::{Clock, MIN_REAL_DRAIN, MIN_REAL_START};
 use crate::events::{EventKind, Events};
 use crate::stack::TargetGroupConfig;
 
@@ -439,28 +439,37 @@ impl TargetGroup {
         let done = gone.clone();
         let clock = self.clock;
         tokio::spawn(async move {
+            let began = tokio::time::Instant::now();
             clock.sleep(delay).await;
             if let Some(tg) = me.upgrade() {
                 tg.remove(&target);
             }
             done.cancel();
+            // A non-zero delay cuts no request sooner than MIN_REAL_DRAIN after the
+            // deregistration began (see there); the target is gone meanwhile.
+            if !delay.is_zero() {
+                tokio::time::sleep_until(began + MIN_REAL_DRAIN).await;
+            }
+            let cut_off = target.in_flight();
+            target.cut_off.cancel();
+            if let Some(tg) = me.upgrade() {
+                tg.events.emit(EventKind::TargetDeregistered {
+                    target_group: tg.name.clone(),
+                    target: target.addr,
+                    cut_off,
+                });
+            }
         });
         Some(gone)
     }
 
-    /// Ends a target: cuts off what is still in flight and forgets it.
+    /// Takes a deregistered target out of the group; its requests still in flight are cut off
+    /// by the caller.
     fn remove(&self, target: &Arc<Target>) {
-        let cut_off = target.in_flight();
         target.stop_checks.cancel();
-        target.cut_off.cancel();
         target.set_status(TargetHealth::Unused, Some("Target.NotRegistered"));
         self.targets().retain(|t| !Arc::ptr_eq(t, target));
         self.rebuild();
-        self.events.emit(EventKind::TargetDeregistered {
-            target_group: self.name.clone(),
-            target: target.addr,
-            cut_off,
-        });
     }
 
     /// Removes every target at once (the group is being deleted or localaws is stopping).

@@ -298,11 +298,23 @@ async fn negative_control_sigkill_without_deregistering_drops_requests_until_unh
 /// Runs a probe of `/delay/800` requests over two targets and deregisters one of them with the
 /// given deregistration delay (simulated seconds) while requests are in flight on it.
 async fn deregister_under_slow_requests(delay: u32) -> (loadprobe::Report, localaws::TaskInfo) {
+    deregister_under_requests_of(800, delay).await
+}
+
+/// [`deregister_under_slow_requests`] with requests of `request_ms`.
+async fn deregister_under_requests_of(
+    request_ms: u32,
+    delay: u32,
+) -> (loadprobe::Report, localaws::TaskInfo) {
     let mut stack = test_stack();
     stack.target_groups[0].deregistration_delay = delay;
     let stand = Stand::start(stack).await;
     let tasks = stand.healthy_tasks(2, "blue", &[]).await;
-    let probe = probe(&stand.url("production", "/delay/800"), 40.0, 3.0);
+    let probe = probe(
+        &stand.url("production", &format!("/delay/{request_ms}")),
+        40.0,
+        3.0,
+    );
     bridge_events(&stand.plane, &probe);
     // 1.2 s into the probe's run: more than one request duration of steady traffic.
     wait_probe(&probe, Duration::from_secs(10), |l| {
@@ -328,6 +340,20 @@ async fn in_flight_requests_finish_within_the_deregistration_delay() {
     let (report, _) = deregister_under_slow_requests(30).await;
     assert_eq!(report.errors.total, 0, "{}", report.summary());
     assert!(report.passed(), "{:?}", report.reasons);
+    assert_eq!(report.requests, 120, "open loop: exactly rate x duration");
+    assert_eq!(report.ok, report.requests, "{}", report.summary());
+}
+
+/// Found by the flake hunt (a refresh with a 2 s deregistration delay at 60x lost three ordinary
+/// requests on a loaded machine): a request's duration is real, the delay is scaled. One
+/// simulated second is 100 ms here, and 400 ms requests in flight on the target outlast it; a
+/// non-zero delay cuts nothing sooner than `localaws::clock::MIN_REAL_DRAIN` (1 s) after the
+/// deregistration began, as AWS's one second would not cut a request of a few milliseconds.
+/// Without that floor this fails with the requests cut (`deregistration-delay-ended`).
+#[tokio::test]
+async fn a_short_nonzero_deregistration_delay_cuts_no_request_shorter_than_the_floor() {
+    let (report, _) = deregister_under_requests_of(400, 1).await;
+    assert_eq!(report.errors.total, 0, "{}", report.summary());
     assert_eq!(report.requests, 120, "open loop: exactly rate x duration");
     assert_eq!(report.ok, report.requests, "{}", report.summary());
 }
