@@ -25,9 +25,10 @@ pub struct Clock {
 pub const MIN_REAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a newly registered target may refuse connections before its failed health checks
-/// count, and the shortest start period of a container health check (real time, never scaled). Starting a process is real time: at 60x the stack's
-/// unhealthy threshold (2 checks 5 s apart) is 167 ms of real time, less than a loaded 2-core
-/// machine can take to start a server and bind its port, so a good release's targets would go
+/// count, and the shortest start period of a container health check (real time, never scaled).
+/// Starting a process is real time: at 60x the stack's unhealthy threshold (2 checks, the first
+/// at registration, 5 s apart) is 83 ms of real time, less than a loaded 2-core machine can take
+/// to start a server and bind its port, so a good release's targets would go
 /// `initial -> unhealthy` and fire the deployment's unhealthy-host alarm. On AWS a process starts
 /// in a small fraction of that window; this floor keeps the proportion. A target that answers
 /// with a wrong status, times out, or never listens at all is still found unhealthy (the last
