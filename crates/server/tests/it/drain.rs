@@ -304,9 +304,19 @@ async fn negative_control_without_the_drain_delay_new_connections_are_refused() 
         );
     }
     // Attributed: the listener is gone, so connects are refused; the in-flight request, whose
-    // protection (the deadline) is unchanged, still completes and the process exits 0.
+    // protection (the deadline) is unchanged, still completes and the process exits 0. One
+    // exception, at most once and only as the first failure: a connection the kernel accepted
+    // into the listener's backlog just before the listener closed is dropped unanswered
+    // (closed or reset) rather than refused. The stream is sequential, so only one connection
+    // can be waiting there; once the listener is gone every connect is refused.
+    let refused = |e: &String| e.contains("Connection refused");
+    let dropped_unanswered = |e: &String| e.contains("connection closed") || e.contains("reset");
+    let after_first = match fresh.first() {
+        Some(e) if dropped_unanswered(e) => &fresh[1..],
+        _ => &fresh[..],
+    };
     assert!(
-        fresh.iter().all(|e| e.contains("Connection refused")),
+        after_first.iter().all(refused) && fresh.iter().any(refused),
         "{fresh:?}"
     );
     assert!(
