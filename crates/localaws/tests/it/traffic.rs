@@ -295,13 +295,16 @@ async fn negative_control_sigkill_without_deregistering_drops_requests_until_unh
     );
 }
 
-/// Runs a probe of `/delay/800` requests over two targets and deregisters one of them with the
-/// given deregistration delay (simulated seconds) while requests are in flight on it.
-async fn deregister_under_slow_requests(delay: u32) -> (loadprobe::Report, localaws::TaskInfo) {
-    deregister_under_requests_of(800, delay).await
-}
+/// The deregistration scenarios' probe: open loop, `DEREG_RATE` req/s for `DEREG_SECONDS`.
+const DEREG_RATE: f64 = 40.0;
+const DEREG_SECONDS: f64 = 3.0;
+/// Requests of one deregistration scenario: exactly rate x duration.
+const DEREG_REQUESTS: u64 = (DEREG_RATE * DEREG_SECONDS) as u64;
+/// The slow requests of the fm-7 pair, ms.
+const SLOW_REQUEST_MS: u32 = 800;
 
-/// [`deregister_under_slow_requests`] with requests of `request_ms`.
+/// Runs a probe of `/delay/{request_ms}` requests over two targets and deregisters one of them
+/// with the given deregistration delay (simulated seconds) while requests are in flight on it.
 async fn deregister_under_requests_of(
     request_ms: u32,
     delay: u32,
@@ -312,8 +315,8 @@ async fn deregister_under_requests_of(
     let tasks = stand.healthy_tasks(2, "blue", &[]).await;
     let probe = probe(
         &stand.url("production", &format!("/delay/{request_ms}")),
-        40.0,
-        3.0,
+        DEREG_RATE,
+        DEREG_SECONDS,
     );
     bridge_events(&stand.plane, &probe);
     // 1.2 s into the probe's run: more than one request duration of steady traffic.
@@ -337,10 +340,13 @@ async fn deregister_under_requests_of(
 #[tokio::test]
 async fn in_flight_requests_finish_within_the_deregistration_delay() {
     // 30 s simulated = 3 s real: the 800 ms requests in flight finish while the target drains.
-    let (report, _) = deregister_under_slow_requests(30).await;
+    let (report, _) = deregister_under_requests_of(SLOW_REQUEST_MS, 30).await;
     assert_eq!(report.errors.total, 0, "{}", report.summary());
     assert!(report.passed(), "{:?}", report.reasons);
-    assert_eq!(report.requests, 120, "open loop: exactly rate x duration");
+    assert_eq!(
+        report.requests, DEREG_REQUESTS,
+        "open loop: exactly rate x duration"
+    );
     assert_eq!(report.ok, report.requests, "{}", report.summary());
 }
 
@@ -354,14 +360,17 @@ async fn in_flight_requests_finish_within_the_deregistration_delay() {
 async fn a_short_nonzero_deregistration_delay_cuts_no_request_shorter_than_the_floor() {
     let (report, _) = deregister_under_requests_of(400, 1).await;
     assert_eq!(report.errors.total, 0, "{}", report.summary());
-    assert_eq!(report.requests, 120, "open loop: exactly rate x duration");
+    assert_eq!(
+        report.requests, DEREG_REQUESTS,
+        "open loop: exactly rate x duration"
+    );
     assert_eq!(report.ok, report.requests, "{}", report.summary());
 }
 
 #[tokio::test]
 async fn negative_control_zero_deregistration_delay_cuts_in_flight_requests() {
-    let (report, victim) = deregister_under_slow_requests(0).await;
-    assert_in_flight_requests_cut(&report, &victim, 800);
+    let (report, victim) = deregister_under_requests_of(SLOW_REQUEST_MS, 0).await;
+    assert_in_flight_requests_cut(&report, &victim, SLOW_REQUEST_MS);
 }
 
 /// The floor's twin: the same 400 ms scenario with a delay of 0 instead of 1 cuts the requests
@@ -382,7 +391,7 @@ fn assert_in_flight_requests_cut(
 ) {
     assert!(!report.passed());
     assert_eq!(
-        report.requests, 120,
+        report.requests, DEREG_REQUESTS,
         "the same request count as the positive twin"
     );
     // Attributed: the load balancer cut them, on the deregistered task.
@@ -424,9 +433,9 @@ fn assert_in_flight_requests_cut(
         })
         .map(|i| i.errors)
         .sum::<u64>();
-    // About half the requests of that window (40 req/s, round-robin over two targets) were on
-    // the victim; at least 30% of them, for a scheduler that bunches a few.
-    let sent_in_window = (request_ms - 100) as f64 * 40.0 / 1000.0;
+    // About half the requests of that window (round-robin over two targets) were on the victim;
+    // at least 30% of them, for a scheduler that bunches a few.
+    let sent_in_window = (request_ms - 100) as f64 * DEREG_RATE / 1000.0;
     let expected = (sent_in_window * 0.3).ceil() as u64;
     assert!(
         in_window >= expected,
