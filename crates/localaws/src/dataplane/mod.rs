@@ -5,7 +5,7 @@
 //! what tests drive directly: run and stop tasks, register and deregister targets, change weights.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::events::{EventKind, Events};
+mod addresses;
 mod agent;
 pub mod health;
 pub mod proxy;
@@ -159,6 +160,8 @@ struct Inner {
     server: Option<(PathBuf, Vec<String>)>,
     log_dir: PathBuf,
     instances: Mutex<Vec<Instance>>,
+    /// The loopback addresses this plane's instances get, claimed for its lifetime.
+    addresses: addresses::AddressBlock,
     /// Instances ever added: addresses are never reused.
     launched: AtomicU64,
     target_groups: BTreeMap<String, Arc<TargetGroup>>,
@@ -303,6 +306,7 @@ impl DataPlane {
                 server: options.server,
                 log_dir,
                 instances: Mutex::new(Vec::new()),
+                addresses: addresses::AddressBlock::claim(),
                 launched: AtomicU64::new(0),
                 target_groups,
                 listeners,
@@ -316,6 +320,10 @@ impl DataPlane {
                 stack,
             }),
         };
+        tracing::info!(
+            addresses = %format!("127.{}.0.0/16", plane.inner.addresses.octet()),
+            "container instances' block"
+        );
         // With an Auto Scaling group, the control plane launches the instances.
         if plane.inner.stack.auto_scaling_group.is_none() {
             for _ in 0..plane.inner.stack.cluster.instances {
@@ -345,16 +353,14 @@ impl DataPlane {
         &self.inner.log_dir
     }
 
-    /// Adds a container instance on the next loopback address. An address is never given twice,
-    /// so nothing still talking to a terminated instance can reach its successor.
+    /// Adds a container instance on the next loopback address of the plane's block (see the
+    /// `addresses` module). An address is never given twice, so nothing still talking to a
+    /// terminated instance can reach its successor.
     pub fn add_instance(&self) -> Instance {
         let n = self.inner.launched.fetch_add(1, Ordering::Relaxed);
-        // 127.0.1.1, 127.0.1.2, ... 127.0.1.250, 127.0.2.1, ... (up to 127.0.255.250)
-        let n = u32::try_from(n % (250 * 255)).unwrap_or(0);
-        let ip = Ipv4Addr::new(127, 0, 1 + (n / 250) as u8, 1 + (n % 250) as u8);
         let instance = Instance {
             id: format!("i-{}", crate::ids::hex(17)),
-            ip: IpAddr::V4(ip),
+            ip: IpAddr::V4(self.inner.addresses.ip(n)),
         };
         self.inner
             .instances

@@ -119,7 +119,7 @@ async fn all_gone(endpoints: &[SocketAddr], within: Duration) -> bool {
 
 #[tokio::test]
 async fn sigkill_of_localaws_leaves_no_task_behind() {
-    let _exclusive = crate::util::exclusive().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let bin = server_bin().display().to_string();
     let (mut child, endpoints, _) = start_localaws(dir.path(), &bin).await;
@@ -134,7 +134,7 @@ async fn sigkill_of_localaws_leaves_no_task_behind() {
 
 #[tokio::test]
 async fn ctrl_c_stops_every_task_gracefully() {
-    let _exclusive = crate::util::exclusive().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let bin = server_bin().display().to_string();
     let (mut child, endpoints, mut logs) = start_localaws(dir.path(), &bin).await;
@@ -214,7 +214,7 @@ async fn cli_validates_stack_files() {
 
 #[tokio::test]
 async fn image_server_runs_the_application_linked_into_localaws() {
-    let _exclusive = crate::util::exclusive().await;
+    let _slot = crate::util::slot().await;
     // `cargo run -p localaws` builds no `server` binary: image `server` runs localaws itself as
     // the application, so the default stack works from one command.
     let dir = tempfile::tempdir().unwrap();
@@ -292,7 +292,7 @@ async fn a_task_that_ignores_sigterm_is_killed_at_stop_timeout() {
 
 #[tokio::test]
 async fn sigterm_to_localaws_stops_every_task_and_leaves_no_orphan() {
-    let _exclusive = crate::util::exclusive().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let bin = server_bin().display().to_string();
     let (mut child, endpoints, mut logs) = start_localaws(dir.path(), &bin).await;
@@ -317,7 +317,7 @@ async fn sigterm_to_localaws_stops_every_task_and_leaves_no_orphan() {
 
 #[tokio::test]
 async fn localaws_server_bin_overrides_the_server_binary() {
-    let _exclusive = crate::util::exclusive().await;
+    let _slot = crate::util::slot().await;
     // `$LOCALAWS_SERVER_BIN` names a wrapper that records each start, then runs the server.
     let dir = tempfile::tempdir().unwrap();
     let starts = dir.path().join("starts");
@@ -380,7 +380,7 @@ async fn localaws_server_bin_overrides_the_server_binary() {
 /// the production listener serving the application; Ctrl-C stops it cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terraform_flag_serves_the_stack_the_configuration_describes() {
-    let _exclusive = crate::util::exclusive().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let ready = dir.path().join("ready.json");
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -512,16 +512,12 @@ async fn wait_protected(fleet: &Fleet, n: usize) {
     }
 }
 
-/// docs/failure-modes.md#fm-2: with managed termination protection every instance that runs a
-/// task is protected from scale-in, so what the refresh does with protected instances is what it
-/// does with the whole fleet. `Wait` (the API's default) stalls with nothing replaced and fails
-/// the refresh after one simulated hour, or rolls it back with `AutoRollback`; `Ignore` ends
-/// `Successful` with nothing replaced; `Refresh` replaces every instance.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_in_protected_instances_stall_or_skip_the_refresh_unless_refreshed() {
-    use localaws::control::refresh::PROTECTED_WAIT;
-
+/// A fleet under ECS managed termination protection, at `time_scale`, refreshing to launch
+/// template version 2: every instance runs a task, so every instance is protected from scale-in
+/// (docs/failure-modes.md#fm-2). Returns the fleet, the version and the protected instances.
+async fn protected_fleet(time_scale: f64) -> (Fleet, u32, Vec<String>) {
     let mut stack = fleet_stack(true);
+    stack.time_scale = time_scale;
     stack
         .auto_scaling_group
         .as_mut()
@@ -539,15 +535,35 @@ async fn scale_in_protected_instances_stall_or_skip_the_refresh_unless_refreshed
             .map(|i| i.id.clone())
             .collect()
     });
-    let prefs = |what: &str| {
-        RefreshPreferences::builder()
-            .min_healthy_percentage(90)
-            .scale_in_protected_instances(ScaleInProtectedInstances::from(what))
-            .build()
-    };
-    // The hour `Wait` waits, in real time, and the longest it may take to notice it.
+    (fleet, v2, protected)
+}
+
+fn protected_prefs(what: &str) -> RefreshPreferences {
+    RefreshPreferences::builder()
+        .min_healthy_percentage(90)
+        .scale_in_protected_instances(ScaleInProtectedInstances::from(what))
+        .build()
+}
+
+/// The clock of the scenarios that wait out one of AWS's hours: 15 s of real time at 240x rather
+/// than a minute at the fleet tests' 60x.
+const PROTECTED_WAIT_SCALE: f64 = 240.0;
+
+/// The hour `Wait` waits, in real time, and the longest it may take to notice it.
+fn protected_wait(fleet: &Fleet) -> (Duration, Duration) {
+    use localaws::control::refresh::PROTECTED_WAIT;
     let hour = fleet.la.plane().clock().secs(PROTECTED_WAIT);
-    let within = hour + fleet.refresh_deadline();
+    (hour, hour + fleet.refresh_deadline())
+}
+
+/// docs/failure-modes.md#fm-2: with managed termination protection every instance that runs a
+/// task is protected from scale-in, so what the refresh does with protected instances is what it
+/// does with the whole fleet. `Wait` (the API's default) stalls with nothing replaced and fails
+/// the refresh after one simulated hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_in_protected_instances_stall_the_refresh_under_wait_until_it_fails_an_hour_later() {
+    let (fleet, v2, protected) = protected_fleet(PROTECTED_WAIT_SCALE).await;
+    let (hour, within) = protected_wait(&fleet);
 
     // Wait, as the API defaults to (the preference left out): the refresh stalls on the
     // protected instances and replaces none of them, then fails once they are still protected
@@ -607,8 +623,16 @@ async fn scale_in_protected_instances_stall_or_skip_the_refresh_unless_refreshed
     }
     assert_eq!(r.percentage_complete, Some(0));
     assert_eq!(fleet.versions_in_service(), vec![1, 1, 1]);
+    fleet.stop().await;
+}
 
-    // Wait with AutoRollback: the same failure rolls the refresh back, as any failure does.
+/// fm-2 with `Wait` and `AutoRollback`: the same failure an hour later rolls the refresh back, as
+/// any failure does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_in_protected_instances_under_wait_with_auto_rollback_roll_the_refresh_back_an_hour_later()
+ {
+    let (fleet, v2, _) = protected_fleet(PROTECTED_WAIT_SCALE).await;
+    let (hour, within) = protected_wait(&fleet);
     let started = tokio::time::Instant::now();
     let id = fleet
         .start_refresh(
@@ -638,9 +662,17 @@ async fn scale_in_protected_instances_stall_or_skip_the_refresh_unless_refreshed
         .unwrap_or_default();
     assert!(why.contains("protected from scale in"), "{why:?}");
     assert_eq!(fleet.versions_in_service(), vec![1, 1, 1]);
+    fleet.stop().await;
+}
+
+/// fm-2 with `Ignore` and `Refresh`: `Ignore` is a success in AWS's words with not one instance
+/// replaced; `Refresh` replaces every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_in_protected_instances_are_skipped_under_ignore_and_replaced_under_refresh() {
+    let (fleet, v2, _) = protected_fleet(fleet_stack(true).time_scale).await;
 
     // Ignore: AWS calls it a success, and not one instance was replaced.
-    let id = fleet.start_refresh(v2, prefs("Ignore")).await;
+    let id = fleet.start_refresh(v2, protected_prefs("Ignore")).await;
     let r = fleet.wait_refresh(&id, terminal).await;
     assert_eq!(r.status, Some(InstanceRefreshStatus::Successful));
     assert_eq!(
@@ -650,7 +682,7 @@ async fn scale_in_protected_instances_stall_or_skip_the_refresh_unless_refreshed
     );
 
     // Refresh: every instance replaced.
-    let id = fleet.start_refresh(v2, prefs("Refresh")).await;
+    let id = fleet.start_refresh(v2, protected_prefs("Refresh")).await;
     let r = fleet.wait_refresh(&id, terminal).await;
     assert_eq!(
         r.status,
@@ -678,6 +710,10 @@ const AGENTLESS_AMI: &str = "ami-0a9e17000000000";
 /// before it counts it.
 fn agentless_stack(health_check_type: &str) -> Stack {
     let mut stack = fleet_stack(true);
+    // The EC2 twin waits out managed draining's hour-long heartbeat timeout; both twins run
+    // their clock as fast as the protected-instance waits do (the real-time floors keep process
+    // starts, checks and drains real).
+    stack.time_scale = PROTECTED_WAIT_SCALE;
     stack.target_groups.push(TargetGroupConfig {
         name: AGENT_TG.into(),
         deregistration_delay: 5,

@@ -87,13 +87,17 @@ pub fn test_stack() -> Stack {
 pub struct Stand {
     pub plane: DataPlane,
     pub dir: tempfile::TempDir,
-    /// Measured timings hold only without a fleet starving it (see [`Fleet`]).
-    _exclusive: tokio::sync::MutexGuard<'static, ()>,
+    /// Its share of the machine (see [`slot`]).
+    _slot: Slot,
 }
 
 impl Stand {
     pub async fn start(stack: Stack) -> Stand {
-        let exclusive = exclusive().await;
+        Self::start_with(stack, slot().await).await
+    }
+
+    /// [`Stand::start`] holding `slot` ([`exclusive`] for a test that measures timings).
+    pub async fn start_with(stack: Stack, slot: Slot) -> Stand {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut options = Options::new(dir.path());
         options.ephemeral_ports = true;
@@ -104,7 +108,7 @@ impl Stand {
         Stand {
             plane,
             dir,
-            _exclusive: exclusive,
+            _slot: slot,
         }
     }
 
@@ -392,17 +396,49 @@ pub struct Fleet {
     pub la: localaws::Localaws,
     pub aws: Aws,
     pub dir: tempfile::TempDir,
-    /// One whole fleet at a time in this test binary: each runs a dozen processes and most run
-    /// the probe at 1,000 req/s, and two at once starve each other on a 2-core machine.
-    _exclusive: tokio::sync::MutexGuard<'static, ()>,
+    /// Its share of the machine (see [`slot`]).
+    _slot: Slot,
 }
 
-static FLEETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// How many fleets may run at once in this test binary. A fleet spends most of its time waiting
+/// on the scaled clock (the machine is ~90 % idle while one runs), so a few side by side finish
+/// sooner; more than that and the probes at 1,000 req/s starve each other on 2 cores. Each
+/// instance of a fleet gets an address of its own data plane's block, so fleets side by side
+/// never share an address or a port. `FLEET_SLOTS=1` runs them one at a time.
+pub fn fleet_slots() -> u32 {
+    static SLOTS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SLOTS.get_or_init(|| {
+        std::env::var("FLEET_SLOTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=16).contains(n))
+            .unwrap_or(3)
+    })
+}
 
-/// The same exclusivity for tests that run a whole `localaws` process with its tasks: their
-/// deadlines hold on a 2-core machine only when no fleet runs beside them.
-pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
-    FLEETS.lock().await
+/// A share of the machine for one fleet (or a test's own processes), held until dropped.
+pub type Slot = tokio::sync::SemaphorePermit<'static>;
+
+fn fleets() -> &'static tokio::sync::Semaphore {
+    static FLEETS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    FLEETS.get_or_init(|| tokio::sync::Semaphore::new(fleet_slots() as usize))
+}
+
+/// One fleet's share: waits while [`fleet_slots`] fleets run.
+pub async fn slot() -> Slot {
+    fleets()
+        .acquire()
+        .await
+        .expect("the fleet semaphore is never closed")
+}
+
+/// The whole machine, for a test whose measured timings (latency percentiles, a deadline a few
+/// scheduling hiccups wide) hold on 2 cores only when no fleet runs beside it.
+pub async fn exclusive() -> Slot {
+    fleets()
+        .acquire_many(fleet_slots())
+        .await
+        .expect("the fleet semaphore is never closed")
 }
 
 impl Fleet {
@@ -413,7 +449,7 @@ impl Fleet {
 
     /// [`Fleet::start`], also returning the data plane's events (as text) until it was ready.
     pub async fn start_watching(stack: Stack) -> (Fleet, Vec<String>) {
-        let exclusive = FLEETS.lock().await;
+        let slot = slot().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut options = Options::new(dir.path());
         options.ephemeral_ports = true;
@@ -438,7 +474,7 @@ impl Fleet {
                 la,
                 aws,
                 dir,
-                _exclusive: exclusive,
+                _slot: slot,
             },
             seen,
         )

@@ -12,9 +12,6 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_orchestrate");
 
-/// One fleet under load at a time: two at once starve each other on a 2-core machine.
-pub(crate) static FLEETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// localaws with the rehearsal's stack, tasks run by this crate's binary (`orchestrate server`),
 /// and launch template version 2 ready to refresh to.
 async fn fleet(managed_draining: bool, dir: &Path) -> Localaws {
@@ -151,7 +148,7 @@ fn probe_report(dir: &Path) -> loadprobe::Report {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_succeeds_with_zero_errors_and_exits_0() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let la = fleet(true, &dir.path().join("la")).await;
     let reports = dir.path().join("reports");
@@ -182,7 +179,7 @@ async fn refresh_succeeds_with_zero_errors_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_rolls_back_at_the_first_failed_request_and_exits_1() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     // Managed draining off: the first terminated instance takes its tasks with it.
     let la = fleet(false, &dir.path().join("la")).await;
@@ -229,7 +226,7 @@ async fn the_gate_rolls_back_at_the_first_failed_request_and_exits_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_mid_refresh_rolls_back_and_the_fleet_serves() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let la = fleet(true, &dir.path().join("la")).await;
     let reports = dir.path().join("reports");
@@ -273,7 +270,7 @@ async fn ctrl_c_mid_refresh_rolls_back_and_the_fleet_serves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_bad_input_exits_2_naming_it() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let la = fleet(true, &dir.path().join("la")).await;
     let out = orchestrate_at(&la.endpoint())
@@ -316,7 +313,7 @@ async fn refresh_bad_input_exits_2_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rehearse_runs_the_matrix_and_every_verdict_matches() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let summary = dir.path().join("summary.json");
     let out = Command::new(BIN)
@@ -386,7 +383,7 @@ async fn rehearse_runs_the_matrix_and_every_verdict_matches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rehearse_soak_repeats_the_matrix_and_checks_memory() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .args([
@@ -478,7 +475,7 @@ fn deploy_command(
 /// deployment with rollback: exit 1, every failure from v3, production back on blue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_gate_stops_a_broken_release_at_the_first_failed_request_and_exits_1() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let la = fleet(true, &dir.path().join("la")).await;
     let appspec = dir.path().join("appspec.yaml");
@@ -563,7 +560,7 @@ async fn deploy_bad_input_exits_2_naming_it() {
 /// rollback; the deployment ends `Stopped`, all production traffic on blue, the report written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_mid_deployment_stops_it_with_all_traffic_on_blue() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let la = fleet(true, &dir.path().join("la")).await;
     let root = orchestrate::find_repo_root(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -614,7 +611,7 @@ async fn ctrl_c_mid_deployment_stops_it_with_all_traffic_on_blue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_reports_missing_permissions_and_persistent_throttling_in_one_line() {
     use localaws::stack::{ApiFault, FaultKind};
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let mut stack = orchestrate::rehearse::stack(true, 60.0).unwrap();
     let fault = |action: &str, fault, times| ApiFault {
@@ -742,7 +739,7 @@ async fn https_deploy(
 /// deployment succeeds, the hook is validated over TLS, the probe counts zero errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_through_https_listeners_trusting_the_ca_file_passes_with_zero_errors() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let hook = free_addr();
     let la = https_fleet(hook, &dir.path().join("la")).await;
@@ -779,7 +776,7 @@ async fn deploy_through_https_listeners_trusting_the_ca_file_passes_with_zero_er
 /// the deployment with rollback: exit 1, production on blue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negative_control_without_the_ca_file_every_request_is_tls_cert_and_the_gate_stops_it() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let hook = free_addr();
     let la = https_fleet(hook, &dir.path().join("la")).await;

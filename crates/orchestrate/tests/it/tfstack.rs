@@ -11,7 +11,6 @@ use localaws::Stack;
 use orchestrate::derive::{DeriveOptions, derive_dir};
 use tokio::process::Command;
 
-use crate::rollout::FLEETS;
 use crate::util::{fixture, repo};
 
 const BIN: &str = env!("CARGO_BIN_EXE_orchestrate");
@@ -52,6 +51,10 @@ async fn rehearse(
     };
     (out.status.code(), stdout, rows)
 }
+
+/// The clock of the original fixture's rehearsals with a desired count: its release fails only
+/// when CodeDeploy's install timeout (an hour) runs out, 15 s of real time at 240x.
+const FLAWED_TIME_SCALE: &str = "240";
 
 fn row<'a>(rows: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
     rows.iter()
@@ -547,7 +550,7 @@ async fn print_stack_writes_a_stack_localaws_reads_and_lists_the_assumptions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partly_known_configuration_still_rehearses() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let (_dir, tf) = partly_known();
     let (code, stdout, rows) = rehearse(&tf, &["refresh"], &[]).await;
     assert!(
@@ -560,7 +563,7 @@ async fn a_partly_known_configuration_still_rehearses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dev_environment_rehearses_clean() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     // The release is what deploys register: codedeploy/taskdef.template.json.
     let template = repo().join("codedeploy/taskdef.template.json");
     let (code, stdout, rows) = rehearse(
@@ -594,7 +597,7 @@ async fn the_dev_environment_rehearses_clean() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_original_fixture_fails_its_scenarios_for_the_reasons_preflight_names() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let original = fixture("original").join("terraform");
     // As written: desired_count 0 runs nothing, which masks every other flaw.
     let (code, stdout, rows) = rehearse(&original, &["refresh", "bluegreen-canary"], &[]).await;
@@ -619,12 +622,10 @@ async fn the_original_fixture_fails_its_scenarios_for_the_reasons_preflight_name
         "desired_count = 0",
         "desired_count = 2",
     );
-    // Faster simulated time: the release fails only when CodeDeploy's install timeout (an hour)
-    // runs out.
     let (code, stdout, rows) = rehearse(
         dir.path(),
         &["refresh", "bluegreen-canary"],
-        &["--time-scale", "120"],
+        &["--time-scale", FLAWED_TIME_SCALE],
     )
     .await;
     assert_eq!(code, Some(1), "{stdout}");
@@ -659,7 +660,7 @@ async fn the_original_fixture_fails_its_scenarios_for_the_reasons_preflight_name
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_flaw_fails_exactly_the_scenario_it_breaks() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     // The project's configuration with managed draining turned off: the refresh now fails,
     // pointing at the capacity provider; the blue/green release still passes.
     let dir = tempfile::tempdir().unwrap();
@@ -698,7 +699,7 @@ async fn one_flaw_fails_exactly_the_scenario_it_breaks() {
 /// for the static host port it failed for before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixing_one_flaw_of_the_original_flips_exactly_its_scenario() {
-    let _exclusive = FLEETS.lock().await;
+    let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&fixture("original").join("terraform"), dir.path());
     let main = dir.path().join("main.tf");
@@ -713,7 +714,7 @@ async fn fixing_one_flaw_of_the_original_flips_exactly_its_scenario() {
     let (code, stdout, rows) = rehearse(
         dir.path(),
         &["refresh", "bluegreen-canary"],
-        &["--time-scale", "120"],
+        &["--time-scale", FLAWED_TIME_SCALE],
     )
     .await;
     assert_eq!(code, Some(1), "{stdout}");

@@ -80,3 +80,34 @@ pub(crate) fn errors(hazards: &[Hazard]) -> Vec<&Hazard> {
 pub(crate) fn show(hazards: &[Hazard]) -> String {
     hazards.iter().map(ToString::to_string).collect()
 }
+
+/// How many fleets may run at once in this test binary. A fleet (an in-process `localaws`, or an
+/// `orchestrate rehearse` with its own) spends most of its time waiting on the scaled clock, so a
+/// few side by side finish sooner; each data plane claims its own block of instance addresses, so
+/// they never share an address or a port. `FLEET_SLOTS=1` runs them one at a time.
+pub(crate) fn fleet_slots() -> u32 {
+    static SLOTS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SLOTS.get_or_init(|| {
+        std::env::var("FLEET_SLOTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=16).contains(n))
+            .unwrap_or(3)
+    })
+}
+
+/// A share of the machine for one fleet, held until dropped.
+pub(crate) type Slot = tokio::sync::SemaphorePermit<'static>;
+
+fn fleets() -> &'static tokio::sync::Semaphore {
+    static FLEETS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    FLEETS.get_or_init(|| tokio::sync::Semaphore::new(fleet_slots() as usize))
+}
+
+/// One fleet's share: waits while [`fleet_slots`] fleets run.
+pub(crate) async fn slot() -> Slot {
+    fleets()
+        .acquire()
+        .await
+        .expect("the fleet semaphore is never closed")
+}
