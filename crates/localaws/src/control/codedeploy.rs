@@ -1475,6 +1475,8 @@ fn enter(
                     }
                 }
                 s.task_sets.push(set);
+                // A new task definition ends ECS's launch throttling at once.
+                s.throttle = super::ecs::Throttle::default();
                 s.steady = false;
             }
             ev.emit(format!(

@@ -87,6 +87,9 @@ pub struct Service {
     pub steady: bool,
     /// When placement last failed (to say it once, not on every step).
     pub unplaceable_since: Option<Instant>,
+    /// ECS's service throttle logic: how many of its tasks in a row went from `PENDING` to
+    /// `STOPPED` without ever running, and the soonest the scheduler launches another.
+    pub throttle: Throttle,
     /// Task sets, for a `CODE_DEPLOY` service (the `PRIMARY` one first); empty otherwise.
     pub task_sets: Vec<TaskSet>,
 }
@@ -274,6 +277,7 @@ pub(super) fn load(state: &mut State, stack: &Stack) {
                 events: VecDeque::new(),
                 steady: false,
                 unplaceable_since: None,
+                throttle: Throttle::default(),
             },
         );
     }
@@ -450,6 +454,48 @@ fn mark_stopped(t: &mut Task, reason: String, code: &'static str) {
     t.stopped_at = Some(wall());
     t.stopped_reason.get_or_insert(reason);
     t.stop_code.get_or_insert(code);
+}
+
+/// The longest ECS waits between launches of a service whose tasks keep failing to start
+/// (AWS: "incrementally increased up to a maximum of 27 minutes").
+pub const THROTTLE_MAX_SECS: u32 = 27 * 60;
+/// The wait after the first failed start; each further failure in a row doubles it. AWS does not
+/// document the steps, only the maximum: this is localaws's choice.
+pub const THROTTLE_FIRST_SECS: u32 = 5;
+
+/// ECS's service throttle logic (developer guide, "Amazon ECS service throttle logic"): when a
+/// service's tasks repeatedly fail to start (`PENDING` straight to `STOPPED`), the time between
+/// launches grows, up to [`THROTTLE_MAX_SECS`]; the service never stops retrying, a task that
+/// reaches `RUNNING` or a new task definition ends the throttling at once, and tasks stopped after
+/// running (failed health checks, an exiting container) never start it.
+#[derive(Debug, Clone, Default)]
+pub struct Throttle {
+    /// Tasks in a row that failed to start.
+    pub failures: u32,
+    /// No launch before this.
+    pub until: Option<Instant>,
+}
+
+impl Throttle {
+    /// A task of the service failed to start at `now`: the next launch waits.
+    fn failed(&mut self, now: Instant, clock: crate::clock::Clock) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        let secs = THROTTLE_FIRST_SECS
+            .saturating_mul(1u32 << (self.failures - 1).min(16))
+            .min(THROTTLE_MAX_SECS);
+        self.until = Some(now + clock.secs(secs));
+        // "Repeatedly": said once, at the second failure in a row.
+        self.failures == 2
+    }
+
+    /// A task reached `RUNNING`, or the service got a new task definition.
+    fn reset(&mut self) {
+        *self = Throttle::default();
+    }
+
+    fn holds(&self, now: Instant) -> bool {
+        self.until.is_some_and(|u| now < u)
+    }
 }
 
 /// One reconcile step: notice dead tasks, then run every service's scheduler.
@@ -754,10 +800,14 @@ fn schedule(
             );
         }
     }
-    // Start what is missing, within maximumPercent.
+    // Start what is missing, within maximumPercent, unless the throttle logic holds launches.
     let want = desired.saturating_sub(keep_n);
     let room = ceiling.saturating_sub(total);
-    let start = want.min(room);
+    let start = if svc.throttle.holds(ctx.now) {
+        0
+    } else {
+        want.min(room)
+    };
     let Ok(td) = state
         .task_definition(&format!(
             "{}:{}",
@@ -932,6 +982,25 @@ pub(super) async fn start_task(c: &Control, id: String) {
                     "TaskFailedToStart",
                 );
             }
+        }
+        let running = t.last_status == "RUNNING";
+        let Some(svc) = t.service.clone().and_then(|n| st.services.get_mut(&n)) else {
+            return;
+        };
+        if running {
+            svc.throttle.reset();
+        } else if svc.throttle.failed(Instant::now(), c.clock()) {
+            let name = svc.name.clone();
+            add_event(
+                svc,
+                format!("(service {name}) is unable to consistently start tasks successfully."),
+            );
+            c.events().emit(
+                "ecs",
+                format!(
+                    "service {name} is unable to consistently start tasks successfully: launches throttled"
+                ),
+            );
         }
     });
 }
@@ -1120,6 +1189,9 @@ impl Control {
                 .get_mut(&svc.name)
                 .ok_or_else(|| ControlError::not_found("service", name))?;
             if let Some(td) = td {
+                if s.task_definition != td {
+                    s.throttle.reset();
+                }
                 s.task_definition = td;
                 s.steady = false;
             }

@@ -1094,3 +1094,126 @@ async fn container_health_checks_gate_and_replace_tasks() {
     assert!(healthy >= 3, "{:?}", tg.describe());
     fleet.stop().await;
 }
+
+/// Registers revision `n` of `demo-web`: the rolling stack's container with host port `port`.
+async fn register_web(ecs: &aws_sdk_ecs::Client, port: i32) -> String {
+    let out = ecs
+        .register_task_definition()
+        .family("demo-web")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image("server")
+                .stop_timeout(10)
+                .port_mappings(
+                    PortMapping::builder()
+                        .container_port(8080)
+                        .host_port(port)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let td = out.task_definition().unwrap();
+    format!("demo-web:{}", td.revision())
+}
+
+/// ECS's service throttle logic: a service whose tasks keep failing to start (four tasks with a
+/// static host port on three instances: the fourth never fits) is retried ever more slowly,
+/// never given up, and says so in its events; a new task definition ends the throttling at once.
+/// Without it, localaws retried the placement thousands of times a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_keeps_failing_to_start_is_retried_ever_more_slowly_until_a_new_revision() {
+    let fleet = Fleet::start(rolling_stack()).await;
+    let ecs = &fleet.aws.ecs;
+    let clock = fleet.la.plane().clock();
+    let mut events = fleet.la.plane().events().subscribe();
+    let static_port = register_web(ecs, 8080).await;
+    ecs.update_service()
+        .cluster("demo-cluster")
+        .service("demo-svc")
+        .task_definition(&static_port)
+        .desired_count(4)
+        .send()
+        .await
+        .unwrap();
+    // The throttle is said once, at the second failure in a row.
+    let said = "is unable to consistently start tasks successfully.";
+    let mut said_at = None;
+    let deadline = tokio::time::Instant::now() + fleet.refresh_deadline();
+    while said_at.is_none() {
+        let described = ecs
+            .describe_services()
+            .cluster("demo-cluster")
+            .services("demo-svc")
+            .send()
+            .await
+            .unwrap();
+        if described.services()[0]
+            .events()
+            .iter()
+            .any(|e| e.message().is_some_and(|m| m.ends_with(said)))
+        {
+            said_at = Some(tokio::time::Instant::now());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the service never said it was throttled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Over the next 10 simulated minutes the waits double from 5 s (10 and 20 s past the second
+    // failure, then 40, 80, 160, 320): a handful of attempts, never none.
+    while events.try_recv().is_ok() {}
+    let window = clock.secs(600);
+    let mut failed = 0;
+    let end = tokio::time::Instant::now() + window;
+    while let Ok(got) = tokio::time::timeout_at(end, events.recv()).await {
+        match got {
+            Ok(e) if e.kind.to_string().contains("failed to start") => failed += 1,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => failed += n,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    assert!(
+        (1..=8).contains(&failed),
+        "{failed} failed starts in 10 simulated minutes (expected a few, growing apart)"
+    );
+    // The service keeps trying: its waits are long now, but a new revision (dynamic host
+    // ports) is launched before the current wait would have ended.
+    let dynamic = register_web(ecs, 0).await;
+    let until = fleet
+        .la
+        .control()
+        .read(|st| st.services["demo-svc"].throttle.until);
+    let until = until.expect("the service is throttled");
+    assert!(
+        until > tokio::time::Instant::now() + clock.secs(20),
+        "the wait ends too soon to tell a reset from it"
+    );
+    ecs.update_service()
+        .cluster("demo-cluster")
+        .service("demo-svc")
+        .task_definition(&dynamic)
+        .send()
+        .await
+        .unwrap();
+    let remaining = until.saturating_duration_since(tokio::time::Instant::now());
+    let revision: u32 = dynamic.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        fleet
+            .la
+            .control()
+            .wait_until(remaining, |st| st
+                .tasks
+                .values()
+                .any(|t| t.task_definition.1 == revision))
+            .await,
+        "no task of {dynamic} launched before the throttle's wait ended"
+    );
+    assert!(said_at.is_some());
+    fleet.stop().await;
+}
