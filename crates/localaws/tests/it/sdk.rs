@@ -1027,16 +1027,7 @@ async fn container_health_checks_gate_and_replace_tasks() {
     ecs.register_task_definition()
         .family("demo-web")
         .container_definitions(
-            ContainerDefinition::builder()
-                .name("web")
-                .image("server")
-                .stop_timeout(10)
-                .port_mappings(
-                    PortMapping::builder()
-                        .container_port(8080)
-                        .host_port(0)
-                        .build(),
-                )
+            web_container(0)
                 .environment(
                     KeyValuePair::builder()
                         .name("APP_VERSION")
@@ -1095,24 +1086,26 @@ async fn container_health_checks_gate_and_replace_tasks() {
     fleet.stop().await;
 }
 
-/// Registers revision `n` of `demo-web`: the rolling stack's container with host port `port`.
+/// The rolling stack's container `web` (image `server`, port 8080) on host port `port`.
+fn web_container(port: i32) -> aws_sdk_ecs::types::builders::ContainerDefinitionBuilder {
+    ContainerDefinition::builder()
+        .name("web")
+        .image("server")
+        .stop_timeout(10)
+        .port_mappings(
+            PortMapping::builder()
+                .container_port(8080)
+                .host_port(port)
+                .build(),
+        )
+}
+
+/// Registers the next revision of `demo-web`: [`web_container`] on host port `port`.
 async fn register_web(ecs: &aws_sdk_ecs::Client, port: i32) -> String {
     let out = ecs
         .register_task_definition()
         .family("demo-web")
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("web")
-                .image("server")
-                .stop_timeout(10)
-                .port_mappings(
-                    PortMapping::builder()
-                        .container_port(8080)
-                        .host_port(port)
-                        .build(),
-                )
-                .build(),
-        )
+        .container_definitions(web_container(port).build())
         .send()
         .await
         .unwrap();
