@@ -36,6 +36,7 @@ impl Recorder {
             intended_us,
             done_us: intended_us + 500,
             lag_us: 3,
+            sent_us: intended_us + 3,
             pool_wait: false,
             result: Ok(200),
             version: Some(self.version.clone()),

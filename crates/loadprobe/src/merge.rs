@@ -144,6 +144,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
     m.ok = 0;
     m.errors = ErrorSummary::default();
     m.schedule_lag_us = Percentiles::default();
+    m.send_delay_us = Percentiles::default();
     m.pool_exhausted = 0;
     m.achieved_rate = 0.0;
     m.outages.clear();
@@ -193,6 +194,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
                 .absorb(&t, offset);
         }
         m.schedule_lag_us = max_percentiles(m.schedule_lag_us, r.schedule_lag_us);
+        m.send_delay_us = max_percentiles(m.send_delay_us, r.send_delay_us);
         m.pool_exhausted += r.pool_exhausted;
         m.achieved_rate += r.achieved_rate;
         m.outage_total += r.outage_total;
@@ -370,6 +372,7 @@ mod tests {
             latency_us: Percentiles::of(&h),
             latency_percentiles: histo::percentile_points(&h),
             schedule_lag_us: Percentiles::default(),
+            send_delay_us: Percentiles::default(),
             pool_exhausted: 0,
             achieved_rate: 10.0,
             outages: if errors == 0 {

@@ -46,6 +46,9 @@ pub(crate) struct Sample {
     pub(crate) done_us: u64,
     /// How late the scheduler dispatched it, µs.
     pub(crate) lag_us: u64,
+    /// When a connection took it and began the exchange, µs since the probe's start: after the
+    /// scheduler's lag and any wait for a free connection.
+    pub(crate) sent_us: u64,
     /// It found every connection busy.
     pub(crate) pool_wait: bool,
     /// The success status, or why it failed.
@@ -224,6 +227,8 @@ pub(crate) struct Recorder {
     max_intended_us: u64,
     latency: Histogram<u64>,
     lag: Histogram<u64>,
+    /// Intended start to the exchange's start: the lag plus any wait for a free connection.
+    send_delay: Histogram<u64>,
     kinds: Names<ErrorKind>,
     versions: Names<Option<HeaderValue>>,
     served_by: Names<Option<HeaderValue>>,
@@ -329,6 +334,7 @@ impl Recorder {
         let interval_us = (setup.interval.as_micros() as u64).max(1);
         let latency = histo::new_histogram(setup.high_us);
         let lag = histo::new_histogram(3_600_000_000);
+        let send_delay = histo::new_histogram(3_600_000_000);
         Recorder {
             interval_us,
             requests: 0,
@@ -338,6 +344,7 @@ impl Recorder {
             max_intended_us: 0,
             latency,
             lag,
+            send_delay,
             kinds: Names::new(MAX_NAMES),
             versions: Names::new(MAX_NAMES),
             served_by: Names::new(MAX_TASKS),
@@ -372,6 +379,8 @@ impl Recorder {
         if self.setup.schedule_us.is_some() {
             // Closed loop has no schedule to lag behind.
             self.lag.saturating_record(s.lag_us.max(1));
+            self.send_delay
+                .saturating_record(s.sent_us.saturating_sub(s.intended_us).max(1));
         }
         if s.pool_wait {
             self.pool_exhausted += 1;
@@ -756,6 +765,7 @@ impl Recorder {
             latency_us,
             latency_percentiles,
             schedule_lag_us: Percentiles::of(&self.lag),
+            send_delay_us: Percentiles::of(&self.send_delay),
             pool_exhausted: self.pool_exhausted,
             achieved_rate: if span_s > 0.0 {
                 self.requests as f64 / span_s
@@ -803,6 +813,7 @@ mod tests {
             intended_us: seq * 100_000,
             done_us: seq * 100_000 + 500,
             lag_us: 0,
+            sent_us: seq * 100_000,
             pool_wait: false,
             result: Ok(200),
             version: Some(HeaderValue::from_static("v1")),

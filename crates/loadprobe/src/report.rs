@@ -64,6 +64,13 @@ pub struct Report {
     /// How late the probe's own scheduler dispatched requests (timer precision, CPU starvation);
     /// all zero for `--rate max`, which has no schedule.
     pub schedule_lag_us: Percentiles,
+    /// How long after its intended start each request began its exchange: the scheduler's lag
+    /// plus any wait for a free connection (all zero for `--rate max`). A request is placed on the
+    /// timeline at its intended start, so a failure it met can be caused by an event up to this
+    /// much later: locating an outage against the events must allow for it. Zero in reports from
+    /// before it was recorded.
+    #[serde(default)]
+    pub send_delay_us: Percentiles,
     /// Requests that found every connection busy when due (their wait is part of their latency).
     pub pool_exhausted: u64,
     /// Requests per second actually sent.
@@ -453,10 +460,11 @@ impl Report {
             let g = &self.schedule_lag_us;
             let _ = writeln!(
                 s,
-                "probe      schedule lag p99 {:.3} ms, max {:.3} ms; pool exhausted {} times",
+                "probe      schedule lag p99 {:.3} ms, max {:.3} ms; pool exhausted {} times; send delay max {:.3} ms",
                 ms(g.p99),
                 ms(g.max),
-                self.pool_exhausted
+                self.pool_exhausted,
+                ms(self.send_delay_us.max)
             );
         }
         for (kind, n) in &self.errors.by_kind {

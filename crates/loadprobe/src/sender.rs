@@ -125,7 +125,8 @@ pub(crate) async fn run(cfg: Arc<SenderConfig>, jobs: Jobs, results: mpsc::Unbou
     while let Some(job) = jobs.next().await {
         let intended = Instant::from_std(job.intended);
         let deadline = intended + cfg.timeout;
-        let ex = if Instant::now() >= deadline {
+        let sent = Instant::now();
+        let ex = if sent >= deadline {
             ErrorKind::RequestTimeout.into()
         } else {
             cfg.exchange(&mut conn, deadline).await
@@ -140,6 +141,7 @@ pub(crate) async fn run(cfg: Arc<SenderConfig>, jobs: Jobs, results: mpsc::Unbou
             intended_us: us(intended),
             done_us: us(done),
             lag_us: job.lag_us,
+            sent_us: us(sent),
             pool_wait: job.pool_wait,
             result: ex.result,
             version: ex.version,

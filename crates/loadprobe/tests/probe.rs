@@ -281,6 +281,14 @@ async fn a_stall_shows_in_p99_not_as_fewer_requests() {
         r.pool_exhausted > 0,
         "every connection was stuck in the stall"
     );
+    // The requests due during the stall waited for a connection: they reached the wire up to
+    // the stall's length after their intended start, which is where the timeline shows them.
+    assert!(
+        r.send_delay_us.max >= 500_000,
+        "send delay max {} µs must show the wait for a connection (schedule lag max {} µs)",
+        r.send_delay_us.max,
+        r.schedule_lag_us.max
+    );
     assert_eq!(r.verdict, Verdict::Fail);
     assert!(r.reasons[0].starts_with("p99 latency"), "{:?}", r.reasons);
     let worst = r.intervals.iter().map(|i| i.p99_us).max().unwrap();

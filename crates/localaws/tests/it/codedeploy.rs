@@ -1015,9 +1015,11 @@ async fn without_the_hook_production_sees_the_broken_release_until_stopped() {
     let canary_at = event_ms(r, "production weights demo-tg-blue=90,demo-tg-green=10");
     let stopped = run.stopped_at_ms.expect("stop time");
     assert!(
-        incident.start_ms as i64 >= canary_at - r.interval_ms as i64,
-        "first error at {} ms, canary at {canary_at} ms",
-        incident.start_ms
+        incident.start_ms as i64
+            >= canary_at - r.interval_ms as i64 - crate::util::send_slack_ms(r),
+        "first error at {} ms, canary at {canary_at} ms (send delay max {} µs)",
+        incident.start_ms,
+        r.send_delay_us.max
     );
     let last_error_ms = r.incidents.iter().map(|i| i.end_ms).max().unwrap_or(0) as i64;
     assert!(

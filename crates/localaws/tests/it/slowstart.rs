@@ -293,9 +293,11 @@ async fn cutover_before_green_is_healthy_drops_requests() {
         incident.describe()
     );
     assert!(
-        (incident.start_ms as i64) >= shift - slack && (incident.start_ms as i64) <= shift + slack,
-        "first error at {} ms, weights moved at {shift} ms",
-        incident.start_ms
+        (incident.start_ms as i64) >= shift - slack - crate::util::send_slack_ms(&r)
+            && (incident.start_ms as i64) <= shift + slack,
+        "first error at {} ms, weights moved at {shift} ms (send delay max {} µs)",
+        incident.start_ms,
+        r.send_delay_us.max
     );
     assert!(
         (incident.end_ms as i64) <= healthy + slack,
@@ -587,9 +589,10 @@ async fn draining_the_only_task_at_min_healthy_0_drops_requests_until_the_replac
         incident.describe()
     );
     assert!(
-        (incident.start_ms as i64) >= drained - slack,
-        "first error at {} ms, drained at {drained} ms",
-        incident.start_ms
+        (incident.start_ms as i64) >= drained - slack - crate::util::send_slack_ms(&r),
+        "first error at {} ms, drained at {drained} ms (send delay max {} µs)",
+        incident.start_ms,
+        r.send_delay_us.max
     );
     assert!(
         (incident.end_ms as i64) <= healthy + slack,

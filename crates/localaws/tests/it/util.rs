@@ -210,6 +210,15 @@ pub fn bridge_events(plane: &DataPlane, probe: &Probe) {
     });
 }
 
+/// How much earlier than its cause a failure can stand on the probe's timeline, in ms: the
+/// probe places a request at its intended start, but it reaches the wire only when its scheduler
+/// and a free connection let it (the report's `send_delay_us`, measured). On a loaded machine
+/// that is more than a probe interval; an outage is located against an event with one interval
+/// plus this much slack before it.
+pub fn send_slack_ms(report: &Report) -> i64 {
+    i64::try_from(report.send_delay_us.max / 1000).unwrap_or(i64::MAX)
+}
+
 /// The time (ms on the probe's timeline) of the first event whose label contains `needle`.
 pub fn event_ms(report: &Report, needle: &str) -> i64 {
     report

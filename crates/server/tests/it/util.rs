@@ -131,26 +131,22 @@ impl Conn {
         stream.set_nodelay(true)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(std::io::Error::other)?;
+            .map_err(|e| std::io::Error::other(chain(&e)))?;
         tokio::spawn(conn);
         Ok(Conn { sender, addr })
     }
 
     pub async fn request(&mut self, method: &str, path: &str) -> Result<Answer, String> {
-        self.sender.ready().await.map_err(|e| e.to_string())?;
+        self.sender.ready().await.map_err(|e| chain(&e))?;
         let req = Request::builder()
             .method(method)
             .uri(path)
             .header("host", self.addr.to_string())
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
-        let res = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| e.to_string())?;
+        let res = self.sender.send_request(req).await.map_err(|e| chain(&e))?;
         let (parts, body) = res.into_parts();
-        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = body.collect().await.map_err(|e| chain(&e))?.to_bytes();
         Ok(Answer {
             status: parts.status,
             headers: parts.headers,
@@ -166,6 +162,20 @@ impl Conn {
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
     }
+}
+
+/// An error and every cause beneath it, `outer: inner: ...`. hyper says only `connection error`
+/// for an I/O error; what the OS said (`Connection reset by peer`, `Broken pipe`) is its source,
+/// and telling a refused connect from a dropped one needs it.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// GET on a fresh connection.
