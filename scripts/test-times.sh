@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite under cargo-nextest (.config/nextest.toml: the same fleet slots as
-# `cargo test`) and lists the slowest tests, each with its own duration, from nextest's JUnit
+# Runs the whole test suite under cargo-nextest (.config/nextest.toml: at most 2 fleets at once,
+# across localaws's and orchestrate's tests) and lists the slowest tests, each with its own duration, from nextest's JUnit
 # report. The table in docs/testing.md comes from here.
 #
 #   scripts/test-times.sh          the 15 slowest
@@ -18,12 +18,12 @@ command -v cargo-nextest >/dev/null 2>&1 || {
   echo "cargo-nextest is not installed: cargo install cargo-nextest --locked" >&2
   exit 2
 }
-target=${CARGO_TARGET_DIR:-$PWD/target}
 start=$SECONDS
 status=0
 cargo nextest run --workspace --locked --no-fail-fast || status=$?
 echo "nextest: $((SECONDS - start)) s wall (exit $status)"
-python3 - "$target/nextest/default/junit.xml" "$top" <<'PY'
+# nextest keeps its store under the workspace's target/ whatever CARGO_TARGET_DIR says.
+python3 - "$PWD/target/nextest/default/junit.xml" "$top" <<'PY'
 import sys
 import xml.etree.ElementTree as ET
 
