@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod container;
-mod drain;
-mod http;
-mod util;
+mod container; // the container image: small, and `docker stop` drains
+mod drain; // the drain on SIGTERM, with its negative controls
+mod http; // routes, headers, robustness, configuration
+mod util; // the real `server` binary spawned, HTTP/1.1 over real sockets
