@@ -121,136 +121,101 @@ pub enum Kind {
     },
 }
 
+/// The first refresh, as production runs it: managed draining on, minimum healthy 90 %, the
+/// stack's deregistration delay, an application that drains. Every other scenario is written
+/// as a twin of one before it with its changed fields named, so a negative control shows the one
+/// protection it removes (and `expect_pass: false`).
+const REFRESH: Scenario = Scenario {
+    name: "refresh",
+    about: "instance refresh to a new launch template version, managed draining on",
+    expect_pass: true,
+    managed_draining: true,
+    min_healthy: 90,
+    max_healthy: 100,
+    kind: Kind::Refresh,
+    deregistration_delay: None,
+    slow_requests: false,
+    drain_delay: None,
+};
+
+const SLOW_REQUESTS: Scenario = Scenario {
+    name: "refresh-slow-requests",
+    about: "the first refresh with slow requests (200 ms) in flight the whole time: the deregistration delay lets them finish",
+    slow_requests: true,
+    ..REFRESH
+};
+
+const SHORT_DEREG_DELAY: Scenario = Scenario {
+    name: "refresh-short-dereg-delay",
+    about: "the first refresh with a deregistration delay (2 s) shorter than the load balancer's propagation lag (5 s): the application's drain delay covers the rest",
+    deregistration_delay: Some(2),
+    ..REFRESH
+};
+
+const CANARY: Scenario = Scenario {
+    name: "bluegreen-canary",
+    about: "blue/green release v1 -> v2 through CodeDeploy: canary 10 %, then the rest; test traffic validated first",
+    kind: Kind::Deploy {
+        broken: false,
+        validate: true,
+    },
+    ..REFRESH
+};
+
+const BROKEN_VALIDATED: Scenario = Scenario {
+    name: "bluegreen-broken-validated",
+    about: "broken release v3 (/ready passes, / answers 500) caught on the test listener: rolled back before production sees it",
+    kind: Kind::Deploy {
+        broken: true,
+        validate: true,
+    },
+    ..CANARY
+};
+
 /// The matrix.
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "refresh",
-        about: "instance refresh to a new launch template version, managed draining on",
-        expect_pass: true,
-        managed_draining: true,
-        min_healthy: 90,
-        max_healthy: 100,
-        kind: Kind::Refresh,
-        deregistration_delay: None,
-        slow_requests: false,
-        drain_delay: None,
-    },
+    REFRESH,
     Scenario {
         name: "refresh-max-healthy-200",
         about: "the same refresh launching every replacement first (min healthy 100 %, max healthy 200 %)",
-        expect_pass: true,
-        managed_draining: true,
         min_healthy: 100,
         max_healthy: 200,
-        kind: Kind::Refresh,
-        deregistration_delay: None,
-        slow_requests: false,
-        drain_delay: None,
+        ..REFRESH
     },
     Scenario {
         name: "refresh-no-managed-draining",
         about: "negative control: the first refresh with managed draining off (instances die with their tasks)",
         expect_pass: false,
         managed_draining: false,
-        min_healthy: 90,
-        max_healthy: 100,
-        kind: Kind::Refresh,
-        deregistration_delay: None,
-        slow_requests: false,
-        drain_delay: None,
+        ..REFRESH
     },
-    Scenario {
-        name: "refresh-slow-requests",
-        about: "the first refresh with slow requests (200 ms) in flight the whole time: the deregistration delay lets them finish",
-        expect_pass: true,
-        managed_draining: true,
-        min_healthy: 90,
-        max_healthy: 100,
-        kind: Kind::Refresh,
-        deregistration_delay: None,
-        slow_requests: true,
-        drain_delay: None,
-    },
+    SLOW_REQUESTS,
     Scenario {
         name: "refresh-zero-dereg-delay",
         about: "negative control: the same with a deregistration delay of 0 (the load balancer cuts requests in flight)",
         expect_pass: false,
-        managed_draining: true,
-        min_healthy: 90,
-        max_healthy: 100,
-        kind: Kind::Refresh,
         deregistration_delay: Some(0),
-        slow_requests: true,
-        drain_delay: None,
+        ..SLOW_REQUESTS
     },
-    Scenario {
-        name: "refresh-short-dereg-delay",
-        about: "the first refresh with a deregistration delay (2 s) shorter than the load balancer's propagation lag (5 s): the application's drain delay covers the rest",
-        expect_pass: true,
-        managed_draining: true,
-        min_healthy: 90,
-        max_healthy: 100,
-        kind: Kind::Refresh,
-        deregistration_delay: Some(2),
-        slow_requests: false,
-        drain_delay: None,
-    },
+    SHORT_DEREG_DELAY,
     Scenario {
         name: "refresh-short-dereg-delay-no-drain",
         about: "negative control: the same with an application that does not drain (DRAIN_DELAY_SECONDS=0): it stops listening while the load balancer still routes to it",
         expect_pass: false,
-        managed_draining: true,
-        min_healthy: 90,
-        max_healthy: 100,
-        kind: Kind::Refresh,
-        deregistration_delay: Some(2),
-        slow_requests: false,
         drain_delay: Some("0"),
+        ..SHORT_DEREG_DELAY
     },
-    Scenario {
-        name: "bluegreen-canary",
-        about: "blue/green release v1 -> v2 through CodeDeploy: canary 10 %, then the rest; test traffic validated first",
-        expect_pass: true,
-        managed_draining: true,
-        min_healthy: 90,
-        max_healthy: 100,
-        kind: Kind::Deploy {
-            broken: false,
-            validate: true,
-        },
-        deregistration_delay: None,
-        slow_requests: false,
-        drain_delay: None,
-    },
-    Scenario {
-        name: "bluegreen-broken-validated",
-        about: "broken release v3 (/ready passes, / answers 500) caught on the test listener: rolled back before production sees it",
-        expect_pass: true,
-        managed_draining: true,
-        min_healthy: 90,
-        max_healthy: 100,
-        kind: Kind::Deploy {
-            broken: true,
-            validate: true,
-        },
-        deregistration_delay: None,
-        slow_requests: false,
-        drain_delay: None,
-    },
+    CANARY,
+    BROKEN_VALIDATED,
     Scenario {
         name: "bluegreen-broken-no-validation",
         about: "negative control: the same broken release without test-traffic validation (production sees v3 until the gate stops it)",
         expect_pass: false,
-        managed_draining: true,
-        min_healthy: 90,
-        max_healthy: 100,
         kind: Kind::Deploy {
             broken: true,
             validate: false,
         },
-        deregistration_delay: None,
-        slow_requests: false,
-        drain_delay: None,
+        ..BROKEN_VALIDATED
     },
 ];
 
@@ -1470,6 +1435,45 @@ fn write_index(dir: &Path, rows: &[Row]) -> std::io::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// What a scenario sets up (all but its name, text and expectation), one entry per field.
+    fn setup(s: &Scenario) -> [String; 7] {
+        [
+            s.managed_draining.to_string(),
+            s.min_healthy.to_string(),
+            s.max_healthy.to_string(),
+            format!("{:?}", s.kind),
+            format!("{:?}", s.deregistration_delay),
+            s.slow_requests.to_string(),
+            format!("{:?}", s.drain_delay),
+        ]
+    }
+
+    #[test]
+    fn every_negative_control_is_a_passing_scenario_with_exactly_one_field_changed() {
+        let negatives: Vec<&Scenario> = SCENARIOS.iter().filter(|s| !s.expect_pass).collect();
+        assert!(negatives.len() >= 4, "{negatives:?}");
+        for neg in negatives {
+            let twins: Vec<&str> = SCENARIOS
+                .iter()
+                .filter(|p| p.expect_pass)
+                .filter(|p| {
+                    let (a, b) = (setup(p), setup(neg));
+                    a.iter().zip(&b).filter(|(x, y)| x != y).count() == 1
+                })
+                .map(|p| p.name)
+                .collect();
+            assert!(
+                !twins.is_empty(),
+                "negative control {} is no passing scenario with one field changed",
+                neg.name
+            );
+        }
+        let mut names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SCENARIOS.len(), "scenario names repeat");
+    }
 
     #[test]
     fn the_embedded_groups_fastest_alarm_takes_one_to_two_minutes() {
