@@ -23,37 +23,9 @@ use tokio::time::Instant;
 use super::ecs::new_task_set;
 use super::{Action, Control, ControlError, Ctx, State, uuid, wall};
 use crate::stack::{
-    AlarmConfig, DeploymentGroupConfig, HookFunction, ServiceLoadBalancer, WeightedTargetGroup,
+    AlarmConfig, DeploymentGroupConfig, HookFunction, PREDEFINED, ServiceLoadBalancer,
+    WeightedTargetGroup,
 };
-
-/// The predefined ECS deployment configs: name, type, percentage, interval (minutes).
-pub const PREDEFINED: [(&str, &str, u32, u32); 5] = [
-    ("CodeDeployDefault.ECSAllAtOnce", "AllAtOnce", 0, 0),
-    (
-        "CodeDeployDefault.ECSCanary10Percent5Minutes",
-        "TimeBasedCanary",
-        10,
-        5,
-    ),
-    (
-        "CodeDeployDefault.ECSCanary10Percent15Minutes",
-        "TimeBasedCanary",
-        10,
-        15,
-    ),
-    (
-        "CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
-        "TimeBasedLinear",
-        10,
-        1,
-    ),
-    (
-        "CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
-        "TimeBasedLinear",
-        10,
-        3,
-    ),
-];
 
 /// The ECS lifecycle events, in order.
 pub const LIFECYCLE: [&str; 8] = [

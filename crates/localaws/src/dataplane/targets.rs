@@ -23,10 +23,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::health::{self, CheckFailure, HealthTracker, Matcher, TargetHealth};
+use super::health::{self, CheckFailure, HealthTracker, TargetHealth};
 use crate::clock::{Clock, MIN_REAL_DRAIN, MIN_REAL_START};
 use crate::events::{EventKind, Events};
-use crate::stack::TargetGroupConfig;
+use crate::stack::{Matcher, TargetGroupConfig};
 
 /// A target group's settings, with durations resolved.
 #[derive(Debug, Clone)]

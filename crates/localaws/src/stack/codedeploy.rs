@@ -8,6 +8,36 @@ use serde::{Deserialize, Serialize};
 
 use super::{Stack, name, unique};
 
+/// CodeDeploy's predefined ECS deployment configs (an AWS fact, so the stack's validation and
+/// the control plane read one table): name, type, percentage, interval (minutes).
+pub const PREDEFINED: [(&str, &str, u32, u32); 5] = [
+    ("CodeDeployDefault.ECSAllAtOnce", "AllAtOnce", 0, 0),
+    (
+        "CodeDeployDefault.ECSCanary10Percent5Minutes",
+        "TimeBasedCanary",
+        10,
+        5,
+    ),
+    (
+        "CodeDeployDefault.ECSCanary10Percent15Minutes",
+        "TimeBasedCanary",
+        10,
+        15,
+    ),
+    (
+        "CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
+        "TimeBasedLinear",
+        10,
+        1,
+    ),
+    (
+        "CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
+        "TimeBasedLinear",
+        10,
+        3,
+    ),
+];
+
 /// CodeDeploy for ECS.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,7 +265,7 @@ impl Stack {
             validate_traffic(&c.kind, c.percentage, c.interval)
                 .map_err(|m| (format!("{at}.type"), m))?;
         }
-        let configs: Vec<&str> = crate::control::codedeploy::PREDEFINED
+        let configs: Vec<&str> = PREDEFINED
             .iter()
             .map(|(n, ..)| *n)
             .chain(cd.deployment_configs.iter().map(|c| c.name.as_str()))

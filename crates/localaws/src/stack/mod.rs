@@ -16,12 +16,15 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 mod codedeploy;
+mod matcher;
 
 pub use codedeploy::{
     ALARM_METRICS, AlarmConfig, ApplicationConfig, AutoRollback, CodeDeployConfig,
-    DeploymentConfigConfig, DeploymentGroupConfig, DeploymentReady, HookFunction, ROLLBACK_EVENTS,
-    loopback_url, validate_traffic,
+    DeploymentConfigConfig, DeploymentGroupConfig, DeploymentReady, HookFunction, PREDEFINED,
+    ROLLBACK_EVENTS, loopback_url, validate_traffic,
 };
+
+pub use matcher::Matcher;
 
 /// The embedded default stack (`default-stack.toml`).
 pub const DEFAULT_STACK: &str = include_str!("../../default-stack.toml");
@@ -951,7 +954,7 @@ impl Stack {
                     "expected 2 to 10",
                 );
             }
-            if let Err(message) = crate::dataplane::health::Matcher::parse(&hc.matcher) {
+            if let Err(message) = Matcher::parse(&hc.matcher) {
                 return Err((format!("{at}.health_check.matcher"), message));
             }
         }

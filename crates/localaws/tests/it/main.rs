@@ -5,16 +5,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod codedeploy;
-mod conformance;
-mod health;
-mod https;
-mod input;
-mod process;
-mod props;
-mod refresh;
-mod sdk;
-mod slow;
-mod slowstart;
-mod traffic;
-mod util;
+mod architecture; // the layer rules, read from src/
+mod codedeploy; // CodeDeploy blue/green end to end, rollbacks, alarms, hooks
+mod conformance; // the API against localaws and, where it runs, LocalStack
+mod health; // health checks: thresholds, fail-open, new targets waiting their turn
+mod https; // HTTPS listeners and the CA localaws writes
+mod input; // bad input: a clear error, never a panic
+mod process; // the binary's CLI; no task outlives it
+mod props; // property tests of every parser of untrusted input
+mod refresh; // instance refresh end to end, with its negative controls
+mod sdk; // every operation through the official SDK clients
+mod slow; // slow and idle clients against a listener
+mod slowstart; // an application slow to start, three ways a rollout loses requests to it
+mod traffic; // traffic while the data plane changes underneath it
+mod util; // a small stack on real processes, the probe, misbehaving targets

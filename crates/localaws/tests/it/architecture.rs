@@ -1,0 +1,257 @@
+//! The layer rules of ARCHITECTURE.md, read from the sources (as rust-analyzer's tidy tests
+//! read theirs): a module may import only the modules below it, and `api` never reaches the
+//! data plane. A break fails naming the file, the line and the import. Breaks that predate this
+//! test are listed in [`KNOWN`], each with the move that ends it; the list may only shrink: a
+//! listed break that is gone fails too, so it is taken off the list as it is fixed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Each top-level module of `localaws/src` and the modules it may import (`crate::X`).
+/// `lib.rs` and `main.rs` wire everything together and are not checked.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("clock", &[]),
+    ("ids", &[]),
+    ("terraform", &[]),
+    ("stack", &["clock", "ids"]),
+    ("derive", &["stack", "terraform", "clock", "ids"]),
+    ("events", &["clock", "ids", "stack"]),
+    ("dataplane", &["clock", "ids", "stack", "events"]),
+    ("control", &["clock", "ids", "stack", "events", "dataplane"]),
+    // The wire layer knows control's operations, never the data plane's insides.
+    ("api", &["clock", "ids", "stack", "events", "control"]),
+    (
+        "running",
+        &[
+            "clock",
+            "ids",
+            "stack",
+            "events",
+            "dataplane",
+            "control",
+            "api",
+        ],
+    ),
+];
+
+/// Breaks that predate this test: (file under src/, imported module, the move that ends it).
+const KNOWN: &[(&str, &str, &str)] = &[
+    (
+        "api/elbv2.rs",
+        "dataplane",
+        "ELBv2's state and describes move to control/elbv2.rs",
+    ),
+    (
+        "events.rs",
+        "dataplane",
+        "TargetHealth moves below the data plane (it is an ELBv2 fact)",
+    ),
+];
+
+/// One import of one module by a file: where it is and how it reads.
+#[derive(Debug)]
+struct Import {
+    file: String,
+    line: usize,
+    text: String,
+    module: String,
+}
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level module a file under src/ belongs to: `api/elbv2.rs` → `api`, `events.rs` →
+/// `events`.
+fn module_of(file: &str) -> &str {
+    file.split('/').next().unwrap().trim_end_matches(".rs")
+}
+
+/// The items lib.rs re-exports at the crate root (`pub use stack::{Stack, StackError};`), each
+/// with the module it comes from.
+fn reexports(lib_rs: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in lib_rs.lines() {
+        let Some(path) = line.trim().strip_prefix("pub use ") else {
+            continue;
+        };
+        let path = path.trim_end_matches(';');
+        let Some((module, items)) = path.split_once("::") else {
+            continue;
+        };
+        let items = items.trim_start_matches('{').trim_end_matches('}');
+        for item in items.split(',') {
+            let item = item.trim().rsplit("::").next().unwrap_or_default();
+            if !item.is_empty() {
+                out.push((item.to_owned(), module.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Every `crate::X` a file names outside comments and its `#[cfg(test)]` module, and every
+/// `super::X` that leaves its folder (in a folder's `mod.rs`, `super` is the crate root).
+fn imports(root: &Path, path: &Path, reexports: &[(String, String)]) -> Vec<Import> {
+    let file = path
+        .strip_prefix(root)
+        .unwrap()
+        .to_string_lossy()
+        .replace('\\', "/");
+    let text = std::fs::read_to_string(path).unwrap();
+    let in_folder_root = file.contains('/') && file.ends_with("/mod.rs");
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("#[cfg(test)]") {
+            break;
+        }
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (at, _) in code.match_indices("crate::") {
+            names.push(&code[at + "crate::".len()..]);
+        }
+        if in_folder_root {
+            for (at, _) in code.match_indices("super::") {
+                names.push(&code[at + "super::".len()..]);
+            }
+        }
+        for rest in names {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            // `crate::Stack`: an item lib.rs re-exports belongs to the module it comes from.
+            let module = match reexports.iter().find(|(item, _)| *item == name) {
+                Some((_, module)) => module.clone(),
+                None => name,
+            };
+            if module.is_empty() {
+                continue;
+            }
+            found.push(Import {
+                file: file.clone(),
+                line: i + 1,
+                text: code.to_owned(),
+                module,
+            });
+        }
+    }
+    found
+}
+
+#[test]
+fn localaws_modules_import_only_the_layers_below_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    files.sort();
+    assert!(
+        files.len() > 20,
+        "read only {} files under {root:?}",
+        files.len()
+    );
+
+    let reexports = reexports(&std::fs::read_to_string(root.join("lib.rs")).unwrap());
+    assert!(
+        reexports
+            .iter()
+            .any(|(item, m)| item == "Stack" && m == "stack"),
+        "{reexports:?}"
+    );
+    let mut broken = Vec::new();
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    for path in &files {
+        for import in imports(&root, path, &reexports) {
+            let from = module_of(&import.file).to_owned();
+            if from == "lib" || from == "main" || import.module == from {
+                continue;
+            }
+            let Some((_, allowed)) = LAYERS.iter().find(|(m, _)| *m == from) else {
+                panic!(
+                    "{}: module `{from}` has no layer: add it to LAYERS in {}",
+                    import.file,
+                    file!()
+                );
+            };
+            assert!(
+                LAYERS.iter().any(|(m, _)| *m == import.module),
+                "{}:{}: `{}` names a module that has no layer: add it to LAYERS",
+                import.file,
+                import.line,
+                import.text
+            );
+            if allowed.contains(&import.module.as_str()) {
+                continue;
+            }
+            let key = (import.file.clone(), import.module.clone());
+            if KNOWN
+                .iter()
+                .any(|(f, m, _)| (*f, *m) == (key.0.as_str(), key.1.as_str()))
+            {
+                seen.insert(key);
+                continue;
+            }
+            broken.push(format!(
+                "src/{}:{}: `{from}` imports `{}`, which is not below it: {}",
+                import.file, import.line, import.module, import.text
+            ));
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "layer rules broken (ARCHITECTURE.md, localaws):\n{}",
+        broken.join("\n")
+    );
+    let fixed: Vec<String> = KNOWN
+        .iter()
+        .filter(|(f, m, _)| !seen.contains(&((*f).to_owned(), (*m).to_owned())))
+        .map(|(f, m, why)| format!("src/{f} no longer imports `{m}` ({why}): take it off KNOWN"))
+        .collect();
+    assert!(fixed.is_empty(), "{}", fixed.join("\n"));
+}
+
+/// The reader itself: a break put into a scratch tree is found with its file and line, and an
+/// import inside a comment or the test module is not one.
+#[test]
+fn the_layer_reader_finds_a_break_and_skips_comments_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("api")).unwrap();
+    std::fs::write(
+        dir.path().join("api/mod.rs"),
+        "//! See [`crate::dataplane`].\nuse super::stack::Stack;\nfn f() { crate::control::go(); }\n\
+         #[cfg(test)]\nmod tests { use crate::dataplane::X; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("api/elbv2.rs"),
+        "use super::query;\nuse crate::dataplane::proxy::Listener;\nuse crate::TargetGroup;\n",
+    )
+    .unwrap();
+    let reexports =
+        reexports("pub use dataplane::{DataPlane, TargetGroup};\npub use clock::Clock;\n");
+    let mut found: Vec<(String, usize, String)> = Vec::new();
+    for f in ["api/mod.rs", "api/elbv2.rs"] {
+        for i in imports(dir.path(), &dir.path().join(f), &reexports) {
+            found.push((i.file, i.line, i.module));
+        }
+    }
+    assert_eq!(
+        found,
+        vec![
+            ("api/mod.rs".to_owned(), 2, "stack".to_owned()),
+            ("api/mod.rs".to_owned(), 3, "control".to_owned()),
+            ("api/elbv2.rs".to_owned(), 2, "dataplane".to_owned()),
+            ("api/elbv2.rs".to_owned(), 3, "dataplane".to_owned()),
+        ]
+    );
+}
