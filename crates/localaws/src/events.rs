@@ -6,9 +6,37 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
+use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::dataplane::TargetHealth;
+/// ELBv2 target health states (here, the lowest module that needs them: events carry them;
+/// the data plane's health checks, the control plane and the API read them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetHealth {
+    /// Registered, not yet checked enough to be healthy.
+    Initial,
+    /// Passing health checks: receives traffic.
+    Healthy,
+    /// Failing health checks: no traffic unless the whole group fails open.
+    Unhealthy,
+    /// Deregistered, finishing in-flight requests.
+    Draining,
+    /// Deregistered and drained.
+    Unused,
+}
+
+impl fmt::Display for TargetHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Initial => "initial",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Draining => "draining",
+            Self::Unused => "unused",
+        })
+    }
+}
 
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,6 @@
 //! A new target's refused connections count only after `clock::MIN_REAL_START` of real time: its
 //! process may still be starting.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,38 +15,11 @@ use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::stack::Matcher;
 
-/// ELBv2 target health states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetHealth {
-    /// Registered, not yet checked enough to be healthy.
-    Initial,
-    /// Passing health checks: receives traffic.
-    Healthy,
-    /// Failing health checks: no traffic unless the whole group fails open.
-    Unhealthy,
-    /// Deregistered, finishing in-flight requests.
-    Draining,
-    /// Deregistered and drained.
-    Unused,
-}
-
-impl fmt::Display for TargetHealth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Initial => "initial",
-            Self::Healthy => "healthy",
-            Self::Unhealthy => "unhealthy",
-            Self::Draining => "draining",
-            Self::Unused => "unused",
-        })
-    }
-}
+pub use crate::events::TargetHealth;
 
 /// Why a check failed, as ELBv2 reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

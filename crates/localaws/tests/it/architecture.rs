@@ -41,11 +41,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "dataplane",
         "ELBv2's state and describes move to control/elbv2.rs",
     ),
-    (
-        "events.rs",
-        "dataplane",
-        "TargetHealth moves below the data plane (it is an ELBv2 fact)",
-    ),
 ];
 
 /// One import of one module by a file: where it is and how it reads.
