@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 pub mod api;
+pub mod arn;
 pub mod clock;
 pub mod control;
 pub mod dataplane;

@@ -110,7 +110,7 @@ impl Localaws {
     pub fn ready_info(&self) -> ReadyInfo {
         ReadyInfo {
             endpoint: self.endpoint(),
-            region: crate::control::REGION,
+            region: crate::arn::REGION,
             listeners: self
                 .plane()
                 .listeners()

@@ -410,7 +410,7 @@ fn describe_groups(c: &Control, p: &Params) -> Result<Xml, ApiError> {
                     "member",
                     &a.target_groups,
                     |x, (tg, _)| {
-                        x.text(&super::elbv2::target_group_arn(tg));
+                        x.text(&crate::arn::target_group_arn(tg));
                     },
                 )
                 .list("Instances", "member", st.group_instances(), |x, i| {

@@ -396,7 +396,7 @@ fn listener_arn(stack: &crate::stack::Stack, name: &str) -> String {
         .iter()
         .find(|lb| lb.listeners.iter().any(|l| l.name == name))
         .map_or("", |lb| lb.name.as_str());
-    super::elbv2::listener_arn(lb, name)
+    crate::arn::listener_arn(lb, name)
 }
 
 fn group_json(
@@ -416,7 +416,7 @@ fn group_json(
         "deploymentGroupId": g.id,
         "deploymentGroupName": cfg.name,
         "deploymentConfigName": cfg.deployment_config,
-        "serviceRoleArn": format!("arn:aws:iam::{}:role/{}-codedeploy", crate::control::ACCOUNT, a.name),
+        "serviceRoleArn": crate::arn::global("iam", &format!("role/{}-codedeploy", a.name)),
         "deploymentStyle": { "deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL" },
         "blueGreenDeploymentConfiguration": {
             "terminateBlueInstancesOnDeploymentSuccess": {

@@ -92,7 +92,7 @@ pub fn handle(c: &Control, action: &str, p: &Params) -> Result<Xml, ApiError> {
                 x.leaf("launchTemplateId", &t.id)
                     .leaf("launchTemplateName", &t.name)
                     .time("createTime", t.created)
-                    .leaf("createdBy", "arn:aws:iam::000000000000:root")
+                    .leaf("createdBy", crate::arn::global("iam", "root"))
                     .leaf("defaultVersionNumber", t.default_version)
                     .leaf("latestVersionNumber", t.latest());
             });
@@ -142,7 +142,7 @@ fn version_xml(x: &mut Xml, lt: &LaunchTemplate, v: &LaunchTemplateVersion) {
         .leaf("versionNumber", v.number)
         .opt("versionDescription", v.description.as_deref())
         .time("createTime", v.created)
-        .leaf("createdBy", "arn:aws:iam::000000000000:root")
+        .leaf("createdBy", crate::arn::global("iam", "root"))
         .leaf("defaultVersion", v.number == lt.default_version)
         .el("launchTemplateData", |x| {
             x.leaf("imageId", &v.data.image_id)

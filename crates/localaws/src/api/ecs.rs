@@ -476,7 +476,7 @@ fn service_json(st: &State, s: &Service) -> Value {
         "taskSets": s.task_sets.iter().map(|t| task_set_json(st, s, t)).collect::<Vec<_>>(),
         "deploymentController": { "type": s.controller },
         "loadBalancers": s.load_balancer.iter().map(|lb| json!({
-            "targetGroupArn": super::elbv2::target_group_arn(&lb.target_group),
+            "targetGroupArn": crate::arn::target_group_arn(&lb.target_group),
             "containerName": lb.container_name,
             "containerPort": lb.container_port,
         })).collect::<Vec<_>>(),
@@ -521,7 +521,7 @@ fn task_set_json(st: &State, s: &Service, ts: &crate::control::TaskSet) -> Value
         "stabilityStatus": if ts.steady { "STEADY_STATE" } else { "STABILIZING" },
         "stabilityStatusAt": time(ts.updated),
         "loadBalancers": ts.load_balancer.iter().map(|lb| json!({
-            "targetGroupArn": super::elbv2::target_group_arn(&lb.target_group),
+            "targetGroupArn": crate::arn::target_group_arn(&lb.target_group),
             "containerName": lb.container_name,
             "containerPort": lb.container_port,
         })).collect::<Vec<_>>(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::query::{Params, Xml};
 use super::{ApiError, unsupported};
+use crate::arn::{listener_arn, load_balancer_arn, rule_arn, target_group_arn};
 use crate::control::Control;
 use crate::dataplane::TargetGroup;
 use crate::dataplane::proxy::Listener;
@@ -18,55 +19,6 @@ use crate::stack::WeightedTargetGroup;
 pub const VERSION: &str = "2015-12-01";
 /// XML namespace.
 pub const XMLNS: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
-
-fn hash16(s: &str) -> String {
-    // FNV-1a: stable across runs and platforms.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
-fn prefix() -> String {
-    format!(
-        "arn:aws:elasticloadbalancing:{}:{}",
-        crate::control::REGION,
-        crate::control::ACCOUNT
-    )
-}
-
-/// ARN of load balancer `lb`.
-pub fn load_balancer_arn(lb: &str) -> String {
-    format!("{}:loadbalancer/app/{lb}/{}", prefix(), hash16(lb))
-}
-
-/// ARN of listener `name` of `lb`.
-pub fn listener_arn(lb: &str, name: &str) -> String {
-    format!(
-        "{}:listener/app/{lb}/{}/{}",
-        prefix(),
-        hash16(lb),
-        hash16(&format!("{lb}/{name}"))
-    )
-}
-
-/// ARN of the default rule of a listener.
-pub fn rule_arn(lb: &str, name: &str) -> String {
-    format!(
-        "{}:listener-rule/app/{lb}/{}/{}/{}",
-        prefix(),
-        hash16(lb),
-        hash16(&format!("{lb}/{name}")),
-        hash16(&format!("{lb}/{name}/default"))
-    )
-}
-
-/// ARN of target group `name`.
-pub fn target_group_arn(name: &str) -> String {
-    format!("{}:targetgroup/{name}/{}", prefix(), hash16(name))
-}
 
 fn tg_not_found(what: &str) -> ApiError {
     ApiError::new(

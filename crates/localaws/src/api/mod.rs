@@ -158,8 +158,9 @@ impl Faults {
 
 /// What AWS answers for an injected fault, in the protocol's own codes.
 fn fault_error(kind: FaultKind, protocol: Protocol, service: &str, action: &str) -> ApiError {
+    let caller = crate::arn::global("sts", "assumed-role/localaws/test");
     let denied = format!(
-        "User: arn:aws:sts::000000000000:assumed-role/localaws/test is not authorized to perform: {service}:{action} because no identity-based policy allows the {service}:{action} action"
+        "User: {caller} is not authorized to perform: {service}:{action} because no identity-based policy allows the {service}:{action} action"
     );
     match (kind, protocol) {
         (FaultKind::AccessDenied, Protocol::Json) => ApiError::new("AccessDeniedException", denied),

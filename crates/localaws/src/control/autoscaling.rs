@@ -218,12 +218,13 @@ pub(super) fn load(state: &mut State, config: &AutoScalingGroupConfig, plane: &D
     }
     let asg = Asg {
         name: config.name.clone(),
-        arn: format!(
-            "arn:aws:autoscaling:{}:{}:autoScalingGroup:{}:autoScalingGroupName/{}",
-            super::REGION,
-            super::ACCOUNT,
-            uuid(),
-            config.name
+        arn: crate::arn::regional(
+            "autoscaling",
+            &format!(
+                "autoScalingGroup:{}:autoScalingGroupName/{}",
+                uuid(),
+                config.name
+            ),
         ),
         min: config.min_size,
         max: config.max_size,

@@ -219,11 +219,7 @@ impl Task {
 }
 
 fn task_definition_arn(family: &str, revision: u32) -> String {
-    format!(
-        "arn:aws:ecs:{}:{}:task-definition/{family}:{revision}",
-        super::REGION,
-        super::ACCOUNT
-    )
+    crate::arn::regional("ecs", &format!("task-definition/{family}:{revision}"))
 }
 
 pub(super) fn load(state: &mut State, stack: &Stack) {
@@ -259,12 +255,9 @@ pub(super) fn load(state: &mut State, stack: &Stack) {
             Service {
                 task_sets,
                 name: s.name.clone(),
-                arn: format!(
-                    "arn:aws:ecs:{}:{}:service/{}/{}",
-                    super::REGION,
-                    super::ACCOUNT,
-                    stack.cluster.name,
-                    s.name
+                arn: crate::arn::regional(
+                    "ecs",
+                    &format!("service/{}/{}", stack.cluster.name, s.name),
                 ),
                 task_definition: (s.task_definition.clone(), 1),
                 desired: s.desired_count,
@@ -298,11 +291,7 @@ pub(super) fn new_task_set(
         .collect();
     let id = format!("ecs-svc/{digits}");
     TaskSet {
-        arn: format!(
-            "arn:aws:ecs:{}:{}:task-set/{cluster}/{service}/{id}",
-            super::REGION,
-            super::ACCOUNT
-        ),
+        arn: crate::arn::regional("ecs", &format!("task-set/{cluster}/{service}/{id}")),
         id,
         task_definition,
         load_balancer,
@@ -318,12 +307,7 @@ pub(super) fn new_task_set(
 impl State {
     /// The cluster's ARN.
     pub fn cluster_arn(&self) -> String {
-        format!(
-            "arn:aws:ecs:{}:{}:cluster/{}",
-            super::REGION,
-            super::ACCOUNT,
-            self.cluster
-        )
+        crate::arn::regional("ecs", &format!("cluster/{}", self.cluster))
     }
 
     /// Checks that `name` (a name or an ARN) is this cluster.
@@ -394,12 +378,7 @@ impl State {
 /// The ECS agent on `ec2` registers its container instance.
 pub(super) fn register_container_instance(state: &mut State, ec2: &str, events: Emitter<'_>) {
     let id = hex_id(32);
-    let arn = format!(
-        "arn:aws:ecs:{}:{}:container-instance/{}/{id}",
-        super::REGION,
-        super::ACCOUNT,
-        state.cluster
-    );
+    let arn = crate::arn::regional("ecs", &format!("container-instance/{}/{id}", state.cluster));
     state.container_instances.insert(
         ec2.to_owned(),
         ContainerInstance {
@@ -859,12 +838,7 @@ fn schedule(
             id.clone(),
             Task {
                 id: id.clone(),
-                arn: format!(
-                    "arn:aws:ecs:{}:{}:task/{}/{id}",
-                    super::REGION,
-                    super::ACCOUNT,
-                    state.cluster
-                ),
+                arn: crate::arn::regional("ecs", &format!("task/{}/{id}", state.cluster)),
                 task_definition: (td.family.clone(), td.revision),
                 definition: td.definition.clone(),
                 service: Some(name.to_owned()),

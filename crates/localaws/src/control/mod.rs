@@ -42,11 +42,6 @@ pub use refresh::{InstanceRefresh, RefreshPreferences, RefreshStatus};
 
 pub use crate::ids::{hex as hex_id, uuid};
 
-/// The account id every ARN carries.
-pub const ACCOUNT: &str = "000000000000";
-/// The region every ARN carries.
-pub const REGION: &str = "us-east-1";
-
 /// Why a control-plane call was refused. The API layer maps each to its service's error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
