@@ -678,12 +678,67 @@ async fn refresh_reports_missing_permissions_and_persistent_throttling_in_one_li
     la.shutdown().await;
 }
 
-/// A free loopback address for a server the test's child process will bind.
+/// A loopback address for a server the test's child process will bind, that no other socket on
+/// the machine can take before the child binds it.
+///
+/// It was a port from `bind("127.0.0.1:0")`, closed again at once, and that port was free only
+/// until it was closed: the kernel hands it to the next socket that asks for an ephemeral port.
+/// With fleets side by side the probes' connections cycle through those ports all the time, and
+/// under the flake hunt's CPU hog one took the hook's port between the test choosing it and
+/// `orchestrate deploy` binding it (`cannot listen on --hook-listen 127.0.0.1:45255: Address
+/// already in use`). Now the address is one nothing else ever binds: outgoing loopback
+/// connections take 127.0.0.1 as their source address (`ip route get 127.200.3.4`: `src
+/// 127.0.0.1`) and localaws's instances live in `127.B.1.1` and up for small blocks B, so an
+/// address in `127.128.0.0/9` named after this process's id is this process's alone, and a port
+/// below the kernel's ephemeral range (32768 and up) from a counter is never handed out by it.
 fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let pid = std::process::id();
+    assert!(pid < 1 << 23, "pid {pid} does not fit 127.128.0.0/9");
+    let ip = std::net::Ipv4Addr::new(
+        127,
+        128 | ((pid >> 16) & 0x7f) as u8,
+        ((pid >> 8) & 0xff) as u8,
+        (pid & 0xff) as u8,
+    );
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    assert!(n < 10_000, "more hook addresses than ports set aside");
+    let addr = std::net::SocketAddr::from((ip, 20_000 + n));
+    // Free now, and nobody else names it: the child can bind it.
+    drop(std::net::TcpListener::bind(addr).unwrap());
+    addr
+}
+
+/// The hook's address stays free while ephemeral ports churn on 127.0.0.1 (what took it before):
+/// 64 listeners and 1,000 connections later, it still binds; two addresses never repeat.
+#[test]
+fn a_hook_address_stays_free_while_ephemeral_ports_churn() {
+    let a = free_addr();
+    let b = free_addr();
+    assert_ne!(a, b);
+    for addr in [a, b] {
+        assert!(
+            !addr.ip().is_unspecified() && addr.ip().is_loopback(),
+            "{addr}"
+        );
+        assert_ne!(addr.ip(), std::net::IpAddr::from([127, 0, 0, 1]), "{addr}");
+        assert!(addr.port() < 32768, "{addr}");
+    }
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = server.local_addr().unwrap();
+    let listeners: Vec<_> = (0..64)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for _ in 0..1000 {
+        let c = std::net::TcpStream::connect(to).unwrap();
+        drop(server.accept().unwrap());
+        drop(c);
+    }
+    drop(listeners);
+    for addr in [a, b] {
+        let l = std::net::TcpListener::bind(addr);
+        assert!(l.is_ok(), "{addr}: {l:?}");
+    }
 }
 
 /// The rehearsal's fleet with HTTPS production and test listeners and the AppSpec's validation
