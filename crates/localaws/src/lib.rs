@@ -255,6 +255,12 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     })?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    // Both listeners exist before anything is printed: a `tokio::signal::ctrl_c()` future only
+    // hears a SIGINT sent after its first poll, so one made in the `select!` after "Ctrl-C stops
+    // every task" missed a SIGINT sent the moment that line appeared (the flake hunt's starved
+    // machine: localaws never exited).
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
     let mut options = Options::new(&state_dir);
     options.time_scale = args.time_scale;
     options.proxy_threads = args.proxy_threads.map(usize::from);
@@ -273,7 +279,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     );
     let ready = tokio::select! {
         ready = la.wait_ready(la.ready_timeout()) => ready,
-        _ = tokio::signal::ctrl_c() => {
+        _ = int.recv() => {
             la.shutdown().await;
             return Ok(());
         }
@@ -317,7 +323,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     }
     eprintln!("Ctrl-C stops every task gracefully and exits.");
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     tracing::info!("stopping: every task gets SIGTERM");
