@@ -99,11 +99,14 @@ pub enum EventKind {
     },
 }
 
-/// An event with its wall-clock time.
+/// An event with its time, on the wall clock (for reports) and on the monotonic clock.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// When it happened.
     pub at: SystemTime,
+    /// When it happened, on the monotonic clock the control plane's timers run on: measure
+    /// durations between events with this (the wall clock may be stepped or slewed).
+    pub instant: tokio::time::Instant,
     /// What happened.
     pub kind: EventKind,
 }
@@ -171,6 +174,7 @@ impl Events {
         tracing::info!(target: "localaws::event", "{kind}");
         let _ = self.tx.send(Event {
             at: SystemTime::now(),
+            instant: tokio::time::Instant::now(),
             kind,
         });
     }

@@ -438,7 +438,6 @@ fn advance(state: &mut State, r: &mut InstanceRefresh, ctx: &Ctx<'_>) {
         && r.percentage >= cp
     {
         r.next_checkpoint += 1;
-        r.paused_until = Some(ctx.now + ctx.clock.secs(r.prefs.checkpoint_delay));
         let reason = format!(
             "Waiting for checkpoint delay: {}% complete, checkpoint {cp}% reached, pausing {} s.",
             r.percentage, r.prefs.checkpoint_delay
@@ -447,6 +446,10 @@ fn advance(state: &mut State, r: &mut InstanceRefresh, ctx: &Ctx<'_>) {
             "autoscaling",
             format!("instance refresh {}: {reason}", r.id),
         );
+        // The pause runs from the event that says it began, not from the start of this pass
+        // (`ctx.now`): on a starved machine the pass takes long enough that a pause counted from
+        // its start looked shorter than the delay (the flake hunt saw 1.99988 s of 2 s).
+        r.paused_until = Some(Instant::now() + ctx.clock.secs(r.prefs.checkpoint_delay));
         r.reason = Some(reason);
         return;
     }

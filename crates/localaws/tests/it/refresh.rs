@@ -300,24 +300,25 @@ async fn checkpoints_pause_the_refresh_for_the_checkpoint_delay() {
         .await;
     let r = fleet.wait_refresh(&id, terminal).await;
     assert_eq!(r.status, Some(InstanceRefreshStatus::Successful));
-    // The pause: from the checkpoint to the next termination, at least the delay (real time).
+    // The pause: from the checkpoint to the next termination, at least the delay (real time, on
+    // the monotonic clock the control plane's timers use, not the events' wall-clock stamps).
     let mut checkpoint = None;
     let mut after = None;
     while let Ok(e) = events.try_recv() {
         let label = e.kind.to_string();
         if checkpoint.is_none() && label.contains("checkpoint 30% reached") {
-            checkpoint = Some(e.at);
+            checkpoint = Some(e.instant);
         } else if checkpoint.is_some()
             && after.is_none()
             && label.contains("autoscaling: terminating")
         {
-            after = Some(e.at);
+            after = Some(e.instant);
         }
     }
     let (Some(cp), Some(next)) = (checkpoint, after) else {
         panic!("no checkpoint pause seen (checkpoint {checkpoint:?}, next {after:?})");
     };
-    let paused = next.duration_since(cp).unwrap_or_default();
+    let paused = next.duration_since(cp);
     let expected = fleet.la.plane().clock().secs(delay as u32);
     assert!(
         paused >= expected,
