@@ -17,9 +17,8 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::events::TargetHealth;
 use crate::stack::Matcher;
-
-pub use crate::events::TargetHealth;
 
 /// Why a check failed, as ELBv2 reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,7 +24,8 @@ pub mod runtime;
 pub mod targets;
 pub mod tls;
 
-pub use health::TargetHealth;
+pub use crate::events::TargetHealth;
+pub use addresses::AddressBlock;
 pub use runtime::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntime};
 pub use targets::{Metrics, TargetGroup, TargetInfo};
 pub use tls::ListenerTls;

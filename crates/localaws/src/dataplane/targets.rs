@@ -23,9 +23,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::health::{self, CheckFailure, HealthTracker, TargetHealth};
+use super::health::{self, CheckFailure, HealthTracker};
 use crate::clock::{Clock, MIN_REAL_DRAIN, MIN_REAL_START};
-use crate::events::{EventKind, Events};
+use crate::events::{EventKind, Events, TargetHealth};
 use crate::stack::{Matcher, TargetGroupConfig};
 
 /// A target group's settings, with durations resolved.
