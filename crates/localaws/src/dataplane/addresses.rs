@@ -17,7 +17,7 @@ const PER_BLOCK: u64 = 250 * 255;
 
 /// A claimed block of instance addresses, held until dropped.
 #[derive(Debug)]
-pub(crate) struct AddressBlock {
+pub struct AddressBlock {
     octet: u8,
     /// The locked file; `None` when no block could be claimed (block 0, unguarded).
     _lock: Option<File>,
@@ -25,7 +25,7 @@ pub(crate) struct AddressBlock {
 
 impl AddressBlock {
     /// Claims the first free block, its lock file in the system's temporary directory.
-    pub(crate) fn claim() -> AddressBlock {
+    pub fn claim() -> AddressBlock {
         Self::claim_in(&std::env::temp_dir())
     }
 
@@ -75,8 +75,16 @@ impl AddressBlock {
     }
 
     /// The second octet of every address in the block.
-    pub(crate) fn octet(&self) -> u8 {
+    pub fn octet(&self) -> u8 {
         self.octet
+    }
+
+    /// An address of the block that no instance is given and nothing else binds, `127.B.0.254`:
+    /// for a server beside a fleet whose address must stay free until a child process binds it
+    /// (a test's validation hook). Outgoing loopback connections take 127.0.0.1 as their source
+    /// address, so no ephemeral port is ever handed out on it.
+    pub fn spare_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.octet, 0, 254)
     }
 
     /// The address of the `n`th instance (from 0): `127.B.1.1`, `127.B.1.2`, ...
@@ -108,6 +116,7 @@ mod tests {
         assert_eq!(block.ip(250), Ipv4Addr::new(127, 0, 2, 1));
         assert_eq!(block.ip(PER_BLOCK - 1), Ipv4Addr::new(127, 0, 255, 250));
         assert_eq!(block.ip(PER_BLOCK), Ipv4Addr::new(127, 0, 1, 1));
+        assert_eq!(block.spare_ip(), Ipv4Addr::new(127, 0, 0, 254));
     }
 
     #[test]

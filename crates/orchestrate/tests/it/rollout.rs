@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use localaws::control::ec2::{NewVersion, TemplateRef};
+use localaws::dataplane::AddressBlock;
 use localaws::{Localaws, Options};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -679,50 +680,30 @@ async fn refresh_reports_missing_permissions_and_persistent_throttling_in_one_li
 }
 
 /// A loopback address for a server the test's child process will bind, that no other socket on
-/// the machine can take before the child binds it.
+/// the machine can take before the child binds it, held while the returned block lives.
 ///
 /// It was a port from `bind("127.0.0.1:0")`, closed again at once, and that port was free only
 /// until it was closed: the kernel hands it to the next socket that asks for an ephemeral port.
 /// With fleets side by side the probes' connections cycle through those ports all the time, and
 /// under the flake hunt's CPU hog one took the hook's port between the test choosing it and
 /// `orchestrate deploy` binding it (`cannot listen on --hook-listen 127.0.0.1:45255: Address
-/// already in use`). Now the address is one nothing else ever binds: outgoing loopback
-/// connections take 127.0.0.1 as their source address (`ip route get 127.200.3.4`: `src
-/// 127.0.0.1`) and localaws's instances live in `127.B.1.1` and up for small blocks B, so an
-/// address in `127.128.0.0/9` named after this process's id is this process's alone, and a port
-/// below the kernel's ephemeral range (32768 and up) from a counter is never handed out by it.
-fn free_addr() -> std::net::SocketAddr {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let pid = std::process::id();
-    assert!(pid < 1 << 23, "pid {pid} does not fit 127.128.0.0/9");
-    let ip = std::net::Ipv4Addr::new(
-        127,
-        128 | ((pid >> 16) & 0x7f) as u8,
-        ((pid >> 8) & 0xff) as u8,
-        (pid & 0xff) as u8,
-    );
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    assert!(n < 10_000, "more hook addresses than ports set aside");
-    let addr = std::net::SocketAddr::from((ip, 20_000 + n));
-    // Free now, and nobody else names it: the child can bind it.
-    drop(std::net::TcpListener::bind(addr).unwrap());
-    addr
+/// already in use`). Now it is the spare address of an address block this test claims, as a
+/// data plane claims its instances' block (a lock per block, so no other process holds it).
+fn hook_addr() -> (AddressBlock, std::net::SocketAddr) {
+    let block = AddressBlock::claim();
+    let addr = std::net::SocketAddr::from((block.spare_ip(), 8080));
+    (block, addr)
 }
 
 /// The hook's address stays free while ephemeral ports churn on 127.0.0.1 (what took it before):
-/// 64 listeners and 1,000 connections later, it still binds; two addresses never repeat.
+/// 64 listeners and 1,000 connections later, it still binds; two claims never share it.
 #[test]
 fn a_hook_address_stays_free_while_ephemeral_ports_churn() {
-    let a = free_addr();
-    let b = free_addr();
+    let (_a_block, a) = hook_addr();
+    let (_b_block, b) = hook_addr();
     assert_ne!(a, b);
     for addr in [a, b] {
-        assert!(
-            !addr.ip().is_unspecified() && addr.ip().is_loopback(),
-            "{addr}"
-        );
         assert_ne!(addr.ip(), std::net::IpAddr::from([127, 0, 0, 1]), "{addr}");
-        assert!(addr.port() < 32768, "{addr}");
     }
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let to = server.local_addr().unwrap();
@@ -796,7 +777,7 @@ async fn https_deploy(
 async fn deploy_through_https_listeners_trusting_the_ca_file_passes_with_zero_errors() {
     let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
-    let hook = free_addr();
+    let (_block, hook) = hook_addr();
     let la = https_fleet(hook, &dir.path().join("la")).await;
     let ca = la.ca_file().unwrap().to_str().unwrap().to_owned();
     let test_url = la.listener_url("test").unwrap();
@@ -833,7 +814,7 @@ async fn deploy_through_https_listeners_trusting_the_ca_file_passes_with_zero_er
 async fn negative_control_without_the_ca_file_every_request_is_tls_cert_and_the_gate_stops_it() {
     let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
-    let hook = free_addr();
+    let (_block, hook) = hook_addr();
     let la = https_fleet(hook, &dir.path().join("la")).await;
     let reports = dir.path().join("reports");
     let out = https_deploy(&la, hook, &reports, &[]).await;
