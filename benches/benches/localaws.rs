@@ -12,7 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use localaws::api::{autoscaling, ecs, json, query};
 use localaws::dataplane::health::HealthTracker;
 use localaws::dataplane::proxy::Forward;
-use localaws::stack::Matcher;
+use stack::Matcher;
 use localaws::{Control, DataPlane, Options, ProcessRuntime, Stack};
 
 /// The default stack without its service: a control plane with the Auto Scaling group and its

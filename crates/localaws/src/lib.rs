@@ -4,7 +4,7 @@
 //! Nothing offline provides this: LocalStack's free edition has no ELBv2, ECS, Auto Scaling or
 //! CodeDeploy, and moto stores listener weights without routing a request. Here:
 //!
-//! - a [stack file](stack) (TOML; one is embedded) describes load balancers, target groups, task
+//! - a [stack file](stack) (TOML, the `stack` crate; one is embedded) describes load balancers, target groups, task
 //!   definitions and services the way Terraform would;
 //! - [tasks](dataplane::runtime) are real processes (the workspace's `server`), each bound to its instance's
 //!   own loopback address (127.0.x.y) on a dynamic host port, stopped with SIGTERM, `stopTimeout`,
@@ -26,12 +26,9 @@ pub mod arn;
 pub mod clock;
 pub mod control;
 pub mod dataplane;
-pub mod derive;
 pub mod events;
 pub mod ids;
 pub mod running;
-pub mod stack;
-pub mod terraform;
 
 pub use clock::Clock;
 pub use control::{Control, ControlError};
@@ -205,17 +202,17 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
 
 /// The stack of a Terraform configuration, its assumptions listed on stderr.
 fn derived_stack(dir: &std::path::Path, args: &ServeArgs) -> Result<Stack, Error> {
-    let mut options = derive::DeriveOptions {
+    let mut options = tfstack::derive::DeriveOptions {
         time_scale: args.time_scale,
-        ..derive::DeriveOptions::default()
+        ..tfstack::derive::DeriveOptions::default()
     };
     for flag in &args.image {
         options.images.push(
-            derive::DeriveOptions::parse_image(flag).map_err(|e| Error::Usage(e.to_string()))?,
+            tfstack::derive::DeriveOptions::parse_image(flag).map_err(|e| Error::Usage(e.to_string()))?,
         );
     }
     let started = std::time::Instant::now();
-    let d = derive::derive_dir(dir, &options).map_err(|e| Error::Usage(e.to_string()))?;
+    let d = tfstack::derive::derive_dir(dir, &options).map_err(|e| Error::Usage(e.to_string()))?;
     let n = d.assumptions.len();
     eprintln!(
         "stack derived from {} in {} ms; {n} value{} not known before apply{}",

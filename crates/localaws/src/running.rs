@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::Api;
 use crate::control::{Control, Lifecycle};
 use crate::dataplane::{DataPlane, DataPlaneError, Options, ProcessRuntime};
-use crate::stack::Stack;
+use stack::Stack;
 
 /// The API's default port, as LocalStack's edge port.
 pub const DEFAULT_API_PORT: u16 = 4566;

@@ -4,17 +4,13 @@
 //!   load, every verdict checked against its expectation, a report directory;
 //! - `refresh` ([`refresh`]): an Auto Scaling instance refresh gated by live traffic (real AWS,
 //!   or `localaws` through `--endpoint-url`: one code path, [`aws`]);
-//! - `preflight` ([`preflight`]): a static check of the Terraform configuration, the ECS task
-//!   definition and the CodeDeploy AppSpec for every known way a rollout drops requests, on a
-//!   reader of Terraform that needs no Terraform binary ([`terraform`]).
-//!
 //! - `deploy` ([`deploy`]): a CodeDeploy blue/green release gated by live traffic, with
-//!   test-traffic validation before production sees it.
+//!   test-traffic validation before production sees it;
+//! - `preflight` ([`preflight`]): a static check of the Terraform configuration, the ECS task
+//!   definition and the CodeDeploy AppSpec for every known way a rollout drops requests, on the
+//!   `tfstack` crate's reader of Terraform, which needs no Terraform binary.
 
 pub mod aws;
-/// The Terraform reader and the stack derivation live in `localaws` (its `--terraform` serves a
-/// derived stack); preflight and the rehearsal use them from there.
-pub use localaws::{derive, terraform};
 pub mod cli;
 pub mod deploy;
 pub mod preflight;

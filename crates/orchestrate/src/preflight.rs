@@ -1,7 +1,7 @@
 //! `orchestrate preflight`: every known way the configuration drops requests during an instance
 //! refresh or a blue/green deployment, found statically, with where it is and how to fix it.
 //!
-//! Inputs: the Terraform configuration (read by [`crate::terraform`], local modules followed),
+//! Inputs: the Terraform configuration (read by [`tfstack::terraform`], local modules followed),
 //! the task definition that `orchestrate deploy` registers (ECS JSON, `{{PLACEHOLDER}}` strings
 //! allowed) and the CodeDeploy AppSpec (YAML or JSON). Each check knows the AWS and provider
 //! defaults, so an attribute left out is judged by what AWS will actually do (capacity provider
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::terraform::{Config, Location, Resource, Setting, TerraformError};
+use tfstack::terraform::{Config, Location, Resource, Setting, TerraformError};
 
 /// The server's defaults (`crates/server/src/config.rs`), used when the task definition does not
 /// set the variable.

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::aws::{Clients, Target};
 use crate::deploy;
-use crate::derive::{self, Assumption, DeriveOptions, RefreshPrefs};
+use tfstack::derive::{self, Assumption, DeriveOptions, RefreshPrefs};
 use crate::preflight::{Hazard, Severity};
 use crate::refresh::{self, Follow, Plan};
 
@@ -328,7 +328,7 @@ impl Setup {
                     .map_err(|e| RehearseError::Input(e.to_string()))?,
             );
         }
-        let cfg = crate::terraform::Config::load(dir)
+        let cfg = tfstack::terraform::Config::load(dir)
             .map_err(|e| RehearseError::Input(format!("--terraform: {e}")))?;
         let mut derived = derive::derive(&cfg, &options)
             .map_err(|e| RehearseError::Input(format!("--terraform {}: {e}", dir.display())))?;
@@ -387,7 +387,7 @@ impl Setup {
     }
 
     /// The first CodeDeploy application and deployment group.
-    fn deployment_group(&self) -> Option<(&str, &localaws::stack::DeploymentGroupConfig)> {
+    fn deployment_group(&self) -> Option<(&str, &stack::DeploymentGroupConfig)> {
         self.stack
             .codedeploy
             .as_ref()?
@@ -693,7 +693,7 @@ async fn scenario(
         if let Some(cd) = stack.codedeploy.as_mut() {
             cd.functions.insert(
                 "validate".into(),
-                localaws::stack::HookFunction {
+                stack::HookFunction {
                     url: Some(format!("http://{addr}/")),
                     command: None,
                 },
@@ -1112,7 +1112,7 @@ fn release_template(
     let bad =
         |m: String| RehearseError::Input(format!("--task-definition {}: {m}", file.display()));
     let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
-    let at = |needle: &str| crate::terraform::Location {
+    let at = |needle: &str| tfstack::terraform::Location {
         file: file.to_path_buf(),
         line: text
             .lines()

@@ -390,7 +390,7 @@ fn application_json(a: &Application) -> Value {
 }
 
 /// The ARN of the listener called `name` (of the load balancer that has it).
-fn listener_arn(stack: &crate::stack::Stack, name: &str) -> String {
+fn listener_arn(stack: &stack::Stack, name: &str) -> String {
     let lb = stack
         .load_balancers
         .iter()
@@ -400,7 +400,7 @@ fn listener_arn(stack: &crate::stack::Stack, name: &str) -> String {
 }
 
 fn group_json(
-    stack: &crate::stack::Stack,
+    stack: &stack::Stack,
     st: &State,
     a: &Application,
     g: &DeploymentGroup,

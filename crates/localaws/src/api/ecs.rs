@@ -6,7 +6,7 @@ use super::json::{Input, time};
 use super::{ApiError, unsupported};
 use crate::control::ecs::{ServiceUpdate, TaskDefinitionRevision};
 use crate::control::{Control, ControlError, Service, State, Task};
-use crate::stack::TaskDefinition;
+use stack::TaskDefinition;
 
 /// The `X-Amz-Target` service name.
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";

@@ -13,7 +13,7 @@ use crate::arn::{listener_arn, load_balancer_arn, rule_arn, target_group_arn};
 use crate::control::Control;
 use crate::dataplane::TargetGroup;
 use crate::dataplane::proxy::Listener;
-use crate::stack::WeightedTargetGroup;
+use stack::WeightedTargetGroup;
 
 /// API version.
 pub const VERSION: &str = "2015-12-01";

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{Control, ControlError, uuid};
-use crate::stack::{ApiFault, FaultKind};
+use stack::{ApiFault, FaultKind};
 
 pub mod autoscaling;
 pub mod codedeploy;

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::{Control, ControlError, Ctx, KEEP_TERMINATED, State, ecs, uuid, wall};
 use crate::dataplane::{DataPlane, Instance, TargetHealth};
-use crate::stack::{AutoScalingGroupConfig, LifecycleHookConfig};
+use stack::{AutoScalingGroupConfig, LifecycleHookConfig};
 
 /// The name of the hook ECS managed draining adds to the group.
 pub const MANAGED_DRAINING_HOOK: &str = "ecs-managed-draining-termination-hook";

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::ecs::new_task_set;
 use super::{Action, Control, ControlError, Ctx, State, uuid, wall};
-use crate::stack::{
+use stack::{
     AlarmConfig, DeploymentGroupConfig, HookFunction, PREDEFINED, ServiceLoadBalancer,
     WeightedTargetGroup,
 };
@@ -90,7 +90,7 @@ pub enum Traffic {
 impl Traffic {
     /// From the API's/stack's type name, percentage and interval.
     pub fn parse(kind: &str, percent: u32, minutes: u32) -> Result<Self, String> {
-        crate::stack::validate_traffic(kind, percent, minutes)?;
+        stack::validate_traffic(kind, percent, minutes)?;
         Ok(match kind {
             "TimeBasedCanary" => Self::Canary { percent, minutes },
             "TimeBasedLinear" => Self::Linear { percent, minutes },
@@ -459,7 +459,7 @@ impl CodeDeployState {
     }
 }
 
-pub(super) fn load(state: &mut State, stack: &crate::stack::Stack) {
+pub(super) fn load(state: &mut State, stack: &stack::Stack) {
     let cd = &mut state.codedeploy;
     for (name, kind, percent, minutes) in PREDEFINED {
         if let Ok(traffic) = Traffic::parse(kind, percent, minutes) {
@@ -1113,7 +1113,7 @@ fn alarms(state: &mut State, ctx: &Ctx<'_>) {
     }
 }
 
-fn function_of<'a>(stack: &'a crate::stack::Stack, name: &str) -> Option<&'a HookFunction> {
+fn function_of<'a>(stack: &'a stack::Stack, name: &str) -> Option<&'a HookFunction> {
     // A hook may name the function or its ARN (`arn:aws:lambda:...:function:NAME[:alias]`).
     let short = name
         .split_once(":function:")
@@ -1632,7 +1632,7 @@ pub(super) async fn invoke(c: &Control, deployment: String, execution_id: String
 
 async fn post(url: &str, event: String, timeout: Duration) -> Result<(), String> {
     use http_body_util::{BodyExt, Full};
-    crate::stack::loopback_url(url)?;
+    stack::loopback_url(url)?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<bytes::Bytes>>();
     let req = http::Request::post(url)

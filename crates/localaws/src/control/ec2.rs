@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use super::{Control, ControlError, State, hex_id, wall};
-use crate::stack::{LaunchTemplateData, Stack};
+use stack::{LaunchTemplateData, Stack};
 
 /// A launch template.
 #[derive(Debug, Clone)]

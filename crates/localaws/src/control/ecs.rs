@@ -22,7 +22,7 @@ use super::autoscaling::Lifecycle;
 use super::{Action, Control, ControlError, Ctx, Emitter, KEEP_STOPPED, State, hex_id, wall};
 use crate::clock::MIN_REAL_START;
 use crate::dataplane::TargetHealth;
-use crate::stack::{ServiceLoadBalancer, Stack, TaskDefinition};
+use stack::{ServiceLoadBalancer, Stack, TaskDefinition};
 
 /// A container instance: an EC2 instance whose ECS agent registered it with the cluster.
 #[derive(Debug, Clone)]

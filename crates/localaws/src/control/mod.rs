@@ -128,7 +128,7 @@ pub(crate) enum Action {
         /// `LifecycleEventHookExecutionId`.
         execution_id: String,
         /// What to run.
-        function: crate::stack::HookFunction,
+        function: stack::HookFunction,
     },
 }
 

@@ -1,5 +1,5 @@
 //! Target group health checks: the threshold state machine and the HTTP check (the matcher's
-//! grammar is the stack model's, [`crate::stack::Matcher`]).
+//! grammar is the stack model's, [`stack::Matcher`]).
 //!
 //! Like ALB: each check opens a fresh connection and sends `GET <path>` with
 //! `User-Agent: ELB-HealthChecker/2.0`; a check passes when the status matches within the timeout.
@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::events::TargetHealth;
-use crate::stack::Matcher;
+use stack::Matcher;
 
 /// Why a check failed, as ELBv2 reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

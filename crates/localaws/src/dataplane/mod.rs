@@ -30,7 +30,7 @@ pub use runtime::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntim
 pub use targets::{Metrics, TargetGroup, TargetInfo};
 pub use tls::ListenerTls;
 
-use crate::stack::{DEFAULT_STOP_TIMEOUT, Stack, TaskDefinition, WeightedTargetGroup};
+use stack::{DEFAULT_STOP_TIMEOUT, Stack, TaskDefinition, WeightedTargetGroup};
 use proxy::{Forward, Listener};
 use runtime::TaskSpec;
 use targets::TargetGroupSettings;
@@ -883,7 +883,7 @@ fn forward(
     groups: &BTreeMap<String, Arc<TargetGroup>>,
     weights: &[WeightedTargetGroup],
 ) -> Result<Forward, DataPlaneError> {
-    crate::stack::validate_forward(weights, "forward", |n| groups.contains_key(n))
+    stack::validate_forward(weights, "forward", |n| groups.contains_key(n))
         .map_err(|(field, message)| DataPlaneError::Invalid(format!("{field}: {message}")))?;
     let resolved = weights
         .iter()

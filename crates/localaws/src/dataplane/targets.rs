@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::health::{self, CheckFailure, HealthTracker};
 use crate::clock::{Clock, MIN_REAL_DRAIN, MIN_REAL_START};
 use crate::events::{EventKind, Events, TargetHealth};
-use crate::stack::{Matcher, TargetGroupConfig};
+use stack::{Matcher, TargetGroupConfig};
 
 /// A target group's settings, with durations resolved.
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ impl TargetGroupSettings {
     /// From the stack's (validated) configuration.
     pub fn from_config(c: &TargetGroupConfig) -> Result<Self, String> {
         let secs = |s: u32| Duration::from_secs(u64::from(s));
-        crate::stack::health_check_path(&c.health_check.path)
+        stack::health_check_path(&c.health_check.path)
             .map_err(|e| format!("target group {}: health check path: {e}", c.name))?;
         Ok(Self {
             deregistration_delay: secs(c.deregistration_delay),

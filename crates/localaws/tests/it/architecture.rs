@@ -1,45 +1,42 @@
 //! The layer rules of ARCHITECTURE.md, read from the sources (as rust-analyzer's tidy tests
-//! read theirs): a module may import only the modules below it, and `api` never reaches the
-//! data plane. A break fails naming the file, the line and the import. Breaks that predate this
-//! test are listed in [`KNOWN`], each with the move that ends it; the list may only shrink: a
-//! listed break that is gone fails too, so it is taken off the list as it is fixed.
+//! read theirs): a crate of the workspace depends only on the crates below it, a module of
+//! `localaws` imports only the modules below it, and `api` never reaches the data plane. A break
+//! fails naming the file, the line and the import. Breaks that predate this test are listed in
+//! [`KNOWN`], each with the move that ends it; the list may only shrink: a listed break that is
+//! gone fails too, so it is taken off the list as it is fixed.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Each top-level module of `localaws/src` and the modules it may import (`crate::X`).
 /// `lib.rs` and `main.rs` wire everything together and are not checked.
+/// The stack model is a crate of its own (`stack`, below `localaws`), open to every module.
 const LAYERS: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("ids", &[]),
     ("arn", &[]),
-    ("terraform", &[]),
-    ("stack", &["clock", "ids", "arn"]),
-    ("derive", &["stack", "terraform", "clock", "ids", "arn"]),
-    ("events", &["clock", "ids", "arn", "stack"]),
-    ("dataplane", &["clock", "ids", "arn", "stack", "events"]),
-    (
-        "control",
-        &["clock", "ids", "arn", "stack", "events", "dataplane"],
-    ),
+    ("events", &["clock", "ids", "arn"]),
+    ("dataplane", &["clock", "ids", "arn", "events"]),
+    ("control", &["clock", "ids", "arn", "events", "dataplane"]),
     // The wire layer knows control's operations, never the data plane's insides.
-    (
-        "api",
-        &["clock", "ids", "arn", "stack", "events", "control"],
-    ),
+    ("api", &["clock", "ids", "arn", "events", "control"]),
     (
         "running",
-        &[
-            "clock",
-            "ids",
-            "arn",
-            "stack",
-            "events",
-            "dataplane",
-            "control",
-            "api",
-        ],
+        &["clock", "ids", "arn", "events", "dataplane", "control", "api"],
     ),
+];
+
+/// The workspace's crates by floor: a crate's dependencies (dev-dependencies too) are crates
+/// of lower floors. The stack model and the application are the ground floor; the Terraform
+/// reader derives stacks; the emulator serves them; orchestrate drives it all.
+const CRATES: &[(&str, u8)] = &[
+    ("server", 0),
+    ("loadprobe", 0),
+    ("stack", 0),
+    ("tfstack", 1),
+    ("localaws", 2),
+    ("orchestrate", 3),
+    ("benches", 4),
 ];
 
 /// Breaks that predate this test: (file under src/, imported module, the move that ends it).
@@ -75,8 +72,8 @@ fn module_of(file: &str) -> &str {
     file.split('/').next().unwrap().trim_end_matches(".rs")
 }
 
-/// The items lib.rs re-exports at the crate root (`pub use stack::{Stack, StackError};`), each
-/// with the module it comes from.
+/// The items lib.rs re-exports at the crate root (`pub use clock::Clock;`), each with the module
+/// it comes from (for `pub use stack::{Stack, StackError};`, the `stack` crate).
 fn reexports(lib_rs: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for line in lib_rs.lines() {
@@ -166,7 +163,7 @@ fn localaws_modules_import_only_the_layers_below_them() {
     assert!(
         reexports
             .iter()
-            .any(|(item, m)| item == "Stack" && m == "stack"),
+            .any(|(item, m)| item == "Clock" && m == "clock"),
         "{reexports:?}"
     );
     let mut broken = Vec::new();
@@ -175,6 +172,10 @@ fn localaws_modules_import_only_the_layers_below_them() {
         for import in imports(&root, path, &reexports) {
             let from = module_of(&import.file).to_owned();
             if from == "lib" || from == "main" || import.module == from {
+                continue;
+            }
+            // `crate::Stack`: re-exported from a crate below localaws, open to every module.
+            if CRATES.iter().any(|(c, floor)| *c == import.module && *floor < 2) {
                 continue;
             }
             let Some((_, allowed)) = LAYERS.iter().find(|(m, _)| *m == from) else {
@@ -255,4 +256,72 @@ fn the_layer_reader_finds_a_break_and_skips_comments_and_tests() {
             ("api/elbv2.rs".to_owned(), 3, "dataplane".to_owned()),
         ]
     );
+}
+
+/// The workspace members' `Cargo.toml`s: each crate's name and the workspace crates it depends
+/// on, with the table that says so.
+fn workspace_dependencies() -> Vec<(String, Vec<(String, String)>)> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root: toml::Table =
+        toml::from_str(&std::fs::read_to_string(workspace.join("Cargo.toml")).unwrap()).unwrap();
+    let members = root["workspace"]["members"].as_array().unwrap();
+    let mut out = Vec::new();
+    for member in members {
+        let dir = workspace.join(member.as_str().unwrap());
+        let manifest: toml::Table =
+            toml::from_str(&std::fs::read_to_string(dir.join("Cargo.toml")).unwrap()).unwrap();
+        let name = manifest["package"]["name"].as_str().unwrap().to_owned();
+        let mut deps = Vec::new();
+        for table in ["dependencies", "dev-dependencies", "build-dependencies"] {
+            let Some(t) = manifest.get(table).and_then(|t| t.as_table()) else {
+                continue;
+            };
+            for dep in t.keys() {
+                if CRATES.iter().any(|(c, _)| c == dep) {
+                    deps.push((dep.clone(), table.to_owned()));
+                }
+            }
+        }
+        out.push((name, deps));
+    }
+    out
+}
+
+#[test]
+fn workspace_crates_depend_only_on_the_floors_below_them() {
+    let crates = workspace_dependencies();
+    let floor = |name: &str| CRATES.iter().find(|(c, _)| *c == name).map(|(_, f)| *f);
+    let mut broken = Vec::new();
+    for (name, deps) in &crates {
+        let Some(own) = floor(name) else {
+            panic!("workspace member `{name}` has no floor: add it to CRATES in {}", file!());
+        };
+        for (dep, table) in deps {
+            let theirs = floor(dep).unwrap();
+            if theirs >= own {
+                broken.push(format!(
+                    "{name}'s [{table}] names `{dep}` (floor {theirs}), not below {name} (floor {own})"
+                ));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "crate graph broken (ARCHITECTURE.md):\n{}",
+        broken.join("\n")
+    );
+    // The graph as ARCHITECTURE.md draws it: the emulator on the stack model and the reader.
+    let deps_of = |name: &str| -> Vec<&str> {
+        crates
+            .iter()
+            .find(|(c, _)| c == name)
+            .map(|(_, d)| d.iter().map(|(d, _)| d.as_str()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(crates.len(), CRATES.len(), "{crates:?}");
+    assert!(deps_of("stack").is_empty() && deps_of("server").is_empty());
+    assert_eq!(deps_of("tfstack"), ["stack"]);
+    for dep in ["stack", "tfstack", "server"] {
+        assert!(deps_of("localaws").contains(&dep), "{:?}", deps_of("localaws"));
+    }
 }

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use loadprobe::{Report, Verdict};
 use localaws::Stack;
-use localaws::stack::{DeploymentGroupConfig, HookFunction};
+use stack::{DeploymentGroupConfig, HookFunction};
 
 use crate::util::{
     Aws, Fleet, assert_complete, bridge_events, event_ms, fleet_stack, get, probe, register,
@@ -669,7 +669,7 @@ async fn desired_count_zero_deploys_successfully_and_serves_nothing() {
 async fn an_unhealthy_blip_while_the_fleet_came_up_does_not_stop_the_first_deployment() {
     let (fleet, events) = Fleet::start_watching(bg_stack(|_, stack| {
         let c = &mut stack.task_definitions[0].container_definitions[0];
-        c.environment.push(localaws::stack::KeyValue {
+        c.environment.push(stack::KeyValue {
             name: "STARTUP_DELAY_SECONDS".into(),
             value: "2".into(),
         });

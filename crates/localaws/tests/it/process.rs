@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use localaws::stack::{ServiceConfig, ServiceLoadBalancer};
+use stack::{ServiceConfig, ServiceLoadBalancer};
 
 use crate::util::{get, server_bin, test_stack};
 

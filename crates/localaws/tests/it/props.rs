@@ -108,7 +108,7 @@ fn stack_parser_takes_arbitrary_text() {
 #[test]
 fn stack_parser_takes_arbitrary_values_in_a_valid_stack() {
     // The default stack with one line's value replaced: reaches validation, not only TOML.
-    let base = localaws::stack::DEFAULT_STACK;
+    let base = stack::DEFAULT_STACK;
     let lines: Vec<&str> = base.lines().collect();
     let value = prop_oneof![
         any::<i64>().prop_map(|n| n.to_string()),

@@ -13,7 +13,7 @@ use aws_sdk_autoscaling::types::{
 };
 use loadprobe::{Report, Verdict};
 use localaws::Stack;
-use localaws::stack::{AmiConfig, HealthCheckConfig, TargetGroupConfig};
+use stack::{AmiConfig, HealthCheckConfig, TargetGroupConfig};
 
 use crate::util::{
     Fleet, assert_complete, bridge_events, event_ms, fleet_stack, probe, wait_probe,

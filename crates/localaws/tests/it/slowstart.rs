@@ -30,7 +30,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use loadprobe::{Report, Verdict};
 use localaws::Stack;
-use localaws::stack::KeyValue;
+use stack::KeyValue;
 
 use crate::util::{
     Fleet, assert_complete, bridge_events, event_ms, probe, register_with, rolling_stack,

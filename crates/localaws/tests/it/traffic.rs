@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use localaws::stack::WeightedTargetGroup;
+use stack::WeightedTargetGroup;
 use localaws::{StopOutcome, TargetHealth, TaskExit};
 
 use crate::util::{Stand, bridge_events, event_ms, get, probe, test_stack, wait_probe};

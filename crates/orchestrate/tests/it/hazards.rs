@@ -3,7 +3,7 @@
 //! defaults and values unknown before apply raise nothing.
 
 use orchestrate::preflight::{self, AppSpec, Inputs, Severity, TaskDefinition};
-use orchestrate::terraform::Config;
+use tfstack::terraform::Config;
 
 use crate::util::{Setup, errors, fixture, show, with_id};
 

@@ -611,7 +611,7 @@ async fn ctrl_c_mid_deployment_stops_it_with_all_traffic_on_blue() {
 /// started; throttling that persists past the retries is one line and exit 2 as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_reports_missing_permissions_and_persistent_throttling_in_one_line() {
-    use localaws::stack::{ApiFault, FaultKind};
+    use stack::{ApiFault, FaultKind};
     let _slot = crate::util::slot().await;
     let dir = tempfile::tempdir().unwrap();
     let mut stack = orchestrate::rehearse::stack(true, 60.0).unwrap();
@@ -732,7 +732,7 @@ async fn https_fleet(hook: std::net::SocketAddr, dir: &Path) -> Localaws {
     let cd = stack.codedeploy.as_mut().unwrap();
     cd.functions.insert(
         "validate".into(),
-        localaws::stack::HookFunction {
+        stack::HookFunction {
             url: Some(format!("http://{hook}/")),
             command: None,
         },

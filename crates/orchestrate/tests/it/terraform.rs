@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use hcl::Value;
-use orchestrate::terraform::{self, Config, Resource, Setting};
+use tfstack::terraform::{self, Config, Resource, Setting};
 use serde_json::json;
 
 use crate::util::{project_inputs, repo};
@@ -258,7 +258,7 @@ fn dev_instances_drain_and_the_refresh_replaces_them_safely() {
 
     // A pinned version: the latest version number, never "$Latest"/"$Default".
     let version = asg.block.find("launch_template.version");
-    let orchestrate::terraform::Found::Attribute(version) = version else {
+    let tfstack::terraform::Found::Attribute(version) = version else {
         panic!("no version")
     };
     assert_eq!(
@@ -705,7 +705,7 @@ fn every_reference_resolves_and_every_module_call_matches_its_module() {
             .collect();
         let resources = labels("resource");
         let data = labels("data");
-        let calls: Vec<&orchestrate::terraform::Block> =
+        let calls: Vec<&tfstack::terraform::Block> =
             blocks.iter().filter(|b| b.kind == "module").collect();
         let module_outputs = |name: &str| -> Option<Vec<String>> {
             let call = calls.iter().find(|c| c.labels[0] == name)?;
@@ -751,7 +751,7 @@ fn every_reference_resolves_and_every_module_call_matches_its_module() {
                 panic!()
             };
             let child = terraform::parse_dir(&dir.join(source)).unwrap();
-            let declared: Vec<&orchestrate::terraform::Block> =
+            let declared: Vec<&tfstack::terraform::Block> =
                 child.iter().filter(|b| b.kind == "variable").collect();
             for a in &call.attributes {
                 if a.name != "source" && !declared.iter().any(|v| v.labels[0] == a.name) {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use localaws::Stack;
-use orchestrate::derive::{DeriveOptions, derive_dir};
+use tfstack::derive::{DeriveOptions, derive_dir};
 use tokio::process::Command;
 
 use crate::util::{fixture, repo};
@@ -168,7 +168,7 @@ fn the_dev_environment_derives_the_embedded_default_stack() {
     assert_eq!(s.load_balancers.len(), 1);
     let (sl, el) = (&s.load_balancers[0], &e.load_balancers[0]);
     assert_eq!((&sl.name, sl.idle_timeout), (&el.name, el.idle_timeout));
-    let serving = |l: &localaws::stack::ListenerConfig| {
+    let serving = |l: &stack::ListenerConfig| {
         let mut v: Vec<String> = l
             .forward
             .iter()
@@ -199,7 +199,7 @@ fn the_dev_environment_derives_the_embedded_default_stack() {
         sc.health_check.as_ref().map(|h| &h.command),
         ec.health_check.as_ref().map(|h| &h.command)
     );
-    let env = |c: &localaws::stack::ContainerDefinition, k: &str| {
+    let env = |c: &stack::ContainerDefinition, k: &str| {
         c.environment
             .iter()
             .find(|kv| kv.name == k)
@@ -481,7 +481,7 @@ fn data_sources_and_remote_state_become_assumptions_with_file_and_line() {
     let ami = find("aws_launch_template.lt image_id");
     assert!(ami.reason.contains("data source data.aws_ami.ecs"), "{ami}");
     assert_eq!(ami.location.line, 25, "{ami}");
-    assert_eq!(ami.used, orchestrate::derive::ASSUMED_AMI);
+    assert_eq!(ami.used, tfstack::derive::ASSUMED_AMI);
     let idle = find("aws_lb.lb idle_timeout");
     assert!(
         idle.reason

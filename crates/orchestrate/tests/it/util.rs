@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use orchestrate::preflight::{self, AppSpec, Hazard, Inputs, Severity, TaskDefinition};
-use orchestrate::terraform::Config;
+use tfstack::terraform::Config;
 
 /// The repository root.
 pub(crate) fn repo() -> PathBuf {

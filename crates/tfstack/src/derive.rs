@@ -18,14 +18,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
-use crate::Stack;
-use crate::stack::{
+use stack::{
     AlarmConfig, AmiConfig, ApplicationConfig, AutoRollback, AutoScalingGroupConfig,
     CapacityProviderConfig, ClusterConfig, CodeDeployConfig, ContainerDefinition,
     ContainerHealthCheck, DeploymentConfigConfig, DeploymentGroupConfig, DeploymentReady,
     HealthCheckConfig, Image, KeyValue, LaunchTemplateConfig, LaunchTemplateData,
     LaunchTemplateSpec, LifecycleHookConfig, ListenerConfig, LoadBalancerConfig, PortMapping,
-    ServiceConfig, ServiceLoadBalancer, TargetGroupConfig, TaskDefinition, WeightedTargetGroup,
+    ServiceConfig, ServiceLoadBalancer, Stack, TargetGroupConfig, TaskDefinition,
+    WeightedTargetGroup,
 };
 use hcl::Value;
 use hcl::expr::{Expression, ObjectKey, TraversalOperator};
@@ -1595,7 +1595,7 @@ impl<'a> Deriver<'a> {
     ) -> Option<AlarmConfig> {
         let b = a.res.block;
         let metric = self.text(a, b, "metric_name", "");
-        if !crate::stack::ALARM_METRICS.contains(&metric.as_str()) {
+        if !stack::ALARM_METRICS.contains(&metric.as_str()) {
             return None;
         }
         let tg = match b.attribute("dimensions") {

@@ -1,5 +1,9 @@
-//! The stack file: the environment `localaws` stands up, described the way Terraform and the ECS
-//! task definition describe it.
+//! `stack`: the stack file, the environment `localaws` stands up, described the way Terraform
+//! and the ECS task definition describe it, and the AWS facts its validation needs (the
+//! predefined CodeDeploy deployment configurations, the health-check matcher grammar).
+//!
+//! The ground floor of the workspace's AWS model: it depends on nothing of the workspace, and
+//! `tfstack` (the Terraform reader), `localaws` and `orchestrate` build on it.
 //!
 //! TOML. Load balancers, target groups and services use the Terraform provider's snake_case names;
 //! task definitions use the ECS JSON field names (`containerDefinitions`, `portMappings`,
@@ -8,7 +12,7 @@
 //!
 //! Durations are seconds. The ones that belong to AWS machinery (health-check interval and timeout,
 //! deregistration delay) are *simulated* and run `time_scale` times faster; the ones a real process
-//! lives through (`stopTimeout`, the load balancer idle timeout) are real. See [`crate::clock`].
+//! lives through (`stopTimeout`, the load balancer idle timeout) are real (`localaws`'s `clock`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -27,7 +31,7 @@ pub use codedeploy::{
 pub use matcher::Matcher;
 
 /// The embedded default stack (`default-stack.toml`).
-pub const DEFAULT_STACK: &str = include_str!("../../default-stack.toml");
+pub const DEFAULT_STACK: &str = include_str!("../default-stack.toml");
 
 /// A stack file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
