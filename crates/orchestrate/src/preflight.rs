@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use stack::defaults;
 use tfstack::terraform::{Config, Location, Resource, Setting, TerraformError};
 
 /// The server's defaults (`crates/server/src/config.rs`), used when the task definition does not
@@ -22,12 +23,11 @@ pub const APP_DRAIN_DELAY_SECONDS: f64 = 5.0;
 pub const APP_SHUTDOWN_TIMEOUT_SECONDS: f64 = 25.0;
 /// `IDLE_TIMEOUT_SECONDS` default.
 pub const APP_IDLE_TIMEOUT_SECONDS: f64 = 75.0;
-/// ECS `stopTimeout` when the container does not set it (the agent's `ECS_CONTAINER_STOP_TIMEOUT`).
-pub const ECS_DEFAULT_STOP_TIMEOUT: f64 = 30.0;
-/// ELBv2 target group `deregistration_delay` default.
-pub const ELB_DEFAULT_DEREGISTRATION_DELAY: f64 = 300.0;
-/// ALB `idle_timeout` default.
-pub const ALB_DEFAULT_IDLE_TIMEOUT: f64 = 60.0;
+
+/// An AWS default of [`stack::defaults`], where a setting is read as a number.
+fn aws_default(value: u32) -> f64 {
+    f64::from(value)
+}
 
 /// Every hazard id preflight can report.
 pub const HAZARD_IDS: &[&str] = &[
@@ -640,7 +640,10 @@ fn asg(cfg: &Config, found: &mut Findings) {
         .find(|(v, _)| v.is_set());
         let (warmup, warmup_at) = match warmup {
             Some((v, at)) => (v.number(), at),
-            None => (Some(300.0), g.block.location.clone()),
+            None => (
+                Some(aws_default(defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD)),
+                g.block.location.clone(),
+            ),
         };
         let slowest = cfg
             .resources_of("aws_lb_target_group")
@@ -652,7 +655,8 @@ fn asg(cfg: &Config, found: &mut Findings) {
                     v => v.number(),
                 };
                 Some((
-                    n("healthy_threshold", 5.0)? * n("interval", 30.0)?,
+                    n("healthy_threshold", aws_default(defaults::HEALTHY_THRESHOLD))?
+                        * n("interval", aws_default(defaults::HEALTH_CHECK_INTERVAL))?,
                     tg.address(),
                 ))
             })
@@ -710,11 +714,11 @@ fn asg(cfg: &Config, found: &mut Findings) {
         let (min, min_at) = pref("min_healthy_percentage");
         let (max, _) = pref("max_healthy_percentage");
         let min_v = match min {
-            Setting::Absent => Some(90.0),
+            Setting::Absent => Some(aws_default(defaults::REFRESH_MIN_HEALTHY_PERCENTAGE)),
             ref s => s.number(),
         };
         let max_v = match max {
-            Setting::Absent => Some(100.0),
+            Setting::Absent => Some(aws_default(defaults::REFRESH_MAX_HEALTHY_PERCENTAGE)),
             ref s => s.number(),
         };
         if min_v == Some(100.0) && max_v == Some(100.0) {
@@ -802,7 +806,7 @@ fn load_balancers(cfg: &Config, tds: &[TaskDefinition], found: &mut Findings) {
         }
         let (idle, at) = lb.get("idle_timeout");
         let idle_v = match idle {
-            Setting::Absent => Some(ALB_DEFAULT_IDLE_TIMEOUT),
+            Setting::Absent => Some(aws_default(defaults::LB_IDLE_TIMEOUT)),
             ref s => s.number(),
         };
         if let Some(idle_v) = idle_v
@@ -825,23 +829,23 @@ fn load_balancers(cfg: &Config, tds: &[TaskDefinition], found: &mut Findings) {
         .chain(cfg.resources_of("aws_alb_target_group").iter())
     {
         let hc = |p: &str| tg.get(&format!("health_check.{p}"));
-        let mut defaults = Vec::new();
+        let mut left = Vec::new();
         for (name, default) in [
-            ("path", "/"),
-            ("interval", "30 s"),
-            ("healthy_threshold", "5"),
+            ("path", defaults::HEALTH_CHECK_PATH.to_owned()),
+            ("interval", format!("{} s", defaults::HEALTH_CHECK_INTERVAL)),
+            ("healthy_threshold", defaults::HEALTHY_THRESHOLD.to_string()),
         ] {
             if !hc(name).0.is_set() {
-                defaults.push(format!("{name} {default}"));
+                left.push(format!("{name} {default}"));
             }
         }
-        if !defaults.is_empty() {
+        if !left.is_empty() {
             found.add(
                 "health-check-defaults",
                 Severity::Warning,
                 &tg.location_of("health_check"),
                 tg.address(),
-                format!("health check left at the defaults ({}): a new target needs interval x healthy threshold (150 s by default) before it takes traffic, and \"/\" answers 200 while a task drains", defaults.join(", ")),
+                format!("health check left at the defaults ({}): a new target needs interval x healthy threshold ({} s by default) before it takes traffic, and \"/\" answers 200 while a task drains", left.join(", "), defaults::HEALTH_CHECK_INTERVAL * defaults::HEALTHY_THRESHOLD),
                 "set health_check { path = \"/ready\", interval, timeout, healthy_threshold, unhealthy_threshold } explicitly (e.g. 5 s, 3 s, 2, 2)",
             );
         }
@@ -852,7 +856,7 @@ fn load_balancers(cfg: &Config, tds: &[TaskDefinition], found: &mut Findings) {
                 Severity::Warning,
                 &at,
                 tg.address(),
-                "deregistration_delay is not set (300 s, the default): every task stop waits five minutes, rollouts and refreshes crawl".to_owned(),
+                format!("deregistration_delay is not set ({} s, the default): every task stop waits five minutes, rollouts and refreshes crawl", defaults::DEREGISTRATION_DELAY),
                 "set deregistration_delay just above the longest request and at least the application's DRAIN_DELAY_SECONDS (e.g. 30)",
             ),
             ref s => {
@@ -916,7 +920,7 @@ fn task_definition(td: &TaskDefinition, blue_green: bool, found: &mut Findings) 
         }
         let drain = c.env_seconds("DRAIN_DELAY_SECONDS", APP_DRAIN_DELAY_SECONDS);
         let shutdown = c.env_seconds("SHUTDOWN_TIMEOUT_SECONDS", APP_SHUTDOWN_TIMEOUT_SECONDS);
-        let stop = c.stop_timeout.unwrap_or(ECS_DEFAULT_STOP_TIMEOUT);
+        let stop = c.stop_timeout.unwrap_or(aws_default(defaults::STOP_TIMEOUT));
         if stop < shutdown {
             found.add(
                 "drain-timing",

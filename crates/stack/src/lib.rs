@@ -20,6 +20,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 mod codedeploy;
+pub mod defaults;
 mod matcher;
 
 pub use codedeploy::{
@@ -264,7 +265,7 @@ pub struct AutoScalingGroupConfig {
 }
 
 fn default_health_check_type() -> String {
-    "EC2".to_owned()
+    defaults::ASG_HEALTH_CHECK_TYPE.to_owned()
 }
 
 /// A launch template reference.
@@ -436,9 +437,6 @@ pub struct ContainerDefinition {
     pub memory: Option<u32>,
 }
 
-/// ECS default `stopTimeout`.
-pub const DEFAULT_STOP_TIMEOUT: u32 = 30;
-
 /// `containerPort` → `hostPort`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -503,7 +501,7 @@ pub struct TargetGroupConfig {
 }
 
 fn default_deregistration_delay() -> u32 {
-    300
+    defaults::DEREGISTRATION_DELAY
 }
 
 /// Target group health checks, with the ALB defaults.
@@ -531,22 +529,22 @@ pub struct HealthCheckConfig {
 }
 
 fn default_hc_path() -> String {
-    "/".to_owned()
+    defaults::HEALTH_CHECK_PATH.to_owned()
 }
 fn default_hc_interval() -> u32 {
-    30
+    defaults::HEALTH_CHECK_INTERVAL
 }
 fn default_hc_timeout() -> u32 {
-    5
+    defaults::HEALTH_CHECK_TIMEOUT
 }
 fn default_hc_healthy() -> u32 {
-    5
+    defaults::HEALTHY_THRESHOLD
 }
 fn default_hc_unhealthy() -> u32 {
-    2
+    defaults::UNHEALTHY_THRESHOLD
 }
 fn default_hc_matcher() -> String {
-    "200".to_owned()
+    defaults::HEALTH_CHECK_MATCHER.to_owned()
 }
 
 impl Default for HealthCheckConfig {
@@ -588,7 +586,7 @@ fn default_lb_address() -> std::net::IpAddr {
 }
 
 fn default_idle_timeout() -> u32 {
-    60
+    defaults::LB_IDLE_TIMEOUT
 }
 
 fn default_propagation() -> u32 {
@@ -667,10 +665,10 @@ pub struct ServiceConfig {
 }
 
 fn default_min_healthy() -> u32 {
-    100
+    defaults::MINIMUM_HEALTHY_PERCENT
 }
 fn default_max_percent() -> u32 {
-    200
+    defaults::MAXIMUM_PERCENT
 }
 fn default_controller() -> String {
     "ECS".to_owned()

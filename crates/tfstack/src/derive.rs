@@ -25,12 +25,17 @@ use stack::{
     HealthCheckConfig, Image, KeyValue, LaunchTemplateConfig, LaunchTemplateData,
     LaunchTemplateSpec, LifecycleHookConfig, ListenerConfig, LoadBalancerConfig, PortMapping,
     ServiceConfig, ServiceLoadBalancer, Stack, TargetGroupConfig, TaskDefinition,
-    WeightedTargetGroup,
+    WeightedTargetGroup, defaults,
 };
 use hcl::Value;
 use hcl::expr::{Expression, ObjectKey, TraversalOperator};
 
 use crate::terraform::{Block, Config, Location, Module, Resource, TerraformError, UNKNOWN};
+
+/// A default of [`stack::defaults`] where a setting is read as a number.
+fn as_number(default: u32) -> f64 {
+    f64::from(default)
+}
 
 /// The AMI a launch template gets when its `image_id` is not known before apply (an SSM
 /// parameter, a data source): the one `localaws`'s default stack boots.
@@ -101,8 +106,8 @@ pub struct RefreshPrefs {
 impl Default for RefreshPrefs {
     fn default() -> Self {
         RefreshPrefs {
-            min_healthy: 90,
-            max_healthy: 100,
+            min_healthy: defaults::REFRESH_MIN_HEALTHY_PERCENTAGE as i32,
+            max_healthy: defaults::REFRESH_MAX_HEALTHY_PERCENTAGE as i32,
             instance_warmup: None,
             checkpoints: Vec::new(),
             checkpoint_delay: None,
@@ -901,7 +906,7 @@ impl<'a> Deriver<'a> {
             .find_map(|s| s.load_balancer.as_ref().map(|l| l.target_group.clone()));
         for lb in &lbs {
             let name = self.name(lb, "name");
-            let idle = self.number(lb, lb.res.block, "idle_timeout", 60.0);
+            let idle = self.number(lb, lb.res.block, "idle_timeout", as_number(defaults::LB_IDLE_TIMEOUT));
             let mut out = LoadBalancerConfig {
                 name: name.clone(),
                 address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
@@ -1010,15 +1015,15 @@ impl<'a> Deriver<'a> {
         let mut health = d.clone();
         if let Some(hc) = hc {
             health.path = self.text(t, hc, "path", &d.path);
-            health.interval = self.number(t, hc, "interval", 30.0) as u32;
-            health.timeout = self.number(t, hc, "timeout", 5.0) as u32;
-            health.healthy_threshold = self.number(t, hc, "healthy_threshold", 5.0) as u32;
-            health.unhealthy_threshold = self.number(t, hc, "unhealthy_threshold", 2.0) as u32;
+            health.interval = self.number(t, hc, "interval", as_number(defaults::HEALTH_CHECK_INTERVAL)) as u32;
+            health.timeout = self.number(t, hc, "timeout", as_number(defaults::HEALTH_CHECK_TIMEOUT)) as u32;
+            health.healthy_threshold = self.number(t, hc, "healthy_threshold", as_number(defaults::HEALTHY_THRESHOLD)) as u32;
+            health.unhealthy_threshold = self.number(t, hc, "unhealthy_threshold", as_number(defaults::UNHEALTHY_THRESHOLD)) as u32;
             health.matcher = self.text(t, hc, "matcher", &d.matcher);
         }
         TargetGroupConfig {
             name,
-            deregistration_delay: self.number(t, b, "deregistration_delay", 300.0) as u32,
+            deregistration_delay: self.number(t, b, "deregistration_delay", as_number(defaults::DEREGISTRATION_DELAY)) as u32,
             health_check: health,
             // Only a group attached to the Auto Scaling group needs one, and none is derived.
             port: None,
@@ -1216,7 +1221,7 @@ impl<'a> Deriver<'a> {
                         &at,
                         setting("stopTimeout"),
                         "not known before apply".into(),
-                        "30 (the ECS default)".into(),
+                        format!("{} (the ECS default)", defaults::STOP_TIMEOUT),
                     );
                     None
                 }
@@ -1305,9 +1310,9 @@ impl<'a> Deriver<'a> {
             task_definition,
             desired_count: self.number(s, b, "desired_count", 0.0) as u32,
             load_balancer,
-            minimum_healthy_percent: self.number(s, b, "deployment_minimum_healthy_percent", 100.0)
+            minimum_healthy_percent: self.number(s, b, "deployment_minimum_healthy_percent", as_number(defaults::MINIMUM_HEALTHY_PERCENT))
                 as u32,
-            maximum_percent: self.number(s, b, "deployment_maximum_percent", 200.0) as u32,
+            maximum_percent: self.number(s, b, "deployment_maximum_percent", as_number(defaults::MAXIMUM_PERCENT)) as u32,
             health_check_grace_period: self.number(s, b, "health_check_grace_period_seconds", 0.0)
                 as u32,
             deployment_controller: controller,
@@ -1501,7 +1506,7 @@ impl<'a> Deriver<'a> {
             let termination_wait_minutes = bg
                 .and_then(|x| x.block("terminate_blue_instances_on_deployment_success"))
                 .map_or(0.0, |t| {
-                    self.number(g, t, "termination_wait_time_in_minutes", 5.0)
+                    self.number(g, t, "termination_wait_time_in_minutes", as_number(defaults::TERMINATION_WAIT_MINUTES))
                 });
             let auto_rollback = match b.block("auto_rollback_configuration") {
                 Some(ar) => AutoRollback {
@@ -1627,7 +1632,7 @@ impl<'a> Deriver<'a> {
             metric,
             target_group: tg,
             threshold: self.number(a, b, "threshold", 0.0),
-            period: self.number(a, b, "period", 60.0) as u32,
+            period: self.number(a, b, "period", as_number(defaults::ALARM_PERIOD)) as u32,
             evaluation_periods: self.number(a, b, "evaluation_periods", 1.0) as u32,
         })
     }
@@ -1794,12 +1799,12 @@ impl<'a> Deriver<'a> {
             .block("instance_refresh")
             .and_then(|r| r.block("preferences"))
         {
-            prefs.min_healthy = self.number(&g, p, "min_healthy_percentage", 90.0) as i32;
-            prefs.max_healthy = self.number(&g, p, "max_healthy_percentage", 100.0) as i32;
+            prefs.min_healthy = self.number(&g, p, "min_healthy_percentage", as_number(defaults::REFRESH_MIN_HEALTHY_PERCENTAGE)) as i32;
+            prefs.max_healthy = self.number(&g, p, "max_healthy_percentage", as_number(defaults::REFRESH_MAX_HEALTHY_PERCENTAGE)) as i32;
             prefs.instance_warmup = Self::attr(p, "instance_warmup")
                 .map(|_| self.number(&g, p, "instance_warmup", 0.0) as i32);
             prefs.checkpoint_delay = Self::attr(p, "checkpoint_delay")
-                .map(|_| self.number(&g, p, "checkpoint_delay", 3600.0) as i32);
+                .map(|_| self.number(&g, p, "checkpoint_delay", as_number(defaults::CHECKPOINT_DELAY)) as i32);
             prefs.checkpoints = match self.sym(&g, p, "checkpoint_percentages") {
                 Some((Sym::Val(Value::Array(v)), _)) => v
                     .iter()
@@ -1838,8 +1843,13 @@ impl<'a> Deriver<'a> {
                 name: lt_name,
                 version,
             },
-            health_check_type: self.text(&g, b, "health_check_type", "EC2"),
-            health_check_grace_period: self.number(&g, b, "health_check_grace_period", 300.0)
+            health_check_type: self.text(&g, b, "health_check_type", defaults::ASG_HEALTH_CHECK_TYPE),
+            health_check_grace_period: self.number(
+                &g,
+                b,
+                "health_check_grace_period",
+                as_number(defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD),
+            )
                 as u32,
             default_instance_warmup: Self::attr(b, "default_instance_warmup")
                 .map(|_| self.number(&g, b, "default_instance_warmup", 0.0) as u32),

@@ -30,7 +30,7 @@ pub use runtime::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntim
 pub use targets::{Metrics, TargetGroup, TargetInfo};
 pub use tls::ListenerTls;
 
-use stack::{DEFAULT_STOP_TIMEOUT, Stack, TaskDefinition, WeightedTargetGroup};
+use stack::{Stack, TaskDefinition, WeightedTargetGroup, defaults};
 use proxy::{Forward, Listener};
 use runtime::TaskSpec;
 use targets::TargetGroupSettings;
@@ -616,7 +616,7 @@ impl DataPlane {
             endpoint: handle.endpoint(),
         };
         let stop_timeout = Duration::from_secs(u64::from(
-            container.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
+            container.stop_timeout.unwrap_or(defaults::STOP_TIMEOUT),
         ));
         self.inner.events.emit(EventKind::TaskStarted {
             task: id.clone(),
