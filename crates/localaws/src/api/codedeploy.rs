@@ -96,7 +96,7 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
             c.read(|st| {
                 let a = st.codedeploy.application(app).map_err(err)?;
                 let g = st.codedeploy.group(app, group).map_err(err)?;
-                Ok(json!({ "deploymentGroupInfo": group_json(c.plane().stack(), st, a, g) }))
+                Ok(json!({ "deploymentGroupInfo": group_json(c.stack(), st, a, g) }))
             })
         }
         "ListDeploymentGroups" => {

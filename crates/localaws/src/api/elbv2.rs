@@ -5,20 +5,37 @@
 //! for ECS on EC2 in bridge mode: the instance id and the dynamic host port.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use super::query::{Params, Xml};
 use super::{ApiError, unsupported};
 use crate::arn::{listener_arn, load_balancer_arn, rule_arn, target_group_arn};
 use crate::control::Control;
-use crate::dataplane::TargetGroup;
-use crate::dataplane::proxy::Listener;
+use crate::control::elbv2::{ListenerView, TargetGroupView};
 use stack::WeightedTargetGroup;
 
 /// API version.
 pub const VERSION: &str = "2015-12-01";
 /// XML namespace.
 pub const XMLNS: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
+
+/// Handles one action: one function per operation.
+pub fn handle(c: &Control, action: &str, p: &Params) -> Result<Xml, ApiError> {
+    match action {
+        "DescribeLoadBalancers" => describe_load_balancers(c, p),
+        "DescribeListeners" => describe_listeners(c, p),
+        "DescribeRules" => describe_rules(c, p),
+        "DescribeTargetGroups" => describe_target_groups(c, p),
+        "DescribeTargetHealth" => describe_target_health(c, p),
+        "ModifyListener" => modify_listener(c, p),
+        "RegisterTargets" => register_targets(c, p),
+        "DeregisterTargets" => deregister_targets(c, p),
+        other => Err(unsupported(
+            "Elastic Load Balancing",
+            other,
+            "InvalidAction",
+        )),
+    }
+}
 
 fn tg_not_found(what: &str) -> ApiError {
     ApiError::new(
@@ -27,20 +44,27 @@ fn tg_not_found(what: &str) -> ApiError {
     )
 }
 
-fn target_group(c: &Control, arn: &str) -> Result<Arc<TargetGroup>, ApiError> {
-    c.plane()
-        .target_groups()
-        .find(|g| target_group_arn(&g.name) == arn)
-        .cloned()
+fn lb_not_found(what: &str) -> ApiError {
+    ApiError::new(
+        "LoadBalancerNotFound",
+        format!("One or more load balancers not found: {what}"),
+    )
+}
+
+/// The name of the target group whose ARN is `arn`.
+fn target_group(c: &Control, arn: &str) -> Result<String, ApiError> {
+    c.target_groups()
+        .into_iter()
+        .map(|g| g.name)
+        .find(|name| target_group_arn(name) == arn)
         .ok_or_else(|| tg_not_found(arn))
 }
 
-fn listener(c: &Control, arn: &str) -> Result<Arc<Listener>, ApiError> {
-    c.plane()
-        .listeners()
-        .iter()
+/// The listener whose ARN is `arn`.
+fn listener(c: &Control, arn: &str) -> Result<ListenerView, ApiError> {
+    c.listeners()
+        .into_iter()
         .find(|l| listener_arn(&l.load_balancer, &l.name) == arn)
-        .cloned()
         .ok_or_else(|| {
             ApiError::new(
                 "ListenerNotFound",
@@ -50,26 +74,9 @@ fn listener(c: &Control, arn: &str) -> Result<Arc<Listener>, ApiError> {
 }
 
 fn load_balancer_names(c: &Control) -> Vec<String> {
-    let mut names: Vec<String> = c
-        .plane()
-        .stack()
-        .load_balancers
-        .iter()
-        .map(|l| l.name.clone())
-        .collect();
+    let mut names: Vec<String> = c.load_balancers().into_iter().map(|l| l.name).collect();
     names.dedup();
     names
-}
-
-/// The instance id owning an address, or `None`.
-fn instance_of(c: &Control, ip: IpAddr) -> Option<String> {
-    c.read(|st| {
-        st.instances
-            .values()
-            .filter(|i| i.ip == ip)
-            .max_by_key(|i| i.launched)
-            .map(|i| i.id.clone())
-    })
 }
 
 /// Resolves a `TargetDescription` (instance id and port) to an address.
@@ -85,26 +92,19 @@ fn target_addr(c: &Control, t: &Params) -> Result<SocketAddr, ApiError> {
     if let Ok(ip) = id.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port as u16));
     }
-    let ip = c
-        .read(|st| {
-            st.instances
-                .get(id)
-                .filter(|i| i.lifecycle != crate::control::Lifecycle::Terminated)
-                .map(|i| i.ip)
-        })
-        .ok_or_else(|| {
-            ApiError::new(
-                "InvalidTarget",
-                format!("The following targets are not in a running state and cannot be registered: '{id}'"),
-            )
-        })?;
+    let ip = c.live_instance_ip(id).ok_or_else(|| {
+        ApiError::new(
+            "InvalidTarget",
+            format!("The following targets are not in a running state and cannot be registered: '{id}'"),
+        )
+    })?;
     Ok(SocketAddr::new(ip, port as u16))
 }
 
 /// `Protocol`, and for HTTPS the security policy (TLS 1.2 and 1.3, as localaws's rustls offers).
-fn listener_protocol_xml(x: &mut Xml, l: &Listener) {
-    x.leaf("Protocol", l.protocol());
-    if l.is_https() {
+fn listener_protocol_xml(x: &mut Xml, l: &ListenerView) {
+    x.leaf("Protocol", l.protocol);
+    if l.https {
         x.leaf("SslPolicy", "ELBSecurityPolicy-TLS13-1-2-2021-06");
     }
 }
@@ -131,320 +131,294 @@ fn action_xml(x: &mut Xml, weights: &[(String, u32)]) {
     });
 }
 
-/// Handles one action.
-pub fn handle(c: &Control, action: &str, p: &Params) -> Result<Xml, ApiError> {
-    match action {
-        "DescribeLoadBalancers" => {
-            let arns = p.member_values("LoadBalancerArns");
-            let names = p.member_values("Names");
-            let all = load_balancer_names(c);
-            for n in &names {
-                if !all.contains(n) {
-                    return Err(ApiError::new(
-                        "LoadBalancerNotFound",
-                        format!("One or more load balancers not found: {n}"),
-                    ));
-                }
-            }
-            for a in &arns {
-                if !all.iter().any(|n| &load_balancer_arn(n) == a) {
-                    return Err(ApiError::new(
-                        "LoadBalancerNotFound",
-                        format!("One or more load balancers not found: {a}"),
-                    ));
-                }
-            }
-            let stack = c.plane().stack();
-            let mut x = Xml::new();
-            x.list(
-                "LoadBalancers",
-                "member",
-                stack.load_balancers.iter().filter(|lb| {
-                    (names.is_empty() && arns.is_empty())
-                        || names.contains(&lb.name)
-                        || arns.contains(&load_balancer_arn(&lb.name))
-                }),
-                |x, lb| {
-                    x.leaf("LoadBalancerArn", load_balancer_arn(&lb.name))
-                        .leaf("DNSName", lb.address)
-                        .leaf("CanonicalHostedZoneId", "Z35SXDOTRQ7X7K")
-                        .leaf("LoadBalancerName", &lb.name)
-                        .leaf("Scheme", "internet-facing")
-                        .leaf("VpcId", "vpc-00000000000000000")
-                        .el("State", |x| {
-                            x.leaf("Code", "active");
-                        })
-                        .leaf("Type", "application")
-                        .leaf("IpAddressType", "ipv4");
-                },
-            );
-            Ok(x)
+fn listener_xml(x: &mut Xml, l: &ListenerView) {
+    x.leaf("ListenerArn", listener_arn(&l.load_balancer, &l.name))
+        .leaf("LoadBalancerArn", load_balancer_arn(&l.load_balancer))
+        .leaf("Port", l.port);
+    listener_protocol_xml(x, l);
+    forward_xml(x, &l.weights);
+}
+
+fn describe_load_balancers(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let arns = p.member_values("LoadBalancerArns");
+    let names = p.member_values("Names");
+    let all = load_balancer_names(c);
+    for n in &names {
+        if !all.contains(n) {
+            return Err(lb_not_found(n));
         }
-        "DescribeListeners" => {
-            let lb = p.get("LoadBalancerArn");
-            let arns = p.member_values("ListenerArns");
-            if lb.is_none() && arns.is_empty() {
-                return Err(ApiError::validation(
-                    "either LoadBalancerArn or ListenerArns is required",
-                ));
-            }
-            if let Some(lb) = lb
-                && !load_balancer_names(c)
-                    .iter()
-                    .any(|n| load_balancer_arn(n) == lb)
-            {
-                return Err(ApiError::new(
-                    "LoadBalancerNotFound",
-                    format!("One or more load balancers not found: {lb}"),
-                ));
-            }
-            for a in &arns {
-                listener(c, a)?;
-            }
-            let mut x = Xml::new();
-            x.list(
-                "Listeners",
-                "member",
-                c.plane().listeners().iter().filter(|l| {
-                    lb.is_some_and(|a| load_balancer_arn(&l.load_balancer) == a)
-                        || arns.contains(&listener_arn(&l.load_balancer, &l.name))
-                }),
-                |x, l| {
-                    x.leaf("ListenerArn", listener_arn(&l.load_balancer, &l.name))
-                        .leaf("LoadBalancerArn", load_balancer_arn(&l.load_balancer))
-                        .leaf("Port", l.addr().port());
-                    listener_protocol_xml(x, l);
-                    forward_xml(x, &l.forward().weights());
-                },
-            );
-            Ok(x)
-        }
-        "DescribeRules" => {
-            let arn = p.get("ListenerArn");
-            let rules = p.member_values("RuleArns");
-            let listeners: Vec<Arc<Listener>> = match arn {
-                Some(a) => vec![listener(c, a)?],
-                None if !rules.is_empty() => {
-                    let found: Vec<_> = c
-                        .plane()
-                        .listeners()
-                        .iter()
-                        .filter(|l| rules.contains(&rule_arn(&l.load_balancer, &l.name)))
-                        .cloned()
-                        .collect();
-                    if found.len() != rules.len() {
-                        return Err(ApiError::new("RuleNotFound", "One or more rules not found"));
-                    }
-                    found
-                }
-                None => {
-                    return Err(ApiError::validation(
-                        "either ListenerArn or RuleArns is required",
-                    ));
-                }
-            };
-            let mut x = Xml::new();
-            x.list("Rules", "member", &listeners, |x, l| {
-                x.leaf("RuleArn", rule_arn(&l.load_balancer, &l.name))
-                    .leaf("Priority", "default")
-                    .el("Conditions", |_| {})
-                    .list("Actions", "member", [()], |x, ()| {
-                        action_xml(x, &l.forward().weights());
-                    })
-                    .leaf("IsDefault", true);
-            });
-            Ok(x)
-        }
-        "DescribeTargetGroups" => {
-            let arns = p.member_values("TargetGroupArns");
-            let names = p.member_values("Names");
-            let lb = p.get("LoadBalancerArn");
-            let groups: Vec<Arc<TargetGroup>> = c.plane().target_groups().cloned().collect();
-            for n in &names {
-                if !groups.iter().any(|g| &g.name == n) {
-                    return Err(tg_not_found(n));
-                }
-            }
-            for a in &arns {
-                if !groups.iter().any(|g| &target_group_arn(&g.name) == a) {
-                    return Err(tg_not_found(a));
-                }
-            }
-            let stack = c.plane().stack();
-            let lbs_of = |tg: &str| -> Vec<String> {
-                stack
-                    .load_balancers
-                    .iter()
-                    .filter(|lb| {
-                        lb.listeners
-                            .iter()
-                            .any(|l| l.forward.iter().any(|f| f.target_group == tg))
-                    })
-                    .map(|lb| lb.name.clone())
-                    .collect()
-            };
-            let mut x = Xml::new();
-            x.list(
-                "TargetGroups",
-                "member",
-                groups.iter().filter(|g| {
-                    let by_lb = lb
-                        .is_none_or(|a| lbs_of(&g.name).iter().any(|n| load_balancer_arn(n) == a));
-                    by_lb
-                        && ((names.is_empty() && arns.is_empty())
-                            || names.contains(&g.name)
-                            || arns.contains(&target_group_arn(&g.name)))
-                }),
-                |x, g| {
-                    let s = g.settings();
-                    x.leaf("TargetGroupArn", target_group_arn(&g.name))
-                        .leaf("TargetGroupName", &g.name)
-                        .leaf("Protocol", "HTTP")
-                        .leaf(
-                            "Port",
-                            stack
-                                .target_group(&g.name)
-                                .and_then(|t| t.port)
-                                .unwrap_or(80),
-                        )
-                        .leaf("VpcId", "vpc-00000000000000000")
-                        .leaf("HealthCheckProtocol", "HTTP")
-                        .leaf("HealthCheckPort", "traffic-port")
-                        .leaf("HealthCheckEnabled", true)
-                        .leaf("HealthCheckIntervalSeconds", s.interval.as_secs())
-                        .leaf("HealthCheckTimeoutSeconds", s.timeout.as_secs())
-                        .leaf("HealthyThresholdCount", s.healthy_threshold)
-                        .leaf("UnhealthyThresholdCount", s.unhealthy_threshold)
-                        .leaf("HealthCheckPath", &s.path)
-                        .el("Matcher", |x| {
-                            x.leaf("HttpCode", s.matcher.to_string());
-                        })
-                        .list("LoadBalancerArns", "member", lbs_of(&g.name), |x, n| {
-                            x.text(&load_balancer_arn(&n));
-                        })
-                        .leaf("TargetType", "instance")
-                        .leaf("ProtocolVersion", "HTTP1")
-                        .leaf("IpAddressType", "ipv4");
-                },
-            );
-            Ok(x)
-        }
-        "DescribeTargetHealth" => {
-            let tg = target_group(c, p.req("TargetGroupArn")?)?;
-            let wanted: Vec<SocketAddr> = p
-                .members("Targets")
-                .iter()
-                .map(|t| target_addr(c, t))
-                .collect::<Result<_, _>>()?;
-            let targets = tg.describe();
-            let mut x = Xml::new();
-            let mut rows: Vec<(SocketAddr, String, Option<&'static str>)> = targets
-                .iter()
-                .filter(|t| wanted.is_empty() || wanted.contains(&t.addr))
-                .map(|t| (t.addr, t.health.to_string(), t.reason))
-                .collect();
-            for w in &wanted {
-                if !targets.iter().any(|t| t.addr == *w) {
-                    rows.push((*w, "unused".into(), Some("Target.NotRegistered")));
-                }
-            }
-            x.list(
-                "TargetHealthDescriptions",
-                "member",
-                rows,
-                |x, (addr, state, reason)| {
-                    let id = instance_of(c, addr.ip()).unwrap_or_else(|| addr.ip().to_string());
-                    x.el("Target", |x| {
-                        x.leaf("Id", id).leaf("Port", addr.port());
-                    })
-                    .leaf("HealthCheckPort", addr.port())
-                    .el("TargetHealth", |x| {
-                        x.leaf("State", &state)
-                            .opt("Reason", reason)
-                            .opt("Description", reason.map(describe_reason));
-                    });
-                },
-            );
-            Ok(x)
-        }
-        "ModifyListener" => {
-            let l = listener(c, p.req("ListenerArn")?)?;
-            if p.has("Port") || p.has("Protocol") || p.has("Certificates") {
-                return Err(ApiError::validation(
-                    "localaws listeners keep their port and protocol: only DefaultActions can be modified",
-                ));
-            }
-            let actions = p.members("DefaultActions");
-            let [action] = actions.as_slice() else {
-                return Err(ApiError::validation(
-                    "DefaultActions: expected exactly one forward action",
-                ));
-            };
-            if action.get("Type") != Some("forward") {
-                return Err(ApiError::validation(format!(
-                    "unsupported action type {:?}: expected forward",
-                    action.get("Type").unwrap_or("")
-                )));
-            }
-            let mut weights = Vec::new();
-            let groups = action.nested("ForwardConfig").members("TargetGroups");
-            if groups.is_empty() {
-                let arn = action.req("TargetGroupArn")?;
-                weights.push(WeightedTargetGroup {
-                    target_group: target_group(c, arn)?.name.clone(),
-                    weight: 1,
-                });
-            }
-            for g in &groups {
-                weights.push(WeightedTargetGroup {
-                    target_group: target_group(c, g.req("TargetGroupArn")?)?.name.clone(),
-                    weight: g.u32("Weight", 0, 999)?.unwrap_or(1),
-                });
-            }
-            c.plane()
-                .set_weights(&l.name, &weights)
-                .map_err(|e| ApiError::validation(e.to_string()))?;
-            let mut x = Xml::new();
-            x.list("Listeners", "member", [()], |x, ()| {
-                x.leaf("ListenerArn", listener_arn(&l.load_balancer, &l.name))
-                    .leaf("LoadBalancerArn", load_balancer_arn(&l.load_balancer))
-                    .leaf("Port", l.addr().port());
-                listener_protocol_xml(x, &l);
-                forward_xml(x, &l.forward().weights());
-            });
-            Ok(x)
-        }
-        "RegisterTargets" | "DeregisterTargets" => {
-            let tg = target_group(c, p.req("TargetGroupArn")?)?;
-            let targets = p.members("Targets");
-            if targets.is_empty() {
-                return Err(ApiError::missing("Targets"));
-            }
-            let addrs: Vec<(String, SocketAddr)> = targets
-                .iter()
-                .map(|t| target_addr(c, t).map(|a| (t.get("Id").unwrap_or("").to_owned(), a)))
-                .collect::<Result<_, _>>()?;
-            for (id, addr) in addrs {
-                if action == "RegisterTargets" {
-                    tg.register(id, addr).map_err(ApiError::validation)?;
-                } else if tg.deregister(addr).is_none() {
-                    return Err(ApiError::new(
-                        "InvalidTarget",
-                        format!(
-                            "The following targets are not registered in target group {}: '{id}'",
-                            tg.name
-                        ),
-                    ));
-                }
-            }
-            Ok(Xml::new())
-        }
-        other => Err(unsupported(
-            "Elastic Load Balancing",
-            other,
-            "InvalidAction",
-        )),
     }
+    for a in &arns {
+        if !all.iter().any(|n| &load_balancer_arn(n) == a) {
+            return Err(lb_not_found(a));
+        }
+    }
+    let mut x = Xml::new();
+    x.list(
+        "LoadBalancers",
+        "member",
+        c.load_balancers().into_iter().filter(|lb| {
+            (names.is_empty() && arns.is_empty())
+                || names.contains(&lb.name)
+                || arns.contains(&load_balancer_arn(&lb.name))
+        }),
+        |x, lb| {
+            x.leaf("LoadBalancerArn", load_balancer_arn(&lb.name))
+                .leaf("DNSName", lb.address)
+                .leaf("CanonicalHostedZoneId", "Z35SXDOTRQ7X7K")
+                .leaf("LoadBalancerName", &lb.name)
+                .leaf("Scheme", "internet-facing")
+                .leaf("VpcId", "vpc-00000000000000000")
+                .el("State", |x| {
+                    x.leaf("Code", "active");
+                })
+                .leaf("Type", "application")
+                .leaf("IpAddressType", "ipv4");
+        },
+    );
+    Ok(x)
+}
+
+fn describe_listeners(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let lb = p.get("LoadBalancerArn");
+    let arns = p.member_values("ListenerArns");
+    if lb.is_none() && arns.is_empty() {
+        return Err(ApiError::validation(
+            "either LoadBalancerArn or ListenerArns is required",
+        ));
+    }
+    if let Some(lb) = lb
+        && !load_balancer_names(c)
+            .iter()
+            .any(|n| load_balancer_arn(n) == lb)
+    {
+        return Err(lb_not_found(lb));
+    }
+    for a in &arns {
+        listener(c, a)?;
+    }
+    let mut x = Xml::new();
+    x.list(
+        "Listeners",
+        "member",
+        c.listeners().into_iter().filter(|l| {
+            lb.is_some_and(|a| load_balancer_arn(&l.load_balancer) == a)
+                || arns.contains(&listener_arn(&l.load_balancer, &l.name))
+        }),
+        |x, l| listener_xml(x, &l),
+    );
+    Ok(x)
+}
+
+/// Each listener has one rule here: its default action.
+fn describe_rules(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let arn = p.get("ListenerArn");
+    let rules = p.member_values("RuleArns");
+    let listeners: Vec<ListenerView> = match arn {
+        Some(a) => vec![listener(c, a)?],
+        None if !rules.is_empty() => {
+            let found: Vec<_> = c
+                .listeners()
+                .into_iter()
+                .filter(|l| rules.contains(&rule_arn(&l.load_balancer, &l.name)))
+                .collect();
+            if found.len() != rules.len() {
+                return Err(ApiError::new("RuleNotFound", "One or more rules not found"));
+            }
+            found
+        }
+        None => {
+            return Err(ApiError::validation(
+                "either ListenerArn or RuleArns is required",
+            ));
+        }
+    };
+    let mut x = Xml::new();
+    x.list("Rules", "member", &listeners, |x, l| {
+        x.leaf("RuleArn", rule_arn(&l.load_balancer, &l.name))
+            .leaf("Priority", "default")
+            .el("Conditions", |_| {})
+            .list("Actions", "member", [()], |x, ()| {
+                action_xml(x, &l.weights);
+            })
+            .leaf("IsDefault", true);
+    });
+    Ok(x)
+}
+
+fn describe_target_groups(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let arns = p.member_values("TargetGroupArns");
+    let names = p.member_values("Names");
+    let lb = p.get("LoadBalancerArn");
+    let groups: Vec<TargetGroupView> = c.target_groups();
+    for n in &names {
+        if !groups.iter().any(|g| &g.name == n) {
+            return Err(tg_not_found(n));
+        }
+    }
+    for a in &arns {
+        if !groups.iter().any(|g| &target_group_arn(&g.name) == a) {
+            return Err(tg_not_found(a));
+        }
+    }
+    let mut x = Xml::new();
+    x.list(
+        "TargetGroups",
+        "member",
+        groups.iter().filter(|g| {
+            let by_lb = lb.is_none_or(|a| g.load_balancers.iter().any(|n| load_balancer_arn(n) == a));
+            by_lb
+                && ((names.is_empty() && arns.is_empty())
+                    || names.contains(&g.name)
+                    || arns.contains(&target_group_arn(&g.name)))
+        }),
+        |x, g| {
+            x.leaf("TargetGroupArn", target_group_arn(&g.name))
+                .leaf("TargetGroupName", &g.name)
+                .leaf("Protocol", "HTTP")
+                .leaf("Port", g.port.unwrap_or(80))
+                .leaf("VpcId", "vpc-00000000000000000")
+                .leaf("HealthCheckProtocol", "HTTP")
+                .leaf("HealthCheckPort", "traffic-port")
+                .leaf("HealthCheckEnabled", true)
+                .leaf("HealthCheckIntervalSeconds", g.interval_secs)
+                .leaf("HealthCheckTimeoutSeconds", g.timeout_secs)
+                .leaf("HealthyThresholdCount", g.healthy_threshold)
+                .leaf("UnhealthyThresholdCount", g.unhealthy_threshold)
+                .leaf("HealthCheckPath", &g.path)
+                .el("Matcher", |x| {
+                    x.leaf("HttpCode", &g.matcher);
+                })
+                .list("LoadBalancerArns", "member", &g.load_balancers, |x, n| {
+                    x.text(&load_balancer_arn(n));
+                })
+                .leaf("TargetType", "instance")
+                .leaf("ProtocolVersion", "HTTP1")
+                .leaf("IpAddressType", "ipv4");
+        },
+    );
+    Ok(x)
+}
+
+fn describe_target_health(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let arn = p.req("TargetGroupArn")?;
+    let group = target_group(c, arn)?;
+    let wanted: Vec<SocketAddr> = p
+        .members("Targets")
+        .iter()
+        .map(|t| target_addr(c, t))
+        .collect::<Result<_, _>>()?;
+    let targets = c.target_health(&group).ok_or_else(|| tg_not_found(arn))?;
+    let mut rows: Vec<(SocketAddr, String, Option<&'static str>)> = targets
+        .iter()
+        .filter(|t| wanted.is_empty() || wanted.contains(&t.addr))
+        .map(|t| (t.addr, t.state.clone(), t.reason))
+        .collect();
+    for w in &wanted {
+        if !targets.iter().any(|t| t.addr == *w) {
+            rows.push((*w, "unused".into(), Some("Target.NotRegistered")));
+        }
+    }
+    let mut x = Xml::new();
+    x.list(
+        "TargetHealthDescriptions",
+        "member",
+        rows,
+        |x, (addr, state, reason)| {
+            let id = c
+                .instance_at(addr.ip())
+                .unwrap_or_else(|| addr.ip().to_string());
+            x.el("Target", |x| {
+                x.leaf("Id", id).leaf("Port", addr.port());
+            })
+            .leaf("HealthCheckPort", addr.port())
+            .el("TargetHealth", |x| {
+                x.leaf("State", &state)
+                    .opt("Reason", reason)
+                    .opt("Description", reason.map(describe_reason));
+            });
+        },
+    );
+    Ok(x)
+}
+
+fn modify_listener(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let l = listener(c, p.req("ListenerArn")?)?;
+    if p.has("Port") || p.has("Protocol") || p.has("Certificates") {
+        return Err(ApiError::validation(
+            "localaws listeners keep their port and protocol: only DefaultActions can be modified",
+        ));
+    }
+    let actions = p.members("DefaultActions");
+    let [action] = actions.as_slice() else {
+        return Err(ApiError::validation(
+            "DefaultActions: expected exactly one forward action",
+        ));
+    };
+    if action.get("Type") != Some("forward") {
+        return Err(ApiError::validation(format!(
+            "unsupported action type {:?}: expected forward",
+            action.get("Type").unwrap_or("")
+        )));
+    }
+    let mut weights = Vec::new();
+    let groups = action.nested("ForwardConfig").members("TargetGroups");
+    if groups.is_empty() {
+        let arn = action.req("TargetGroupArn")?;
+        weights.push(WeightedTargetGroup {
+            target_group: target_group(c, arn)?,
+            weight: 1,
+        });
+    }
+    for g in &groups {
+        weights.push(WeightedTargetGroup {
+            target_group: target_group(c, g.req("TargetGroupArn")?)?,
+            weight: g.u32("Weight", 0, 999)?.unwrap_or(1),
+        });
+    }
+    c.set_listener_weights(&l.name, &weights)
+        .map_err(ApiError::validation)?;
+    let l = listener(c, p.req("ListenerArn")?)?;
+    let mut x = Xml::new();
+    x.list("Listeners", "member", [()], |x, ()| listener_xml(x, &l));
+    Ok(x)
+}
+
+/// The target group and the targets (id, address) a `RegisterTargets` or `DeregisterTargets`
+/// names.
+fn targets_of(c: &Control, p: &Params) -> Result<(String, Vec<(String, SocketAddr)>), ApiError> {
+    let group = target_group(c, p.req("TargetGroupArn")?)?;
+    let targets = p.members("Targets");
+    if targets.is_empty() {
+        return Err(ApiError::missing("Targets"));
+    }
+    let addrs = targets
+        .iter()
+        .map(|t| target_addr(c, t).map(|a| (t.get("Id").unwrap_or("").to_owned(), a)))
+        .collect::<Result<_, _>>()?;
+    Ok((group, addrs))
+}
+
+fn register_targets(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let (group, addrs) = targets_of(c, p)?;
+    for (id, addr) in addrs {
+        c.register_target(&group, id, addr)
+            .map_err(ApiError::validation)?;
+    }
+    Ok(Xml::new())
+}
+
+fn deregister_targets(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let (group, addrs) = targets_of(c, p)?;
+    for (id, addr) in addrs {
+        if !c.deregister_target(&group, addr) {
+            return Err(ApiError::new(
+                "InvalidTarget",
+                format!("The following targets are not registered in target group {group}: '{id}'"),
+            ));
+        }
+    }
+    Ok(Xml::new())
 }
 
 fn describe_reason(reason: &'static str) -> &'static str {

@@ -185,7 +185,7 @@ fn fault_error(kind: FaultKind, protocol: Protocol, service: &str, action: &str)
 }
 
 async fn serve(listener: TcpListener, control: Control, stop: CancellationToken) {
-    let faults = std::sync::Arc::new(Faults::new(&control.plane().stack().api_faults));
+    let faults = std::sync::Arc::new(Faults::new(&control.stack().api_faults));
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => return,

@@ -11,7 +11,9 @@
 //!   `Terminating` → `Terminating:Wait` → `Terminated`), lifecycle hooks, scaling activities;
 //! - [`refresh`]: instance refreshes (batches, warmup, checkpoints, cancel, rollback);
 //! - [`ecs`]: the cluster, container instances (`ACTIVE`/`DRAINING`), task definitions, services
-//!   and their tasks, managed draining.
+//!   and their tasks, managed draining;
+//! - [`elbv2`]: the data plane's load balancers, listeners and target groups as the API sees
+//!   them (plain views), target registration, listener weights.
 //!
 //! Simulated durations (boot, warmup, grace periods, checkpoint delays) are compared against
 //! real instants through the [`Clock`], so a whole refresh runs `time_scale` times faster.
@@ -32,6 +34,7 @@ pub mod autoscaling;
 pub mod codedeploy;
 pub mod ec2;
 pub mod ecs;
+pub mod elbv2;
 pub mod refresh;
 
 pub use autoscaling::{Activity, Asg, Ec2Instance, InstanceHealth, Lifecycle};
