@@ -2,7 +2,8 @@
 
 use super::query::{Params, Xml};
 use super::{ApiError, unsupported};
-use crate::control::autoscaling::{Ec2Instance, GroupUpdate};
+use crate::control::Ec2Instance;
+use crate::control::autoscaling::GroupUpdate;
 use crate::control::ec2::TemplateRef;
 use crate::control::refresh::{self, InstanceRefresh, RefreshPreferences, StartRefresh};
 use crate::control::{Control, ControlError, State};

@@ -13,12 +13,12 @@
 //! them once the grace period has passed is marked `Unhealthy` and replaced
 //! (docs/failure-modes.md#fm-13).
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+use super::ec2::{Ec2Instance, HookWait, InstanceHealth, Lifecycle};
 use super::{Control, ControlError, Ctx, KEEP_TERMINATED, State, ecs, uuid, wall};
 use crate::dataplane::{DataPlane, Instance, TargetHealth};
 use stack::{AutoScalingGroupConfig, LifecycleHookConfig};
@@ -35,120 +35,6 @@ pub const EC2_HEALTH_CAUSE: &str =
 /// (health check type `ELB`), as AWS words it.
 pub const ELB_HEALTH_CAUSE: &str =
     "an instance was taken out of service in response to an ELB system health check failure";
-
-/// An instance's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lifecycle {
-    /// Booting.
-    Pending,
-    /// Running.
-    InService,
-    /// Termination started.
-    Terminating,
-    /// Held by a terminating lifecycle hook.
-    TerminatingWait,
-    /// The hook completed; termination goes on.
-    TerminatingProceed,
-    /// Gone.
-    Terminated,
-}
-
-impl fmt::Display for Lifecycle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Pending => "Pending",
-            Self::InService => "InService",
-            Self::Terminating => "Terminating",
-            Self::TerminatingWait => "Terminating:Wait",
-            Self::TerminatingProceed => "Terminating:Proceed",
-            Self::Terminated => "Terminated",
-        })
-    }
-}
-
-impl Lifecycle {
-    /// Pending or in service: counts toward capacity.
-    pub fn is_live(self) -> bool {
-        matches!(self, Self::Pending | Self::InService)
-    }
-
-    /// On its way out.
-    pub fn is_terminating(self) -> bool {
-        matches!(
-            self,
-            Self::Terminating | Self::TerminatingWait | Self::TerminatingProceed
-        )
-    }
-}
-
-/// An instance's health status as Auto Scaling sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstanceHealth {
-    /// `Healthy`.
-    Healthy,
-    /// `Unhealthy`: failed status checks.
-    Unhealthy,
-}
-
-impl fmt::Display for InstanceHealth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Healthy => "Healthy",
-            Self::Unhealthy => "Unhealthy",
-        })
-    }
-}
-
-/// An EC2 instance.
-#[derive(Debug, Clone)]
-pub struct Ec2Instance {
-    /// `i-` and 17 hex digits.
-    pub id: String,
-    /// Its loopback address.
-    pub ip: std::net::IpAddr,
-    /// Launch template name and the version number it was launched from.
-    pub launch_template: Option<(String, u32)>,
-    /// AMI.
-    pub image_id: String,
-    /// Instance type.
-    pub instance_type: String,
-    /// Availability zone (informational).
-    pub zone: &'static str,
-    /// Lifecycle state.
-    pub lifecycle: Lifecycle,
-    /// Health status.
-    pub health: InstanceHealth,
-    /// Launched (real instant, and wall clock).
-    pub launched: Instant,
-    /// Launch time for the API.
-    pub launch_time: SystemTime,
-    /// When it went `InService`.
-    pub in_service: Option<Instant>,
-    /// Protected from scale-in.
-    pub protected: bool,
-    /// While held by a terminating hook: until when, and which hooks are still pending.
-    pub hook_wait: Option<HookWait>,
-    /// Whether the ECS agent will register this instance (an injected fault can say no).
-    pub agent_registers: bool,
-    /// Simulated seconds from `InService` until the ECS agent registers.
-    pub agent_start: u32,
-    /// Simulated seconds from launch to `InService`.
-    pub boot: u32,
-    /// Whether EC2 status checks pass once it runs.
-    pub status_checks_pass: bool,
-    /// Why it is `Unhealthy` ([`EC2_HEALTH_CAUSE`], [`ELB_HEALTH_CAUSE`]): the cause its
-    /// replacement gives.
-    pub unhealthy_cause: Option<&'static str>,
-}
-
-/// A terminating instance held by lifecycle hooks.
-#[derive(Debug, Clone)]
-pub struct HookWait {
-    /// Hooks not completed yet: name, deadline (real), result at the deadline.
-    pub pending: Vec<(String, Instant, String)>,
-    /// Whether a hook completed with `ABANDON` (the instance terminates either way).
-    pub abandoned: bool,
-}
 
 /// A scaling activity (`DescribeScalingActivities`).
 #[derive(Debug, Clone)]

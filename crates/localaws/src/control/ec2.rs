@@ -1,6 +1,11 @@
-//! EC2 launch templates: numbered versions, `$Latest` and `$Default`.
+//! EC2: launch templates (numbered versions, `$Latest` and `$Default`) and the instances Auto
+//! Scaling launches from them, with their lifecycle and health. ECS and Auto Scaling both read
+//! instances; they live here, below both.
 
+use std::fmt;
 use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use super::{Control, ControlError, State, hex_id, wall};
 use stack::{LaunchTemplateData, Stack};
@@ -177,4 +182,118 @@ impl Control {
             Ok((lt.clone(), version))
         })
     }
+}
+
+/// An instance's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Booting.
+    Pending,
+    /// Running.
+    InService,
+    /// Termination started.
+    Terminating,
+    /// Held by a terminating lifecycle hook.
+    TerminatingWait,
+    /// The hook completed; termination goes on.
+    TerminatingProceed,
+    /// Gone.
+    Terminated,
+}
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pending => "Pending",
+            Self::InService => "InService",
+            Self::Terminating => "Terminating",
+            Self::TerminatingWait => "Terminating:Wait",
+            Self::TerminatingProceed => "Terminating:Proceed",
+            Self::Terminated => "Terminated",
+        })
+    }
+}
+
+impl Lifecycle {
+    /// Pending or in service: counts toward capacity.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Pending | Self::InService)
+    }
+
+    /// On its way out.
+    pub fn is_terminating(self) -> bool {
+        matches!(
+            self,
+            Self::Terminating | Self::TerminatingWait | Self::TerminatingProceed
+        )
+    }
+}
+
+/// An instance's health status as Auto Scaling sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceHealth {
+    /// `Healthy`.
+    Healthy,
+    /// `Unhealthy`: failed status checks.
+    Unhealthy,
+}
+
+impl fmt::Display for InstanceHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Healthy => "Healthy",
+            Self::Unhealthy => "Unhealthy",
+        })
+    }
+}
+
+/// An EC2 instance.
+#[derive(Debug, Clone)]
+pub struct Ec2Instance {
+    /// `i-` and 17 hex digits.
+    pub id: String,
+    /// Its loopback address.
+    pub ip: std::net::IpAddr,
+    /// Launch template name and the version number it was launched from.
+    pub launch_template: Option<(String, u32)>,
+    /// AMI.
+    pub image_id: String,
+    /// Instance type.
+    pub instance_type: String,
+    /// Availability zone (informational).
+    pub zone: &'static str,
+    /// Lifecycle state.
+    pub lifecycle: Lifecycle,
+    /// Health status.
+    pub health: InstanceHealth,
+    /// Launched (real instant, and wall clock).
+    pub launched: Instant,
+    /// Launch time for the API.
+    pub launch_time: SystemTime,
+    /// When it went `InService`.
+    pub in_service: Option<Instant>,
+    /// Protected from scale-in.
+    pub protected: bool,
+    /// While held by a terminating hook: until when, and which hooks are still pending.
+    pub hook_wait: Option<HookWait>,
+    /// Whether the ECS agent will register this instance (an injected fault can say no).
+    pub agent_registers: bool,
+    /// Simulated seconds from `InService` until the ECS agent registers.
+    pub agent_start: u32,
+    /// Simulated seconds from launch to `InService`.
+    pub boot: u32,
+    /// Whether EC2 status checks pass once it runs.
+    pub status_checks_pass: bool,
+    /// Why it is `Unhealthy` (`autoscaling::EC2_HEALTH_CAUSE` or `ELB_HEALTH_CAUSE`): the cause
+    /// its replacement gives.
+    pub unhealthy_cause: Option<&'static str>,
+}
+
+/// A terminating instance held by lifecycle hooks.
+#[derive(Debug, Clone)]
+pub struct HookWait {
+    /// Hooks not completed yet: name, deadline (real), result at the deadline.
+    pub pending: Vec<(String, Instant, String)>,
+    /// Whether a hook completed with `ABANDON` (the instance terminates either way).
+    pub abandoned: bool,
 }

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::autoscaling::Lifecycle;
+use super::ec2::Lifecycle;
 use super::{Action, Control, ControlError, Ctx, Emitter, KEEP_STOPPED, State, hex_id, wall};
 use crate::clock::MIN_REAL_START;
 use crate::dataplane::TargetHealth;

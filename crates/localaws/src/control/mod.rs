@@ -37,9 +37,9 @@ pub mod ecs;
 pub mod elbv2;
 pub mod refresh;
 
-pub use autoscaling::{Activity, Asg, Ec2Instance, InstanceHealth, Lifecycle};
+pub use autoscaling::{Activity, Asg};
 pub use codedeploy::{CodeDeployState, Deployment};
-pub use ec2::{LaunchTemplate, LaunchTemplateVersion};
+pub use ec2::{Ec2Instance, InstanceHealth, LaunchTemplate, LaunchTemplateVersion, Lifecycle};
 pub use ecs::{ContainerInstance, Service, Task, TaskDefinitionRevision, TaskSet};
 pub use refresh::{InstanceRefresh, RefreshPreferences, RefreshStatus};
 

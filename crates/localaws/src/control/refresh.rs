@@ -24,7 +24,8 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::autoscaling::{self, InstanceHealth, Lifecycle};
+use super::autoscaling;
+use super::ec2::{Ec2Instance, InstanceHealth, Lifecycle};
 use super::{Control, ControlError, Ctx, State, uuid, wall};
 
 /// An instance refresh's status.
@@ -354,7 +355,7 @@ fn advance(state: &mut State, r: &mut InstanceRefresh, ctx: &Ctx<'_>) {
             .is_some_and(|i| i.lifecycle.is_live())
     });
     let target = r.target.clone();
-    let is_target = |i: &autoscaling::Ec2Instance| i.launch_template.as_ref() == Some(&target);
+    let is_target = |i: &Ec2Instance| i.launch_template.as_ref() == Some(&target);
     // A new instance failing its health checks fails the refresh.
     let failing: Vec<String> = state
         .instances
@@ -467,7 +468,7 @@ fn advance(state: &mut State, r: &mut InstanceRefresh, ctx: &Ctx<'_>) {
         }
         return;
     }
-    let live: Vec<&autoscaling::Ec2Instance> = state
+    let live: Vec<&Ec2Instance> = state
         .instances
         .values()
         .filter(|i| i.lifecycle.is_live())
