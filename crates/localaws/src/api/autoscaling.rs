@@ -29,200 +29,219 @@ fn err(e: ControlError) -> ApiError {
     })
 }
 
-/// Handles one action.
+/// Handles one action: one function per operation.
 pub fn handle(c: &Control, action: &str, p: &Params) -> Result<Xml, ApiError> {
     match action {
         "DescribeAutoScalingGroups" => describe_groups(c, p),
         "DescribeAutoScalingInstances" => describe_instances(c, p),
-        "SetDesiredCapacity" => {
-            let name = p.req("AutoScalingGroupName")?;
-            let desired = p
-                .u32("DesiredCapacity", 0, 10_000)?
-                .ok_or_else(|| ApiError::missing("DesiredCapacity"))?;
-            c.update_group(
-                name,
-                GroupUpdate {
-                    desired: Some(desired),
-                    ..GroupUpdate::default()
-                },
-            )
-            .map_err(err)?;
-            Ok(Xml::new())
-        }
-        "UpdateAutoScalingGroup" => {
-            let name = p.req("AutoScalingGroupName")?;
-            let lt = p.nested("LaunchTemplate");
-            let template = template_ref(&lt)?;
-            if let Some(t) = p.get("HealthCheckType")
-                && !matches!(t, "EC2" | "ELB")
-            {
-                return Err(ApiError::validation(format!(
-                    "invalid HealthCheckType {t:?}: expected EC2 or ELB"
-                )));
-            }
-            c.update_group(
-                name,
-                GroupUpdate {
-                    min: p.u32("MinSize", 0, 10_000)?,
-                    max: p.u32("MaxSize", 0, 10_000)?,
-                    desired: p.u32("DesiredCapacity", 0, 10_000)?,
-                    launch_template: template,
-                    version: lt.get("Version").map(str::to_owned),
-                    health_check_type: p.get("HealthCheckType").map(str::to_owned),
-                    health_check_grace_period: p.u32("HealthCheckGracePeriod", 0, 7200)?,
-                    default_instance_warmup: p.u32("DefaultInstanceWarmup", 0, 3600)?,
-                },
-            )
-            .map_err(err)?;
-            Ok(Xml::new())
-        }
-        "StartInstanceRefresh" => {
-            let name = p.req("AutoScalingGroupName")?;
-            if let Some(s) = p.get("Strategy")
-                && s != "Rolling"
-            {
-                return Err(ApiError::validation(format!(
-                    "invalid Strategy {s:?}: expected Rolling"
-                )));
-            }
-            let desired = p.nested("DesiredConfiguration");
-            let lt = desired.nested("LaunchTemplate");
-            let desired = match template_ref(&lt)? {
-                Some(r) => Some((r, lt.get("Version").map(str::to_owned))),
-                None if desired.has("MixedInstancesPolicy") => {
-                    return Err(ApiError::validation(
-                        "DesiredConfiguration.MixedInstancesPolicy is not emulated: use LaunchTemplate",
-                    ));
-                }
-                None => None,
-            };
-            let prefs = preferences(&p.nested("Preferences"))?;
-            let id = c
-                .start_instance_refresh(name, StartRefresh { desired, prefs })
-                .map_err(err)?;
-            let mut x = Xml::new();
-            x.leaf("InstanceRefreshId", id);
-            Ok(x)
-        }
-        "DescribeInstanceRefreshes" => {
-            let name = p.req("AutoScalingGroupName")?;
-            let ids = p.member_values("InstanceRefreshIds");
-            let max = p.u32("MaxRecords", 1, 100)?.unwrap_or(50);
-            let refreshes: Vec<InstanceRefresh> = c
-                .read(|st| {
-                    st.asg(name)?;
-                    Ok(st
-                        .refreshes
-                        .iter()
-                        .rev()
-                        .filter(|r| ids.is_empty() || ids.contains(&r.id))
-                        .cloned()
-                        .collect())
-                })
-                .map_err(err)?;
-            let (page, next) = paginate(&refreshes, max, p.get("NextToken"))?;
-            let mut x = Xml::new();
-            x.list("InstanceRefreshes", "member", page, refresh_xml);
-            x.opt("NextToken", next);
-            Ok(x)
-        }
-        "CancelInstanceRefresh" => {
-            let id = c
-                .cancel_instance_refresh(p.req("AutoScalingGroupName")?)
-                .map_err(err)?;
-            let mut x = Xml::new();
-            x.leaf("InstanceRefreshId", id);
-            Ok(x)
-        }
-        "RollbackInstanceRefresh" => {
-            let id = c
-                .rollback_instance_refresh(p.req("AutoScalingGroupName")?)
-                .map_err(err)?;
-            let mut x = Xml::new();
-            x.leaf("InstanceRefreshId", id);
-            Ok(x)
-        }
-        "DescribeScalingActivities" => {
-            let name = p.get("AutoScalingGroupName");
-            let ids = p.member_values("ActivityIds");
-            let max = p.u32("MaxRecords", 1, 100)?.unwrap_or(100);
-            let (group, arn, activities) = c.read(|st| {
-                let asg = st.asg.as_ref();
-                (
-                    asg.map(|a| a.name.clone()).unwrap_or_default(),
-                    asg.map(|a| a.arn.clone()).unwrap_or_default(),
-                    st.activities
-                        .iter()
-                        .rev()
-                        .filter(|a| ids.is_empty() || ids.contains(&a.id))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                )
-            });
-            let activities = if name.is_some_and(|n| n != group) {
-                Vec::new()
-            } else {
-                activities
-            };
-            let (page, next) = paginate(&activities, max, p.get("NextToken"))?;
-            let mut x = Xml::new();
-            x.list("Activities", "member", page, |x, a| {
-                x.leaf("ActivityId", &a.id)
-                    .leaf("AutoScalingGroupName", &group)
-                    .leaf("AutoScalingGroupARN", &arn)
-                    .leaf("Description", &a.description)
-                    .leaf("Cause", &a.cause)
-                    .time("StartTime", a.start);
-                if let Some(end) = a.end {
-                    x.time("EndTime", end);
-                }
-                x.leaf("StatusCode", a.status)
-                    .leaf("Progress", 100)
-                    .leaf("Details", format!("{{\"InstanceId\":\"{}\"}}", a.instance));
-            });
-            x.opt("NextToken", next);
-            Ok(x)
-        }
-        "DescribeLifecycleHooks" => {
-            let name = p.req("AutoScalingGroupName")?;
-            let names = p.member_values("LifecycleHookNames");
-            let hooks = c
-                .read(|st| st.asg(name).map(|a| a.hooks.clone()))
-                .map_err(err)?;
-            let mut x = Xml::new();
-            x.list(
-                "LifecycleHooks",
-                "member",
-                hooks
-                    .iter()
-                    .filter(|h| names.is_empty() || names.contains(&h.name)),
-                |x, h| {
-                    x.leaf("LifecycleHookName", &h.name)
-                        .leaf("AutoScalingGroupName", name)
-                        .leaf("LifecycleTransition", &h.transition)
-                        .leaf("HeartbeatTimeout", h.heartbeat_timeout)
-                        .leaf(
-                            "GlobalTimeout",
-                            h.heartbeat_timeout.saturating_mul(100).min(172_800),
-                        )
-                        .leaf("DefaultResult", &h.default_result);
-                },
-            );
-            Ok(x)
-        }
-        "CompleteLifecycleAction" => {
-            c.complete_lifecycle_action(
-                p.req("AutoScalingGroupName")?,
-                p.req("LifecycleHookName")?,
-                p.req("InstanceId")?,
-                p.req("LifecycleActionResult")?,
-            )
-            .map_err(err)?;
-            Ok(Xml::new())
-        }
+        "SetDesiredCapacity" => set_desired_capacity(c, p),
+        "UpdateAutoScalingGroup" => update_auto_scaling_group(c, p),
+        "StartInstanceRefresh" => start_instance_refresh(c, p),
+        "DescribeInstanceRefreshes" => describe_instance_refreshes(c, p),
+        "CancelInstanceRefresh" => cancel_instance_refresh(c, p),
+        "RollbackInstanceRefresh" => rollback_instance_refresh(c, p),
+        "DescribeScalingActivities" => describe_scaling_activities(c, p),
+        "DescribeLifecycleHooks" => describe_lifecycle_hooks(c, p),
+        "CompleteLifecycleAction" => complete_lifecycle_action(c, p),
         other => Err(unsupported("Auto Scaling", other, "InvalidAction")),
     }
 }
+
+fn set_desired_capacity(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let name = p.req("AutoScalingGroupName")?;
+    let desired = p
+        .u32("DesiredCapacity", 0, 10_000)?
+        .ok_or_else(|| ApiError::missing("DesiredCapacity"))?;
+    c.update_group(
+        name,
+        GroupUpdate {
+            desired: Some(desired),
+            ..GroupUpdate::default()
+        },
+    )
+    .map_err(err)?;
+    Ok(Xml::new())
+}
+
+fn update_auto_scaling_group(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let name = p.req("AutoScalingGroupName")?;
+    let lt = p.nested("LaunchTemplate");
+    let template = template_ref(&lt)?;
+    if let Some(t) = p.get("HealthCheckType")
+        && !matches!(t, "EC2" | "ELB")
+    {
+        return Err(ApiError::validation(format!(
+            "invalid HealthCheckType {t:?}: expected EC2 or ELB"
+        )));
+    }
+    c.update_group(
+        name,
+        GroupUpdate {
+            min: p.u32("MinSize", 0, 10_000)?,
+            max: p.u32("MaxSize", 0, 10_000)?,
+            desired: p.u32("DesiredCapacity", 0, 10_000)?,
+            launch_template: template,
+            version: lt.get("Version").map(str::to_owned),
+            health_check_type: p.get("HealthCheckType").map(str::to_owned),
+            health_check_grace_period: p.u32("HealthCheckGracePeriod", 0, 7200)?,
+            default_instance_warmup: p.u32("DefaultInstanceWarmup", 0, 3600)?,
+        },
+    )
+    .map_err(err)?;
+    Ok(Xml::new())
+}
+
+fn start_instance_refresh(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let name = p.req("AutoScalingGroupName")?;
+    if let Some(s) = p.get("Strategy")
+        && s != "Rolling"
+    {
+        return Err(ApiError::validation(format!(
+            "invalid Strategy {s:?}: expected Rolling"
+        )));
+    }
+    let desired = p.nested("DesiredConfiguration");
+    let lt = desired.nested("LaunchTemplate");
+    let desired = match template_ref(&lt)? {
+        Some(r) => Some((r, lt.get("Version").map(str::to_owned))),
+        None if desired.has("MixedInstancesPolicy") => {
+            return Err(ApiError::validation(
+                "DesiredConfiguration.MixedInstancesPolicy is not emulated: use LaunchTemplate",
+            ));
+        }
+        None => None,
+    };
+    let prefs = preferences(&p.nested("Preferences"))?;
+    let id = c
+        .start_instance_refresh(name, StartRefresh { desired, prefs })
+        .map_err(err)?;
+    let mut x = Xml::new();
+    x.leaf("InstanceRefreshId", id);
+    Ok(x)
+}
+
+fn describe_instance_refreshes(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let name = p.req("AutoScalingGroupName")?;
+    let ids = p.member_values("InstanceRefreshIds");
+    let max = p.u32("MaxRecords", 1, 100)?.unwrap_or(50);
+    let refreshes: Vec<InstanceRefresh> = c
+        .read(|st| {
+            st.asg(name)?;
+            Ok(st
+                .refreshes
+                .iter()
+                .rev()
+                .filter(|r| ids.is_empty() || ids.contains(&r.id))
+                .cloned()
+                .collect())
+        })
+        .map_err(err)?;
+    let (page, next) = paginate(&refreshes, max, p.get("NextToken"))?;
+    let mut x = Xml::new();
+    x.list("InstanceRefreshes", "member", page, refresh_xml);
+    x.opt("NextToken", next);
+    Ok(x)
+}
+
+fn cancel_instance_refresh(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let id = c
+        .cancel_instance_refresh(p.req("AutoScalingGroupName")?)
+        .map_err(err)?;
+    let mut x = Xml::new();
+    x.leaf("InstanceRefreshId", id);
+    Ok(x)
+}
+
+fn rollback_instance_refresh(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let id = c
+        .rollback_instance_refresh(p.req("AutoScalingGroupName")?)
+        .map_err(err)?;
+    let mut x = Xml::new();
+    x.leaf("InstanceRefreshId", id);
+    Ok(x)
+}
+
+fn describe_scaling_activities(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let name = p.get("AutoScalingGroupName");
+    let ids = p.member_values("ActivityIds");
+    let max = p.u32("MaxRecords", 1, 100)?.unwrap_or(100);
+    let (group, arn, activities) = c.read(|st| {
+        let asg = st.asg.as_ref();
+        (
+            asg.map(|a| a.name.clone()).unwrap_or_default(),
+            asg.map(|a| a.arn.clone()).unwrap_or_default(),
+            st.activities
+                .iter()
+                .rev()
+                .filter(|a| ids.is_empty() || ids.contains(&a.id))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    });
+    let activities = if name.is_some_and(|n| n != group) {
+        Vec::new()
+    } else {
+        activities
+    };
+    let (page, next) = paginate(&activities, max, p.get("NextToken"))?;
+    let mut x = Xml::new();
+    x.list("Activities", "member", page, |x, a| {
+        x.leaf("ActivityId", &a.id)
+            .leaf("AutoScalingGroupName", &group)
+            .leaf("AutoScalingGroupARN", &arn)
+            .leaf("Description", &a.description)
+            .leaf("Cause", &a.cause)
+            .time("StartTime", a.start);
+        if let Some(end) = a.end {
+            x.time("EndTime", end);
+        }
+        x.leaf("StatusCode", a.status)
+            .leaf("Progress", 100)
+            .leaf("Details", format!("{{\"InstanceId\":\"{}\"}}", a.instance));
+    });
+    x.opt("NextToken", next);
+    Ok(x)
+}
+
+fn describe_lifecycle_hooks(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    let name = p.req("AutoScalingGroupName")?;
+    let names = p.member_values("LifecycleHookNames");
+    let hooks = c
+        .read(|st| st.asg(name).map(|a| a.hooks.clone()))
+        .map_err(err)?;
+    let mut x = Xml::new();
+    x.list(
+        "LifecycleHooks",
+        "member",
+        hooks
+            .iter()
+            .filter(|h| names.is_empty() || names.contains(&h.name)),
+        |x, h| {
+            x.leaf("LifecycleHookName", &h.name)
+                .leaf("AutoScalingGroupName", name)
+                .leaf("LifecycleTransition", &h.transition)
+                .leaf("HeartbeatTimeout", h.heartbeat_timeout)
+                .leaf(
+                    "GlobalTimeout",
+                    h.heartbeat_timeout.saturating_mul(100).min(172_800),
+                )
+                .leaf("DefaultResult", &h.default_result);
+        },
+    );
+    Ok(x)
+}
+
+fn complete_lifecycle_action(c: &Control, p: &Params) -> Result<Xml, ApiError> {
+    c.complete_lifecycle_action(
+        p.req("AutoScalingGroupName")?,
+        p.req("LifecycleHookName")?,
+        p.req("InstanceId")?,
+        p.req("LifecycleActionResult")?,
+    )
+    .map_err(err)?;
+    Ok(Xml::new())
+}
+
 
 fn template_ref(p: &Params) -> Result<Option<TemplateRef>, ApiError> {
     match (p.get("LaunchTemplateName"), p.get("LaunchTemplateId")) {

@@ -61,258 +61,298 @@ fn deployment_id(input: &Input) -> Result<&str, ApiError> {
     }
 }
 
-/// Handles one operation.
-#[allow(clippy::too_many_lines)]
+/// Handles one operation: one function per operation.
 pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiError> {
     match operation {
-        "GetApplication" => {
-            let name = required(input, "applicationName", "ApplicationNameRequiredException")?;
-            let app = c
-                .read(|st| st.codedeploy.application(name).cloned())
-                .map_err(err)?;
-            Ok(json!({ "application": application_json(&app) }))
-        }
-        "ListApplications" => Ok(c.read(|st| {
-            json!({ "applications": st.codedeploy.applications.keys().collect::<Vec<_>>() })
-        })),
-        "BatchGetApplications" => {
-            let names = input.strings("applicationNames")?;
-            c.read(|st| {
-                let apps = names
-                    .iter()
-                    .map(|n| st.codedeploy.application(n).map(application_json))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(err)?;
-                Ok(json!({ "applicationsInfo": apps }))
-            })
-        }
-        "GetDeploymentGroup" => {
-            let app = required(input, "applicationName", "ApplicationNameRequiredException")?;
-            let group = required(
-                input,
-                "deploymentGroupName",
-                "DeploymentGroupNameRequiredException",
-            )?;
-            c.read(|st| {
-                let a = st.codedeploy.application(app).map_err(err)?;
-                let g = st.codedeploy.group(app, group).map_err(err)?;
-                Ok(json!({ "deploymentGroupInfo": group_json(c.stack(), st, a, g) }))
-            })
-        }
-        "ListDeploymentGroups" => {
-            let app = required(input, "applicationName", "ApplicationNameRequiredException")?;
-            c.read(|st| {
-                let a = st.codedeploy.application(app).map_err(err)?;
-                Ok(json!({
-                    "applicationName": a.name,
-                    "deploymentGroups": a.groups.keys().collect::<Vec<_>>(),
-                }))
-            })
-        }
-        "GetDeploymentConfig" => {
-            let name = required(
-                input,
-                "deploymentConfigName",
-                "DeploymentConfigNameRequiredException",
-            )?;
-            let dc = c
-                .read(|st| st.codedeploy.config(name).cloned())
-                .map_err(err)?;
-            Ok(json!({ "deploymentConfigInfo": config_json(&dc) }))
-        }
-        "ListDeploymentConfigs" => Ok(c.read(|st| {
-            json!({ "deploymentConfigsList": st.codedeploy.configs.keys().collect::<Vec<_>>() })
-        })),
-        "CreateDeploymentConfig" => {
-            let name = required(
-                input,
-                "deploymentConfigName",
-                "DeploymentConfigNameRequiredException",
-            )?;
-            if name.starts_with("CodeDeployDefault.") || name.len() > 100 {
-                return Err(ApiError::new(
-                    "InvalidDeploymentConfigNameException",
-                    format!(
-                        "invalid deployment config name {name:?}: 1 to 100 characters, not starting with CodeDeployDefault."
-                    ),
-                ));
-            }
-            match input.str("computePlatform")? {
-                None | Some("ECS") => {}
-                Some(other) => {
-                    return Err(ApiError::new(
-                        "InvalidComputePlatformException",
-                        format!("localaws emulates the ECS compute platform only, not {other}"),
-                    ));
-                }
-            }
-            let traffic = traffic_from(input)?;
-            let dc = c.create_deployment_config(name, traffic).map_err(err)?;
-            Ok(json!({ "deploymentConfigId": dc.id }))
-        }
-        "CreateDeployment" => {
-            let application =
-                required(input, "applicationName", "ApplicationNameRequiredException")?.to_owned();
-            let group = required(
-                input,
-                "deploymentGroupName",
-                "DeploymentGroupNameRequiredException",
-            )?
-            .to_owned();
-            let description = input.str("description")?.map(str::to_owned);
-            if description.as_ref().is_some_and(|d| d.len() > 1024) {
-                return Err(ApiError::new(
-                    "DescriptionTooLongException",
-                    "description is longer than 1024 characters",
-                ));
-            }
-            let appspec = revision_content(input)?;
-            let id = c
-                .create_deployment(&NewDeployment {
-                    application,
-                    group,
-                    config: input.str("deploymentConfigName")?.map(str::to_owned),
-                    description,
-                    appspec,
-                })
-                .map_err(err)?;
-            Ok(json!({ "deploymentId": id }))
-        }
-        "GetDeployment" => {
-            let id = deployment_id(input)?;
-            c.read(|st| {
-                let d = st.codedeploy.deployment(id).map_err(err)?;
-                Ok(json!({ "deploymentInfo": deployment_json(st, d) }))
-            })
-        }
-        "BatchGetDeployments" => {
-            let ids = input.strings("deploymentIds")?;
-            Ok(c.read(|st| {
-                let found: Vec<Value> = ids
-                    .iter()
-                    .filter_map(|id| st.codedeploy.deployment(id).ok())
-                    .map(|d| deployment_json(st, d))
-                    .collect();
-                json!({ "deploymentsInfo": found })
-            }))
-        }
-        "ListDeployments" => {
-            let app = input.str("applicationName")?;
-            let group = input.str("deploymentGroupName")?;
-            if group.is_some() && app.is_none() {
-                return Err(ApiError::new(
-                    "ApplicationNameRequiredException",
-                    "applicationName is required with deploymentGroupName",
-                ));
-            }
-            if app.is_some() && group.is_none() {
-                return Err(ApiError::new(
-                    "DeploymentGroupNameRequiredException",
-                    "deploymentGroupName is required with applicationName",
-                ));
-            }
-            let statuses = input.strings("includeOnlyStatuses")?;
-            for s in &statuses {
-                if !matches!(
-                    s.as_str(),
-                    "Created"
-                        | "Queued"
-                        | "InProgress"
-                        | "Baking"
-                        | "Succeeded"
-                        | "Failed"
-                        | "Stopped"
-                        | "Ready"
-                ) {
-                    return Err(ApiError::new(
-                        "InvalidDeploymentStatusException",
-                        format!("invalid deployment status {s:?}"),
-                    ));
-                }
-            }
-            c.read(|st| {
-                if let (Some(a), Some(g)) = (app, group) {
-                    st.codedeploy.group(a, g).map_err(err)?;
-                }
-                let ids: Vec<&str> = st
-                    .codedeploy
-                    .deployments
-                    .iter()
-                    .rev()
-                    .filter(|d| app.is_none_or(|a| d.application == a))
-                    .filter(|d| group.is_none_or(|g| d.group == g))
-                    .filter(|d| statuses.is_empty() || statuses.iter().any(|s| s == d.status))
-                    .map(|d| d.id.as_str())
-                    .collect();
-                Ok(json!({ "deployments": ids }))
-            })
-        }
-        "StopDeployment" => {
-            let id = deployment_id(input)?;
-            let rollback = input.bool("autoRollbackEnabled")?;
-            let (status, message) = c.stop_deployment(id, rollback).map_err(err)?;
-            Ok(json!({ "status": status, "statusMessage": message }))
-        }
-        "ContinueDeployment" => {
-            let id = deployment_id(input)?;
-            let wait = input.str("deploymentWaitType")?.unwrap_or("READY_WAIT");
-            c.continue_deployment(id, wait).map_err(err)?;
-            Ok(json!({}))
-        }
-        "PutLifecycleEventHookExecutionStatus" => {
-            let id = deployment_id(input)?;
-            let exec = required(
-                input,
-                "lifecycleEventHookExecutionId",
-                "InvalidLifecycleEventHookExecutionIdException",
-            )?;
-            let status = required(
-                input,
-                "status",
-                "InvalidLifecycleEventHookExecutionStatusException",
-            )?;
-            c.put_hook_status(id, exec, status).map_err(err)?;
-            Ok(json!({ "lifecycleEventHookExecutionId": exec }))
-        }
-        "ListDeploymentTargets" => {
-            let id = deployment_id(input)?;
-            c.read(|st| {
-                let d = st.codedeploy.deployment(id).map_err(err)?;
-                Ok(json!({ "targetIds": [d.target_id(&st.cluster)] }))
-            })
-        }
-        "GetDeploymentTarget" => {
-            let id = deployment_id(input)?;
-            let target = required(input, "targetId", "DeploymentTargetIdRequiredException")?;
-            c.read(|st| {
-                let d = st.codedeploy.deployment(id).map_err(err)?;
-                if target != d.target_id(&st.cluster) {
-                    return Err(ApiError::new(
-                        "DeploymentTargetDoesNotExistException",
-                        format!("Deployment target {target} does not exist in deployment {id}"),
-                    ));
-                }
-                Ok(json!({ "deploymentTarget": {
-                    "deploymentTargetType": "ECSTarget",
-                    "ecsTarget": ecs_target_json(st, d),
-                }}))
-            })
-        }
-        "BatchGetDeploymentTargets" => {
-            let id = deployment_id(input)?;
-            let targets = input.strings("targetIds")?;
-            c.read(|st| {
-                let d = st.codedeploy.deployment(id).map_err(err)?;
-                let mine = d.target_id(&st.cluster);
-                Ok(json!({ "deploymentTargets": targets.iter().filter(|t| **t == mine).map(|_| json!({
-                    "deploymentTargetType": "ECSTarget",
-                    "ecsTarget": ecs_target_json(st, d),
-                })).collect::<Vec<_>>() }))
-            })
-        }
+        "GetApplication" => get_application(c, input),
+        "ListApplications" => list_applications(c),
+        "BatchGetApplications" => batch_get_applications(c, input),
+        "GetDeploymentGroup" => get_deployment_group(c, input),
+        "ListDeploymentGroups" => list_deployment_groups(c, input),
+        "GetDeploymentConfig" => get_deployment_config(c, input),
+        "ListDeploymentConfigs" => list_deployment_configs(c),
+        "CreateDeploymentConfig" => create_deployment_config(c, input),
+        "CreateDeployment" => create_deployment(c, input),
+        "GetDeployment" => get_deployment(c, input),
+        "BatchGetDeployments" => batch_get_deployments(c, input),
+        "ListDeployments" => list_deployments(c, input),
+        "StopDeployment" => stop_deployment(c, input),
+        "ContinueDeployment" => continue_deployment(c, input),
+        "PutLifecycleEventHookExecutionStatus" => put_lifecycle_event_hook_execution_status(c, input),
+        "ListDeploymentTargets" => list_deployment_targets(c, input),
+        "GetDeploymentTarget" => get_deployment_target(c, input),
+        "BatchGetDeploymentTargets" => batch_get_deployment_targets(c, input),
         other => Err(unsupported("CodeDeploy", other, "InvalidInputException")),
     }
 }
+
+fn get_application(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let name = required(input, "applicationName", "ApplicationNameRequiredException")?;
+    let app = c
+        .read(|st| st.codedeploy.application(name).cloned())
+        .map_err(err)?;
+    Ok(json!({ "application": application_json(&app) }))
+}
+
+fn list_applications(c: &Control) -> Result<Value, ApiError> {
+    Ok(c.read(|st| {
+    json!({ "applications": st.codedeploy.applications.keys().collect::<Vec<_>>() })
+}))
+}
+
+fn batch_get_applications(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let names = input.strings("applicationNames")?;
+    c.read(|st| {
+        let apps = names
+            .iter()
+            .map(|n| st.codedeploy.application(n).map(application_json))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(json!({ "applicationsInfo": apps }))
+    })
+}
+
+fn get_deployment_group(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let app = required(input, "applicationName", "ApplicationNameRequiredException")?;
+    let group = required(
+        input,
+        "deploymentGroupName",
+        "DeploymentGroupNameRequiredException",
+    )?;
+    c.read(|st| {
+        let a = st.codedeploy.application(app).map_err(err)?;
+        let g = st.codedeploy.group(app, group).map_err(err)?;
+        Ok(json!({ "deploymentGroupInfo": group_json(c.stack(), st, a, g) }))
+    })
+}
+
+fn list_deployment_groups(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let app = required(input, "applicationName", "ApplicationNameRequiredException")?;
+    c.read(|st| {
+        let a = st.codedeploy.application(app).map_err(err)?;
+        Ok(json!({
+            "applicationName": a.name,
+            "deploymentGroups": a.groups.keys().collect::<Vec<_>>(),
+        }))
+    })
+}
+
+fn get_deployment_config(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let name = required(
+        input,
+        "deploymentConfigName",
+        "DeploymentConfigNameRequiredException",
+    )?;
+    let dc = c
+        .read(|st| st.codedeploy.config(name).cloned())
+        .map_err(err)?;
+    Ok(json!({ "deploymentConfigInfo": config_json(&dc) }))
+}
+
+fn list_deployment_configs(c: &Control) -> Result<Value, ApiError> {
+    Ok(c.read(|st| {
+    json!({ "deploymentConfigsList": st.codedeploy.configs.keys().collect::<Vec<_>>() })
+}))
+}
+
+fn create_deployment_config(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let name = required(
+        input,
+        "deploymentConfigName",
+        "DeploymentConfigNameRequiredException",
+    )?;
+    if name.starts_with("CodeDeployDefault.") || name.len() > 100 {
+        return Err(ApiError::new(
+            "InvalidDeploymentConfigNameException",
+            format!(
+                "invalid deployment config name {name:?}: 1 to 100 characters, not starting with CodeDeployDefault."
+            ),
+        ));
+    }
+    match input.str("computePlatform")? {
+        None | Some("ECS") => {}
+        Some(other) => {
+            return Err(ApiError::new(
+                "InvalidComputePlatformException",
+                format!("localaws emulates the ECS compute platform only, not {other}"),
+            ));
+        }
+    }
+    let traffic = traffic_from(input)?;
+    let dc = c.create_deployment_config(name, traffic).map_err(err)?;
+    Ok(json!({ "deploymentConfigId": dc.id }))
+}
+
+fn create_deployment(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let application =
+        required(input, "applicationName", "ApplicationNameRequiredException")?.to_owned();
+    let group = required(
+        input,
+        "deploymentGroupName",
+        "DeploymentGroupNameRequiredException",
+    )?
+    .to_owned();
+    let description = input.str("description")?.map(str::to_owned);
+    if description.as_ref().is_some_and(|d| d.len() > 1024) {
+        return Err(ApiError::new(
+            "DescriptionTooLongException",
+            "description is longer than 1024 characters",
+        ));
+    }
+    let appspec = revision_content(input)?;
+    let id = c
+        .create_deployment(&NewDeployment {
+            application,
+            group,
+            config: input.str("deploymentConfigName")?.map(str::to_owned),
+            description,
+            appspec,
+        })
+        .map_err(err)?;
+    Ok(json!({ "deploymentId": id }))
+}
+
+fn get_deployment(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let id = deployment_id(input)?;
+    c.read(|st| {
+        let d = st.codedeploy.deployment(id).map_err(err)?;
+        Ok(json!({ "deploymentInfo": deployment_json(st, d) }))
+    })
+}
+
+fn batch_get_deployments(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let ids = input.strings("deploymentIds")?;
+    Ok(c.read(|st| {
+        let found: Vec<Value> = ids
+            .iter()
+            .filter_map(|id| st.codedeploy.deployment(id).ok())
+            .map(|d| deployment_json(st, d))
+            .collect();
+        json!({ "deploymentsInfo": found })
+    }))
+}
+
+fn list_deployments(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let app = input.str("applicationName")?;
+    let group = input.str("deploymentGroupName")?;
+    if group.is_some() && app.is_none() {
+        return Err(ApiError::new(
+            "ApplicationNameRequiredException",
+            "applicationName is required with deploymentGroupName",
+        ));
+    }
+    if app.is_some() && group.is_none() {
+        return Err(ApiError::new(
+            "DeploymentGroupNameRequiredException",
+            "deploymentGroupName is required with applicationName",
+        ));
+    }
+    let statuses = input.strings("includeOnlyStatuses")?;
+    for s in &statuses {
+        if !matches!(
+            s.as_str(),
+            "Created"
+                | "Queued"
+                | "InProgress"
+                | "Baking"
+                | "Succeeded"
+                | "Failed"
+                | "Stopped"
+                | "Ready"
+        ) {
+            return Err(ApiError::new(
+                "InvalidDeploymentStatusException",
+                format!("invalid deployment status {s:?}"),
+            ));
+        }
+    }
+    c.read(|st| {
+        if let (Some(a), Some(g)) = (app, group) {
+            st.codedeploy.group(a, g).map_err(err)?;
+        }
+        let ids: Vec<&str> = st
+            .codedeploy
+            .deployments
+            .iter()
+            .rev()
+            .filter(|d| app.is_none_or(|a| d.application == a))
+            .filter(|d| group.is_none_or(|g| d.group == g))
+            .filter(|d| statuses.is_empty() || statuses.iter().any(|s| s == d.status))
+            .map(|d| d.id.as_str())
+            .collect();
+        Ok(json!({ "deployments": ids }))
+    })
+}
+
+fn stop_deployment(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let id = deployment_id(input)?;
+    let rollback = input.bool("autoRollbackEnabled")?;
+    let (status, message) = c.stop_deployment(id, rollback).map_err(err)?;
+    Ok(json!({ "status": status, "statusMessage": message }))
+}
+
+fn continue_deployment(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let id = deployment_id(input)?;
+    let wait = input.str("deploymentWaitType")?.unwrap_or("READY_WAIT");
+    c.continue_deployment(id, wait).map_err(err)?;
+    Ok(json!({}))
+}
+
+fn put_lifecycle_event_hook_execution_status(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let id = deployment_id(input)?;
+    let exec = required(
+        input,
+        "lifecycleEventHookExecutionId",
+        "InvalidLifecycleEventHookExecutionIdException",
+    )?;
+    let status = required(
+        input,
+        "status",
+        "InvalidLifecycleEventHookExecutionStatusException",
+    )?;
+    c.put_hook_status(id, exec, status).map_err(err)?;
+    Ok(json!({ "lifecycleEventHookExecutionId": exec }))
+}
+
+fn list_deployment_targets(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let id = deployment_id(input)?;
+    c.read(|st| {
+        let d = st.codedeploy.deployment(id).map_err(err)?;
+        Ok(json!({ "targetIds": [d.target_id(&st.cluster)] }))
+    })
+}
+
+fn get_deployment_target(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let id = deployment_id(input)?;
+    let target = required(input, "targetId", "DeploymentTargetIdRequiredException")?;
+    c.read(|st| {
+        let d = st.codedeploy.deployment(id).map_err(err)?;
+        if target != d.target_id(&st.cluster) {
+            return Err(ApiError::new(
+                "DeploymentTargetDoesNotExistException",
+                format!("Deployment target {target} does not exist in deployment {id}"),
+            ));
+        }
+        Ok(json!({ "deploymentTarget": {
+            "deploymentTargetType": "ECSTarget",
+            "ecsTarget": ecs_target_json(st, d),
+        }}))
+    })
+}
+
+fn batch_get_deployment_targets(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let id = deployment_id(input)?;
+    let targets = input.strings("targetIds")?;
+    c.read(|st| {
+        let d = st.codedeploy.deployment(id).map_err(err)?;
+        let mine = d.target_id(&st.cluster);
+        Ok(json!({ "deploymentTargets": targets.iter().filter(|t| **t == mine).map(|_| json!({
+            "deploymentTargetType": "ECSTarget",
+            "ecsTarget": ecs_target_json(st, d),
+        })).collect::<Vec<_>>() }))
+    })
+}
+
 
 fn traffic_from(input: &Input) -> Result<Traffic, ApiError> {
     let bad = |m: String| ApiError::new("InvalidTrafficRoutingConfigurationException", m);

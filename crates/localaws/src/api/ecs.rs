@@ -37,204 +37,231 @@ fn cluster(c: &Control, input: &Input) -> Result<(), ApiError> {
     c.read(|st| st.check_cluster(name)).map_err(err)
 }
 
-/// Handles one operation.
+/// Handles one operation: one function per operation.
 pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiError> {
     match operation {
-        "RegisterTaskDefinition" => {
-            let raw = Value::Object(input.0.clone());
-            let definition = task_definition_from_json(&raw)?;
-            let rev = c.register_task_definition(definition, raw).map_err(err)?;
-            Ok(json!({ "taskDefinition": task_definition_json(&rev) }))
-        }
-        "DescribeTaskDefinition" => {
-            let r = input.req("taskDefinition")?;
-            let rev = c.read(|st| st.task_definition(r).cloned()).map_err(err)?;
-            Ok(json!({ "taskDefinition": task_definition_json(&rev), "tags": [] }))
-        }
-        "DescribeClusters" => {
-            let names = input.strings("clusters")?;
-            let names = if names.is_empty() {
-                vec!["default".to_owned()]
-            } else {
-                names
-            };
-            Ok(c.read(|st| {
-                let mut clusters = Vec::new();
-                let mut failures = Vec::new();
-                for n in &names {
-                    if st.check_cluster(Some(n)).is_ok() {
-                        clusters.push(cluster_json(st));
-                    } else {
-                        failures.push(json!({ "arn": n, "reason": "MISSING" }));
-                    }
-                }
-                json!({ "clusters": clusters, "failures": failures })
-            }))
-        }
-        "DescribeServices" => {
-            cluster(c, input)?;
-            let names = required(input, "services")?;
-            Ok(c.read(|st| {
-                described("services", &names, |n| {
-                    st.service(n).ok().map(|s| service_json(st, s))
-                })
-            }))
-        }
-        "DescribeTaskSets" => {
-            cluster(c, input)?;
-            let name = input.req("service")?;
-            let wanted = input.strings("taskSets")?;
-            c.read(|st| {
-                let s = st.service(name).map_err(err)?;
-                let sets: Vec<Value> = s
-                    .task_sets
-                    .iter()
-                    .filter(|t| {
-                        wanted.is_empty() || wanted.iter().any(|w| *w == t.id || *w == t.arn)
-                    })
-                    .map(|t| task_set_json(st, s, t))
-                    .collect();
-                let failures: Vec<Value> = wanted
-                    .iter()
-                    .filter(|w| !s.task_sets.iter().any(|t| t.id == **w || t.arn == **w))
-                    .map(|w| json!({ "arn": w, "reason": "MISSING" }))
-                    .collect();
-                Ok(json!({ "taskSets": sets, "failures": failures }))
-            })
-        }
-        "CreateTaskSet" | "UpdateTaskSet" | "DeleteTaskSet" | "UpdateServicePrimaryTaskSet" => {
-            cluster(c, input)?;
-            let name = input.req("service")?;
-            let controller = c
-                .read(|st| st.service(name).map(|s| s.controller.clone()))
-                .map_err(err)?;
-            Err(ApiError::new(
-                "InvalidParameterException",
-                format!(
-                    "{operation} is only supported for services with the EXTERNAL deployment controller; {name} uses {controller}"
-                ),
-            ))
-        }
-        "UpdateService" => {
-            cluster(c, input)?;
-            let name = input.req("service")?;
-            let config = input.object("deploymentConfiguration")?;
-            let update = ServiceUpdate {
-                desired: input.u32("desiredCount", 0, 1000)?,
-                task_definition: input.str("taskDefinition")?.map(str::to_owned),
-                min_healthy: match &config {
-                    Some(d) => d.u32("minimumHealthyPercent", 0, 100)?,
-                    None => None,
-                },
-                max_percent: match &config {
-                    Some(d) => d.u32("maximumPercent", 100, 200)?,
-                    None => None,
-                },
-                grace: input.u32("healthCheckGracePeriodSeconds", 0, 2_147_483_647)?,
-            };
-            let svc = c.update_service(name, &update).map_err(err)?;
-            Ok(c.read(|st| json!({ "service": service_json(st, &svc) })))
-        }
-        "ListTasks" => {
-            cluster(c, input)?;
-            let service = input.str("serviceName")?;
-            let instance = input.str("containerInstance")?;
-            let family = input.str("family")?;
-            let desired = input.str("desiredStatus")?.unwrap_or("RUNNING");
-            if !matches!(desired, "RUNNING" | "PENDING" | "STOPPED") {
-                return Err(ApiError::new(
-                    "InvalidParameterException",
-                    format!(
-                        "invalid desiredStatus {desired:?}: expected RUNNING, PENDING or STOPPED"
-                    ),
-                ));
-            }
-            if let Some(s) = service {
-                c.read(|st| st.service(s).map(|_| ())).map_err(err)?;
-            }
-            let arns: Vec<String> = c.read(|st| {
-                let ec2 = instance
-                    .and_then(|i| st.container_instance(i).map(|ci| ci.ec2_instance.clone()));
-                st.tasks
-                    .values()
-                    .filter(|t| {
-                        service.is_none_or(|s| {
-                            t.service.as_deref() == Some(s)
-                                || st.service(s).is_ok_and(|svc| {
-                                    t.service.as_deref() == Some(svc.name.as_str())
-                                })
-                        })
-                    })
-                    .filter(|t| instance.is_none() || ec2.as_deref() == Some(t.instance.as_str()))
-                    .filter(|t| family.is_none_or(|f| t.task_definition.0 == f))
-                    .filter(|t| match desired {
-                        "STOPPED" => t.desired_status == "STOPPED",
-                        "PENDING" => t.last_status == "PROVISIONING",
-                        _ => t.desired_status == "RUNNING",
-                    })
-                    .map(|t| t.arn.clone())
-                    .collect()
-            });
-            listed("taskArns", &arns, input)
-        }
-        "DescribeTasks" => {
-            cluster(c, input)?;
-            let refs = required(input, "tasks")?;
-            Ok(c.read(|st| described("tasks", &refs, |r| st.task(r).map(|t| task_json(st, t)))))
-        }
-        "ListContainerInstances" => {
-            cluster(c, input)?;
-            let status = input.str("status")?;
-            if let Some(s) = status
-                && !matches!(
-                    s,
-                    "ACTIVE" | "DRAINING" | "REGISTERING" | "DEREGISTERING" | "REGISTRATION_FAILED"
-                )
-            {
-                return Err(ApiError::new(
-                    "InvalidParameterException",
-                    format!("invalid status {s:?}"),
-                ));
-            }
-            let arns: Vec<String> = c.read(|st| {
-                st.container_instances
-                    .values()
-                    .filter(|ci| match status {
-                        Some(s) => ci.status == s,
-                        None => ci.status != "INACTIVE",
-                    })
-                    .map(|ci| ci.arn.clone())
-                    .collect()
-            });
-            listed("containerInstanceArns", &arns, input)
-        }
-        "DescribeContainerInstances" => {
-            cluster(c, input)?;
-            let refs = required(input, "containerInstances")?;
-            Ok(c.read(|st| {
-                described("containerInstances", &refs, |r| {
-                    st.container_instance(r)
-                        .map(|ci| container_instance_json(st, ci))
-                })
-            }))
-        }
-        "UpdateContainerInstancesState" => {
-            cluster(c, input)?;
-            let refs = required(input, "containerInstances")?;
-            let status = input.req("status")?;
-            let (changed, missing) = c
-                .update_container_instances_state(&refs, status)
-                .map_err(err)?;
-            Ok(c.read(|st| {
-                json!({
-                    "containerInstances": changed.iter().map(|ci| container_instance_json(st, ci)).collect::<Vec<_>>(),
-                    "failures": missing.iter().map(|m| json!({ "arn": m, "reason": "MISSING" })).collect::<Vec<_>>(),
-                })
-            }))
-        }
+        "RegisterTaskDefinition" => register_task_definition(c, input),
+        "DescribeTaskDefinition" => describe_task_definition(c, input),
+        "DescribeClusters" => describe_clusters(c, input),
+        "DescribeServices" => describe_services(c, input),
+        "DescribeTaskSets" => describe_task_sets(c, input),
+        "CreateTaskSet" | "UpdateTaskSet" | "DeleteTaskSet" | "UpdateServicePrimaryTaskSet" => external_task_sets(c, input, operation),
+        "UpdateService" => update_service(c, input),
+        "ListTasks" => list_tasks(c, input),
+        "DescribeTasks" => describe_tasks(c, input),
+        "ListContainerInstances" => list_container_instances(c, input),
+        "DescribeContainerInstances" => describe_container_instances(c, input),
+        "UpdateContainerInstancesState" => update_container_instances_state(c, input),
         other => Err(unsupported("ECS", other, "UnknownOperationException")),
     }
 }
+
+fn register_task_definition(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let raw = Value::Object(input.0.clone());
+    let definition = task_definition_from_json(&raw)?;
+    let rev = c.register_task_definition(definition, raw).map_err(err)?;
+    Ok(json!({ "taskDefinition": task_definition_json(&rev) }))
+}
+
+fn describe_task_definition(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let r = input.req("taskDefinition")?;
+    let rev = c.read(|st| st.task_definition(r).cloned()).map_err(err)?;
+    Ok(json!({ "taskDefinition": task_definition_json(&rev), "tags": [] }))
+}
+
+fn describe_clusters(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let names = input.strings("clusters")?;
+    let names = if names.is_empty() {
+        vec!["default".to_owned()]
+    } else {
+        names
+    };
+    Ok(c.read(|st| {
+        let mut clusters = Vec::new();
+        let mut failures = Vec::new();
+        for n in &names {
+            if st.check_cluster(Some(n)).is_ok() {
+                clusters.push(cluster_json(st));
+            } else {
+                failures.push(json!({ "arn": n, "reason": "MISSING" }));
+            }
+        }
+        json!({ "clusters": clusters, "failures": failures })
+    }))
+}
+
+fn describe_services(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    cluster(c, input)?;
+    let names = required(input, "services")?;
+    Ok(c.read(|st| {
+        described("services", &names, |n| {
+            st.service(n).ok().map(|s| service_json(st, s))
+        })
+    }))
+}
+
+fn describe_task_sets(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    cluster(c, input)?;
+    let name = input.req("service")?;
+    let wanted = input.strings("taskSets")?;
+    c.read(|st| {
+        let s = st.service(name).map_err(err)?;
+        let sets: Vec<Value> = s
+            .task_sets
+            .iter()
+            .filter(|t| {
+                wanted.is_empty() || wanted.iter().any(|w| *w == t.id || *w == t.arn)
+            })
+            .map(|t| task_set_json(st, s, t))
+            .collect();
+        let failures: Vec<Value> = wanted
+            .iter()
+            .filter(|w| !s.task_sets.iter().any(|t| t.id == **w || t.arn == **w))
+            .map(|w| json!({ "arn": w, "reason": "MISSING" }))
+            .collect();
+        Ok(json!({ "taskSets": sets, "failures": failures }))
+    })
+}
+
+/// The task set operations, which ECS accepts only for the `EXTERNAL` deployment controller (a
+/// `CODE_DEPLOY` service's task sets are CodeDeploy's).
+fn external_task_sets(c: &Control, input: &Input, operation: &str) -> Result<Value, ApiError> {
+    cluster(c, input)?;
+    let name = input.req("service")?;
+    let controller = c
+        .read(|st| st.service(name).map(|s| s.controller.clone()))
+        .map_err(err)?;
+    Err(ApiError::new(
+        "InvalidParameterException",
+        format!(
+            "{operation} is only supported for services with the EXTERNAL deployment controller; {name} uses {controller}"
+        ),
+    ))
+}
+
+fn update_service(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    cluster(c, input)?;
+    let name = input.req("service")?;
+    let config = input.object("deploymentConfiguration")?;
+    let update = ServiceUpdate {
+        desired: input.u32("desiredCount", 0, 1000)?,
+        task_definition: input.str("taskDefinition")?.map(str::to_owned),
+        min_healthy: match &config {
+            Some(d) => d.u32("minimumHealthyPercent", 0, 100)?,
+            None => None,
+        },
+        max_percent: match &config {
+            Some(d) => d.u32("maximumPercent", 100, 200)?,
+            None => None,
+        },
+        grace: input.u32("healthCheckGracePeriodSeconds", 0, 2_147_483_647)?,
+    };
+    let svc = c.update_service(name, &update).map_err(err)?;
+    Ok(c.read(|st| json!({ "service": service_json(st, &svc) })))
+}
+
+fn list_tasks(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    cluster(c, input)?;
+    let service = input.str("serviceName")?;
+    let instance = input.str("containerInstance")?;
+    let family = input.str("family")?;
+    let desired = input.str("desiredStatus")?.unwrap_or("RUNNING");
+    if !matches!(desired, "RUNNING" | "PENDING" | "STOPPED") {
+        return Err(ApiError::new(
+            "InvalidParameterException",
+            format!(
+                "invalid desiredStatus {desired:?}: expected RUNNING, PENDING or STOPPED"
+            ),
+        ));
+    }
+    if let Some(s) = service {
+        c.read(|st| st.service(s).map(|_| ())).map_err(err)?;
+    }
+    let arns: Vec<String> = c.read(|st| {
+        let ec2 = instance
+            .and_then(|i| st.container_instance(i).map(|ci| ci.ec2_instance.clone()));
+        st.tasks
+            .values()
+            .filter(|t| {
+                service.is_none_or(|s| {
+                    t.service.as_deref() == Some(s)
+                        || st.service(s).is_ok_and(|svc| {
+                            t.service.as_deref() == Some(svc.name.as_str())
+                        })
+                })
+            })
+            .filter(|t| instance.is_none() || ec2.as_deref() == Some(t.instance.as_str()))
+            .filter(|t| family.is_none_or(|f| t.task_definition.0 == f))
+            .filter(|t| match desired {
+                "STOPPED" => t.desired_status == "STOPPED",
+                "PENDING" => t.last_status == "PROVISIONING",
+                _ => t.desired_status == "RUNNING",
+            })
+            .map(|t| t.arn.clone())
+            .collect()
+    });
+    listed("taskArns", &arns, input)
+}
+
+fn describe_tasks(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    cluster(c, input)?;
+    let refs = required(input, "tasks")?;
+    Ok(c.read(|st| described("tasks", &refs, |r| st.task(r).map(|t| task_json(st, t)))))
+}
+
+fn list_container_instances(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    cluster(c, input)?;
+    let status = input.str("status")?;
+    if let Some(s) = status
+        && !matches!(
+            s,
+            "ACTIVE" | "DRAINING" | "REGISTERING" | "DEREGISTERING" | "REGISTRATION_FAILED"
+        )
+    {
+        return Err(ApiError::new(
+            "InvalidParameterException",
+            format!("invalid status {s:?}"),
+        ));
+    }
+    let arns: Vec<String> = c.read(|st| {
+        st.container_instances
+            .values()
+            .filter(|ci| match status {
+                Some(s) => ci.status == s,
+                None => ci.status != "INACTIVE",
+            })
+            .map(|ci| ci.arn.clone())
+            .collect()
+    });
+    listed("containerInstanceArns", &arns, input)
+}
+
+fn describe_container_instances(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    cluster(c, input)?;
+    let refs = required(input, "containerInstances")?;
+    Ok(c.read(|st| {
+        described("containerInstances", &refs, |r| {
+            st.container_instance(r)
+                .map(|ci| container_instance_json(st, ci))
+        })
+    }))
+}
+
+fn update_container_instances_state(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    cluster(c, input)?;
+    let refs = required(input, "containerInstances")?;
+    let status = input.req("status")?;
+    let (changed, missing) = c
+        .update_container_instances_state(&refs, status)
+        .map_err(err)?;
+    Ok(c.read(|st| {
+        json!({
+            "containerInstances": changed.iter().map(|ci| container_instance_json(st, ci)).collect::<Vec<_>>(),
+            "failures": missing.iter().map(|m| json!({ "arn": m, "reason": "MISSING" })).collect::<Vec<_>>(),
+        })
+    }))
+}
+
 
 /// A required, non-empty list of strings.
 fn required(input: &Input, name: &str) -> Result<Vec<String>, ApiError> {
