@@ -284,6 +284,130 @@ fn scope_service(req: &Request<Incoming>) -> Option<String> {
     scope.split('/').nth(3).map(str::to_owned)
 }
 
+/// The services of the query protocols, told apart by the form's `Version` (or, without one,
+/// the SigV4 scope). ECS and CodeDeploy speak JSON and are told apart by `X-Amz-Target`
+/// (`json.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryService {
+    AutoScaling,
+    Elbv2,
+    Ec2,
+}
+
+impl QueryService {
+    /// The service a request names, or why none is named.
+    fn of(version: Option<&str>, scope: Option<&str>) -> Result<Self, ApiError> {
+        match (version, scope) {
+            (Some(autoscaling::VERSION), _) | (None, Some("autoscaling")) => Ok(Self::AutoScaling),
+            (Some(elbv2::VERSION), _) | (None, Some("elasticloadbalancing")) => Ok(Self::Elbv2),
+            (Some(ec2::VERSION), _) | (None, Some("ec2")) => Ok(Self::Ec2),
+            (Some(v), _) => Err(ApiError::new(
+                "InvalidParameterValue",
+                format!(
+                    "unknown API version {v:?}: localaws serves Auto Scaling {}, ELBv2 {} and EC2 {} over the query protocol",
+                    autoscaling::VERSION,
+                    elbv2::VERSION,
+                    ec2::VERSION
+                ),
+            )),
+            (None, _) => Err(ApiError::new(
+                "MissingParameter",
+                "no X-Amz-Target header and no Version parameter: cannot tell which service is called",
+            )),
+        }
+    }
+
+    /// The IAM service prefix (`autoscaling:StartInstanceRefresh`), as `[[api_faults]]` name it.
+    fn iam(self) -> &'static str {
+        match self {
+            Self::AutoScaling => "autoscaling",
+            Self::Elbv2 => "elasticloadbalancing",
+            Self::Ec2 => "ec2",
+        }
+    }
+
+    /// The protocol its answers and errors speak.
+    fn protocol(self) -> Protocol {
+        match self {
+            Self::AutoScaling => Protocol::Query(autoscaling::XMLNS),
+            Self::Elbv2 => Protocol::Query(elbv2::XMLNS),
+            Self::Ec2 => Protocol::Ec2,
+        }
+    }
+
+    /// Calls `action` and renders the answer.
+    fn call(
+        self,
+        control: &Control,
+        action: &str,
+        params: &query::Params,
+        request_id: &str,
+    ) -> Response<Full<Bytes>> {
+        let result = match self {
+            Self::AutoScaling => autoscaling::handle(control, action, params),
+            Self::Elbv2 => elbv2::handle(control, action, params),
+            Self::Ec2 => ec2::handle(control, action, params),
+        };
+        match (result, self.protocol()) {
+            (Ok(x), Protocol::Query(ns)) => {
+                ok_xml(query::response(action, ns, &x, request_id), request_id)
+            }
+            (Ok(x), _) => ok_xml(query::ec2_response(action, &x, request_id), request_id),
+            (Err(e), protocol) => error_response(protocol, &e, request_id),
+        }
+    }
+}
+
+/// The request body, at most [`MAX_BODY`] bytes.
+async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "RequestEntityTooLarge".into(),
+                message: format!("request body larger than {MAX_BODY} bytes"),
+            })
+        }
+        Err(e) => Err(ApiError::new(
+            "IncompleteBody",
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+/// An ECS or CodeDeploy call (awsJson1_1, `X-Amz-Target: <service prefix>.<operation>`).
+async fn json_call(
+    control: &Control,
+    faults: &Faults,
+    target: &str,
+    content_type: &str,
+    body: &[u8],
+    request_id: &str,
+) -> Response<Full<Bytes>> {
+    let (prefix, op) = target.split_once('.').unwrap_or(("", ""));
+    let service = if prefix.starts_with("CodeDeploy") {
+        "codedeploy"
+    } else {
+        "ecs"
+    };
+    if let Some(kind) = faults.hit(service, op) {
+        let e = fault_error(kind, Protocol::Json, service, op);
+        return error_response(Protocol::Json, &e, request_id);
+    }
+    match json::handle(control, target, content_type, body).await {
+        Ok(value) => respond(
+            StatusCode::OK,
+            json::CONTENT_TYPE,
+            value.to_string(),
+            request_id,
+        ),
+        Err(e) => error_response(Protocol::Json, &e, request_id),
+    }
+}
+
+/// One API request: the protocol and service worked out once, injected faults answered, then
+/// the service's operation called.
 async fn handle(
     req: Request<Incoming>,
     control: &Control,
@@ -303,53 +427,19 @@ async fn handle(
         .to_ascii_lowercase();
     let scope = scope_service(&req);
     let query_string = req.uri().query().unwrap_or("").as_bytes().to_vec();
+    // Before the body is read, the protocol an error must speak is a guess from the headers.
     let guess = match (&target, scope.as_deref()) {
         (Some(_), _) => Protocol::Json,
-        (None, Some("ec2")) => Protocol::Ec2,
-        (None, Some("elasticloadbalancing")) => Protocol::Query(elbv2::XMLNS),
-        _ => Protocol::Query(autoscaling::XMLNS),
+        (None, Some("ec2")) => QueryService::Ec2.protocol(),
+        (None, Some("elasticloadbalancing")) => QueryService::Elbv2.protocol(),
+        _ => QueryService::AutoScaling.protocol(),
     };
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let too_big = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            let err = if too_big {
-                ApiError {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    code: "RequestEntityTooLarge".into(),
-                    message: format!("request body larger than {MAX_BODY} bytes"),
-                }
-            } else {
-                ApiError::new(
-                    "IncompleteBody",
-                    format!("cannot read the request body: {e}"),
-                )
-            };
-            return error_response(guess, &err, &request_id);
-        }
+    let body = match read_body(req.into_body()).await {
+        Ok(body) => body,
+        Err(e) => return error_response(guess, &e, &request_id),
     };
     if let Some(target) = target {
-        let (prefix, op) = target.split_once('.').unwrap_or(("", ""));
-        let service = if prefix.starts_with("CodeDeploy") {
-            "codedeploy"
-        } else {
-            "ecs"
-        };
-        if let Some(kind) = faults.hit(service, op) {
-            let e = fault_error(kind, Protocol::Json, service, op);
-            return error_response(Protocol::Json, &e, &request_id);
-        }
-        return match json::handle(control, &target, &content_type, &body).await {
-            Ok(value) => respond(
-                StatusCode::OK,
-                json::CONTENT_TYPE,
-                value.to_string(),
-                &request_id,
-            ),
-            Err(e) => error_response(Protocol::Json, &e, &request_id),
-        };
+        return json_call(control, faults, &target, &content_type, &body, &request_id).await;
     }
     if !body.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
         let e = ApiError::new(
@@ -362,73 +452,23 @@ async fn handle(
         return error_response(guess, &e, &request_id);
     }
     let params = query::Params::parse(&[&query_string, &body]);
-    let version = params.get("Version").map(str::to_owned);
-    let service = match (version.as_deref(), scope.as_deref()) {
-        (Some(autoscaling::VERSION), _) | (None, Some("autoscaling")) => "autoscaling",
-        (Some(elbv2::VERSION), _) | (None, Some("elasticloadbalancing")) => "elbv2",
-        (Some(ec2::VERSION), _) | (None, Some("ec2")) => "ec2",
-        (Some(v), _) => {
-            let e = ApiError::new(
-                "InvalidParameterValue",
-                format!(
-                    "unknown API version {v:?}: localaws serves Auto Scaling {}, ELBv2 {} and EC2 {} over the query protocol",
-                    autoscaling::VERSION,
-                    elbv2::VERSION,
-                    ec2::VERSION
-                ),
-            );
-            return error_response(guess, &e, &request_id);
-        }
-        (None, _) => {
-            let e = ApiError::new(
-                "MissingParameter",
-                "no X-Amz-Target header and no Version parameter: cannot tell which service is called",
-            );
-            return error_response(guess, &e, &request_id);
-        }
+    let service = match QueryService::of(params.get("Version"), scope.as_deref()) {
+        Ok(service) => service,
+        Err(e) => return error_response(guess, &e, &request_id),
     };
     let Some(action) = params.get("Action").filter(|a| !a.is_empty()) else {
         let e = ApiError::new("MissingAction", "the Action parameter is required");
-        let p = match service {
-            "ec2" => Protocol::Ec2,
-            "elbv2" => Protocol::Query(elbv2::XMLNS),
-            _ => Protocol::Query(autoscaling::XMLNS),
-        };
-        return error_response(p, &e, &request_id);
+        return error_response(service.protocol(), &e, &request_id);
     };
-    let action = action.to_owned();
-    let (iam, protocol) = match service {
-        "ec2" => ("ec2", Protocol::Ec2),
-        "elbv2" => ("elasticloadbalancing", Protocol::Query(elbv2::XMLNS)),
-        _ => ("autoscaling", Protocol::Query(autoscaling::XMLNS)),
-    };
-    if let Some(kind) = faults.hit(iam, &action) {
+    if let Some(kind) = faults.hit(service.iam(), action) {
+        let protocol = service.protocol();
         return error_response(
             protocol,
-            &fault_error(kind, protocol, iam, &action),
+            &fault_error(kind, protocol, service.iam(), action),
             &request_id,
         );
     }
-    match service {
-        "autoscaling" => match autoscaling::handle(control, &action, &params) {
-            Ok(x) => ok_xml(
-                query::response(&action, autoscaling::XMLNS, &x, &request_id),
-                &request_id,
-            ),
-            Err(e) => error_response(Protocol::Query(autoscaling::XMLNS), &e, &request_id),
-        },
-        "elbv2" => match elbv2::handle(control, &action, &params) {
-            Ok(x) => ok_xml(
-                query::response(&action, elbv2::XMLNS, &x, &request_id),
-                &request_id,
-            ),
-            Err(e) => error_response(Protocol::Query(elbv2::XMLNS), &e, &request_id),
-        },
-        _ => match ec2::handle(control, &action, &params) {
-            Ok(x) => ok_xml(query::ec2_response(&action, &x, &request_id), &request_id),
-            Err(e) => error_response(Protocol::Ec2, &e, &request_id),
-        },
-    }
+    service.call(control, action, &params, &request_id)
 }
 
 fn ok_xml(body: String, request_id: &str) -> Response<Full<Bytes>> {
