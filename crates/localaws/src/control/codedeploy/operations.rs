@@ -1,0 +1,304 @@
+//! The operations the API calls: configs, deployments created, stopped, continued, hook
+//! statuses put; and the bookkeeping every transition shares.
+
+use tokio::time::Instant;
+
+use super::rollback::stop;
+use super::types::{AppSpec, Deployment, DeploymentConfig, KEEP_DEPLOYMENTS, LIFECYCLE, LifecycleEvent, NewDeployment, Phase, StopCause, Traffic};
+use crate::control::{Control, ControlError, Emitter, State, uuid, wall};
+
+impl Control {
+    /// `CreateDeploymentConfig`.
+    pub fn create_deployment_config(
+        &self,
+        name: &str,
+        traffic: Traffic,
+    ) -> Result<DeploymentConfig, ControlError> {
+        self.write(|st, _| {
+            if st.codedeploy.configs.contains_key(name) {
+                return Err(ControlError::Conflict {
+                    code: "DeploymentConfigAlreadyExistsException",
+                    message: format!("Deployment config {name} already exists"),
+                });
+            }
+            let dc = DeploymentConfig {
+                name: name.to_owned(),
+                id: uuid(),
+                traffic,
+                created: wall(),
+            };
+            st.codedeploy.configs.insert(name.to_owned(), dc.clone());
+            Ok(dc)
+        })
+    }
+
+    /// `CreateDeployment`: refused while the group has an active deployment.
+    pub fn create_deployment(&self, req: &NewDeployment) -> Result<String, ControlError> {
+        let appspec = AppSpec::parse(&req.appspec).map_err(|m| ControlError::Conflict {
+            code: "InvalidRevisionException",
+            message: m,
+        })?;
+        self.write(|st, c| {
+            let group = st.codedeploy.group(&req.application, &req.group)?.clone();
+            let config = req
+                .config
+                .clone()
+                .unwrap_or_else(|| group.config.deployment_config.clone());
+            let traffic = st.codedeploy.config(&config)?.traffic;
+            if let Some(active) =
+                st.codedeploy.deployments.iter().find(|d| {
+                    d.application == req.application && d.group == req.group && d.is_active()
+                })
+            {
+                return Err(ControlError::Conflict {
+                    code: "DeploymentLimitExceededException",
+                    message: format!(
+                        "The Deployment Group '{}' already has an active Deployment '{}'",
+                        req.group, active.id
+                    ),
+                });
+            }
+            let id = deployment_id();
+            let d = Deployment {
+                id: id.clone(),
+                application: req.application.clone(),
+                group: req.group.clone(),
+                config,
+                traffic,
+                status: "Created",
+                creator: "user",
+                description: req.description.clone(),
+                appspec_content: req.appspec.clone(),
+                appspec,
+                created: wall(),
+                completed: None,
+                error: None,
+                events: fresh_events(),
+                phase: Phase::Event(0),
+                phase_since: Instant::now(),
+                hook: None,
+                service: group.config.service,
+                original: None,
+                replacement: None,
+                weight: 0,
+                rollback: None,
+                skip_termination_wait: false,
+                ends_as: "Stopped",
+                updated: wall(),
+            };
+            c.events().emit(
+                "codedeploy",
+                format!(
+                    "deployment {id} created ({}, {}) in {}/{}",
+                    d.config, d.appspec.task_definition, req.application, req.group
+                ),
+            );
+            record_attempt(st, &d);
+            st.codedeploy.deployments.push(d);
+            if st.codedeploy.deployments.len() > KEEP_DEPLOYMENTS
+                && let Some(i) = st
+                    .codedeploy
+                    .deployments
+                    .iter()
+                    .position(|d| !d.is_active())
+            {
+                st.codedeploy.deployments.remove(i);
+            }
+            Ok(id)
+        })
+    }
+
+    /// `StopDeployment`: stops an active deployment; rolls back when asked (and the group's
+    /// rollback on stop request allows it). Returns the status and its message.
+    pub fn stop_deployment(
+        &self,
+        id: &str,
+        auto_rollback: Option<bool>,
+    ) -> Result<(&'static str, String), ControlError> {
+        self.write(|st, c| {
+            let d = st.codedeploy.deployment(id)?;
+            if !d.is_active() || d.phase == Phase::RollingBack {
+                return Err(ControlError::Conflict {
+                    code: "DeploymentAlreadyCompletedException",
+                    message: format!("The deployment {id} has already completed"),
+                });
+            }
+            let group = st
+                .codedeploy
+                .group(&d.application, &d.group)?
+                .config
+                .clone();
+            let rollback = auto_rollback.unwrap_or_else(|| {
+                group.auto_rollback.enabled
+                    && group
+                        .auto_rollback
+                        .events
+                        .iter()
+                        .any(|e| e == "DEPLOYMENT_STOP_ON_REQUEST")
+            });
+            let now = Instant::now();
+            stop(
+                st,
+                c,
+                id,
+                StopCause::Request,
+                rollback,
+                now,
+                "A user stopped the deployment",
+            );
+            Ok(("Pending", "Stopping the deployment".to_owned()))
+        })
+    }
+
+    /// `ContinueDeployment`: ends the ready wait (`READY_WAIT`) or the termination wait
+    /// (`TERMINATION_WAIT`).
+    pub fn continue_deployment(&self, id: &str, wait: &str) -> Result<(), ControlError> {
+        self.write(|st, c| {
+            let d = st.codedeploy.deployment_mut(id)?;
+            match (wait, d.phase) {
+                ("READY_WAIT", Phase::ReadyWait) => {
+                    d.phase = Phase::Event(5);
+                    d.phase_since = Instant::now();
+                    d.status = "InProgress";
+                }
+                ("TERMINATION_WAIT", Phase::TerminationWait | Phase::Terminating) => {
+                    d.skip_termination_wait = true;
+                }
+                ("READY_WAIT" | "TERMINATION_WAIT", _) => {
+                    return Err(ControlError::Conflict {
+                        code: "DeploymentIsNotInReadyStateException",
+                        message: format!(
+                            "The deployment {id} is not waiting ({wait}); it is {}",
+                            d.status
+                        ),
+                    });
+                }
+                (other, _) => {
+                    return Err(ControlError::Conflict {
+                        code: "InvalidDeploymentWaitTypeException",
+                        message: format!(
+                            "invalid deploymentWaitType {other:?}: expected READY_WAIT or TERMINATION_WAIT"
+                        ),
+                    });
+                }
+            }
+            d.updated = wall();
+            c.events()
+                .emit("codedeploy", format!("deployment {id} continued ({wait})"));
+            Ok(())
+        })
+    }
+
+    /// `PutLifecycleEventHookExecutionStatus`.
+    pub fn put_hook_status(
+        &self,
+        id: &str,
+        execution_id: &str,
+        status: &str,
+    ) -> Result<(), ControlError> {
+        let status: &'static str = match status {
+            "Succeeded" => "Succeeded",
+            "Failed" => "Failed",
+            other => {
+                return Err(ControlError::Conflict {
+                    code: "InvalidLifecycleEventHookExecutionStatusException",
+                    message: format!("invalid status {other:?}: expected Succeeded or Failed"),
+                });
+            }
+        };
+        self.write(|st, c| {
+            let d = st.codedeploy.deployment_mut(id)?;
+            let Some(hook) = d.hook.as_mut().filter(|h| h.execution_id == execution_id) else {
+                return Err(ControlError::Conflict {
+                    code: "InvalidLifecycleEventHookExecutionIdException",
+                    message: format!(
+                        "the lifecycle event hook execution id {execution_id} does not belong to a running hook of deployment {id}"
+                    ),
+                });
+            };
+            if hook.status != "Pending" {
+                return Err(ControlError::Conflict {
+                    code: "LifecycleEventAlreadyCompletedException",
+                    message: format!("the lifecycle event {execution_id} has already completed"),
+                });
+            }
+            hook.status = status;
+            c.events().emit(
+                "codedeploy",
+                format!("deployment {id}: hook {} reported {status}", hook.function),
+            );
+            Ok(())
+        })
+    }
+}
+
+pub(super) fn deployment_id() -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let h = crate::ids::hex(18);
+    let mut id = String::from("d-");
+    for pair in h.as_bytes().chunks(2) {
+        let v = pair.iter().fold(0usize, |acc, b| {
+            acc * 16 + char::from(*b).to_digit(16).unwrap_or(0) as usize
+        });
+        id.push(char::from(CHARS[v % CHARS.len()]));
+    }
+    id
+}
+
+pub(super) fn fresh_events() -> Vec<LifecycleEvent> {
+    LIFECYCLE
+        .iter()
+        .map(|name| LifecycleEvent {
+            name,
+            status: "Pending",
+            start: None,
+            end: None,
+            diagnostics: None,
+        })
+        .collect()
+}
+
+pub(super) fn record_attempt(st: &mut State, d: &Deployment) {
+    if let Some(g) = st
+        .codedeploy
+        .applications
+        .get_mut(&d.application)
+        .and_then(|a| a.groups.get_mut(&d.group))
+    {
+        g.last_attempted = Some((d.id.clone(), d.status, d.created));
+        if d.status == "Succeeded" {
+            g.last_succeeded = Some((d.id.clone(), d.status, d.created));
+        }
+    }
+}
+
+pub(super) fn set_status(st: &mut State, c: &Emitter2<'_>, id: &str, status: &'static str) {
+    let Ok(d) = st.codedeploy.deployment_mut(id) else {
+        return;
+    };
+    if d.status == status {
+        return;
+    }
+    d.status = status;
+    d.updated = wall();
+    if matches!(status, "Succeeded" | "Failed" | "Stopped") {
+        d.completed = Some(wall());
+        d.phase = if d.phase == Phase::RollingBack {
+            Phase::RollingBack
+        } else {
+            Phase::Done
+        };
+    }
+    c.emit(format!("deployment {id} {status}"));
+    let d = d.clone();
+    record_attempt(st, &d);
+}
+
+/// Emits CodeDeploy events from either a step or a call.
+pub(super) struct Emitter2<'a>(pub(super) Emitter<'a>);
+
+impl Emitter2<'_> {
+    pub(super) fn emit(&self, message: String) {
+        self.0.emit("codedeploy", message);
+    }
+}
