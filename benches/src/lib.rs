@@ -1,4 +1,25 @@
 //! What the benchmark binaries share.
+//!
+//! Two kinds of benchmark live in this crate (figures and how to reproduce each:
+//! `docs/benchmarks.md`):
+//!
+//! - `benches/*.rs`: criterion micro-benchmarks of the per-request hot paths, without sockets
+//!   (`cargo bench -p benches`; 1 s warm-up, 2 s measurement each): the server's
+//!   `Stamp(Routes)` call, the probe's recorder and `wire.rs` parser (through `loadprobe::bench`,
+//!   a `#[doc(hidden)]` module that is not an API), localaws's weighted pick, routing snapshot,
+//!   health matcher, awsQuery form and XML, JSON-1.1 dispatch.
+//! - `src/bin/report/`: `report`, every comparison with a peer in one run: `sections.rs` (one
+//!   function per comparison; rounds alternate the contenders, medians), `measure.rs`
+//!   (processes, wrk/oha/`loadprobe` runs), `model.rs` (the JSON), `baseline.rs` (a ratio more
+//!   than 10 % worse than in `--baseline` is flagged, exit 1), `render.rs` (Markdown, HTML with
+//!   inline SVG). The scripts `server-throughput.sh` and `localaws-proxy.sh` call `report --only
+//!   … --strict`; `loadprobe-max-rate.sh` and `loadprobe-fixed-rate.sh` keep their own loop
+//!   because they also run over HTTPS (`TLS=1`), which the report does not;
+//!   `loadprobe-soak.sh`, `localaws-refresh.sh` and `localaws-deploy.sh` are the long runs.
+//! - the binaries they drive: `hello-hyper` (the minimal hyper baseline, `--tls` for HTTPS),
+//!   `startup` (exec → `/ready` time, idle RSS), `refresh` and `deploy` (localaws in-process
+//!   driven through the SDK: wall time, the listener's latency, RSS across rounds). Each exits
+//!   non-zero when its own criterion fails.
 
 /// Resident memory of this process, KiB (Linux; 0 elsewhere).
 pub fn rss_kib() -> u64 {

@@ -6,6 +6,12 @@
 //! and a reorder window of 16 bytes per request in flight that feeds the outage detector in
 //! intended-start order. An interval closes once every request intended to start in it has a
 //! result.
+//!
+//! Errors are counted by kind (`connect_refused` … `http_502_lb` / `http_500_target`, the load
+//! balancer told from the target by `server: awselb/2.0`); task ids are interned to a `u16`, at
+//! most [`MAX_TASKS`](crate::MAX_TASKS) per run and `(other)`, so a task's count is an index
+//! into a small `Vec`; the run histogram's percentile distribution follows HdrHistogram's 5
+//! ticks per half distance, at most 300 points.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;

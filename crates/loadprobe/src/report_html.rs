@@ -6,6 +6,11 @@
 //! inside them red, and event markers drawn as labelled vertical lines on every chart. Long runs
 //! are bucketed to at most [`MAX_BARS`] bars (counts add up, latency takes the highest). Then
 //! the latency percentile distribution, as HdrHistogram plots it (x = 1/(1-p), log scale).
+//!
+//! Task lanes: one row per task in order of first response, at most 600 columns and 24,000
+//! cells, incidents outlined on the lanes of the tasks they are attributed to. A report from
+//! before `tasks` or `latency_percentiles` were recorded gets them derived from its intervals and
+//! histogram.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;

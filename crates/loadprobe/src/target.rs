@@ -1,4 +1,7 @@
 //! The probed URL, taken apart once so that each request costs no parsing.
+//!
+//! The request (with `-H` headers) is serialized once; a connection is TCP connect then, for
+//! `https://`, the TLS handshake, each under the deadline of the request that opens it.
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -6,6 +6,11 @@
 //! `--ca-file` (a private CA), or nothing at all with `--insecure` (handshake signatures are
 //! still checked, the certificate is not). The name sent as SNI and verified is the URL's host
 //! unless `--sni` names another.
+//!
+//! Failures: a refused certificate is `tls_cert`, any other handshake failure `tls_handshake`,
+//! a TLS error after the handshake a `protocol_error`. An idle keep-alive connection is checked
+//! before reuse by one poll of the TLS layer, so a TLS 1.3 session ticket is consumed and not
+//! taken for a close.
 
 use std::io;
 use std::path::Path;

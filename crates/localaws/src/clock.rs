@@ -7,6 +7,14 @@
 //!
 //! The clock sits on `tokio::time`, so a test can pause and advance time deterministically
 //! (`#[tokio::test(start_paused = true)]`) for logic that needs no real process.
+//!
+//! Three real-time floors keep a loaded machine from looking like a broken one, each found by
+//! the flake hunt: a health check's timeout is never below [`MIN_REAL_TIMEOUT`]; a new target's
+//! refused connections, like a container health check's failures, count only after
+//! [`MIN_REAL_START`] (starting a process is real time, and at 60x two checks are 83 ms apart);
+//! a non-zero deregistration delay cuts no request sooner than [`MIN_REAL_DRAIN`] after the
+//! deregistration began (a request's duration is real, and at 60x a 2 s delay is 33 ms). A delay
+//! of 0 still cuts at once.
 
 use std::time::Duration;
 

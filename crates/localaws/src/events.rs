@@ -1,6 +1,10 @@
 //! What the data plane did, as a stream of events: logged, broadcast to subscribers (the
 //! orchestrator, tests), and easy to turn into probe markers so a report lines failures up with
 //! the change that caused them.
+//!
+//! Every event is stamped with the wall clock, to put it on a probe's timeline, and with the
+//! monotonic instant the control plane's timers use ([`Event::instant`]), so a duration between
+//! two events is measured on the clock that made them.
 
 use std::fmt;
 use std::net::SocketAddr;

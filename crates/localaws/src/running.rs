@@ -1,5 +1,10 @@
 //! A whole `localaws` in one handle: data plane, control plane and the API endpoint. What the
 //! binary runs, and what tests and `orchestrate rehearse` start in-process on port 0.
+//!
+//! Listener URLs carry their scheme; `ca_file()` / `ca_pem()` give what a client of an HTTPS
+//! listener trusts, and the ready file says both. Ready means the group in service, every service
+//! steady and every alarm quiet, so a health-check blip while the tasks started cannot stop the
+//! first deployment.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,7 @@
-//! The command-line side of `refresh`: flags, the probe, progress lines, reports, exit code.
+//! The command lines of `refresh` and `deploy`: flags, the probe, progress lines, reports, exit
+//! code. Their shared flags (probe URL and rate, timeout, poll, reports, endpoint, region, and
+//! loadprobe's own `RequestArgs`: `-H`, `--ca-file`, `--insecure`, `--sni`) are one flattened
+//! `Watch`, checked as loadprobe checks them before any AWS call.
 
 use std::io::Write as _;
 use std::path::PathBuf;

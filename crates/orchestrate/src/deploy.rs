@@ -9,7 +9,10 @@
 //! through `PutLifecycleEventHookExecutionStatus`), or, for deployment groups that wait for
 //! `ContinueDeployment`, while the deployment is `Ready` (continue, or stop with rollback). The
 //! test listener is validated by the same probe as production (`loadprobe`: its request headers,
-//! its TLS client and certificate checks).
+//! its TLS client and certificate checks): `TestTraffic`, 20 requests at 100/s, only 2xx
+//! counting, with the production probe's headers, and its TLS options when the test URL is
+//! `https://`. The task definition JSON is mapped onto the ECS SDK's input; lifecycle events and
+//! task-set weights come from `GetDeploymentTarget`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -7,7 +7,11 @@
 //! defaults, so an attribute left out is judged by what AWS will actually do (capacity provider
 //! managed draining defaults to `ENABLED`, a target group's deregistration delay to 300 s, an ALB's
 //! idle timeout to 60 s, `stopTimeout` to 30 s, a service's `desired_count` to 0), and a value that
-//! is only known after apply is never reported.
+//! is only known after apply is never reported. The defaults are `stack::defaults`, the table
+//! `tfstack`'s derivation reads too.
+//!
+//! Each hazard has an id, a severity, the file and line (in a task definition, found by a scan
+//! for the key), the resource, the reason and the fix; errors come first.
 
 use std::collections::BTreeMap;
 use std::fmt;

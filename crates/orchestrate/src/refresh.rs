@@ -6,6 +6,9 @@
 //! breach) it asks AWS to roll the refresh back, and cancels it where AWS refuses a rollback
 //! (`$Latest`/`$Default`, no desired configuration); the time from the first failed request to
 //! that call is measured and reported. Ctrl-C does the same safe thing without asking.
+//!
+//! Every probe's live state is watched (`Failures`: one watcher task per probe feeding one
+//! channel), so the rehearsal's slow-request probe gates as the production stream does.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

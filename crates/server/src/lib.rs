@@ -9,6 +9,17 @@
 //!
 //! Configuration comes from the environment and is validated before anything is bound
 //! ([`Config::from_env`]); a bad value exits with code 2 and names the variable.
+//!
+//! Where things are: this file owns the CLI, [`run`] and [`main_with`] (builds the runtime,
+//! runs, maps errors to exit codes), which both `main.rs` and `localaws server` call. State
+//! shared by all connections lives for the process (`AppState::leak`), so the per-request
+//! service clone is a pointer copy; the page for `/` is rendered once. [`config`] validates the
+//! environment; [`routes`] is a `tower::Service` whose futures allocate nothing; [`stamp`] is the
+//! layer that adds `x-app-version` / `x-served-by`, counts requests in flight and adds
+//! `Connection: close` while draining; [`serve`] is the accept loop and the three-phase shutdown
+//! (drain delay → close listener → finish in flight, all under one deadline counted from the
+//! signal); [`signals`] turns SIGTERM/SIGINT into a channel; [`healthcheck`] is `server
+//! healthcheck` for container health checks.
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -7,6 +7,10 @@
 //! not verified: any credentials work. Every response carries `x-amzn-requestid`. A client's
 //! mistake is a 400 with the service's own error code, never a 500 (SDKs retry 500s), and an
 //! operation that is not emulated is a 400 naming it.
+//!
+//! The stack's `[[api_faults]]` (AccessDenied or Throttling per IAM action, optionally for N
+//! calls) are answered here before dispatch, in each protocol's own codes, so no service module
+//! knows about them. Each service module has one function per operation.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -11,6 +11,11 @@
 //! A task whose instance is terminated under it dies with it; ECS only notices after the agent's
 //! disconnect timeout, so until then the load balancer's health checks are all that protects
 //! clients: the outage that managed draining prevents.
+//!
+//! ECS's throttle logic: launches of a service whose tasks keep failing to start wait 5
+//! simulated seconds, doubling up to AWS's 27 minutes, until a task runs or a new task
+//! definition resets it. A `CODE_DEPLOY` service is scheduled per task set, each with its task
+//! definition, target group and scale.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

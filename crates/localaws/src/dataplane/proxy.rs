@@ -2,7 +2,8 @@
 //!
 //! Each listener forwards to one or more target groups by weight (an ALB weighted forward action,
 //! spread with smooth weighted round-robin so a 90/10 split is exact over every ten requests), then
-//! round-robin among the group's routable targets, over a keep-alive connection pool per target.
+//! round-robin among the group's routable targets, over a keep-alive connection pool per target
+//! and proxy worker thread (one worker per core, so a request never crosses threads).
 //! Requests get `x-forwarded-for`, `x-forwarded-proto` and `x-forwarded-port`; hop-by-hop headers
 //! are not forwarded in either direction.
 //!

@@ -1,6 +1,12 @@
 //! How tasks run: the [`TaskRuntime`] trait, and [`ProcessRuntime`], which runs each task as a
 //! local process on its instance's loopback address.
 //!
+//! A process task is bound to its instance's loopback address on a host port reserved from its
+//! start; it is stopped with SIGTERM, then SIGKILL at its `stopTimeout`. It runs in a process
+//! group of its own under `setpriv --pdeathsig KILL` and `kill_on_drop`, so no task outlives
+//! localaws. Image `server` runs the application linked into the very binary that runs localaws
+//! (`$LOCALAWS_SERVER_BIN` overrides it).
+//!
 //! A Docker runtime (tasks as containers of the project's image) fits behind the same trait.
 
 use std::collections::HashSet;

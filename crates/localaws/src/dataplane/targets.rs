@@ -8,6 +8,10 @@
 //! Routing, like ALB: only healthy targets get requests; if none is healthy, the group **fails
 //! open** and routes to every registered target that is not draining; with none registered the
 //! load balancer answers 503.
+//!
+//! While a target deregisters, the load balancer's nodes go on routing new requests to it for the
+//! propagation lag, as ALB's do. Each change rebuilds an immutable `Routing` snapshot that the
+//! proxy reads without a lock.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

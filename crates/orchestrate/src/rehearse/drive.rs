@@ -1,5 +1,10 @@
 //! One scenario: its own `localaws` and probes, the rollout through the same code `orchestrate
 //! refresh` and `orchestrate deploy` run against AWS, gated by the probes, then the reports.
+//!
+//! The tasks are run by `orchestrate server` (the application linked in); the probe hits the
+//! production listener (trusting localaws's CA when it is HTTPS); localaws's control-plane
+//! events are bridged onto the probe's timeline; a blue/green scenario with validation serves
+//! the hook's function from this process.
 
 use std::fmt::Write as _;
 use std::path::Path;
