@@ -758,6 +758,8 @@ impl Stack {
         self.task_definitions.iter().find(|t| t.family == family)
     }
 
+    /// Every check, section by section in a fixed order; the first that fails is the error,
+    /// with its field path.
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |field: String, message: &str| Err((field, message.to_owned()));
         if !(self.time_scale.is_finite() && (0.01..=1000.0).contains(&self.time_scale)) {
@@ -766,6 +768,19 @@ impl Stack {
         if !(1..=250).contains(&self.cluster.instances) {
             return err("cluster.instances".into(), "expected 1 to 250 instances");
         }
+        self.validate_names()?;
+        self.validate_images()?;
+        self.validate_task_definitions()?;
+        self.validate_target_groups()?;
+        self.validate_load_balancers()?;
+        self.validate_auto_scaling()?;
+        self.validate_codedeploy()?;
+        self.validate_services()
+    }
+
+    /// Names (AWS's characters and lengths), unique where AWS requires it; injected API faults.
+    fn validate_names(&self) -> Result<(), (String, String)> {
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
         name("cluster.name", &self.cluster.name)?;
         for (i, f) in self.api_faults.iter().enumerate() {
             let ok = f.action.split_once(':').is_some_and(|(svc, op)| {
@@ -824,7 +839,12 @@ impl Stack {
             "load_balancers",
         )?;
         unique(self.services.iter().map(|s| s.name.as_str()), "services")?;
+        Ok(())
+    }
 
+    /// The images tasks run: a program, no NUL byte, valid environment.
+    fn validate_images(&self) -> Result<(), (String, String)> {
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
         for (image_name, image) in &self.images {
             name(&format!("images.{image_name:?}"), image_name)?;
             if image.command.trim().is_empty() || image.command.contains('\0') {
@@ -849,6 +869,12 @@ impl Stack {
                 )?;
             }
         }
+        Ok(())
+    }
+
+    /// Task definitions: network mode, one container, its image, ports, `stopTimeout`, container health check, environment.
+    fn validate_task_definitions(&self) -> Result<(), (String, String)> {
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
         for (i, td) in self.task_definitions.iter().enumerate() {
             let at = format!("task_definitions[{i}]");
             if td.family.is_empty() {
@@ -917,6 +943,12 @@ impl Stack {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Target groups: deregistration delay, port, health check within ELBv2's ranges.
+    fn validate_target_groups(&self) -> Result<(), (String, String)> {
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
         for (i, tg) in self.target_groups.iter().enumerate() {
             let at = format!("target_groups[{i}]");
             if tg.deregistration_delay > 3600 {
@@ -960,6 +992,12 @@ impl Stack {
                 return Err((format!("{at}.health_check.matcher"), message));
             }
         }
+        Ok(())
+    }
+
+    /// Load balancers: loopback addresses, idle timeout, listeners (ports, protocols, forwards).
+    fn validate_load_balancers(&self) -> Result<(), (String, String)> {
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
         let mut ports = BTreeSet::new();
         for (i, lb) in self.load_balancers.iter().enumerate() {
             let at = format!("load_balancers[{i}]");
@@ -996,8 +1034,12 @@ impl Stack {
                 validate_forward(&l.forward, &at, |name| self.target_group(name).is_some())?;
             }
         }
-        self.validate_auto_scaling()?;
-        self.validate_codedeploy()?;
+        Ok(())
+    }
+
+    /// Services: percentages, controller, task definition, load balancer container and port.
+    fn validate_services(&self) -> Result<(), (String, String)> {
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
         for (i, svc) in self.services.iter().enumerate() {
             let at = format!("services[{i}]");
             if svc.name.is_empty() {
