@@ -595,184 +595,202 @@ fn asg(cfg: &Config, found: &mut Findings) {
                 == Some("ENABLED")
         });
     for g in cfg.resources_of("aws_autoscaling_group") {
-        let (hc_type, at) = g.get("health_check_type");
-        match &hc_type {
-            Setting::Absent => found.add(
-                "asg-health-check-ec2",
-                Severity::Error,
-                &at,
-                g.address(),
-                "health_check_type is not set (EC2, the default): an instance whose load balancer health checks fail is never replaced, and a refresh counts it healthy".to_owned(),
-                "set health_check_type = \"ELB\" with a health_check_grace_period",
-            ),
-            s if s.string().as_deref() == Some("EC2") => found.add(
-                "asg-health-check-ec2",
-                Severity::Error,
-                &at,
-                g.address(),
-                "health_check_type = \"EC2\": an instance whose load balancer health checks fail is never replaced, and a refresh counts it healthy".to_owned(),
-                "set health_check_type = \"ELB\" with a health_check_grace_period",
-            ),
-            _ => {}
-        }
-        if hc_type.string().as_deref() == Some("ELB") {
-            let (grace, at) = g.get("health_check_grace_period");
-            if grace.number() == Some(0.0) {
-                found.add(
-                    "no-health-check-grace-period",
-                    Severity::Error,
-                    &at,
-                    g.address(),
-                    "health_check_grace_period = 0 with ELB health checks: new instances are replaced before they boot and register".to_owned(),
-                    "set health_check_grace_period to the boot + agent registration + first task time (e.g. 300)",
-                );
-            }
-        }
+        asg_health(&g, found);
+        asg_warmup(cfg, &g, found);
+        asg_launch_template(&g, found);
+        asg_refresh(&g, termination_protection, found);
+    }
+}
 
-        // docs/failure-modes.md#fm-4: the warm-up a refresh waits per new instance (the
-        // refresh's instance_warmup, else the group's default_instance_warmup, else its health
-        // check grace period, 300 s when unset) against the least a task on it needs before the
-        // load balancer sends it anything: healthy threshold x interval of the slowest target
-        // group, before boot, agent registration and the task's own start are even counted.
-        let warmup = [
-            "instance_refresh.preferences.instance_warmup",
-            "default_instance_warmup",
-            "health_check_grace_period",
-        ]
+/// The group's health check type and grace period (failure mode 13).
+fn asg_health(g: &Resource<'_>, found: &mut Findings) {
+    let (hc_type, at) = g.get("health_check_type");
+    match &hc_type {
+        Setting::Absent => found.add(
+            "asg-health-check-ec2",
+            Severity::Error,
+            &at,
+            g.address(),
+            "health_check_type is not set (EC2, the default): an instance whose load balancer health checks fail is never replaced, and a refresh counts it healthy".to_owned(),
+            "set health_check_type = \"ELB\" with a health_check_grace_period",
+        ),
+        s if s.string().as_deref() == Some("EC2") => found.add(
+            "asg-health-check-ec2",
+            Severity::Error,
+            &at,
+            g.address(),
+            "health_check_type = \"EC2\": an instance whose load balancer health checks fail is never replaced, and a refresh counts it healthy".to_owned(),
+            "set health_check_type = \"ELB\" with a health_check_grace_period",
+        ),
+        _ => {}
+    }
+    if hc_type.string().as_deref() == Some("ELB") {
+        let (grace, at) = g.get("health_check_grace_period");
+        if grace.number() == Some(0.0) {
+            found.add(
+                "no-health-check-grace-period",
+                Severity::Error,
+                &at,
+                g.address(),
+                "health_check_grace_period = 0 with ELB health checks: new instances are replaced before they boot and register".to_owned(),
+                "set health_check_grace_period to the boot + agent registration + first task time (e.g. 300)",
+            );
+        }
+    }
+}
+
+/// The warm-up a refresh waits per new instance against what its tasks need (failure mode 4).
+fn asg_warmup(cfg: &Config, g: &Resource<'_>, found: &mut Findings) {
+    // docs/failure-modes.md#fm-4: the warm-up a refresh waits per new instance (the
+    // refresh's instance_warmup, else the group's default_instance_warmup, else its health
+    // check grace period, 300 s when unset) against the least a task on it needs before the
+    // load balancer sends it anything: healthy threshold x interval of the slowest target
+    // group, before boot, agent registration and the task's own start are even counted.
+    let warmup = [
+        "instance_refresh.preferences.instance_warmup",
+        "default_instance_warmup",
+        "health_check_grace_period",
+    ]
+    .iter()
+    .map(|p| g.get(p))
+    .find(|(v, _)| v.is_set());
+    let (warmup, warmup_at) = match warmup {
+        Some((v, at)) => (v.number(), at),
+        None => (
+            Some(aws_default(defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD)),
+            g.block.location.clone(),
+        ),
+    };
+    let slowest = cfg
+        .resources_of("aws_lb_target_group")
         .iter()
-        .map(|p| g.get(p))
-        .find(|(v, _)| v.is_set());
-        let (warmup, warmup_at) = match warmup {
-            Some((v, at)) => (v.number(), at),
-            None => (
-                Some(aws_default(defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD)),
-                g.block.location.clone(),
-            ),
-        };
-        let slowest = cfg
-            .resources_of("aws_lb_target_group")
-            .iter()
-            .chain(cfg.resources_of("aws_alb_target_group").iter())
-            .filter_map(|tg| {
-                let n = |p: &str, default: f64| match tg.get(&format!("health_check.{p}")).0 {
-                    Setting::Absent => Some(default),
-                    v => v.number(),
-                };
-                Some((
-                    n("healthy_threshold", aws_default(defaults::HEALTHY_THRESHOLD))?
-                        * n("interval", aws_default(defaults::HEALTH_CHECK_INTERVAL))?,
-                    tg.address(),
-                ))
-            })
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        if let (Some(w), Some((needed, tg))) = (warmup, slowest)
-            && w < needed
-        {
+        .chain(cfg.resources_of("aws_alb_target_group").iter())
+        .filter_map(|tg| {
+            let n = |p: &str, default: f64| match tg.get(&format!("health_check.{p}")).0 {
+                Setting::Absent => Some(default),
+                v => v.number(),
+            };
+            Some((
+                n("healthy_threshold", aws_default(defaults::HEALTHY_THRESHOLD))?
+                    * n("interval", aws_default(defaults::HEALTH_CHECK_INTERVAL))?,
+                tg.address(),
+            ))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let (Some(w), Some((needed, tg))) = (warmup, slowest)
+        && w < needed
+    {
+        found.add(
+            "warmup-below-target-health",
+            Severity::Error,
+            &warmup_at,
+            g.address(),
+            format!("instance warm-up {} s is shorter than a task on a new instance needs to pass its load balancer checks alone ({} s: healthy threshold x interval of {tg}), before boot, agent registration and task start: an instance refresh moves on to the next instance while the new one serves nothing", fmt_num(w), fmt_num(needed)),
+            "set instance_refresh.preferences.instance_warmup (or default_instance_warmup) to boot + agent registration + task start + healthy threshold x interval (e.g. 300)",
+        );
+    }
+}
+
+/// The launch template version the group launches: pinned, or a refresh cannot roll back.
+fn asg_launch_template(g: &Resource<'_>, found: &mut Findings) {
+    let (version, at) = g.get("launch_template.version");
+    let unpinned = match &version {
+        Setting::Absent if g.block.block("launch_template").is_some() => {
+            Some("$Default".to_owned())
+        }
+        s => s.string().filter(|v| v == "$Latest" || v == "$Default"),
+    };
+    if let Some(v) = unpinned {
+        let with_rollback =
+            g.get("instance_refresh.preferences.auto_rollback").0.bool() == Some(true);
+        if with_rollback {
             found.add(
-                "warmup-below-target-health",
+                "launch-template-unpinned",
                 Severity::Error,
-                &warmup_at,
+                &at,
                 g.address(),
-                format!("instance warm-up {} s is shorter than a task on a new instance needs to pass its load balancer checks alone ({} s: healthy threshold x interval of {tg}), before boot, agent registration and task start: an instance refresh moves on to the next instance while the new one serves nothing", fmt_num(w), fmt_num(needed)),
-                "set instance_refresh.preferences.instance_warmup (or default_instance_warmup) to boot + agent registration + task start + healthy threshold x interval (e.g. 300)",
+                format!("launch template version {v} with instance refresh auto_rollback: Auto Scaling refuses to roll back a refresh whose configuration uses $Latest or $Default"),
+                "pin the version: version = aws_launch_template.<name>.latest_version",
+            );
+        } else {
+            found.add(
+                "launch-template-unpinned",
+                Severity::Warning,
+                &at,
+                g.address(),
+                format!("launch template version {v}: a refresh of it cannot be rolled back, and every new template version silently changes what the group launches"),
+                "pin the version (aws_launch_template.<name>.latest_version) and enable auto_rollback on the instance refresh",
             );
         }
+    }
+}
 
-        let (version, at) = g.get("launch_template.version");
-        let unpinned = match &version {
-            Setting::Absent if g.block.block("launch_template").is_some() => {
-                Some("$Default".to_owned())
-            }
-            s => s.string().filter(|v| v == "$Latest" || v == "$Default"),
+/// The instance refresh's preferences: headroom, and scale-in protected instances (failure
+/// modes 2, 3, 14).
+fn asg_refresh(g: &Resource<'_>, termination_protection: bool, found: &mut Findings) {
+    if g.block.block("instance_refresh").is_none() {
+        // Without refresh preferences there is nothing more to judge here: orchestrate
+        // refresh passes its own.
+        return;
+    }
+    let pref = |p: &str| g.get(&format!("instance_refresh.preferences.{p}"));
+    let (min, min_at) = pref("min_healthy_percentage");
+    let (max, _) = pref("max_healthy_percentage");
+    let min_v = match min {
+        Setting::Absent => Some(aws_default(defaults::REFRESH_MIN_HEALTHY_PERCENTAGE)),
+        ref s => s.number(),
+    };
+    let max_v = match max {
+        Setting::Absent => Some(aws_default(defaults::REFRESH_MAX_HEALTHY_PERCENTAGE)),
+        ref s => s.number(),
+    };
+    if min_v == Some(100.0) && max_v == Some(100.0) {
+        found.add(
+            "refresh-no-headroom",
+            Severity::Error,
+            &min_at,
+            g.address(),
+            "instance refresh with min_healthy_percentage 100 and max_healthy_percentage 100: Auto Scaling replaces one instance at a time and, with no room above 100 %, terminates each before launching its replacement, so the group runs one instance short (and the tasks drained off it need room on the others) during every replacement".to_owned(),
+            "set max_healthy_percentage above 100 (e.g. 200, with max_size room) so each replacement launches before its old instance terminates; or accept the dip: spare task capacity on the other instances for one instance's tasks",
+        );
+    } else if let (Some(lo), Some(hi)) = (min_v, max_v)
+        && hi - lo > 100.0
+    {
+        found.add(
+            "refresh-no-headroom",
+            Severity::Error,
+            &min_at,
+            g.address(),
+            format!("instance refresh with min_healthy_percentage {} and max_healthy_percentage {}: Auto Scaling refuses a range wider than 100 (ValidationError), so no refresh starts", fmt_num(lo), fmt_num(hi)),
+            "keep max_healthy_percentage - min_healthy_percentage at most 100 (min 100, max 200 launches every replacement first)",
+        );
+    }
+
+    let protected =
+        termination_protection || g.get("protect_from_scale_in").0.bool() == Some(true);
+    if protected {
+        let (sip, at) = pref("scale_in_protected_instances");
+        let value = match &sip {
+            Setting::Absent => Some("Ignore".to_owned()),
+            s => s.string(),
         };
-        if let Some(v) = unpinned {
-            let with_rollback =
-                g.get("instance_refresh.preferences.auto_rollback").0.bool() == Some(true);
-            if with_rollback {
+        match value.as_deref() {
+            Some("Ignore") | Some("Wait") => {
+                let what = if value.as_deref() == Some("Wait") {
+                    "Wait: the refresh replaces nothing protected, waits one hour for the protection to be removed, then fails"
+                } else {
+                    "Ignore (the default): the refresh skips the protected instances, so the instances that run tasks are never replaced"
+                };
                 found.add(
-                    "launch-template-unpinned",
+                    "scale-in-protection-blocks-refresh",
                     Severity::Error,
                     &at,
                     g.address(),
-                    format!("launch template version {v} with instance refresh auto_rollback: Auto Scaling refuses to roll back a refresh whose configuration uses $Latest or $Default"),
-                    "pin the version: version = aws_launch_template.<name>.latest_version",
-                );
-            } else {
-                found.add(
-                    "launch-template-unpinned",
-                    Severity::Warning,
-                    &at,
-                    g.address(),
-                    format!("launch template version {v}: a refresh of it cannot be rolled back, and every new template version silently changes what the group launches"),
-                    "pin the version (aws_launch_template.<name>.latest_version) and enable auto_rollback on the instance refresh",
+                    format!("instances are scale-in protected (managed termination protection / protect_from_scale_in) and scale_in_protected_instances is {what}"),
+                    "set instance_refresh.preferences.scale_in_protected_instances = \"Refresh\"",
                 );
             }
-        }
-
-        if g.block.block("instance_refresh").is_none() {
-            // Without refresh preferences there is nothing more to judge here: orchestrate
-            // refresh passes its own.
-            continue;
-        }
-        let pref = |p: &str| g.get(&format!("instance_refresh.preferences.{p}"));
-        let (min, min_at) = pref("min_healthy_percentage");
-        let (max, _) = pref("max_healthy_percentage");
-        let min_v = match min {
-            Setting::Absent => Some(aws_default(defaults::REFRESH_MIN_HEALTHY_PERCENTAGE)),
-            ref s => s.number(),
-        };
-        let max_v = match max {
-            Setting::Absent => Some(aws_default(defaults::REFRESH_MAX_HEALTHY_PERCENTAGE)),
-            ref s => s.number(),
-        };
-        if min_v == Some(100.0) && max_v == Some(100.0) {
-            found.add(
-                "refresh-no-headroom",
-                Severity::Error,
-                &min_at,
-                g.address(),
-                "instance refresh with min_healthy_percentage 100 and max_healthy_percentage 100: Auto Scaling replaces one instance at a time and, with no room above 100 %, terminates each before launching its replacement, so the group runs one instance short (and the tasks drained off it need room on the others) during every replacement".to_owned(),
-                "set max_healthy_percentage above 100 (e.g. 200, with max_size room) so each replacement launches before its old instance terminates; or accept the dip: spare task capacity on the other instances for one instance's tasks",
-            );
-        } else if let (Some(lo), Some(hi)) = (min_v, max_v)
-            && hi - lo > 100.0
-        {
-            found.add(
-                "refresh-no-headroom",
-                Severity::Error,
-                &min_at,
-                g.address(),
-                format!("instance refresh with min_healthy_percentage {} and max_healthy_percentage {}: Auto Scaling refuses a range wider than 100 (ValidationError), so no refresh starts", fmt_num(lo), fmt_num(hi)),
-                "keep max_healthy_percentage - min_healthy_percentage at most 100 (min 100, max 200 launches every replacement first)",
-            );
-        }
-
-        let protected =
-            termination_protection || g.get("protect_from_scale_in").0.bool() == Some(true);
-        if protected {
-            let (sip, at) = pref("scale_in_protected_instances");
-            let value = match &sip {
-                Setting::Absent => Some("Ignore".to_owned()),
-                s => s.string(),
-            };
-            match value.as_deref() {
-                Some("Ignore") | Some("Wait") => {
-                    let what = if value.as_deref() == Some("Wait") {
-                        "Wait: the refresh replaces nothing protected, waits one hour for the protection to be removed, then fails"
-                    } else {
-                        "Ignore (the default): the refresh skips the protected instances, so the instances that run tasks are never replaced"
-                    };
-                    found.add(
-                        "scale-in-protection-blocks-refresh",
-                        Severity::Error,
-                        &at,
-                        g.address(),
-                        format!("instances are scale-in protected (managed termination protection / protect_from_scale_in) and scale_in_protected_instances is {what}"),
-                        "set instance_refresh.preferences.scale_in_protected_instances = \"Refresh\"",
-                    );
-                }
-                _ => {}
-            }
+            _ => {}
         }
     }
 }
