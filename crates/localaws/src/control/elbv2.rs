@@ -11,62 +11,62 @@ use super::{Control, Lifecycle};
 
 /// A load balancer of the stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadBalancerView {
+pub(crate) struct LoadBalancerView {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// The loopback address its listeners bind (its DNS name here).
-    pub address: IpAddr,
+    pub(crate) address: IpAddr,
 }
 
 /// A listener, as it forwards now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenerView {
+pub(crate) struct ListenerView {
     /// Its load balancer's name.
-    pub load_balancer: String,
+    pub(crate) load_balancer: String,
     /// Its name in the stack.
-    pub name: String,
+    pub(crate) name: String,
     /// The port it listens on.
-    pub port: u16,
+    pub(crate) port: u16,
     /// `HTTP` or `HTTPS`.
-    pub protocol: &'static str,
+    pub(crate) protocol: &'static str,
     /// Whether it terminates TLS.
-    pub https: bool,
+    pub(crate) https: bool,
     /// Its forward action: target group name and weight, in order.
-    pub weights: Vec<(String, u32)>,
+    pub(crate) weights: Vec<(String, u32)>,
 }
 
 /// A target group and its health-check settings (seconds are simulated).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetGroupView {
+pub(crate) struct TargetGroupView {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its port (only a group attached to the Auto Scaling group has one).
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
     /// Health-check interval, seconds.
-    pub interval_secs: u64,
+    pub(crate) interval_secs: u64,
     /// Health-check timeout, seconds.
-    pub timeout_secs: u64,
+    pub(crate) timeout_secs: u64,
     /// Passes to become healthy.
-    pub healthy_threshold: u32,
+    pub(crate) healthy_threshold: u32,
     /// Failures to become unhealthy.
-    pub unhealthy_threshold: u32,
+    pub(crate) unhealthy_threshold: u32,
     /// Health-check path.
-    pub path: String,
+    pub(crate) path: String,
     /// Success codes, as the stack writes them (`200`, `200-299`).
-    pub matcher: String,
+    pub(crate) matcher: String,
     /// The load balancers whose listeners forward to it, by name.
-    pub load_balancers: Vec<String>,
+    pub(crate) load_balancers: Vec<String>,
 }
 
 /// A registered target and its health.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetHealthView {
+pub(crate) struct TargetHealthView {
     /// Where requests go.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// `initial`, `healthy`, `unhealthy`, `draining`, ...
-    pub state: String,
+    pub(crate) state: String,
     /// ELBv2's reason code, when not healthy.
-    pub reason: Option<&'static str>,
+    pub(crate) reason: Option<&'static str>,
 }
 
 /// Names of the load balancers whose listeners forward to target group `tg`.
@@ -90,7 +90,7 @@ impl Control {
     }
 
     /// Every load balancer, in the stack's order.
-    pub fn load_balancers(&self) -> Vec<LoadBalancerView> {
+    pub(crate) fn load_balancers(&self) -> Vec<LoadBalancerView> {
         self.stack()
             .load_balancers
             .iter()
@@ -102,7 +102,7 @@ impl Control {
     }
 
     /// Every listener, as it forwards now.
-    pub fn listeners(&self) -> Vec<ListenerView> {
+    pub(crate) fn listeners(&self) -> Vec<ListenerView> {
         self.plane()
             .listeners()
             .iter()
@@ -118,7 +118,7 @@ impl Control {
     }
 
     /// Every target group, with its settings.
-    pub fn target_groups(&self) -> Vec<TargetGroupView> {
+    pub(crate) fn target_groups(&self) -> Vec<TargetGroupView> {
         let stack = self.stack();
         self.plane()
             .target_groups()
@@ -141,7 +141,7 @@ impl Control {
 
     /// The targets registered in target group `group` and their health; `None` when there is
     /// no such group.
-    pub fn target_health(&self, group: &str) -> Option<Vec<TargetHealthView>> {
+    pub(crate) fn target_health(&self, group: &str) -> Option<Vec<TargetHealthView>> {
         let tg = self.plane().target_groups().find(|g| g.name == group)?;
         Some(
             tg.describe()
@@ -156,7 +156,7 @@ impl Control {
     }
 
     /// Registers target `id` at `addr` in target group `group`.
-    pub fn register_target(&self, group: &str, id: String, addr: SocketAddr) -> Result<(), String> {
+    pub(crate) fn register_target(&self, group: &str, id: String, addr: SocketAddr) -> Result<(), String> {
         let tg = self
             .plane()
             .target_groups()
@@ -167,7 +167,7 @@ impl Control {
 
     /// Begins deregistering the target at `addr` from target group `group` (it drains for the
     /// group's delay); false when it is not registered there.
-    pub fn deregister_target(&self, group: &str, addr: SocketAddr) -> bool {
+    pub(crate) fn deregister_target(&self, group: &str, addr: SocketAddr) -> bool {
         self.plane()
             .target_groups()
             .find(|g| g.name == group)
@@ -175,7 +175,7 @@ impl Control {
     }
 
     /// Changes listener `listener`'s weighted forward while traffic flows.
-    pub fn set_listener_weights(
+    pub(crate) fn set_listener_weights(
         &self,
         listener: &str,
         weights: &[WeightedTargetGroup],
@@ -186,7 +186,7 @@ impl Control {
     }
 
     /// The instance that has (or last had) address `ip`.
-    pub fn instance_at(&self, ip: IpAddr) -> Option<String> {
+    pub(crate) fn instance_at(&self, ip: IpAddr) -> Option<String> {
         self.read(|st| {
             st.instances
                 .values()
@@ -197,7 +197,7 @@ impl Control {
     }
 
     /// The address of instance `id`, unless it has terminated (or never was).
-    pub fn live_instance_ip(&self, id: &str) -> Option<IpAddr> {
+    pub(crate) fn live_instance_ip(&self, id: &str) -> Option<IpAddr> {
         self.read(|st| {
             st.instances
                 .get(id)

@@ -248,6 +248,83 @@ fn the_api_never_calls_into_the_data_plane() {
     );
 }
 
+/// How many `pub` items of localaws's library nothing outside it names (its binary, its tests,
+/// orchestrate, the benches): each should be `pub(crate)` or go. A ratchet: the test fails when
+/// the count grows, and when it shrinks, so the figure is lowered as they are fixed.
+const UNUSED_PUB_ITEMS: usize = 105;
+
+/// `name` as a whole word in `text`.
+fn names_word(text: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + name.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
+#[test]
+fn localaws_pub_items_are_used_outside_it_or_counted() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut lib = Vec::new();
+    sources(&dir.join("src"), &mut lib);
+    let mut items: Vec<(String, String)> = Vec::new();
+    for path in lib.iter().filter(|p| !p.ends_with("main.rs")) {
+        let text = std::fs::read_to_string(path).unwrap();
+        for line in text.lines() {
+            if line.starts_with("#[cfg(test)]") {
+                break;
+            }
+            let rest = line.trim_start();
+            let Some(rest) = rest.strip_prefix("pub ") else {
+                continue;
+            };
+            let rest = rest.strip_prefix("async ").unwrap_or(rest);
+            let mut words = rest.split_whitespace();
+            let (Some(kind), Some(name)) = (words.next(), words.next()) else {
+                continue;
+            };
+            if !["fn", "struct", "enum", "const", "type", "trait", "static"].contains(&kind) {
+                continue;
+            }
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let file = path.strip_prefix(dir).unwrap().display().to_string();
+            items.push((file, name));
+        }
+    }
+    assert!(items.len() > 200, "read only {} pub items", items.len());
+    let mut outside = vec![dir.join("src/main.rs")];
+    for d in [
+        dir.join("tests"),
+        dir.join("../orchestrate"),
+        dir.join("../../benches"),
+    ] {
+        sources(&d, &mut outside);
+    }
+    let text: String = outside
+        .iter()
+        .filter(|p| !p.components().any(|c| c.as_os_str() == "target"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let unused: Vec<String> = items
+        .iter()
+        .filter(|(_, name)| !names_word(&text, name))
+        .map(|(file, name)| format!("{file}: {name}"))
+        .collect();
+    assert_eq!(
+        unused.len(),
+        UNUSED_PUB_ITEMS,
+        "pub items of localaws nothing outside names (make them pub(crate), then lower \
+         UNUSED_PUB_ITEMS in {}):\n{}",
+        file!(),
+        unused.join("\n")
+    );
+}
+
 /// The reader itself: a break put into a scratch tree is found with its file and line, and an
 /// import inside a comment or the test module is not one.
 #[test]
