@@ -427,7 +427,7 @@ pub async fn deploy(
 }
 
 /// Says what the gate did, if it fired.
-fn gate_line(gate: Option<&refresh::Gate>, verb: &str, out: &mut (dyn std::io::Write + Send)) {
+fn gate_line(gate: Option<&crate::gate::Gate>, verb: &str, out: &mut (dyn std::io::Write + Send)) {
     if let Some(g) = gate {
         let _ = writeln!(
             out,

@@ -31,7 +31,7 @@ use loadprobe::{ConnectionMode, Probe, ProbeConfig, Rate, RequestHeader, TlsOpti
 use serde_json::Value;
 
 use crate::aws::{Clients, describe_error};
-use crate::refresh::Gate;
+use crate::gate::{Failures, Gate};
 
 /// Why a deployment could not be driven.
 #[derive(Debug, thiserror::Error)]
@@ -556,7 +556,7 @@ pub async fn run(
         }
     };
     mark(format!("deployment {id} created"));
-    let mut failures = crate::refresh::Failures::watch(probes);
+    let mut failures = Failures::watch(probes);
     let deadline = tokio::time::Instant::now() + follow.timeout;
     let mut tick = tokio::time::interval(follow.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -750,7 +750,6 @@ async fn stop(
     log: &mut (dyn FnMut(&str) + Send),
 ) -> Gate {
     let called_at = SystemTime::now();
-    let reaction = first_failure.and_then(|f| called_at.duration_since(f).ok());
     match clients
         .cd
         .stop_deployment()
@@ -767,13 +766,7 @@ async fn stop(
             describe_error(&e)
         )),
     }
-    Gate {
-        why: why.to_owned(),
-        first_failure,
-        called_at,
-        action: "stop with rollback",
-        reaction,
-    }
+    Gate::new(why, first_failure, called_at, "stop with rollback")
 }
 
 #[cfg(test)]

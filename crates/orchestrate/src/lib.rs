@@ -13,6 +13,7 @@
 pub mod aws;
 pub mod cli;
 pub mod deploy;
+pub mod gate;
 pub mod preflight;
 pub mod refresh;
 pub mod rehearse;

@@ -20,6 +20,7 @@ use aws_sdk_autoscaling::types::{
 use loadprobe::{Probe, Report};
 
 use crate::aws::{Clients, describe_error};
+use crate::gate::{Failures, Gate};
 
 /// Why a refresh could not be driven.
 #[derive(Debug, thiserror::Error)]
@@ -54,21 +55,6 @@ pub struct Follow {
     pub poll: Duration,
     /// Give up (cancel) after this long.
     pub timeout: Duration,
-}
-
-/// What the gate did.
-#[derive(Debug, Clone)]
-pub struct Gate {
-    /// Why it fired (`first failed request`, `interrupted`).
-    pub why: String,
-    /// Intended start of the first failed request (wall clock), when a failure fired it.
-    pub first_failure: Option<SystemTime>,
-    /// When the rollback (or cancel) call was made.
-    pub called_at: SystemTime,
-    /// `rollback` or `cancel`.
-    pub action: &'static str,
-    /// From the first failed request to the call.
-    pub reaction: Option<Duration>,
 }
 
 /// How it ended.
@@ -297,81 +283,6 @@ pub async fn run(
     }
 }
 
-/// The first failed request of each of a rollout's probes, as one stream: the gate watches them
-/// all. One watcher task per probe, stopped when this is dropped.
-pub(crate) struct Failures {
-    rx: tokio::sync::mpsc::Receiver<Failure>,
-    _watchers: tokio::task::JoinSet<()>,
-}
-
-/// A probe's first failed request.
-pub(crate) struct Failure {
-    /// Which probe (index into the slice given to [`Failures::watch`]).
-    pub probe: usize,
-    /// When the failed request was sent (wall clock): the outage's start.
-    pub at: Option<SystemTime>,
-}
-
-impl Failure {
-    /// What fired the gate, naming the probe when there are several.
-    pub(crate) fn describe(&self, probes: usize) -> String {
-        if probes > 1 {
-            format!(
-                "first failed request (probe {} of {probes})",
-                self.probe + 1
-            )
-        } else {
-            "first failed request".to_owned()
-        }
-    }
-}
-
-impl Failures {
-    pub(crate) fn watch(probes: &[&Probe]) -> Failures {
-        let (tx, rx) = tokio::sync::mpsc::channel(probes.len().max(1));
-        let mut watchers = tokio::task::JoinSet::new();
-        for (i, p) in probes.iter().enumerate() {
-            let mut live = p.watch();
-            let started = p.started_at();
-            let tx = tx.clone();
-            watchers.spawn(async move {
-                while live.changed().await.is_ok() {
-                    let state = live.borrow_and_update().clone();
-                    if state.errors > 0 {
-                        let at = Some(failure_time(started, &state));
-                        let _ = tx.send(Failure { probe: i, at }).await;
-                        return;
-                    }
-                }
-            });
-        }
-        Failures {
-            rx,
-            _watchers: watchers,
-        }
-    }
-
-    /// The next probe's first failure; never resolves without probes (nor after each has
-    /// reported).
-    pub(crate) async fn next(&mut self) -> Failure {
-        match self.rx.recv().await {
-            Some(f) => f,
-            None => std::future::pending().await,
-        }
-    }
-}
-
-/// When the first failed request was sent (wall clock): the outage's start on the probe's
-/// timeline.
-fn failure_time(started_at: SystemTime, state: &loadprobe::LiveState) -> SystemTime {
-    started_at
-        + Duration::from_millis(
-            state
-                .outage
-                .map_or(state.elapsed.as_millis() as u64, |o| o.start_ms),
-        )
-}
-
 /// Rolls the refresh back, or cancels it where AWS refuses a rollback.
 async fn stop_refresh(
     clients: &Clients,
@@ -381,7 +292,6 @@ async fn stop_refresh(
     log: &mut (dyn FnMut(&str) + Send),
 ) -> Gate {
     let called_at = SystemTime::now();
-    let reaction = first_failure.and_then(|f| called_at.duration_since(f).ok());
     let rollback = clients
         .asg
         .rollback_instance_refresh()
@@ -410,13 +320,7 @@ async fn stop_refresh(
             "cancel"
         }
     };
-    Gate {
-        why: why.to_owned(),
-        first_failure,
-        called_at,
-        action,
-        reaction,
-    }
+    Gate::new(why, first_failure, called_at, action)
 }
 
 /// Writes a probe report as JSON, Markdown and HTML into `dir` (`probe.json`, ...).

@@ -267,7 +267,7 @@ async fn baseline(probe: &Probe) -> Result<(), RehearseError> {
 
 /// How a rollout ended: its status (`refresh Successful`, `deploy Failed, rolled back`), the
 /// gate's action if it fired, and whether it did what the scenario needs.
-type Rollout = (String, Option<refresh::Gate>, bool);
+type Rollout = (String, Option<crate::gate::Gate>, bool);
 
 /// An instance refresh to a new launch template version, as `terraform apply` and then
 /// `orchestrate refresh` run it; its lines go to `lines`.

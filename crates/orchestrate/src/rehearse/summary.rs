@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::{Kind, Scenario};
 use crate::preflight::{Hazard, Severity};
-use crate::refresh;
 
 /// One row of the summary.
 #[derive(Debug, Clone, Serialize)]
@@ -176,7 +175,7 @@ pub(super) fn row(
     report: &Report,
     slow: Option<&Report>,
     rollout: &str,
-    gate: Option<&refresh::Gate>,
+    gate: Option<&crate::gate::Gate>,
     rollout_ok: bool,
     dir: &Path,
 ) -> Row {
