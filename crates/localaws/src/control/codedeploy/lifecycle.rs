@@ -1,40 +1,14 @@
 //! A deployment stepped through ECS's lifecycle by the reconcile loop: the replacement task
 //! set, test traffic, the production weights moved step by step, the termination wait, the swap.
 
+use super::effects::{Emitter2, route, set_status};
 use super::hooks::function_of;
-use super::operations::{Emitter2, set_status};
 use super::rollback::stop_with;
 use super::types::{AppSpec, Deployment, HOOK_TIMEOUT_SECS, HookRun, INSTALL_TIMEOUT_SECS, LIFECYCLE, Phase, StopCause};
 use crate::control::{Action, Ctx, State, uuid, wall};
 use crate::control::ecs::new_task_set;
-use stack::{DeploymentGroupConfig, ServiceLoadBalancer, WeightedTargetGroup};
+use stack::{DeploymentGroupConfig, ServiceLoadBalancer};
 
-/// Points `listener` at `tg` (or splits it `100 - weight`/`weight` with `other`).
-pub(super) fn route(
-    plane: &crate::dataplane::DataPlane,
-    ev: &Emitter2<'_>,
-    listener: &str,
-    tg: &str,
-    other: Option<&str>,
-    weight: u32,
-) {
-    let mut w = vec![WeightedTargetGroup {
-        target_group: tg.to_owned(),
-        weight: 100 - weight.min(100),
-    }];
-    if let Some(o) = other {
-        w.push(WeightedTargetGroup {
-            target_group: o.to_owned(),
-            weight: weight.min(100),
-        });
-    }
-    if w.iter().all(|x| x.weight == 0) {
-        return;
-    }
-    if let Err(e) = plane.set_weights(listener, &w) {
-        ev.emit(format!("cannot change listener {listener}: {e}"));
-    }
-}
 #[allow(clippy::too_many_lines)]
 pub(super) fn advance(
     state: &mut State,

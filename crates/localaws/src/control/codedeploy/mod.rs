@@ -19,10 +19,12 @@
 //! - `operations`: what the API calls;
 //! - `lifecycle`: a deployment stepped by the reconcile loop;
 //! - `rollback`: stopping and rolling back;
+//! - `effects`: what every transition shares (status changes, ids, routing);
 //! - `alarms`: CloudWatch-like alarms that stop deployments;
 //! - `hooks`: lifecycle hooks invoked as Lambda would invoke them.
 
 mod alarms;
+mod effects;
 mod hooks;
 mod lifecycle;
 mod operations;
@@ -38,8 +40,8 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use alarms::alarms;
+use effects::Emitter2;
 use lifecycle::advance;
-use operations::Emitter2;
 use crate::control::{Action, Ctx, State, uuid, wall};
 use stack::PREDEFINED;
 
@@ -133,7 +135,7 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
 
 #[cfg(test)]
 mod tests {
-    use super::operations::deployment_id;
+    use super::effects::deployment_id;
     use super::*;
 
     #[test]

@@ -3,9 +3,10 @@
 
 use tokio::time::Instant;
 
+use super::effects::{deployment_id, fresh_events, record_attempt};
 use super::rollback::stop;
-use super::types::{AppSpec, Deployment, DeploymentConfig, KEEP_DEPLOYMENTS, LIFECYCLE, LifecycleEvent, NewDeployment, Phase, StopCause, Traffic};
-use crate::control::{Control, ControlError, Emitter, State, uuid, wall};
+use super::types::{AppSpec, Deployment, DeploymentConfig, KEEP_DEPLOYMENTS, NewDeployment, Phase, StopCause, Traffic};
+use crate::control::{Control, ControlError, uuid, wall};
 
 impl Control {
     /// `CreateDeploymentConfig`.
@@ -229,76 +230,5 @@ impl Control {
             );
             Ok(())
         })
-    }
-}
-
-pub(super) fn deployment_id() -> String {
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let h = crate::ids::hex(18);
-    let mut id = String::from("d-");
-    for pair in h.as_bytes().chunks(2) {
-        let v = pair.iter().fold(0usize, |acc, b| {
-            acc * 16 + char::from(*b).to_digit(16).unwrap_or(0) as usize
-        });
-        id.push(char::from(CHARS[v % CHARS.len()]));
-    }
-    id
-}
-
-pub(super) fn fresh_events() -> Vec<LifecycleEvent> {
-    LIFECYCLE
-        .iter()
-        .map(|name| LifecycleEvent {
-            name,
-            status: "Pending",
-            start: None,
-            end: None,
-            diagnostics: None,
-        })
-        .collect()
-}
-
-pub(super) fn record_attempt(st: &mut State, d: &Deployment) {
-    if let Some(g) = st
-        .codedeploy
-        .applications
-        .get_mut(&d.application)
-        .and_then(|a| a.groups.get_mut(&d.group))
-    {
-        g.last_attempted = Some((d.id.clone(), d.status, d.created));
-        if d.status == "Succeeded" {
-            g.last_succeeded = Some((d.id.clone(), d.status, d.created));
-        }
-    }
-}
-
-pub(super) fn set_status(st: &mut State, c: &Emitter2<'_>, id: &str, status: &'static str) {
-    let Ok(d) = st.codedeploy.deployment_mut(id) else {
-        return;
-    };
-    if d.status == status {
-        return;
-    }
-    d.status = status;
-    d.updated = wall();
-    if matches!(status, "Succeeded" | "Failed" | "Stopped") {
-        d.completed = Some(wall());
-        d.phase = if d.phase == Phase::RollingBack {
-            Phase::RollingBack
-        } else {
-            Phase::Done
-        };
-    }
-    c.emit(format!("deployment {id} {status}"));
-    let d = d.clone();
-    record_attempt(st, &d);
-}
-
-/// Emits CodeDeploy events from either a step or a call.
-pub(super) struct Emitter2<'a>(pub(super) Emitter<'a>);
-
-impl Emitter2<'_> {
-    pub(super) fn emit(&self, message: String) {
-        self.0.emit("codedeploy", message);
     }
 }

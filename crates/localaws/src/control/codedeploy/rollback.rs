@@ -3,8 +3,7 @@
 
 use tokio::time::Instant;
 
-use super::lifecycle::route;
-use super::operations::{Emitter2, deployment_id, fresh_events, set_status};
+use super::effects::{Emitter2, deployment_id, fresh_events, route, set_status};
 use super::types::{Deployment, HOOKABLE, Phase, RollbackInfo, StopCause};
 use crate::control::{Control, State, wall};
 
