@@ -6,8 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::{ApiError, codedeploy, ecs};
-use crate::control::Control;
+use super::ApiError;
 
 /// The content type of requests and responses.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -23,13 +22,13 @@ pub fn time(t: SystemTime) -> Value {
     Value::from(ms as f64 / 1000.0)
 }
 
-/// Dispatches a JSON request.
-pub async fn handle(
-    c: &Control,
-    target: &str,
+/// A JSON request taken apart: its `X-Amz-Target`'s service prefix and operation, and its body
+/// as an object. Which service answers is `api::dispatch_json`'s business.
+pub fn parse<'t>(
+    target: &'t str,
     content_type: &str,
     body: &[u8],
-) -> Result<Value, ApiError> {
+) -> Result<(&'t str, &'t str, Input), ApiError> {
     let (service, operation) = target.split_once('.').ok_or_else(|| {
         ApiError::new(
             "UnknownOperationException",
@@ -58,15 +57,7 @@ pub async fn handle(
             "the request body must be a JSON object",
         ));
     };
-    let input = Input(input);
-    match service {
-        ecs::TARGET_PREFIX => ecs::handle(c, operation, &input),
-        codedeploy::TARGET_PREFIX => codedeploy::handle(c, operation, &input),
-        other => Err(ApiError::new(
-            "UnknownOperationException",
-            format!("localaws does not emulate the JSON service {other:?} (X-Amz-Target {target})"),
-        )),
-    }
+    Ok((service, operation, Input(input)))
 }
 
 /// A JSON request body with typed accessors whose errors name the member.

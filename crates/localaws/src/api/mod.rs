@@ -380,6 +380,25 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     }
 }
 
+/// Dispatches a JSON request (awsJson1_1) to its service's operation: ECS or CodeDeploy, by the
+/// service prefix of its `X-Amz-Target`.
+pub async fn dispatch_json(
+    c: &Control,
+    target: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
+    let (service, operation, input) = json::parse(target, content_type, body)?;
+    match service {
+        ecs::TARGET_PREFIX => ecs::handle(c, operation, &input),
+        codedeploy::TARGET_PREFIX => codedeploy::handle(c, operation, &input),
+        other => Err(ApiError::new(
+            "UnknownOperationException",
+            format!("localaws does not emulate the JSON service {other:?} (X-Amz-Target {target})"),
+        )),
+    }
+}
+
 /// An ECS or CodeDeploy call (awsJson1_1, `X-Amz-Target: <service prefix>.<operation>`).
 async fn json_call(
     control: &Control,
@@ -399,7 +418,7 @@ async fn json_call(
         let e = fault_error(kind, Protocol::Json, service, op);
         return error_response(Protocol::Json, &e, request_id);
     }
-    match json::handle(control, target, content_type, body).await {
+    match dispatch_json(control, target, content_type, body).await {
         Ok(value) => respond(
             StatusCode::OK,
             json::CONTENT_TYPE,
