@@ -402,7 +402,8 @@ impl Report {
         w.flush()
     }
 
-    /// The plain-text summary printed at the end of a run.
+    /// The plain-text summary printed at the end of a run. Long on purpose: it writes the lines
+    /// in the order they are printed, one figure or section after another.
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let ms = |us: u64| us as f64 / 1000.0;

@@ -121,6 +121,8 @@ fn incidents(s: &mut String, r: &Report) {
     s.push('\n');
 }
 
+/// The whole Markdown report, top to bottom. Long on purpose: it writes the sections in the
+/// order a CI summary shows them, each a few lines, so the document reads as one sequence.
 pub(crate) fn render(r: &Report) -> String {
     let mut s = String::new();
     let badge = match r.verdict {
