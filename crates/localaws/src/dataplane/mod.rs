@@ -216,34 +216,7 @@ impl DataPlane {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
         let workers = proxy::Workers::start(threads)
             .map_err(|source| DataPlaneError::Workers { threads, source })?;
-        let mut target_groups = BTreeMap::new();
-        for tg in &stack.target_groups {
-            let mut settings =
-                TargetGroupSettings::from_config(tg).map_err(DataPlaneError::Invalid)?;
-            // The propagation lag of the load balancers that forward to it.
-            settings.propagation = Duration::from_secs(u64::from(
-                stack
-                    .load_balancers
-                    .iter()
-                    .filter(|lb| {
-                        lb.listeners
-                            .iter()
-                            .any(|l| l.forward.iter().any(|f| f.target_group == tg.name))
-                    })
-                    .map(|lb| lb.deregistration_propagation)
-                    .max()
-                    .unwrap_or(0),
-            ));
-            let group = TargetGroup::new(
-                &tg.name,
-                settings,
-                idle,
-                workers.len(),
-                clock,
-                events.clone(),
-            );
-            target_groups.insert(tg.name.clone(), group);
-        }
+        let target_groups = target_groups(&stack, idle, workers.len(), clock, &events)?;
         // One CA and one certificate for every HTTPS listener of the run.
         let https: Vec<IpAddr> = stack
             .load_balancers
@@ -257,48 +230,14 @@ impl DataPlane {
             Some(ListenerTls::new(&https, &options.state_dir).map_err(DataPlaneError::Tls)?)
         };
         let stop = CancellationToken::new();
-        let mut listeners = Vec::new();
-        let mut serving = Vec::new();
-        for lb in &stack.load_balancers {
-            let idle_timeout = Duration::from_secs(u64::from(lb.idle_timeout));
-            for l in &lb.listeners {
-                let forward = forward(&target_groups, &l.forward)?;
-                let port = if options.ephemeral_ports { 0 } else { l.port };
-                let addr = SocketAddr::new(lb.address, port);
-                let server_config = tls
-                    .as_ref()
-                    .filter(|_| l.is_https())
-                    .map(ListenerTls::config);
-                let (listener, tcp) = proxy::bind(
-                    &lb.name,
-                    &l.name,
-                    addr,
-                    forward,
-                    idle_timeout,
-                    server_config,
-                )
-                .map_err(|source| DataPlaneError::Bind {
-                    listener: format!("{}/{}", lb.name, l.name),
-                    addr,
-                    source,
-                })?;
-                tracing::info!(
-                    load_balancer = %lb.name,
-                    listener = %l.name,
-                    url = %listener.url(),
-                    forward = %listener.forward().describe(),
-                    "listener up"
-                );
-                serving.push(proxy::serve(
-                    Arc::clone(&listener),
-                    tcp,
-                    &workers,
-                    stop.clone(),
-                    Duration::from_secs(5),
-                ));
-                listeners.push(listener);
-            }
-        }
+        let (listeners, serving) = bind_listeners(
+            &stack,
+            &target_groups,
+            tls.as_ref(),
+            options.ephemeral_ports,
+            &workers,
+            &stop,
+        )?;
         let plane = Self {
             inner: Arc::new(Inner {
                 clock,
@@ -877,6 +816,98 @@ fn not_found(kind: &'static str, name: &str) -> DataPlaneError {
         kind,
         name: name.to_owned(),
     }
+}
+
+/// The stack's target groups, each with the deregistration propagation lag of the load balancers
+/// that forward to it.
+fn target_groups(
+    stack: &Stack,
+    idle: Duration,
+    workers: usize,
+    clock: Clock,
+    events: &Events,
+) -> Result<BTreeMap<String, Arc<TargetGroup>>, DataPlaneError> {
+    let mut target_groups = BTreeMap::new();
+    for tg in &stack.target_groups {
+        let mut settings =
+            TargetGroupSettings::from_config(tg).map_err(DataPlaneError::Invalid)?;
+        // The propagation lag of the load balancers that forward to it.
+        settings.propagation = Duration::from_secs(u64::from(
+            stack
+                .load_balancers
+                .iter()
+                .filter(|lb| {
+                    lb.listeners
+                        .iter()
+                        .any(|l| l.forward.iter().any(|f| f.target_group == tg.name))
+                })
+                .map(|lb| lb.deregistration_propagation)
+                .max()
+                .unwrap_or(0),
+        ));
+        let group = TargetGroup::new(
+            &tg.name,
+            settings,
+            idle,
+            workers,
+            clock,
+            events.clone(),
+        );
+        target_groups.insert(tg.name.clone(), group);
+    }
+    Ok(target_groups)
+}
+
+/// Binds every listener of the stack (on port 0 with `ephemeral_ports`) and starts serving it on
+/// the proxy's workers until `stop`.
+fn bind_listeners(
+    stack: &Stack,
+    target_groups: &BTreeMap<String, Arc<TargetGroup>>,
+    tls: Option<&ListenerTls>,
+    ephemeral_ports: bool,
+    workers: &proxy::Workers,
+    stop: &CancellationToken,
+) -> Result<(Vec<Arc<Listener>>, Vec<JoinHandle<()>>), DataPlaneError> {
+    let mut listeners = Vec::new();
+    let mut serving = Vec::new();
+    for lb in &stack.load_balancers {
+        let idle_timeout = Duration::from_secs(u64::from(lb.idle_timeout));
+        for l in &lb.listeners {
+            let forward = forward(target_groups, &l.forward)?;
+            let port = if ephemeral_ports { 0 } else { l.port };
+            let addr = SocketAddr::new(lb.address, port);
+            let server_config = tls.filter(|_| l.is_https()).map(ListenerTls::config);
+            let (listener, tcp) = proxy::bind(
+                &lb.name,
+                &l.name,
+                addr,
+                forward,
+                idle_timeout,
+                server_config,
+            )
+            .map_err(|source| DataPlaneError::Bind {
+                listener: format!("{}/{}", lb.name, l.name),
+                addr,
+                source,
+            })?;
+            tracing::info!(
+                load_balancer = %lb.name,
+                listener = %l.name,
+                url = %listener.url(),
+                forward = %listener.forward().describe(),
+                "listener up"
+            );
+            serving.push(proxy::serve(
+                Arc::clone(&listener),
+                tcp,
+                workers,
+                stop.clone(),
+                Duration::from_secs(5),
+            ));
+            listeners.push(listener);
+        }
+    }
+    Ok((listeners, serving))
 }
 
 fn forward(
