@@ -1100,46 +1100,14 @@ impl Stack {
 }
 
 impl Stack {
+    /// Launch templates and AMIs, then the Auto Scaling group: sizes, its launch template, health
+    /// check type, attached target groups, lifecycle hooks.
     fn validate_auto_scaling(&self) -> Result<(), (String, String)> {
-        let err = |field: String, message: &str| Err((field, message.to_owned()));
-        unique(
-            self.launch_templates.iter().map(|t| t.name.as_str()),
-            "launch_templates",
-        )?;
-        for (i, lt) in self.launch_templates.iter().enumerate() {
-            let at = format!("launch_templates[{i}]");
-            if lt.name.is_empty() {
-                return err(format!("{at}.name"), "expected a name");
-            }
-            if lt.versions.is_empty() {
-                return err(format!("{at}.versions"), "expected at least one version");
-            }
-            if lt.default_version == 0 || lt.default_version as usize > lt.versions.len() {
-                return err(
-                    format!("{at}.default_version"),
-                    "expected the number of one of the versions (from 1)",
-                );
-            }
-            for (j, v) in lt.versions.iter().enumerate() {
-                if !v.image_id.starts_with("ami-") {
-                    return err(
-                        format!("{at}.versions[{j}].image_id"),
-                        "expected an AMI id (ami-...)",
-                    );
-                }
-            }
-        }
-        for (name, ami) in &self.amis {
-            if ami.boot > 3600 || ami.agent_start > 3600 {
-                return err(
-                    format!("amis.{name}"),
-                    "expected boot and agent_start up to 3600 s",
-                );
-            }
-        }
+        self.validate_launch_templates()?;
         let Some(asg) = &self.auto_scaling_group else {
             return Ok(());
         };
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
         let at = "auto_scaling_group";
         if asg.name.is_empty() {
             return err(format!("{at}.name"), "expected a name");
@@ -1181,6 +1149,57 @@ impl Stack {
         if !matches!(asg.health_check_type.as_str(), "EC2" | "ELB") {
             return err(format!("{at}.health_check_type"), "expected EC2 or ELB");
         }
+        self.validate_attached_target_groups(asg)?;
+        validate_lifecycle_hooks(asg)
+    }
+
+    /// Launch templates (versions, the default one, AMI ids) and the AMIs' timings.
+    fn validate_launch_templates(&self) -> Result<(), (String, String)> {
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
+        unique(
+            self.launch_templates.iter().map(|t| t.name.as_str()),
+            "launch_templates",
+        )?;
+        for (i, lt) in self.launch_templates.iter().enumerate() {
+            let at = format!("launch_templates[{i}]");
+            if lt.name.is_empty() {
+                return err(format!("{at}.name"), "expected a name");
+            }
+            if lt.versions.is_empty() {
+                return err(format!("{at}.versions"), "expected at least one version");
+            }
+            if lt.default_version == 0 || lt.default_version as usize > lt.versions.len() {
+                return err(
+                    format!("{at}.default_version"),
+                    "expected the number of one of the versions (from 1)",
+                );
+            }
+            for (j, v) in lt.versions.iter().enumerate() {
+                if !v.image_id.starts_with("ami-") {
+                    return err(
+                        format!("{at}.versions[{j}].image_id"),
+                        "expected an AMI id (ami-...)",
+                    );
+                }
+            }
+        }
+        for (name, ami) in &self.amis {
+            if ami.boot > 3600 || ami.agent_start > 3600 {
+                return err(
+                    format!("amis.{name}"),
+                    "expected boot and agent_start up to 3600 s",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The target groups attached to the group: each with a port no task holds statically.
+    fn validate_attached_target_groups(
+        &self,
+        asg: &AutoScalingGroupConfig,
+    ) -> Result<(), (String, String)> {
+        let at = "auto_scaling_group";
         unique(
             asg.target_groups.iter().map(String::as_str),
             &format!("{at}.target_groups"),
@@ -1223,30 +1242,6 @@ impl Stack {
                         td.family
                     ),
                 ));
-            }
-        }
-        for (i, h) in asg.lifecycle_hooks.iter().enumerate() {
-            let at = format!("{at}.lifecycle_hooks[{i}]");
-            if !matches!(
-                h.transition.as_str(),
-                "autoscaling:EC2_INSTANCE_TERMINATING" | "autoscaling:EC2_INSTANCE_LAUNCHING"
-            ) {
-                return err(
-                    format!("{at}.transition"),
-                    "expected autoscaling:EC2_INSTANCE_TERMINATING or autoscaling:EC2_INSTANCE_LAUNCHING",
-                );
-            }
-            if !(30..=7200).contains(&h.heartbeat_timeout) {
-                return err(
-                    format!("{at}.heartbeat_timeout"),
-                    "expected 30 to 7200 seconds",
-                );
-            }
-            if !matches!(h.default_result.as_str(), "CONTINUE" | "ABANDON") {
-                return err(
-                    format!("{at}.default_result"),
-                    "expected CONTINUE or ABANDON",
-                );
             }
         }
         Ok(())
@@ -1384,6 +1379,37 @@ fn unique<'a>(names: impl Iterator<Item = &'a str>, at: &str) -> Result<(), (Str
     for name in names {
         if !seen.insert(name) {
             return Err((at.to_owned(), format!("duplicate name {name:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// The group's lifecycle hooks: transition, heartbeat timeout, default result.
+fn validate_lifecycle_hooks(asg: &AutoScalingGroupConfig) -> Result<(), (String, String)> {
+    let err = |field: String, message: &str| Err((field, message.to_owned()));
+    let at = "auto_scaling_group";
+    for (i, h) in asg.lifecycle_hooks.iter().enumerate() {
+        let at = format!("{at}.lifecycle_hooks[{i}]");
+        if !matches!(
+            h.transition.as_str(),
+            "autoscaling:EC2_INSTANCE_TERMINATING" | "autoscaling:EC2_INSTANCE_LAUNCHING"
+        ) {
+            return err(
+                format!("{at}.transition"),
+                "expected autoscaling:EC2_INSTANCE_TERMINATING or autoscaling:EC2_INSTANCE_LAUNCHING",
+            );
+        }
+        if !(30..=7200).contains(&h.heartbeat_timeout) {
+            return err(
+                format!("{at}.heartbeat_timeout"),
+                "expected 30 to 7200 seconds",
+            );
+        }
+        if !matches!(h.default_result.as_str(), "CONTINUE" | "ABANDON") {
+            return err(
+                format!("{at}.default_result"),
+                "expected CONTINUE or ABANDON",
+            );
         }
     }
     Ok(())
