@@ -216,76 +216,17 @@ pub const ALARM_METRICS: [&str; 3] = [
 impl Stack {
     pub(super) fn validate_codedeploy(&self) -> Result<(), (String, String)> {
         let err = |field: String, message: &str| Err((field, message.to_owned()));
-        unique(self.alarms.iter().map(|a| a.name.as_str()), "alarms")?;
-        for (i, a) in self.alarms.iter().enumerate() {
-            let at = format!("alarms[{i}]");
-            name(&format!("{at}.name"), &a.name)?;
-            if !ALARM_METRICS.contains(&a.metric.as_str()) {
-                return err(
-                    format!("{at}.metric"),
-                    "expected HTTPCode_Target_5XX_Count, HTTPCode_ELB_5XX_Count or UnHealthyHostCount",
-                );
-            }
-            if self.target_group(&a.target_group).is_none() {
-                return err(format!("{at}.target_group"), "no target group of that name");
-            }
-            if !(a.threshold.is_finite() && a.threshold >= 0.0) {
-                return err(format!("{at}.threshold"), "expected a number from 0");
-            }
-            if a.period == 0 || a.period % 60 != 0 || a.period > 86_400 {
-                return err(
-                    format!("{at}.period"),
-                    "expected a multiple of 60 seconds up to 86400",
-                );
-            }
-            if !(1..=100).contains(&a.evaluation_periods) {
-                return err(format!("{at}.evaluation_periods"), "expected 1 to 100");
-            }
-        }
+        self.validate_alarms()?;
         let Some(cd) = &self.codedeploy else {
             return Ok(());
         };
-        unique(
-            cd.applications.iter().map(|a| a.name.as_str()),
-            "codedeploy.applications",
-        )?;
-        unique(
-            cd.deployment_configs.iter().map(|c| c.name.as_str()),
-            "codedeploy.deployment_configs",
-        )?;
-        for (i, c) in cd.deployment_configs.iter().enumerate() {
-            let at = format!("codedeploy.deployment_configs[{i}]");
-            name(&format!("{at}.name"), &c.name)?;
-            if c.name.starts_with("CodeDeployDefault.") {
-                return err(
-                    format!("{at}.name"),
-                    "the CodeDeployDefault. prefix is reserved for predefined configs",
-                );
-            }
-            validate_traffic(&c.kind, c.percentage, c.interval)
-                .map_err(|m| (format!("{at}.type"), m))?;
-        }
+        validate_deployment_configs(cd)?;
         let configs: Vec<&str> = PREDEFINED
             .iter()
             .map(|(n, ..)| *n)
             .chain(cd.deployment_configs.iter().map(|c| c.name.as_str()))
             .collect();
-        for (f, func) in &cd.functions {
-            let at = format!("codedeploy.functions.{f}");
-            name(&at, f)?;
-            match (&func.url, &func.command) {
-                (Some(url), None) => {
-                    loopback_url(url).map_err(|m| (format!("{at}.url"), m))?;
-                }
-                (None, Some(cmd)) if !cmd.is_empty() && cmd.iter().all(|a| !a.contains('\0')) => {}
-                _ => {
-                    return err(
-                        at,
-                        "expected exactly one of url = \"http://127.0.0.1:PORT/path\" or command = [program, args...]",
-                    );
-                }
-            }
-        }
+        validate_functions(cd)?;
         let mut services = Vec::new();
         for (i, app) in cd.applications.iter().enumerate() {
             let at = format!("codedeploy.applications[{i}]");
@@ -401,6 +342,39 @@ impl Stack {
         }
         Ok(())
     }
+
+    /// The alarms: unique names, a metric localaws measures, an existing target group,
+    /// CloudWatch's ranges.
+    fn validate_alarms(&self) -> Result<(), (String, String)> {
+        let err = |field: String, message: &str| Err((field, message.to_owned()));
+        unique(self.alarms.iter().map(|a| a.name.as_str()), "alarms")?;
+        for (i, a) in self.alarms.iter().enumerate() {
+            let at = format!("alarms[{i}]");
+            name(&format!("{at}.name"), &a.name)?;
+            if !ALARM_METRICS.contains(&a.metric.as_str()) {
+                return err(
+                    format!("{at}.metric"),
+                    "expected HTTPCode_Target_5XX_Count, HTTPCode_ELB_5XX_Count or UnHealthyHostCount",
+                );
+            }
+            if self.target_group(&a.target_group).is_none() {
+                return err(format!("{at}.target_group"), "no target group of that name");
+            }
+            if !(a.threshold.is_finite() && a.threshold >= 0.0) {
+                return err(format!("{at}.threshold"), "expected a number from 0");
+            }
+            if a.period == 0 || a.period % 60 != 0 || a.period > 86_400 {
+                return err(
+                    format!("{at}.period"),
+                    "expected a multiple of 60 seconds up to 86400",
+                );
+            }
+            if !(1..=100).contains(&a.evaluation_periods) {
+                return err(format!("{at}.evaluation_periods"), "expected 1 to 100");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Checks a traffic-routing config as `CreateDeploymentConfig` does.
@@ -438,6 +412,55 @@ pub fn loopback_url(url: &str) -> Result<(), String> {
         return Err(format!(
             "{url:?}: expected a loopback host (127.0.0.0/8, ::1 or localhost)"
         ));
+    }
+    Ok(())
+}
+
+/// Unique application and config names; custom configs not under CodeDeploy's reserved prefix,
+/// with valid traffic.
+fn validate_deployment_configs(cd: &CodeDeployConfig) -> Result<(), (String, String)> {
+    let err = |field: String, message: &str| Err((field, message.to_owned()));
+    unique(
+        cd.applications.iter().map(|a| a.name.as_str()),
+        "codedeploy.applications",
+    )?;
+    unique(
+        cd.deployment_configs.iter().map(|c| c.name.as_str()),
+        "codedeploy.deployment_configs",
+    )?;
+    for (i, c) in cd.deployment_configs.iter().enumerate() {
+        let at = format!("codedeploy.deployment_configs[{i}]");
+        name(&format!("{at}.name"), &c.name)?;
+        if c.name.starts_with("CodeDeployDefault.") {
+            return err(
+                format!("{at}.name"),
+                "the CodeDeployDefault. prefix is reserved for predefined configs",
+            );
+        }
+        validate_traffic(&c.kind, c.percentage, c.interval)
+            .map_err(|m| (format!("{at}.type"), m))?;
+    }
+    Ok(())
+}
+
+/// Hook functions: exactly one of a loopback URL or a command.
+fn validate_functions(cd: &CodeDeployConfig) -> Result<(), (String, String)> {
+    let err = |field: String, message: &str| Err((field, message.to_owned()));
+    for (f, func) in &cd.functions {
+        let at = format!("codedeploy.functions.{f}");
+        name(&at, f)?;
+        match (&func.url, &func.command) {
+            (Some(url), None) => {
+                loopback_url(url).map_err(|m| (format!("{at}.url"), m))?;
+            }
+            (None, Some(cmd)) if !cmd.is_empty() && cmd.iter().all(|a| !a.contains('\0')) => {}
+            _ => {
+                return err(
+                    at,
+                    "expected exactly one of url = \"http://127.0.0.1:PORT/path\" or command = [program, args...]",
+                );
+            }
+        }
     }
     Ok(())
 }
