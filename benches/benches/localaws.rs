@@ -12,8 +12,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use localaws::api::{autoscaling, ecs, json, query};
 use localaws::dataplane::health::HealthTracker;
 use localaws::dataplane::proxy::Forward;
-use stack::Matcher;
 use localaws::{Control, DataPlane, Options, ProcessRuntime, Stack};
+use stack::Matcher;
 
 /// The default stack without its service: a control plane with the Auto Scaling group and its
 /// instances, target groups and listeners, and no task process.
@@ -134,8 +134,13 @@ fn awsjson(c: &mut Criterion, control: &Control) {
     // answered, the response rendered as JSON text.
     g.bench_function("dispatch", |b| {
         b.iter(|| {
-            let value = common::now(localaws::api::dispatch_json(control, &target, json::CONTENT_TYPE, body))
-                .expect("the task definition exists");
+            let value = common::now(localaws::api::dispatch_json(
+                control,
+                &target,
+                json::CONTENT_TYPE,
+                body,
+            ))
+            .expect("the task definition exists");
             black_box(value.to_string())
         });
     });

@@ -22,6 +22,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one benchmark script: stand up, refresh in rounds, measure, judge"
+)]
 async fn main() -> std::process::ExitCode {
     let instances: u32 = arg(1, 3);
     let scale: f64 = arg(2, 60.0);

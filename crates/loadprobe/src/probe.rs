@@ -94,6 +94,10 @@ impl Probe {
     /// called within a tokio runtime; the senders run on threads of their own (single-threaded
     /// runtimes, connections shared out), the open loop's recorder on the first of them.
     /// Returns at once; the first request is due now.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "setup in the order it must happen: validate, HDR log, TLS, threads, schedule"
+    )]
     pub fn start(cfg: ProbeConfig) -> Result<Probe, ProbeError> {
         cfg.validate()?;
         let target = Target::from_uri(&cfg.target, &cfg.headers)?.with_tls(&cfg.tls)?;

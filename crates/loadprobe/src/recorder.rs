@@ -650,6 +650,10 @@ impl Recorder {
         self.setup.live.send_replace(self.live_state(finished));
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "assembles the final Report field by field from the recorder's state"
+    )]
     fn finish(mut self, ended: Ended) -> Report {
         let stopped_early = ended.stopped_early;
         // Every request handed out has exactly one result unless a sender died. A hole is a

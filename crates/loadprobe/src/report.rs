@@ -402,8 +402,11 @@ impl Report {
         w.flush()
     }
 
-    /// The plain-text summary printed at the end of a run. Long on purpose: it writes the lines
-    /// in the order they are printed, one figure or section after another.
+    /// The plain-text summary printed at the end of a run.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the terminal summary, written line by line in the order it is printed"
+    )]
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let ms = |us: u64| us as f64 / 1000.0;

@@ -497,10 +497,12 @@ fn table(out: &mut String, head: &[&str], rows: impl Iterator<Item = Vec<String>
     out.push_str("</table>\n");
 }
 
-/// The whole document, top to bottom. Long on purpose: it writes the page in the order a reader
-/// sees it (the verdict, the incidents, the figures and charts, then tasks, outages, errors and
-/// events), each part a few lines calling the chart and table helpers above, so the layout reads
-/// as one sequence.
+/// The whole document, top to bottom: the verdict, the incidents, the figures and charts, then
+/// tasks, outages, errors and events.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one HTML document written top to bottom in the order a reader sees it"
+)]
 pub(crate) fn render(r: &Report) -> String {
     let (bars, width_ms) = buckets(r);
     let span_ms = (r.intervals.len() as u64 * r.interval_ms)

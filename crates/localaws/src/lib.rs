@@ -208,7 +208,8 @@ fn derived_stack(dir: &std::path::Path, args: &ServeArgs) -> Result<Stack, Error
     };
     for flag in &args.image {
         options.images.push(
-            tfstack::derive::DeriveOptions::parse_image(flag).map_err(|e| Error::Usage(e.to_string()))?,
+            tfstack::derive::DeriveOptions::parse_image(flag)
+                .map_err(|e| Error::Usage(e.to_string()))?,
         );
     }
     let started = std::time::Instant::now();

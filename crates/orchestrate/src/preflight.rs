@@ -657,7 +657,9 @@ fn asg_warmup(cfg: &Config, g: &Resource<'_>, found: &mut Findings) {
     let (warmup, warmup_at) = match warmup {
         Some((v, at)) => (v.number(), at),
         None => (
-            Some(aws_default(defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD)),
+            Some(aws_default(
+                defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD,
+            )),
             g.block.location.clone(),
         ),
     };
@@ -671,8 +673,10 @@ fn asg_warmup(cfg: &Config, g: &Resource<'_>, found: &mut Findings) {
                 v => v.number(),
             };
             Some((
-                n("healthy_threshold", aws_default(defaults::HEALTHY_THRESHOLD))?
-                    * n("interval", aws_default(defaults::HEALTH_CHECK_INTERVAL))?,
+                n(
+                    "healthy_threshold",
+                    aws_default(defaults::HEALTHY_THRESHOLD),
+                )? * n("interval", aws_default(defaults::HEALTH_CHECK_INTERVAL))?,
                 tg.address(),
             ))
         })
@@ -766,8 +770,7 @@ fn asg_refresh(g: &Resource<'_>, termination_protection: bool, found: &mut Findi
         );
     }
 
-    let protected =
-        termination_protection || g.get("protect_from_scale_in").0.bool() == Some(true);
+    let protected = termination_protection || g.get("protect_from_scale_in").0.bool() == Some(true);
     if protected {
         let (sip, at) = pref("scale_in_protected_instances");
         let value = match &sip {
@@ -942,7 +945,9 @@ fn task_definition(td: &TaskDefinition, blue_green: bool, found: &mut Findings) 
         }
         let drain = c.env_seconds("DRAIN_DELAY_SECONDS", APP_DRAIN_DELAY_SECONDS);
         let shutdown = c.env_seconds("SHUTDOWN_TIMEOUT_SECONDS", APP_SHUTDOWN_TIMEOUT_SECONDS);
-        let stop = c.stop_timeout.unwrap_or(aws_default(defaults::STOP_TIMEOUT));
+        let stop = c
+            .stop_timeout
+            .unwrap_or(aws_default(defaults::STOP_TIMEOUT));
         if stop < shutdown {
             found.add(
                 "drain-timing",

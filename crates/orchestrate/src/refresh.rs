@@ -91,6 +91,10 @@ fn terminal(s: &InstanceRefreshStatus) -> bool {
 /// Starts (or finds) the refresh and follows it to its end; with probes, gates it on the first
 /// failed request of any of them (the first probe is the production stream; others, such as
 /// slow requests, watch the same listener).
+#[expect(
+    clippy::too_many_lines,
+    reason = "the follow loop and its gate share the refresh's state across one select loop"
+)]
 pub async fn run(
     clients: &Clients,
     plan: &Plan,

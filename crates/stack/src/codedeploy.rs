@@ -214,6 +214,10 @@ pub const ALARM_METRICS: [&str; 3] = [
 ];
 
 impl Stack {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one check after another over each application and deployment group, in field order"
+    )]
     pub(super) fn validate_codedeploy(&self) -> Result<(), (String, String)> {
         let err = |field: String, message: &str| Err((field, message.to_owned()));
         self.validate_alarms()?;

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
+use hcl::Value;
+use hcl::expr::{Expression, ObjectKey, TraversalOperator};
 use stack::{
     AlarmConfig, AmiConfig, ApplicationConfig, AutoRollback, AutoScalingGroupConfig,
     CapacityProviderConfig, ClusterConfig, CodeDeployConfig, ContainerDefinition,
@@ -27,8 +29,6 @@ use stack::{
     ServiceConfig, ServiceLoadBalancer, Stack, TargetGroupConfig, TaskDefinition,
     WeightedTargetGroup, defaults,
 };
-use hcl::Value;
-use hcl::expr::{Expression, ObjectKey, TraversalOperator};
 
 use crate::terraform::{Block, Config, Location, Module, Resource, TerraformError, UNKNOWN};
 
@@ -796,6 +796,10 @@ impl<'a> Deriver<'a> {
 
     // ---------------------------------------------------------------- the stack
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the derivation's driver, one service mapper after another in dependency order"
+    )]
     fn stack(&mut self, options: &DeriveOptions) -> Result<Stack, DeriveError> {
         let embedded = Stack::embedded().map_err(|e| DeriveError::Invalid(e.to_string()))?;
         let mut stack = Stack {
@@ -906,7 +910,12 @@ impl<'a> Deriver<'a> {
             .find_map(|s| s.load_balancer.as_ref().map(|l| l.target_group.clone()));
         for lb in &lbs {
             let name = self.name(lb, "name");
-            let idle = self.number(lb, lb.res.block, "idle_timeout", as_number(defaults::LB_IDLE_TIMEOUT));
+            let idle = self.number(
+                lb,
+                lb.res.block,
+                "idle_timeout",
+                as_number(defaults::LB_IDLE_TIMEOUT),
+            );
             let mut out = LoadBalancerConfig {
                 name: name.clone(),
                 address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
@@ -1015,21 +1024,46 @@ impl<'a> Deriver<'a> {
         let mut health = d.clone();
         if let Some(hc) = hc {
             health.path = self.text(t, hc, "path", &d.path);
-            health.interval = self.number(t, hc, "interval", as_number(defaults::HEALTH_CHECK_INTERVAL)) as u32;
-            health.timeout = self.number(t, hc, "timeout", as_number(defaults::HEALTH_CHECK_TIMEOUT)) as u32;
-            health.healthy_threshold = self.number(t, hc, "healthy_threshold", as_number(defaults::HEALTHY_THRESHOLD)) as u32;
-            health.unhealthy_threshold = self.number(t, hc, "unhealthy_threshold", as_number(defaults::UNHEALTHY_THRESHOLD)) as u32;
+            health.interval = self.number(
+                t,
+                hc,
+                "interval",
+                as_number(defaults::HEALTH_CHECK_INTERVAL),
+            ) as u32;
+            health.timeout =
+                self.number(t, hc, "timeout", as_number(defaults::HEALTH_CHECK_TIMEOUT)) as u32;
+            health.healthy_threshold = self.number(
+                t,
+                hc,
+                "healthy_threshold",
+                as_number(defaults::HEALTHY_THRESHOLD),
+            ) as u32;
+            health.unhealthy_threshold = self.number(
+                t,
+                hc,
+                "unhealthy_threshold",
+                as_number(defaults::UNHEALTHY_THRESHOLD),
+            ) as u32;
             health.matcher = self.text(t, hc, "matcher", &d.matcher);
         }
         TargetGroupConfig {
             name,
-            deregistration_delay: self.number(t, b, "deregistration_delay", as_number(defaults::DEREGISTRATION_DELAY)) as u32,
+            deregistration_delay: self.number(
+                t,
+                b,
+                "deregistration_delay",
+                as_number(defaults::DEREGISTRATION_DELAY),
+            ) as u32,
             health_check: health,
             // Only a group attached to the Auto Scaling group needs one, and none is derived.
             port: None,
         }
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "maps an ECS container definition field by field, each with its own assumption when unknown"
+    )]
     fn task_definition(
         &mut self,
         t: &Inst<'a>,
@@ -1310,9 +1344,18 @@ impl<'a> Deriver<'a> {
             task_definition,
             desired_count: self.number(s, b, "desired_count", 0.0) as u32,
             load_balancer,
-            minimum_healthy_percent: self.number(s, b, "deployment_minimum_healthy_percent", as_number(defaults::MINIMUM_HEALTHY_PERCENT))
-                as u32,
-            maximum_percent: self.number(s, b, "deployment_maximum_percent", as_number(defaults::MAXIMUM_PERCENT)) as u32,
+            minimum_healthy_percent: self.number(
+                s,
+                b,
+                "deployment_minimum_healthy_percent",
+                as_number(defaults::MINIMUM_HEALTHY_PERCENT),
+            ) as u32,
+            maximum_percent: self.number(
+                s,
+                b,
+                "deployment_maximum_percent",
+                as_number(defaults::MAXIMUM_PERCENT),
+            ) as u32,
             health_check_grace_period: self.number(s, b, "health_check_grace_period_seconds", 0.0)
                 as u32,
             deployment_controller: controller,
@@ -1361,6 +1404,10 @@ impl<'a> Deriver<'a> {
     /// The CodeDeploy applications and deployment groups, and the listener resources the first
     /// deployment group names for production and test traffic.
     #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "maps applications, deployment groups and their nested blocks field by field"
+    )]
     fn codedeploy(
         &mut self,
         tg_name: &dyn Fn(&Resource<'_>) -> Option<String>,
@@ -1506,7 +1553,12 @@ impl<'a> Deriver<'a> {
             let termination_wait_minutes = bg
                 .and_then(|x| x.block("terminate_blue_instances_on_deployment_success"))
                 .map_or(0.0, |t| {
-                    self.number(g, t, "termination_wait_time_in_minutes", as_number(defaults::TERMINATION_WAIT_MINUTES))
+                    self.number(
+                        g,
+                        t,
+                        "termination_wait_time_in_minutes",
+                        as_number(defaults::TERMINATION_WAIT_MINUTES),
+                    )
                 });
             let auto_rollback = match b.block("auto_rollback_configuration") {
                 Some(ar) => AutoRollback {
@@ -1637,6 +1689,10 @@ impl<'a> Deriver<'a> {
         })
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "maps the Auto Scaling group, its launch template, capacity provider and refresh preferences field by field"
+    )]
     fn compute(&mut self, stack: &mut Stack) -> Result<(), DeriveError> {
         let asgs = self.instances("aws_autoscaling_group");
         let Some(g) = asgs.first().cloned() else {
@@ -1799,12 +1855,28 @@ impl<'a> Deriver<'a> {
             .block("instance_refresh")
             .and_then(|r| r.block("preferences"))
         {
-            prefs.min_healthy = self.number(&g, p, "min_healthy_percentage", as_number(defaults::REFRESH_MIN_HEALTHY_PERCENTAGE)) as i32;
-            prefs.max_healthy = self.number(&g, p, "max_healthy_percentage", as_number(defaults::REFRESH_MAX_HEALTHY_PERCENTAGE)) as i32;
+            prefs.min_healthy = self.number(
+                &g,
+                p,
+                "min_healthy_percentage",
+                as_number(defaults::REFRESH_MIN_HEALTHY_PERCENTAGE),
+            ) as i32;
+            prefs.max_healthy = self.number(
+                &g,
+                p,
+                "max_healthy_percentage",
+                as_number(defaults::REFRESH_MAX_HEALTHY_PERCENTAGE),
+            ) as i32;
             prefs.instance_warmup = Self::attr(p, "instance_warmup")
                 .map(|_| self.number(&g, p, "instance_warmup", 0.0) as i32);
-            prefs.checkpoint_delay = Self::attr(p, "checkpoint_delay")
-                .map(|_| self.number(&g, p, "checkpoint_delay", as_number(defaults::CHECKPOINT_DELAY)) as i32);
+            prefs.checkpoint_delay = Self::attr(p, "checkpoint_delay").map(|_| {
+                self.number(
+                    &g,
+                    p,
+                    "checkpoint_delay",
+                    as_number(defaults::CHECKPOINT_DELAY),
+                ) as i32
+            });
             prefs.checkpoints = match self.sym(&g, p, "checkpoint_percentages") {
                 Some((Sym::Val(Value::Array(v)), _)) => v
                     .iter()
@@ -1843,14 +1915,18 @@ impl<'a> Deriver<'a> {
                 name: lt_name,
                 version,
             },
-            health_check_type: self.text(&g, b, "health_check_type", defaults::ASG_HEALTH_CHECK_TYPE),
+            health_check_type: self.text(
+                &g,
+                b,
+                "health_check_type",
+                defaults::ASG_HEALTH_CHECK_TYPE,
+            ),
             health_check_grace_period: self.number(
                 &g,
                 b,
                 "health_check_grace_period",
                 as_number(defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD),
-            )
-                as u32,
+            ) as u32,
             default_instance_warmup: Self::attr(b, "default_instance_warmup")
                 .map(|_| self.number(&g, b, "default_instance_warmup", 0.0) as u32),
             target_groups: Vec::new(),

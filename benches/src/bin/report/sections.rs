@@ -130,6 +130,10 @@ impl Bench<'_> {
     }
 
     /// `server` vs `hello-hyper` vs a Python `http.server` service.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one benchmark section: setup, rounds alternating the contenders, the table"
+    )]
     pub(crate) fn server(&self) -> Result<Section, String> {
         let p = self.plan;
         let port = measure::free_port()?;
@@ -389,6 +393,10 @@ impl Bench<'_> {
 
     /// The `localaws` listener vs nginx as a keep-alive reverse proxy, in front of one `server`
     /// task; and the latency each adds at 1,000 req/s.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one benchmark section: setup, rounds alternating the contenders, the table"
+    )]
     pub(crate) fn proxy(&self) -> Result<Section, String> {
         let p = self.plan;
         let rt = tokio::runtime::Builder::new_multi_thread()

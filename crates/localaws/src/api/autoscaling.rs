@@ -242,7 +242,6 @@ fn complete_lifecycle_action(c: &Control, p: &Params) -> Result<Xml, ApiError> {
     Ok(Xml::new())
 }
 
-
 fn template_ref(p: &Params) -> Result<Option<TemplateRef>, ApiError> {
     match (p.get("LaunchTemplateName"), p.get("LaunchTemplateId")) {
         (Some(_), Some(_)) => Err(ApiError::validation(

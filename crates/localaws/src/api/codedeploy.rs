@@ -78,7 +78,9 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
         "ListDeployments" => list_deployments(c, input),
         "StopDeployment" => stop_deployment(c, input),
         "ContinueDeployment" => continue_deployment(c, input),
-        "PutLifecycleEventHookExecutionStatus" => put_lifecycle_event_hook_execution_status(c, input),
+        "PutLifecycleEventHookExecutionStatus" => {
+            put_lifecycle_event_hook_execution_status(c, input)
+        }
         "ListDeploymentTargets" => list_deployment_targets(c, input),
         "GetDeploymentTarget" => get_deployment_target(c, input),
         "BatchGetDeploymentTargets" => batch_get_deployment_targets(c, input),
@@ -95,9 +97,9 @@ fn get_application(c: &Control, input: &Input) -> Result<Value, ApiError> {
 }
 
 fn list_applications(c: &Control) -> Result<Value, ApiError> {
-    Ok(c.read(|st| {
-    json!({ "applications": st.codedeploy.applications.keys().collect::<Vec<_>>() })
-}))
+    Ok(c.read(
+        |st| json!({ "applications": st.codedeploy.applications.keys().collect::<Vec<_>>() }),
+    ))
 }
 
 fn batch_get_applications(c: &Control, input: &Input) -> Result<Value, ApiError> {
@@ -150,9 +152,9 @@ fn get_deployment_config(c: &Control, input: &Input) -> Result<Value, ApiError> 
 }
 
 fn list_deployment_configs(c: &Control) -> Result<Value, ApiError> {
-    Ok(c.read(|st| {
-    json!({ "deploymentConfigsList": st.codedeploy.configs.keys().collect::<Vec<_>>() })
-}))
+    Ok(c.read(
+        |st| json!({ "deploymentConfigsList": st.codedeploy.configs.keys().collect::<Vec<_>>() }),
+    ))
 }
 
 fn create_deployment_config(c: &Control, input: &Input) -> Result<Value, ApiError> {
@@ -298,7 +300,10 @@ fn continue_deployment(c: &Control, input: &Input) -> Result<Value, ApiError> {
     Ok(json!({}))
 }
 
-fn put_lifecycle_event_hook_execution_status(c: &Control, input: &Input) -> Result<Value, ApiError> {
+fn put_lifecycle_event_hook_execution_status(
+    c: &Control,
+    input: &Input,
+) -> Result<Value, ApiError> {
     let id = deployment_id(input)?;
     let exec = required(
         input,
@@ -346,13 +351,14 @@ fn batch_get_deployment_targets(c: &Control, input: &Input) -> Result<Value, Api
     c.read(|st| {
         let d = st.codedeploy.deployment(id).map_err(err)?;
         let mine = d.target_id(&st.cluster);
-        Ok(json!({ "deploymentTargets": targets.iter().filter(|t| **t == mine).map(|_| json!({
+        Ok(
+            json!({ "deploymentTargets": targets.iter().filter(|t| **t == mine).map(|_| json!({
             "deploymentTargetType": "ECSTarget",
             "ecsTarget": ecs_target_json(st, d),
-        })).collect::<Vec<_>>() }))
+        })).collect::<Vec<_>>() }),
+        )
     })
 }
-
 
 fn traffic_from(input: &Input) -> Result<Traffic, ApiError> {
     let bad = |m: String| ApiError::new("InvalidTrafficRoutingConfigurationException", m);
@@ -439,12 +445,7 @@ fn listener_arn(stack: &stack::Stack, name: &str) -> String {
     crate::arn::listener_arn(lb, name)
 }
 
-fn group_json(
-    stack: &stack::Stack,
-    st: &State,
-    a: &Application,
-    g: &DeploymentGroup,
-) -> Value {
+fn group_json(stack: &stack::Stack, st: &State, a: &Application, g: &DeploymentGroup) -> Value {
     let cfg = &g.config;
     let summary = |x: &Option<(String, &'static str, std::time::SystemTime)>| {
         x.as_ref().map(|(id, status, created)| {

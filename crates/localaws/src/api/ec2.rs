@@ -142,7 +142,6 @@ fn describe_launch_template_versions(c: &Control, p: &Params) -> Result<Xml, Api
     Ok(x)
 }
 
-
 fn version_xml(x: &mut Xml, lt: &LaunchTemplate, v: &LaunchTemplateVersion) {
     x.leaf("launchTemplateId", &lt.id)
         .leaf("launchTemplateName", &lt.name)

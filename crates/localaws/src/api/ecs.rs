@@ -45,7 +45,9 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
         "DescribeClusters" => describe_clusters(c, input),
         "DescribeServices" => describe_services(c, input),
         "DescribeTaskSets" => describe_task_sets(c, input),
-        "CreateTaskSet" | "UpdateTaskSet" | "DeleteTaskSet" | "UpdateServicePrimaryTaskSet" => external_task_sets(c, input, operation),
+        "CreateTaskSet" | "UpdateTaskSet" | "DeleteTaskSet" | "UpdateServicePrimaryTaskSet" => {
+            external_task_sets(c, input, operation)
+        }
         "UpdateService" => update_service(c, input),
         "ListTasks" => list_tasks(c, input),
         "DescribeTasks" => describe_tasks(c, input),
@@ -109,9 +111,7 @@ fn describe_task_sets(c: &Control, input: &Input) -> Result<Value, ApiError> {
         let sets: Vec<Value> = s
             .task_sets
             .iter()
-            .filter(|t| {
-                wanted.is_empty() || wanted.iter().any(|w| *w == t.id || *w == t.arn)
-            })
+            .filter(|t| wanted.is_empty() || wanted.iter().any(|w| *w == t.id || *w == t.arn))
             .map(|t| task_set_json(st, s, t))
             .collect();
         let failures: Vec<Value> = wanted
@@ -169,25 +169,22 @@ fn list_tasks(c: &Control, input: &Input) -> Result<Value, ApiError> {
     if !matches!(desired, "RUNNING" | "PENDING" | "STOPPED") {
         return Err(ApiError::new(
             "InvalidParameterException",
-            format!(
-                "invalid desiredStatus {desired:?}: expected RUNNING, PENDING or STOPPED"
-            ),
+            format!("invalid desiredStatus {desired:?}: expected RUNNING, PENDING or STOPPED"),
         ));
     }
     if let Some(s) = service {
         c.read(|st| st.service(s).map(|_| ())).map_err(err)?;
     }
     let arns: Vec<String> = c.read(|st| {
-        let ec2 = instance
-            .and_then(|i| st.container_instance(i).map(|ci| ci.ec2_instance.clone()));
+        let ec2 = instance.and_then(|i| st.container_instance(i).map(|ci| ci.ec2_instance.clone()));
         st.tasks
             .values()
             .filter(|t| {
                 service.is_none_or(|s| {
                     t.service.as_deref() == Some(s)
-                        || st.service(s).is_ok_and(|svc| {
-                            t.service.as_deref() == Some(svc.name.as_str())
-                        })
+                        || st
+                            .service(s)
+                            .is_ok_and(|svc| t.service.as_deref() == Some(svc.name.as_str()))
                 })
             })
             .filter(|t| instance.is_none() || ec2.as_deref() == Some(t.instance.as_str()))
@@ -261,7 +258,6 @@ fn update_container_instances_state(c: &Control, input: &Input) -> Result<Value,
         })
     }))
 }
-
 
 /// A required, non-empty list of strings.
 fn required(input: &Input, name: &str) -> Result<Vec<String>, ApiError> {

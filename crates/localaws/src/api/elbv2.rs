@@ -95,7 +95,9 @@ fn target_addr(c: &Control, t: &Params) -> Result<SocketAddr, ApiError> {
     let ip = c.live_instance_ip(id).ok_or_else(|| {
         ApiError::new(
             "InvalidTarget",
-            format!("The following targets are not in a running state and cannot be registered: '{id}'"),
+            format!(
+                "The following targets are not in a running state and cannot be registered: '{id}'"
+            ),
         )
     })?;
     Ok(SocketAddr::new(ip, port as u16))
@@ -266,7 +268,8 @@ fn describe_target_groups(c: &Control, p: &Params) -> Result<Xml, ApiError> {
         "TargetGroups",
         "member",
         groups.iter().filter(|g| {
-            let by_lb = lb.is_none_or(|a| g.load_balancers.iter().any(|n| load_balancer_arn(n) == a));
+            let by_lb =
+                lb.is_none_or(|a| g.load_balancers.iter().any(|n| load_balancer_arn(n) == a));
             by_lb
                 && ((names.is_empty() && arns.is_empty())
                     || names.contains(&g.name)

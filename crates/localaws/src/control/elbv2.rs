@@ -156,7 +156,12 @@ impl Control {
     }
 
     /// Registers target `id` at `addr` in target group `group`.
-    pub(crate) fn register_target(&self, group: &str, id: String, addr: SocketAddr) -> Result<(), String> {
+    pub(crate) fn register_target(
+        &self,
+        group: &str,
+        id: String,
+        addr: SocketAddr,
+    ) -> Result<(), String> {
         let tg = self
             .plane()
             .target_groups()

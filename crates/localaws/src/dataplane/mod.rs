@@ -30,9 +30,9 @@ pub use runtime::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntim
 pub use targets::{Metrics, TargetGroup, TargetInfo};
 pub use tls::ListenerTls;
 
-use stack::{Stack, TaskDefinition, WeightedTargetGroup, defaults};
 use proxy::{Forward, Listener};
 use runtime::TaskSpec;
+use stack::{Stack, TaskDefinition, WeightedTargetGroup, defaults};
 use targets::TargetGroupSettings;
 
 /// Why a data-plane operation failed.
@@ -829,8 +829,7 @@ fn target_groups(
 ) -> Result<BTreeMap<String, Arc<TargetGroup>>, DataPlaneError> {
     let mut target_groups = BTreeMap::new();
     for tg in &stack.target_groups {
-        let mut settings =
-            TargetGroupSettings::from_config(tg).map_err(DataPlaneError::Invalid)?;
+        let mut settings = TargetGroupSettings::from_config(tg).map_err(DataPlaneError::Invalid)?;
         // The propagation lag of the load balancers that forward to it.
         settings.propagation = Duration::from_secs(u64::from(
             stack
@@ -845,18 +844,14 @@ fn target_groups(
                 .max()
                 .unwrap_or(0),
         ));
-        let group = TargetGroup::new(
-            &tg.name,
-            settings,
-            idle,
-            workers,
-            clock,
-            events.clone(),
-        );
+        let group = TargetGroup::new(&tg.name, settings, idle, workers, clock, events.clone());
         target_groups.insert(tg.name.clone(), group);
     }
     Ok(target_groups)
 }
+
+/// The listeners bound, and the tasks serving them.
+type Bound = (Vec<Arc<Listener>>, Vec<JoinHandle<()>>);
 
 /// Binds every listener of the stack (on port 0 with `ephemeral_ports`) and starts serving it on
 /// the proxy's workers until `stop`.
@@ -867,7 +862,7 @@ fn bind_listeners(
     ephemeral_ports: bool,
     workers: &proxy::Workers,
     stop: &CancellationToken,
-) -> Result<(Vec<Arc<Listener>>, Vec<JoinHandle<()>>), DataPlaneError> {
+) -> Result<Bound, DataPlaneError> {
     let mut listeners = Vec::new();
     let mut serving = Vec::new();
     for lb in &stack.load_balancers {

@@ -22,7 +22,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("api", &["clock", "ids", "arn", "events", "control"]),
     (
         "running",
-        &["clock", "ids", "arn", "events", "dataplane", "control", "api"],
+        &[
+            "clock",
+            "ids",
+            "arn",
+            "events",
+            "dataplane",
+            "control",
+            "api",
+        ],
     ),
 ];
 
@@ -173,7 +181,10 @@ fn localaws_modules_import_only_the_layers_below_them() {
                 continue;
             }
             // `crate::Stack`: re-exported from a crate below localaws, open to every module.
-            if CRATES.iter().any(|(c, floor)| *c == import.module && *floor < 2) {
+            if CRATES
+                .iter()
+                .any(|(c, floor)| *c == import.module && *floor < 2)
+            {
                 continue;
             }
             let Some((_, allowed)) = LAYERS.iter().find(|(m, _)| *m == from) else {
@@ -397,7 +408,10 @@ fn workspace_crates_depend_only_on_the_floors_below_them() {
     let mut broken = Vec::new();
     for (name, deps) in &crates {
         let Some(own) = floor(name) else {
-            panic!("workspace member `{name}` has no floor: add it to CRATES in {}", file!());
+            panic!(
+                "workspace member `{name}` has no floor: add it to CRATES in {}",
+                file!()
+            );
         };
         for (dep, table) in deps {
             let theirs = floor(dep).unwrap();
@@ -425,6 +439,10 @@ fn workspace_crates_depend_only_on_the_floors_below_them() {
     assert!(deps_of("stack").is_empty() && deps_of("server").is_empty());
     assert_eq!(deps_of("tfstack"), ["stack"]);
     for dep in ["stack", "tfstack", "server"] {
-        assert!(deps_of("localaws").contains(&dep), "{:?}", deps_of("localaws"));
+        assert!(
+            deps_of("localaws").contains(&dep),
+            "{:?}",
+            deps_of("localaws")
+        );
     }
 }

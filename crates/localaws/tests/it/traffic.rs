@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use stack::WeightedTargetGroup;
 use localaws::{StopOutcome, TargetHealth, TaskExit};
+use stack::WeightedTargetGroup;
 
 use crate::util::{Stand, bridge_events, event_ms, get, probe, test_stack, wait_probe};
 

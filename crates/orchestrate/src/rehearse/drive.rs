@@ -6,7 +6,6 @@
 //! events are bridged onto the probe's timeline; a blue/green scenario with validation serves
 //! the hook's function from this process.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,6 @@ use super::{Kind, RehearseArgs, RehearseError, Row, Scenario, Setup};
 use crate::aws::{Clients, Target};
 use crate::deploy;
 use crate::refresh::{self, Follow, Plan};
-
 
 /// Runs one scenario on a `localaws` of its own, stopped however the scenario ends.
 pub(super) async fn scenario(
@@ -137,7 +135,12 @@ async fn drive(
     let probe = start_probe(la, &url, args.rate, ("listener url", "probe"))?;
     let slow = if s.slow_requests {
         let slow_url = format!("{}/delay/200", url.trim_end_matches('/'));
-        Some(start_probe(la, &slow_url, 50.0, ("slow url", "slow probe"))?)
+        Some(start_probe(
+            la,
+            &slow_url,
+            50.0,
+            ("slow url", "slow probe"),
+        )?)
     } else {
         None
     };
@@ -444,4 +447,3 @@ fn refresh_preferences(p: &RefreshPrefs) -> RefreshPreferences {
     }
     b.build()
 }
-

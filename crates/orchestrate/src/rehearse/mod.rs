@@ -19,7 +19,6 @@
 //! - `release`: what a blue/green scenario releases;
 //! - `summary`: each scenario's row, the causes a failure points at, the table and the index.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

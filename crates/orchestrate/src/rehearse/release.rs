@@ -189,4 +189,3 @@ pub(super) fn release_template(
     }
     Ok((json, assumptions))
 }
-

@@ -321,12 +321,10 @@ pub(super) fn write_index(dir: &Path, rows: &[Row]) -> std::io::Result<()> {
     std::fs::write(dir.join("index.html"), h)
 }
 
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
 
     #[test]
     fn the_embedded_groups_fastest_alarm_takes_one_to_two_minutes() {

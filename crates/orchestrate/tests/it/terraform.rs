@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use hcl::Value;
-use tfstack::terraform::{self, Config, Resource, Setting};
 use serde_json::json;
+use tfstack::terraform::{self, Config, Resource, Setting};
 
 use crate::util::{project_inputs, repo};
 

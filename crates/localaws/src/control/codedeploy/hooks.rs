@@ -16,7 +16,12 @@ pub(super) fn function_of<'a>(stack: &'a stack::Stack, name: &str) -> Option<&'a
 }
 /// Invokes a hook's function the way Lambda would: the event as JSON. A failed invocation fails
 /// the hook at once; a successful one waits for `PutLifecycleEventHookExecutionStatus`.
-pub(in crate::control) async fn invoke(c: &Control, deployment: String, execution_id: String, f: HookFunction) {
+pub(in crate::control) async fn invoke(
+    c: &Control,
+    deployment: String,
+    execution_id: String,
+    f: HookFunction,
+) {
     let event = serde_json::json!({
         "DeploymentId": deployment,
         "LifecycleEventHookExecutionId": execution_id,

@@ -4,12 +4,17 @@
 use super::effects::{Emitter2, route, set_status};
 use super::hooks::function_of;
 use super::rollback::stop_with;
-use super::types::{AppSpec, Deployment, HOOK_TIMEOUT_SECS, HookRun, INSTALL_TIMEOUT_SECS, LIFECYCLE, Phase, StopCause};
-use crate::control::{Action, Ctx, State, uuid, wall};
+use super::types::{
+    Deployment, HOOK_TIMEOUT_SECS, HookRun, INSTALL_TIMEOUT_SECS, LIFECYCLE, Phase, StopCause,
+};
 use crate::control::ecs::new_task_set;
+use crate::control::{Action, Ctx, State, uuid, wall};
 use stack::{DeploymentGroupConfig, ServiceLoadBalancer};
 
-#[allow(clippy::too_many_lines)]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one step of a deployment: the current lifecycle event's progress, the ready wait, the shift, the termination wait, in CodeDeploy's order"
+)]
 pub(super) fn advance(
     state: &mut State,
     ctx: &Ctx<'_>,
@@ -208,6 +213,10 @@ pub(super) enum Progress {
 }
 
 /// Starts lifecycle event `i`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per ECS lifecycle event, in CodeDeploy's order"
+)]
 pub(super) fn enter(
     state: &mut State,
     ctx: &Ctx<'_>,

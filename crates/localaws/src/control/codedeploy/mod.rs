@@ -32,17 +32,21 @@ mod rollback;
 mod types;
 
 pub use alarms::Alarm;
-pub use types::{AppSpec, Application, CodeDeployState, Deployment, DeploymentConfig, DeploymentGroup, HOOKABLE, HOOK_TIMEOUT_SECS, HookRun, INSTALL_TIMEOUT_SECS, KEEP_DEPLOYMENTS, LIFECYCLE, LifecycleEvent, NewDeployment, Phase, RollbackInfo, StopCause, Traffic};
 pub(super) use hooks::invoke;
+pub use types::{
+    AppSpec, Application, CodeDeployState, Deployment, DeploymentConfig, DeploymentGroup,
+    HOOK_TIMEOUT_SECS, HOOKABLE, HookRun, INSTALL_TIMEOUT_SECS, KEEP_DEPLOYMENTS, LIFECYCLE,
+    LifecycleEvent, NewDeployment, Phase, RollbackInfo, StopCause, Traffic,
+};
 
 use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+use crate::control::{Action, Ctx, State, uuid, wall};
 use alarms::alarms;
 use effects::Emitter2;
 use lifecycle::advance;
-use crate::control::{Action, Ctx, State, uuid, wall};
 use stack::PREDEFINED;
 
 pub(super) fn load(state: &mut State, stack: &stack::Stack) {

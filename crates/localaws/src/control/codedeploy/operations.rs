@@ -5,7 +5,10 @@ use tokio::time::Instant;
 
 use super::effects::{deployment_id, fresh_events, record_attempt};
 use super::rollback::stop;
-use super::types::{AppSpec, Deployment, DeploymentConfig, KEEP_DEPLOYMENTS, NewDeployment, Phase, StopCause, Traffic};
+use super::types::{
+    AppSpec, Deployment, DeploymentConfig, KEEP_DEPLOYMENTS, NewDeployment, Phase, StopCause,
+    Traffic,
+};
 use crate::control::{Control, ControlError, uuid, wall};
 
 impl Control {
