@@ -748,6 +748,18 @@ impl Stack {
         Ok(stack)
     }
 
+    /// The load balancers whose listeners forward to target group `tg`.
+    pub fn load_balancers_forwarding_to<'a>(
+        &'a self,
+        tg: &'a str,
+    ) -> impl Iterator<Item = &'a LoadBalancerConfig> + 'a {
+        self.load_balancers.iter().filter(move |lb| {
+            lb.listeners
+                .iter()
+                .any(|l| l.forward.iter().any(|f| f.target_group == tg))
+        })
+    }
+
     /// The target group called `name`.
     pub fn target_group(&self, name: &str) -> Option<&TargetGroupConfig> {
         self.target_groups.iter().find(|t| t.name == name)

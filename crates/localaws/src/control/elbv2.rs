@@ -69,20 +69,6 @@ pub(crate) struct TargetHealthView {
     pub(crate) reason: Option<&'static str>,
 }
 
-/// Names of the load balancers whose listeners forward to target group `tg`.
-fn load_balancers_of(stack: &Stack, tg: &str) -> Vec<String> {
-    stack
-        .load_balancers
-        .iter()
-        .filter(|lb| {
-            lb.listeners
-                .iter()
-                .any(|l| l.forward.iter().any(|f| f.target_group == tg))
-        })
-        .map(|lb| lb.name.clone())
-        .collect()
-}
-
 impl Control {
     /// The stack this control plane runs.
     pub fn stack(&self) -> &Stack {
@@ -133,7 +119,10 @@ impl Control {
                     unhealthy_threshold: s.unhealthy_threshold,
                     path: s.path.clone(),
                     matcher: s.matcher.to_string(),
-                    load_balancers: load_balancers_of(stack, &g.name),
+                    load_balancers: stack
+                        .load_balancers_forwarding_to(&g.name)
+                        .map(|lb| lb.name.clone())
+                        .collect(),
                 }
             })
             .collect()

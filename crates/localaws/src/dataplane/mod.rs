@@ -833,13 +833,7 @@ fn target_groups(
         // The propagation lag of the load balancers that forward to it.
         settings.propagation = Duration::from_secs(u64::from(
             stack
-                .load_balancers
-                .iter()
-                .filter(|lb| {
-                    lb.listeners
-                        .iter()
-                        .any(|l| l.forward.iter().any(|f| f.target_group == tg.name))
-                })
+                .load_balancers_forwarding_to(&tg.name)
                 .map(|lb| lb.deregistration_propagation)
                 .max()
                 .unwrap_or(0),
