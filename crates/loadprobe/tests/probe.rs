@@ -267,7 +267,8 @@ async fn a_server_going_down_answers_no_request_ready_at_that_instant() {
         let mut buf = vec![0u8; 4096];
         let n = conn.read(&mut buf).await.unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        // The shutdown's timer is set before the response's, for the same instant.
+        // The shutdown's timer is set before the response's, for the same instant: the two
+        // timers are the injected cause (a shutdown racing an answer), not a settling wait.
         let at = Instant::now() + AHEAD;
         let down = tokio::spawn({
             let server = server.clone();

@@ -28,11 +28,6 @@ pub const APP_SHUTDOWN_TIMEOUT_SECONDS: f64 = 25.0;
 /// `IDLE_TIMEOUT_SECONDS` default.
 pub const APP_IDLE_TIMEOUT_SECONDS: f64 = 75.0;
 
-/// An AWS default of [`stack::defaults`], where a setting is read as a number.
-fn aws_default(value: u32) -> f64 {
-    f64::from(value)
-}
-
 /// Every hazard id preflight can report.
 pub const HAZARD_IDS: &[&str] = &[
     "no-managed-draining",
@@ -657,9 +652,7 @@ fn asg_warmup(cfg: &Config, g: &Resource<'_>, found: &mut Findings) {
     let (warmup, warmup_at) = match warmup {
         Some((v, at)) => (v.number(), at),
         None => (
-            Some(aws_default(
-                defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD,
-            )),
+            Some(f64::from(defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD)),
             g.block.location.clone(),
         ),
     };
@@ -673,10 +666,8 @@ fn asg_warmup(cfg: &Config, g: &Resource<'_>, found: &mut Findings) {
                 v => v.number(),
             };
             Some((
-                n(
-                    "healthy_threshold",
-                    aws_default(defaults::HEALTHY_THRESHOLD),
-                )? * n("interval", aws_default(defaults::HEALTH_CHECK_INTERVAL))?,
+                n("healthy_threshold", f64::from(defaults::HEALTHY_THRESHOLD))?
+                    * n("interval", f64::from(defaults::HEALTH_CHECK_INTERVAL))?,
                 tg.address(),
             ))
         })
@@ -741,11 +732,11 @@ fn asg_refresh(g: &Resource<'_>, termination_protection: bool, found: &mut Findi
     let (min, min_at) = pref("min_healthy_percentage");
     let (max, _) = pref("max_healthy_percentage");
     let min_v = match min {
-        Setting::Absent => Some(aws_default(defaults::REFRESH_MIN_HEALTHY_PERCENTAGE)),
+        Setting::Absent => Some(f64::from(defaults::REFRESH_MIN_HEALTHY_PERCENTAGE)),
         ref s => s.number(),
     };
     let max_v = match max {
-        Setting::Absent => Some(aws_default(defaults::REFRESH_MAX_HEALTHY_PERCENTAGE)),
+        Setting::Absent => Some(f64::from(defaults::REFRESH_MAX_HEALTHY_PERCENTAGE)),
         ref s => s.number(),
     };
     if min_v == Some(100.0) && max_v == Some(100.0) {
@@ -831,7 +822,7 @@ fn load_balancers(cfg: &Config, tds: &[TaskDefinition], found: &mut Findings) {
         }
         let (idle, at) = lb.get("idle_timeout");
         let idle_v = match idle {
-            Setting::Absent => Some(aws_default(defaults::LB_IDLE_TIMEOUT)),
+            Setting::Absent => Some(f64::from(defaults::LB_IDLE_TIMEOUT)),
             ref s => s.number(),
         };
         if let Some(idle_v) = idle_v
@@ -945,9 +936,7 @@ fn task_definition(td: &TaskDefinition, blue_green: bool, found: &mut Findings) 
         }
         let drain = c.env_seconds("DRAIN_DELAY_SECONDS", APP_DRAIN_DELAY_SECONDS);
         let shutdown = c.env_seconds("SHUTDOWN_TIMEOUT_SECONDS", APP_SHUTDOWN_TIMEOUT_SECONDS);
-        let stop = c
-            .stop_timeout
-            .unwrap_or(aws_default(defaults::STOP_TIMEOUT));
+        let stop = c.stop_timeout.unwrap_or(f64::from(defaults::STOP_TIMEOUT));
         if stop < shutdown {
             found.add(
                 "drain-timing",

@@ -32,11 +32,6 @@ use stack::{
 
 use crate::terraform::{Block, Config, Location, Module, Resource, TerraformError, UNKNOWN};
 
-/// A default of [`stack::defaults`] where a setting is read as a number.
-fn as_number(default: u32) -> f64 {
-    f64::from(default)
-}
-
 /// The AMI a launch template gets when its `image_id` is not known before apply (an SSM
 /// parameter, a data source): the one `localaws`'s default stack boots.
 pub const ASSUMED_AMI: &str = "ami-0ecs000000000001";
@@ -914,7 +909,7 @@ impl<'a> Deriver<'a> {
                 lb,
                 lb.res.block,
                 "idle_timeout",
-                as_number(defaults::LB_IDLE_TIMEOUT),
+                f64::from(defaults::LB_IDLE_TIMEOUT),
             );
             let mut out = LoadBalancerConfig {
                 name: name.clone(),
@@ -1028,21 +1023,21 @@ impl<'a> Deriver<'a> {
                 t,
                 hc,
                 "interval",
-                as_number(defaults::HEALTH_CHECK_INTERVAL),
+                f64::from(defaults::HEALTH_CHECK_INTERVAL),
             ) as u32;
             health.timeout =
-                self.number(t, hc, "timeout", as_number(defaults::HEALTH_CHECK_TIMEOUT)) as u32;
+                self.number(t, hc, "timeout", f64::from(defaults::HEALTH_CHECK_TIMEOUT)) as u32;
             health.healthy_threshold = self.number(
                 t,
                 hc,
                 "healthy_threshold",
-                as_number(defaults::HEALTHY_THRESHOLD),
+                f64::from(defaults::HEALTHY_THRESHOLD),
             ) as u32;
             health.unhealthy_threshold = self.number(
                 t,
                 hc,
                 "unhealthy_threshold",
-                as_number(defaults::UNHEALTHY_THRESHOLD),
+                f64::from(defaults::UNHEALTHY_THRESHOLD),
             ) as u32;
             health.matcher = self.text(t, hc, "matcher", &d.matcher);
         }
@@ -1052,7 +1047,7 @@ impl<'a> Deriver<'a> {
                 t,
                 b,
                 "deregistration_delay",
-                as_number(defaults::DEREGISTRATION_DELAY),
+                f64::from(defaults::DEREGISTRATION_DELAY),
             ) as u32,
             health_check: health,
             // Only a group attached to the Auto Scaling group needs one, and none is derived.
@@ -1348,13 +1343,13 @@ impl<'a> Deriver<'a> {
                 s,
                 b,
                 "deployment_minimum_healthy_percent",
-                as_number(defaults::MINIMUM_HEALTHY_PERCENT),
+                f64::from(defaults::MINIMUM_HEALTHY_PERCENT),
             ) as u32,
             maximum_percent: self.number(
                 s,
                 b,
                 "deployment_maximum_percent",
-                as_number(defaults::MAXIMUM_PERCENT),
+                f64::from(defaults::MAXIMUM_PERCENT),
             ) as u32,
             health_check_grace_period: self.number(s, b, "health_check_grace_period_seconds", 0.0)
                 as u32,
@@ -1557,7 +1552,7 @@ impl<'a> Deriver<'a> {
                         g,
                         t,
                         "termination_wait_time_in_minutes",
-                        as_number(defaults::TERMINATION_WAIT_MINUTES),
+                        f64::from(defaults::TERMINATION_WAIT_MINUTES),
                     )
                 });
             let auto_rollback = match b.block("auto_rollback_configuration") {
@@ -1684,7 +1679,7 @@ impl<'a> Deriver<'a> {
             metric,
             target_group: tg,
             threshold: self.number(a, b, "threshold", 0.0),
-            period: self.number(a, b, "period", as_number(defaults::ALARM_PERIOD)) as u32,
+            period: self.number(a, b, "period", f64::from(defaults::ALARM_PERIOD)) as u32,
             evaluation_periods: self.number(a, b, "evaluation_periods", 1.0) as u32,
         })
     }
@@ -1859,13 +1854,13 @@ impl<'a> Deriver<'a> {
                 &g,
                 p,
                 "min_healthy_percentage",
-                as_number(defaults::REFRESH_MIN_HEALTHY_PERCENTAGE),
+                f64::from(defaults::REFRESH_MIN_HEALTHY_PERCENTAGE),
             ) as i32;
             prefs.max_healthy = self.number(
                 &g,
                 p,
                 "max_healthy_percentage",
-                as_number(defaults::REFRESH_MAX_HEALTHY_PERCENTAGE),
+                f64::from(defaults::REFRESH_MAX_HEALTHY_PERCENTAGE),
             ) as i32;
             prefs.instance_warmup = Self::attr(p, "instance_warmup")
                 .map(|_| self.number(&g, p, "instance_warmup", 0.0) as i32);
@@ -1874,7 +1869,7 @@ impl<'a> Deriver<'a> {
                     &g,
                     p,
                     "checkpoint_delay",
-                    as_number(defaults::CHECKPOINT_DELAY),
+                    f64::from(defaults::CHECKPOINT_DELAY),
                 ) as i32
             });
             prefs.checkpoints = match self.sym(&g, p, "checkpoint_percentages") {
@@ -1925,7 +1920,7 @@ impl<'a> Deriver<'a> {
                 &g,
                 b,
                 "health_check_grace_period",
-                as_number(defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD),
+                f64::from(defaults::PROVIDER_ASG_HEALTH_CHECK_GRACE_PERIOD),
             ) as u32,
             default_instance_warmup: Self::attr(b, "default_instance_warmup")
                 .map(|_| self.number(&g, b, "default_instance_warmup", 0.0) as u32),

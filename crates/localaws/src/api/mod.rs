@@ -385,7 +385,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
 
 /// Dispatches a JSON request (awsJson1_1) to its service's operation: ECS or CodeDeploy, by the
 /// service prefix of its `X-Amz-Target`.
-pub async fn dispatch_json(
+pub fn dispatch_json(
     c: &Control,
     target: &str,
     content_type: &str,
@@ -403,7 +403,7 @@ pub async fn dispatch_json(
 }
 
 /// An ECS or CodeDeploy call (awsJson1_1, `X-Amz-Target: <service prefix>.<operation>`).
-async fn json_call(
+fn json_call(
     control: &Control,
     faults: &Faults,
     target: &str,
@@ -421,7 +421,7 @@ async fn json_call(
         let e = fault_error(kind, Protocol::Json, service, op);
         return error_response(Protocol::Json, &e, request_id);
     }
-    match dispatch_json(control, target, content_type, body).await {
+    match dispatch_json(control, target, content_type, body) {
         Ok(value) => respond(
             StatusCode::OK,
             json::CONTENT_TYPE,
@@ -465,7 +465,7 @@ async fn handle(
         Err(e) => return error_response(guess, &e, &request_id),
     };
     if let Some(target) = target {
-        return json_call(control, faults, &target, &content_type, &body, &request_id).await;
+        return json_call(control, faults, &target, &content_type, &body, &request_id);
     }
     if !body.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
         let e = ApiError::new(

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use stack::{Stack, WeightedTargetGroup};
+use stack::WeightedTargetGroup;
 
 use super::{Control, Lifecycle};
 
@@ -70,11 +70,6 @@ pub(crate) struct TargetHealthView {
 }
 
 impl Control {
-    /// The stack this control plane runs.
-    pub fn stack(&self) -> &Stack {
-        self.plane().stack()
-    }
-
     /// Every load balancer, in the stack's order.
     pub(crate) fn load_balancers(&self) -> Vec<LoadBalancerView> {
         self.stack()

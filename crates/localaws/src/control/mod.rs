@@ -195,6 +195,11 @@ impl Control {
         &self.inner.plane
     }
 
+    /// The stack this control plane runs (what the API reads rather than the data plane).
+    pub fn stack(&self) -> &stack::Stack {
+        self.inner.plane.stack()
+    }
+
     /// The simulated clock.
     pub fn clock(&self) -> Clock {
         self.inner.clock

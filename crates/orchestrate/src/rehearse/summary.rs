@@ -253,7 +253,7 @@ pub fn table(rows: &[Row]) -> String {
             r.longest_outage_ms,
             r.p99_ms,
             r.rollout,
-            r.rollback_ms.map(ms_text).unwrap_or_else(|| "-".into())
+            r.rollback_text()
         );
     }
     for r in rows {
@@ -262,6 +262,13 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     t
+}
+
+impl Row {
+    /// The gate's reaction as the table and the index show it: `<1 ms`, `240 ms`, or `-`.
+    fn rollback_text(&self) -> String {
+        self.rollback_ms.map_or_else(|| "-".into(), ms_text)
+    }
 }
 
 fn ms_text(ms: u64) -> String {
@@ -304,7 +311,7 @@ pub(super) fn write_index(dir: &Path, rows: &[Row]) -> std::io::Result<()> {
             r.longest_outage_ms,
             r.p99_ms,
             escape(&r.rollout),
-            escape(&r.rollback_ms.map(ms_text).unwrap_or_else(|| "-".into())),
+            escape(&r.rollback_text()),
             escape(r.incident.as_deref().unwrap_or("-")),
             name = escape(&r.scenario),
         );
