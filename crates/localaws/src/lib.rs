@@ -112,8 +112,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub terraform: Option<PathBuf>,
     /// With --terraform: containers whose image repository is NAME run COMMAND instead of the
-    /// project's `server` (repeatable).
-    #[arg(long, value_name = "NAME=COMMAND", requires = "terraform")]
+    /// project's `server`, or, as `NAME=docker:IMAGE`, run as containers of the local Docker
+    /// image IMAGE, as the ECS agent runs them (repeatable; e.g. `web=docker:my/web:1.2`).
+    #[arg(
+        long,
+        value_name = "NAME=COMMAND|NAME=docker:IMAGE",
+        requires = "terraform"
+    )]
     pub image: Vec<String>,
     /// Simulated seconds per real second, overriding the stack's `time_scale`.
     #[arg(long, value_name = "N")]
@@ -266,9 +271,15 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     options.server = std::env::current_exe()
         .ok()
         .map(|exe| (exe, vec!["server".to_owned()]));
-    let la = Localaws::start(stack, options, args.port)
-        .await
-        .context("starting localaws")?;
+    let la = match Localaws::start(stack, options, args.port).await {
+        Ok(la) => la,
+        // What the user fixes before starting again: an engine to start, an image to build.
+        Err(StartError::Runtime(
+            e @ (dataplane::runtime::RuntimeError::Engine { .. }
+            | dataplane::runtime::RuntimeError::ImageMissing { .. }),
+        )) => return Err(Error::Usage(e.to_string())),
+        Err(e) => return Err(anyhow::Error::from(e).context("starting localaws").into()),
+    };
     tracing::info!(
         endpoint = %la.endpoint(),
         time_scale = la.plane().clock().scale(),

@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
 use crate::control::{Control, Lifecycle};
-use crate::dataplane::{DataPlane, DataPlaneError, Options, ProcessRuntime};
+use crate::dataplane::runtime::RuntimeError;
+use crate::dataplane::{
+    DataPlane, DataPlaneError, DockerRuntime, Options, ProcessRuntime, TaskRuntime,
+};
 use stack::Stack;
 
 /// The API's default port, as LocalStack's edge port.
@@ -28,6 +31,9 @@ pub enum StartError {
     /// The data plane failed (a listener port taken, the state directory...).
     #[error(transparent)]
     DataPlane(#[from] DataPlaneError),
+    /// The stack's Docker images cannot run: no engine, or an image not on it.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
     /// The API port could not be bound.
     #[error("cannot bind the API on {addr}: {source}")]
     Api {
@@ -63,11 +69,26 @@ pub struct ReadyInfo {
     pub state_dir: PathBuf,
 }
 
+/// Processes, or, when the stack has Docker images, the Docker runtime (which checks the engine
+/// and the images before anything starts, and runs process images too).
+async fn runtime_for(stack: &Stack) -> Result<Arc<dyn TaskRuntime>, RuntimeError> {
+    let images: Vec<String> = stack
+        .images
+        .values()
+        .filter_map(|i| i.docker.clone())
+        .collect();
+    if images.is_empty() {
+        return Ok(Arc::new(ProcessRuntime::new()));
+    }
+    Ok(Arc::new(DockerRuntime::connect(&images).await?))
+}
+
 impl Localaws {
     /// Starts the data plane, the control plane (which launches instances and places tasks) and
     /// the API on `api_port` (0 picks one), all on loopback.
     pub async fn start(stack: Stack, options: Options, api_port: u16) -> Result<Self, StartError> {
-        let plane = DataPlane::start(stack, Arc::new(ProcessRuntime::new()), options).await?;
+        let runtime = runtime_for(&stack).await?;
+        let plane = DataPlane::start(stack, runtime, options).await?;
         let control = Control::start(plane);
         let stop = CancellationToken::new();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, api_port));

@@ -378,19 +378,52 @@ impl Default for ClusterConfig {
     }
 }
 
-/// How to run an image locally.
+/// How to run an image locally: a program (`command`) or a container of a local Docker image
+/// (`docker`), exactly one of the two.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
     /// The program. `server` means the workspace's `server` binary (found beside `localaws`, in
     /// `$LOCALAWS_SERVER_BIN`, or on `PATH`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub command: String,
+    /// A local Docker image (`ecs-zdt/server:dev`): each task is a container of it, run as the
+    /// ECS agent runs one in `bridge` mode. `args` do not apply; `environment` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<String>,
     /// Arguments.
     #[serde(default)]
     pub args: Vec<String>,
     /// Environment added before the task definition's own.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+}
+
+/// The prefix of `--image NAME=docker:REF`.
+pub const DOCKER_PREFIX: &str = "docker:";
+
+impl Image {
+    /// The image a `--image NAME=...` flag names: `docker:REF` is a local Docker image, anything
+    /// else a program and its arguments (split on whitespace).
+    pub fn from_flag(command: &[String]) -> Image {
+        if let [only] = command
+            && let Some(reference) = only.strip_prefix(DOCKER_PREFIX)
+        {
+            return Image {
+                command: String::new(),
+                docker: Some(reference.to_owned()),
+                args: Vec::new(),
+                environment: BTreeMap::new(),
+            };
+        }
+        let mut it = command.iter().cloned();
+        Image {
+            command: it.next().unwrap_or_default(),
+            docker: None,
+            args: it.collect(),
+            environment: BTreeMap::new(),
+        }
+    }
 }
 
 /// An ECS task definition (the fields that matter here), with ECS JSON names.
@@ -429,12 +462,25 @@ pub struct ContainerDefinition {
     /// Container health check (kept for the control plane).
     #[serde(default)]
     pub health_check: Option<ContainerHealthCheck>,
+    /// Linux settings; `initProcessEnabled` runs an init as the container's PID 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linux_parameters: Option<LinuxParameters>,
     /// CPU units (informational).
     #[serde(default)]
     pub cpu: Option<u32>,
     /// Memory in MiB (informational).
     #[serde(default)]
     pub memory: Option<u32>,
+}
+
+/// ECS `linuxParameters` (the one member that changes how a container stops).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinuxParameters {
+    /// An init process (Docker's `--init`) as PID 1: it forwards signals to the application
+    /// and reaps children, so an application that sets no SIGTERM handler still stops on one.
+    #[serde(default)]
+    pub init_process_enabled: Option<bool>,
 }
 
 /// `containerPort` → `hostPort`.
@@ -859,11 +905,29 @@ impl Stack {
         let err = |field: String, message: &str| Err((field, message.to_owned()));
         for (image_name, image) in &self.images {
             name(&format!("images.{image_name:?}"), image_name)?;
-            if image.command.trim().is_empty() || image.command.contains('\0') {
-                return err(
-                    format!("images.{image_name}.command"),
-                    "expected a program to run (no NUL byte)",
-                );
+            match &image.docker {
+                Some(_) if !image.command.is_empty() => {
+                    return err(
+                        format!("images.{image_name}"),
+                        "expected either command (a program) or docker (a local image), not both",
+                    );
+                }
+                Some(reference) => {
+                    if !docker_reference(reference) {
+                        return err(
+                            format!("images.{image_name}.docker"),
+                            "expected a Docker image reference (repository[:tag][@digest], no whitespace)",
+                        );
+                    }
+                }
+                None => {
+                    if image.command.trim().is_empty() || image.command.contains('\0') {
+                        return err(
+                            format!("images.{image_name}.command"),
+                            "expected a program to run (no NUL byte)",
+                        );
+                    }
+                }
             }
             for (k, arg) in image.args.iter().enumerate() {
                 if arg.contains('\0') {
@@ -1340,6 +1404,18 @@ fn name(field: &str, value: &str) -> Result<(), (String, String)> {
 
 /// An environment variable a task gets: a name that is not empty and holds no `=` or NUL (the
 /// OS could not pass it), and a value without NUL.
+/// A Docker image reference as the engine takes it: not empty, no whitespace or control
+/// character, not starting with `-` or `/`, at most 255 bytes before any digest.
+fn docker_reference(reference: &str) -> bool {
+    let name = reference.split('@').next().unwrap_or(reference);
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with(['-', '/', ':'])
+        && !reference
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+}
+
 fn env_var(field: &str, key: &str, value: &str) -> Result<(), (String, String)> {
     if key.is_empty() || key.contains('=') || key.contains('\0') {
         return Err((
@@ -1548,6 +1624,7 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::too_many_lines, reason = "a table of bad inputs, one row each")]
     fn bad_names_paths_and_environments_are_refused_with_the_field() {
         assert!(with("", "").is_ok());
         let cases: &[(&str, &str, &str)] = &[
@@ -1643,6 +1720,22 @@ mod tests {
             ),
             (r#"[images.app]"#, r#"[images.""]"#, "images"),
             (
+                r#"command = "/bin/true""#,
+                r#"command = "/bin/true"
+            docker = "my/web:1""#,
+                "not both",
+            ),
+            (
+                r#"command = "/bin/true""#,
+                r#"docker = "my web""#,
+                "images.app.docker",
+            ),
+            (
+                r#"command = "/bin/true""#,
+                r#"docker = "-x""#,
+                "images.app.docker",
+            ),
+            (
                 r#"family = "web""#,
                 r#"family = "w eb""#,
                 "task_definitions[0].family",
@@ -1661,6 +1754,29 @@ mod tests {
                 "{ok}"
             );
         }
+    }
+
+    #[test]
+    fn an_image_is_a_program_or_a_docker_image() {
+        let docker = with(
+            r#"command = "/bin/true""#,
+            r#"docker = "ecs-zdt/server:dev""#,
+        )
+        .unwrap();
+        let app = &docker.images["app"];
+        assert_eq!(app.docker.as_deref(), Some("ecs-zdt/server:dev"));
+        assert!(app.command.is_empty());
+        let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let flag = Image::from_flag(&words("docker:my/web:1.2"));
+        assert_eq!(flag.docker.as_deref(), Some("my/web:1.2"));
+        assert!(flag.command.is_empty() && flag.args.is_empty());
+        let flag = Image::from_flag(&words("/usr/bin/web --port 1"));
+        assert_eq!(flag.docker, None);
+        assert_eq!(flag.command, "/usr/bin/web");
+        assert_eq!(flag.args, ["--port", "1"]);
+        // A program image prints as before: no `docker` key.
+        let text = toml::to_string(&with("-x", "-y").unwrap()).unwrap();
+        assert!(!text.contains("docker"), "{text}");
     }
 
     #[test]

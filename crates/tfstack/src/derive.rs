@@ -25,8 +25,8 @@ use stack::{
     CapacityProviderConfig, ClusterConfig, CodeDeployConfig, ContainerDefinition,
     ContainerHealthCheck, DeploymentConfigConfig, DeploymentGroupConfig, DeploymentReady,
     HealthCheckConfig, Image, KeyValue, LaunchTemplateConfig, LaunchTemplateData,
-    LaunchTemplateSpec, LifecycleHookConfig, ListenerConfig, LoadBalancerConfig, PortMapping,
-    ServiceConfig, ServiceLoadBalancer, Stack, TargetGroupConfig, TaskDefinition,
+    LaunchTemplateSpec, LifecycleHookConfig, LinuxParameters, ListenerConfig, LoadBalancerConfig,
+    PortMapping, ServiceConfig, ServiceLoadBalancer, Stack, TargetGroupConfig, TaskDefinition,
     WeightedTargetGroup, defaults,
 };
 
@@ -49,7 +49,9 @@ pub enum DeriveError {
     #[error("the derived stack is invalid: {0}")]
     Invalid(String),
     /// A bad `--image` flag.
-    #[error("invalid --image {0:?}: expected NAME=COMMAND (e.g. web=/usr/local/bin/web)")]
+    #[error(
+        "invalid --image {0:?}: expected NAME=COMMAND (e.g. web=/usr/local/bin/web) or NAME=docker:IMAGE (e.g. web=docker:my/web:1.2)"
+    )]
     Image(String),
 }
 
@@ -820,15 +822,7 @@ impl<'a> Deriver<'a> {
             .map_or(5, |l| l.deregistration_propagation);
         stack.images = embedded.images;
         for (name, command) in &options.images {
-            let mut it = command.iter().cloned();
-            stack.images.insert(
-                name.clone(),
-                Image {
-                    command: it.next().unwrap_or_default(),
-                    args: it.collect(),
-                    environment: BTreeMap::new(),
-                },
-            );
+            stack.images.insert(name.clone(), Image::from_flag(command));
         }
 
         if let Some(c) = self.instances("aws_ecs_cluster").first().cloned() {
@@ -1282,6 +1276,13 @@ impl<'a> Deriver<'a> {
                 environment,
                 stop_timeout,
                 health_check,
+                linux_parameters: c
+                    .get("linuxParameters")
+                    .and_then(|l| l.get("initProcessEnabled"))
+                    .and_then(serde_json::Value::as_bool)
+                    .map(|init| LinuxParameters {
+                        init_process_enabled: Some(init),
+                    }),
                 cpu: num(c.get("cpu")).map(|n| n as u32),
                 memory: num(c.get("memory")).map(|n| n as u32),
             }],

@@ -331,10 +331,14 @@ pub fn task_definition_from_json(raw: &Value) -> Result<TaskDefinition, ApiError
                     "environment",
                     "stopTimeout",
                     "healthCheck",
+                    "linuxParameters",
                     "cpu",
                     "memory",
                 ],
             );
+            if let Some(l) = k.get_mut("linuxParameters") {
+                *l = keep(l, &["initProcessEnabled"]);
+            }
             if let Some(Value::Array(ports)) = k.get_mut("portMappings") {
                 for p in ports.iter_mut() {
                     *p = keep(p, &["containerPort", "hostPort", "protocol"]);

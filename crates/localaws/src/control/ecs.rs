@@ -904,10 +904,12 @@ fn schedule(
 
 /// Starts a task recorded as `PROVISIONING` and registers it in its target group.
 pub(super) async fn start_task(c: &Control, id: String) {
-    let Some((td, instance, tg)) = c.read(|st| {
+    let Some((td, arn, revision, instance, tg)) = c.read(|st| {
         st.tasks.get(&id).map(|t| {
             (
                 t.definition.clone(),
+                t.arn.clone(),
+                t.task_definition.1,
                 t.instance.clone(),
                 t.target_group.clone(),
             )
@@ -917,7 +919,13 @@ pub(super) async fn start_task(c: &Control, id: String) {
     };
     let result = c
         .plane()
-        .run_task_as(id.clone(), &td, Some(&instance), &[])
+        .run_task_as(
+            id.clone(),
+            &td,
+            Some((&arn, revision)),
+            Some(&instance),
+            &[],
+        )
         .await;
     let registered = match (&result, &tg) {
         (Ok(_), Some(tg)) => c.plane().register_task(&id, tg).map_err(|e| e.to_string()),

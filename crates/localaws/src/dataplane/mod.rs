@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::events::{EventKind, Events};
 mod addresses;
 mod agent;
+pub(crate) mod docker;
 pub mod health;
 pub mod proxy;
 pub mod runtime;
@@ -26,6 +27,7 @@ pub mod tls;
 
 pub use crate::events::TargetHealth;
 pub use addresses::AddressBlock;
+pub(crate) use docker::DockerRuntime;
 pub use runtime::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntime};
 pub use targets::{Metrics, TargetGroup, TargetInfo};
 pub use tls::ListenerTls;
@@ -484,7 +486,52 @@ impl DataPlane {
         env: &[(&str, &str)],
     ) -> Result<TaskInfo, DataPlaneError> {
         let id = self.new_task_id();
-        self.run_task_as(id, td, instance, env).await
+        self.run_task_as(id, td, None, instance, env).await
+    }
+
+    /// What a task of a Docker image runs: the image, its container's port and init, and the
+    /// ECS agent's labels (the task ARN ECS gave it, else the one it would give).
+    fn container_spec(
+        &self,
+        reference: &str,
+        id: &str,
+        td: &TaskDefinition,
+        container: &stack::ContainerDefinition,
+        registered: Option<(&str, u32)>,
+    ) -> docker::ContainerSpec {
+        let cluster = &self.inner.stack.cluster.name;
+        let arn = registered.map_or_else(
+            || crate::arn::regional("ecs", &format!("task/{cluster}/{id}")),
+            |(arn, _)| arn.to_owned(),
+        );
+        let mut labels = BTreeMap::from([
+            ("com.amazonaws.ecs.task-arn".to_owned(), arn),
+            (
+                "com.amazonaws.ecs.container-name".to_owned(),
+                container.name.clone(),
+            ),
+            (
+                "com.amazonaws.ecs.task-definition-family".to_owned(),
+                td.family.clone(),
+            ),
+            ("com.amazonaws.ecs.cluster".to_owned(), cluster.clone()),
+        ]);
+        if let Some((_, revision)) = registered {
+            labels.insert(
+                "com.amazonaws.ecs.task-definition-version".to_owned(),
+                revision.to_string(),
+            );
+        }
+        docker::ContainerSpec {
+            image: reference.to_owned(),
+            container_port: container.port_mappings.first().map(|p| p.container_port),
+            init: container
+                .linux_parameters
+                .as_ref()
+                .and_then(|l| l.init_process_enabled)
+                .unwrap_or(false),
+            labels,
+        }
     }
 
     /// A fresh task id (32 hex digits), for callers that record a task before it starts.
@@ -492,11 +539,13 @@ impl DataPlane {
         crate::ids::hex(32)
     }
 
-    /// Starts a task under the id `id` (from [`DataPlane::new_task_id`]).
+    /// Starts a task under the id `id` (from [`DataPlane::new_task_id`]); `registered` is its
+    /// ARN and its task definition's revision, when ECS knows them (a container's labels).
     pub async fn run_task_as(
         &self,
         id: String,
         td: &TaskDefinition,
+        registered: Option<(&str, u32)>,
         instance: Option<&str>,
         env: &[(&str, &str)],
     ) -> Result<TaskInfo, DataPlaneError> {
@@ -532,6 +581,17 @@ impl DataPlane {
             Some("host") => container.port_mappings.first().map(|p| p.container_port),
             _ => host_port,
         };
+        let container_spec = image
+            .docker
+            .as_ref()
+            .map(|reference| self.container_spec(reference, &id, td, container, registered));
+        if container_spec.is_some() && td.network_mode.as_deref() == Some("host") {
+            return Err(DataPlaneError::Invalid(format!(
+                "task definition {}: networkMode host is not run as a container here (every \
+                 instance shares this machine's network): use bridge",
+                td.family
+            )));
+        }
         let spec = TaskSpec {
             task_id: id.clone(),
             ip: instance.ip,
@@ -540,6 +600,7 @@ impl DataPlane {
             args,
             env: vars.clone(),
             log_dir: self.inner.log_dir.clone(),
+            container: container_spec,
         };
         let handle = self.inner.runtime.start(spec).await?;
         let endpoint = handle.endpoint();

@@ -7,7 +7,8 @@
 //! localaws. Image `server` runs the application linked into the very binary that runs localaws
 //! (`$LOCALAWS_SERVER_BIN` overrides it).
 //!
-//! A Docker runtime (tasks as containers of the project's image) fits behind the same trait.
+//! [`super::docker::DockerRuntime`] runs tasks of Docker images as containers behind the same
+//! trait.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -56,6 +57,35 @@ pub enum RuntimeError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The Docker engine cannot be reached.
+    #[error(
+        "cannot reach the Docker engine at {socket}: {message}: start the engine, or point DOCKER_HOST at one"
+    )]
+    Engine {
+        /// `DOCKER_HOST`, or the default socket.
+        socket: String,
+        /// What the client said.
+        message: String,
+    },
+    /// The image is not on the engine (localaws never pulls).
+    #[error(
+        "image {image} is not on the Docker engine: build it (scripts/build-image.sh builds the project's) or pull it first; localaws never pulls"
+    )]
+    ImageMissing {
+        /// The image reference.
+        image: String,
+    },
+    /// The engine refused a call.
+    #[error("Docker: {what}: {message}")]
+    Docker {
+        /// The call.
+        what: String,
+        /// What the engine said.
+        message: String,
+    },
+    /// The task needs what this runtime cannot give it.
+    #[error("{0}")]
+    Unsupported(String),
     /// No free port could be found.
     #[error("no free port on {ip}: {source}")]
     NoPort {
@@ -83,6 +113,9 @@ pub struct TaskSpec {
     pub env: Vec<(String, String)>,
     /// Where `<task>.stdout.log` and `<task>.stderr.log` go.
     pub log_dir: PathBuf,
+    /// Run as a container of a local Docker image instead of `command` (only
+    /// [`super::docker::DockerRuntime`] does).
+    pub(crate) container: Option<super::docker::ContainerSpec>,
 }
 
 /// How a task ended.
@@ -204,7 +237,11 @@ impl ProcessRuntime {
     }
 
     /// Reserves the host port: the static one if free, or a free one.
-    fn reserve(&self, ip: IpAddr, wanted: Option<u16>) -> Result<Reservation, RuntimeError> {
+    pub(super) fn reserve(
+        &self,
+        ip: IpAddr,
+        wanted: Option<u16>,
+    ) -> Result<Reservation, RuntimeError> {
         let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
         let port = match wanted {
             Some(port) if port != 0 => {
@@ -243,9 +280,16 @@ impl ProcessRuntime {
 
 /// A host port held for a task; released when dropped (when the task has exited).
 #[derive(Debug)]
-struct Reservation {
+pub(super) struct Reservation {
     key: (IpAddr, u16),
     reserved: Arc<Mutex<HashSet<(IpAddr, u16)>>>,
+}
+
+impl Reservation {
+    /// The port held.
+    pub(super) fn port(&self) -> u16 {
+        self.key.1
+    }
 }
 
 impl Drop for Reservation {
@@ -260,6 +304,12 @@ impl Drop for Reservation {
 impl TaskRuntime for ProcessRuntime {
     fn start(&self, spec: TaskSpec) -> BoxFuture<'_, Result<Arc<dyn RunningTask>, RuntimeError>> {
         Box::pin(async move {
+            if let Some(container) = &spec.container {
+                return Err(RuntimeError::Unsupported(format!(
+                    "image {} is a Docker image: this localaws runs tasks as processes only",
+                    container.image
+                )));
+            }
             let reservation = self.reserve(spec.ip, spec.host_port)?;
             let port = reservation.key.1;
             let log = |stream: &str| {

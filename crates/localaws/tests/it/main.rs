@@ -10,6 +10,7 @@
 mod architecture; // the layer rules, read from src/
 mod codedeploy; // CodeDeploy blue/green end to end, rollbacks, alarms, hooks
 mod conformance; // the API against localaws and, where it runs, LocalStack
+mod docker; // tasks as containers of the project's image; none outlives localaws
 mod health; // health checks: thresholds, fail-open, new targets waiting their turn
 mod https; // HTTPS listeners and the CA localaws writes
 mod input; // bad input: a clear error, never a panic

@@ -66,8 +66,13 @@ pub struct RehearseArgs {
     #[arg(long, requires = "terraform")]
     pub print_stack: bool,
     /// With --terraform: containers whose image repository is NAME run COMMAND (split on
-    /// whitespace) instead of the project's server. Repeatable.
-    #[arg(long = "image", value_name = "NAME=COMMAND", requires = "terraform")]
+    /// whitespace) instead of the project's server, or, as `NAME=docker:IMAGE`, run as
+    /// containers of the local Docker image IMAGE, as the ECS agent runs them. Repeatable.
+    #[arg(
+        long = "image",
+        value_name = "NAME=COMMAND|NAME=docker:IMAGE",
+        requires = "terraform"
+    )]
     pub images: Vec<String>,
     /// With --terraform: the task definition your deploys register (ECS JSON, `{{NAME}}`
     /// placeholders allowed, e.g. codedeploy/taskdef.template.json) when the service's

@@ -1,0 +1,426 @@
+//! [`DockerRuntime`]: tasks as containers of a local Docker image, run as the ECS agent runs
+//! them on an EC2 instance in `bridge` mode. Tasks of a program image still run as processes
+//! (the runtime holds a [`ProcessRuntime`] for them).
+//!
+//! What the ECS agent does and this runtime does too:
+//! - **Ports**: the container's port is published on the instance's address, on the task's
+//!   static `hostPort` or on one the runtime picks (agent 1.70 and later choose the host port
+//!   themselves, probing with a listen, and ask Docker for exactly that one). A static host port
+//!   another task holds fails the placement ("already using a port required by your task").
+//! - **Environment**: the image's `environment` from the stack, then the task definition's, then
+//!   the caller's; plus `TASK_ID` (localaws's choice: ECS gives a container its task ARN through
+//!   `ECS_CONTAINER_METADATA_URI_V4`, which localaws does not serve, and the project's server
+//!   stamps `TASK_ID` on every response).
+//! - **Stopping**: the image's `STOPSIGNAL` (SIGTERM when it has none), then SIGKILL at the
+//!   `stopTimeout` ([`super::runtime::stop`] keeps that order for both runtimes); the exit code
+//!   as Docker reports it (137 after SIGKILL). `linuxParameters.initProcessEnabled` runs
+//!   Docker's init as PID 1 (a process that is PID 1 and sets no handler never sees SIGTERM).
+//! - **Labels**: the agent's own (`com.amazonaws.ecs.task-arn`, `...container-name`,
+//!   `...task-definition-family`, `...task-definition-version`, `...cluster`) and this
+//!   localaws's ([`OWNER_PID`], [`OWNER_START`] under [`MANAGED`]).
+//!
+//! Where localaws differs, and why: a container is removed as soon as its task has stopped and
+//! its output is copied to `<state dir>/tasks/<task>.{stdout,stderr}.log` (the agent keeps
+//! stopped containers 3 hours); and **no container outlives its localaws**: on start, the runtime
+//! removes every container labelled [`MANAGED`] whose owner process (pid and start time) no
+//! longer runs, after a SIGKILL or a crash, and never touches another container on the engine.
+//! Images are never pulled: an image that is not on the engine is an error before anything
+//! starts. The engine's API version is negotiated (Docker 20.10 speaks 1.41 at most).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::runtime::{
+    BoxFuture, ProcessRuntime, RunningTask, RuntimeError, StopSignal, TaskExit, TaskRuntime,
+    TaskSpec,
+};
+
+/// The label every container this runtime makes carries (value `true`).
+const MANAGED: &str = "dev.localaws.managed";
+/// The owning localaws's pid.
+const OWNER_PID: &str = "dev.localaws.owner-pid";
+/// The owning localaws's start time (clock ticks since boot, `/proc/PID/stat` field 22): with
+/// the pid, it names one process even after pids are reused.
+const OWNER_START: &str = "dev.localaws.owner-start";
+
+/// What a task runs as a container.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerSpec {
+    /// The local image.
+    pub(crate) image: String,
+    /// The port the application listens on inside the container, if it has a port mapping.
+    pub(crate) container_port: Option<u16>,
+    /// `linuxParameters.initProcessEnabled`.
+    pub(crate) init: bool,
+    /// The ECS agent's labels (task ARN, container name, family, revision, cluster).
+    pub(crate) labels: BTreeMap<String, String>,
+}
+
+/// Runs tasks of Docker images as containers, and every other task as a process.
+#[derive(Debug, Clone)]
+pub(crate) struct DockerRuntime {
+    docker: Docker,
+    processes: ProcessRuntime,
+    owner: (String, String),
+}
+
+/// Where the engine is, as the error messages name it.
+fn socket() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
+}
+
+fn engine_error(err: &bollard::errors::Error) -> RuntimeError {
+    RuntimeError::Engine {
+        socket: socket(),
+        message: err.to_string(),
+    }
+}
+
+fn docker_error(what: &str, err: &bollard::errors::Error) -> RuntimeError {
+    RuntimeError::Docker {
+        what: what.to_owned(),
+        message: err.to_string(),
+    }
+}
+
+/// A process's start time in clock ticks since boot (`/proc/PID/stat` field 22).
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19).map(str::to_owned)
+}
+
+impl DockerRuntime {
+    /// Connects to the engine (`DOCKER_HOST`, else the default socket), negotiates the API
+    /// version, checks that every image in `images` is on the engine, and removes the containers
+    /// a localaws that no longer runs left behind.
+    pub(crate) async fn connect(images: &[String]) -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_local_defaults().map_err(|e| engine_error(&e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| engine_error(&e))?;
+        for image in images {
+            match docker.inspect_image(image).await {
+                Ok(_) => {}
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    return Err(RuntimeError::ImageMissing {
+                        image: image.clone(),
+                    });
+                }
+                Err(e) => return Err(docker_error(&format!("inspect image {image}"), &e)),
+            }
+        }
+        let pid = std::process::id();
+        let owner = (
+            pid.to_string(),
+            start_time(pid).unwrap_or_else(|| "0".to_owned()),
+        );
+        let runtime = Self {
+            docker,
+            processes: ProcessRuntime::new(),
+            owner,
+        };
+        let removed = runtime.sweep().await?;
+        if removed > 0 {
+            tracing::warn!(
+                removed,
+                "removed containers a localaws that no longer runs left behind"
+            );
+        }
+        Ok(runtime)
+    }
+
+    /// Removes every container labelled [`MANAGED`] whose owner no longer runs; returns how many.
+    async fn sweep(&self) -> Result<usize, RuntimeError> {
+        let filters = HashMap::from([("label", vec![format!("{MANAGED}=true")])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| docker_error("list containers", &e))?;
+        let mut removed = 0;
+        for c in containers {
+            let labels = c.labels.unwrap_or_default();
+            let (Some(pid), Some(start)) = (labels.get(OWNER_PID), labels.get(OWNER_START)) else {
+                continue;
+            };
+            let alive = pid
+                .parse::<u32>()
+                .ok()
+                .and_then(start_time)
+                .is_some_and(|t| &t == start);
+            if alive {
+                continue;
+            }
+            if let Some(id) = c.id {
+                self.remove(&id).await;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn remove(&self, id: &str) {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        if let Err(err) = self.docker.remove_container(id, Some(options)).await {
+            tracing::warn!(container = id, %err, "cannot remove container");
+        }
+    }
+
+    async fn start_container(
+        &self,
+        spec: TaskSpec,
+        container: ContainerSpec,
+    ) -> Result<Arc<dyn RunningTask>, RuntimeError> {
+        let stop_signal = self
+            .docker
+            .inspect_image(&container.image)
+            .await
+            .map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => RuntimeError::ImageMissing {
+                    image: container.image.clone(),
+                },
+                e => docker_error(&format!("inspect image {}", container.image), &e),
+            })?
+            .config
+            .and_then(|c| c.stop_signal)
+            .unwrap_or_else(|| "SIGTERM".to_owned());
+        let reservation = match container.container_port {
+            Some(_) => Some(self.processes.reserve(spec.ip, spec.host_port)?),
+            None => None,
+        };
+        let host_port = reservation.as_ref().map_or(0, |r| r.port());
+        let mut labels: HashMap<String, String> = container.labels.clone().into_iter().collect();
+        labels.insert(MANAGED.to_owned(), "true".to_owned());
+        labels.insert(OWNER_PID.to_owned(), self.owner.0.clone());
+        labels.insert(OWNER_START.to_owned(), self.owner.1.clone());
+        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push(format!("TASK_ID={}", spec.task_id));
+        let exposed = container.container_port.map(|p| format!("{p}/tcp"));
+        let port_bindings = exposed.as_ref().map(|key| {
+            HashMap::from([(
+                key.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some(spec.ip.to_string()),
+                    host_port: Some(host_port.to_string()),
+                }]),
+            )])
+        });
+        let body = ContainerCreateBody {
+            image: Some(container.image.clone()),
+            env: Some(env),
+            labels: Some(labels),
+            exposed_ports: exposed.map(|e| vec![e]),
+            host_config: Some(HostConfig {
+                port_bindings,
+                init: container.init.then_some(true),
+                ..HostConfig::default()
+            }),
+            ..ContainerCreateBody::default()
+        };
+        let name = format!("localaws-{}", spec.task_id);
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let id = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| docker_error(&format!("create container {name}"), &e))?
+            .id;
+        if let Err(err) = self.docker.start_container(&id, None).await {
+            self.remove(&id).await;
+            let text = err.to_string();
+            return Err(
+                if text.contains("port is already allocated")
+                    || text.contains("address already in use")
+                {
+                    RuntimeError::PortInUse {
+                        ip: spec.ip,
+                        port: host_port,
+                    }
+                } else {
+                    docker_error(&format!("start container {name}"), &err)
+                },
+            );
+        }
+        let (tx, rx) = watch::channel(None);
+        let logs = self.copy_logs(&id, &spec)?;
+        let runtime = self.clone();
+        let waited = id.clone();
+        tokio::spawn(async move {
+            let _reservation = reservation;
+            let exit = runtime.wait_exit(&waited).await;
+            // The log stream ends with the container; its output is on disk before the
+            // container goes.
+            let _ = logs.await;
+            runtime.remove(&waited).await;
+            let _ = tx.send(Some(exit));
+        });
+        let task: Arc<dyn RunningTask> = Arc::new(Container {
+            task_id: spec.task_id,
+            container_id: id,
+            endpoint: SocketAddr::new(spec.ip, host_port),
+            stop_signal,
+            docker: self.docker.clone(),
+            exit: rx,
+        });
+        Ok(task)
+    }
+
+    /// Copies the container's output to the task's log files until the container stops.
+    fn copy_logs(
+        &self,
+        id: &str,
+        spec: &TaskSpec,
+    ) -> Result<tokio::task::JoinHandle<()>, RuntimeError> {
+        let file = |stream: &str| {
+            let path = spec.log_dir.join(format!("{}.{stream}.log", spec.task_id));
+            std::fs::File::create(&path).map_err(|source| RuntimeError::Log { path, source })
+        };
+        let (mut stdout, mut stderr) = (file("stdout")?, file("stderr")?);
+        let options = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let mut stream = self.docker.logs(id, Some(options));
+        Ok(tokio::spawn(async move {
+            while let Some(Ok(chunk)) = stream.next().await {
+                let written = match chunk {
+                    LogOutput::StdErr { message } => stderr.write_all(&message),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        stdout.write_all(&message)
+                    }
+                    LogOutput::StdIn { .. } => Ok(()),
+                };
+                if written.is_err() {
+                    break;
+                }
+            }
+        }))
+    }
+
+    /// Waits until the container is not running; its exit code as Docker reports it.
+    async fn wait_exit(&self, id: &str) -> TaskExit {
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut wait = self.docker.wait_container(id, Some(options));
+        let code = match wait.next().await {
+            Some(Ok(r)) => Some(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
+            _ => None,
+        };
+        let code = match code {
+            Some(code) => code,
+            None => self
+                .docker
+                .inspect_container(id, None)
+                .await
+                .ok()
+                .and_then(|c| c.state)
+                .and_then(|s| s.exit_code)
+                .unwrap_or(-1),
+        };
+        TaskExit::Code(i32::try_from(code).unwrap_or(-1))
+    }
+}
+
+impl TaskRuntime for DockerRuntime {
+    fn start(&self, spec: TaskSpec) -> BoxFuture<'_, Result<Arc<dyn RunningTask>, RuntimeError>> {
+        Box::pin(async move {
+            match spec.container.clone() {
+                Some(container) => self.start_container(spec, container).await,
+                None => self.processes.start(spec).await,
+            }
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Container {
+    task_id: String,
+    container_id: String,
+    endpoint: SocketAddr,
+    stop_signal: String,
+    docker: Docker,
+    exit: watch::Receiver<Option<TaskExit>>,
+}
+
+impl RunningTask for Container {
+    fn id(&self) -> &str {
+        &self.task_id
+    }
+
+    fn endpoint(&self) -> SocketAddr {
+        self.endpoint
+    }
+
+    fn signal(&self, signal: StopSignal) {
+        if self.exit.borrow().is_some() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let signal = match signal {
+            StopSignal::Term => self.stop_signal.clone(),
+            StopSignal::Kill => "SIGKILL".to_owned(),
+        };
+        let (docker, id, task) = (
+            self.docker.clone(),
+            self.container_id.clone(),
+            self.task_id.clone(),
+        );
+        handle.spawn(async move {
+            let options = KillContainerOptionsBuilder::default()
+                .signal(&signal)
+                .build();
+            if let Err(err) = docker.kill_container(&id, Some(options)).await {
+                tracing::debug!(%task, %err, "signal not delivered");
+            }
+        });
+    }
+
+    fn exit(&self) -> Option<TaskExit> {
+        *self.exit.borrow()
+    }
+
+    fn wait(&self) -> BoxFuture<'_, TaskExit> {
+        let mut rx = self.exit.clone();
+        Box::pin(async move {
+            loop {
+                if let Some(exit) = *rx.borrow_and_update() {
+                    return exit;
+                }
+                if rx.changed().await.is_err() {
+                    return (*rx.borrow()).unwrap_or(TaskExit::Code(-1));
+                }
+            }
+        })
+    }
+}
