@@ -14,7 +14,7 @@
 //! function the reader does not know) is an [`Assumption`]: where it is, why it is unknown and
 //! the value used instead. Nothing is guessed silently.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 
@@ -53,6 +53,16 @@ pub enum DeriveError {
         "invalid --image {0:?}: expected NAME=COMMAND (e.g. web=/usr/local/bin/web) or NAME=docker:IMAGE (e.g. web=docker:my/web:1.2)"
     )]
     Image(String),
+    /// An `--image` that no container of the configuration matches.
+    #[error(
+        "--image {name}=...: no container of the configuration has an image whose repository is {name:?} (nor, where the image is known only after apply, the name {name:?}); its containers: {containers}"
+    )]
+    ImageUnmatched {
+        /// The flag's NAME.
+        name: String,
+        /// The containers found, each with its image.
+        containers: String,
+    },
 }
 
 /// A value the configuration does not fix before apply, and what the stack uses instead.
@@ -163,6 +173,20 @@ pub fn derive_dir(dir: &Path, options: &DeriveOptions) -> Result<Derived, Derive
 pub fn derive(cfg: &Config, options: &DeriveOptions) -> Result<Derived, DeriveError> {
     let mut d = Deriver::new(cfg);
     let stack = d.stack(options)?;
+    if let Some((name, _)) = options
+        .images
+        .iter()
+        .find(|(name, _)| !d.images_used.contains(name))
+    {
+        return Err(DeriveError::ImageUnmatched {
+            name: name.clone(),
+            containers: if d.containers.is_empty() {
+                "none".to_owned()
+            } else {
+                d.containers.join(", ")
+            },
+        });
+    }
     let mut assumptions = d.assumptions;
     assumptions.sort_by(|a, b| (&a.location, &a.setting).cmp(&(&b.location, &b.setting)));
     assumptions.dedup();
@@ -241,6 +265,11 @@ struct Deriver<'a> {
     assumptions: Vec<Assumption>,
     sources: BTreeMap<String, (String, Location)>,
     refresh: RefreshPrefs,
+    /// The `--image` names given, and those a container matched.
+    image_flags: BTreeSet<String>,
+    images_used: BTreeSet<String>,
+    /// Every container met: its name and image, as an unmatched `--image` lists them.
+    containers: Vec<String>,
 }
 
 impl<'a> Deriver<'a> {
@@ -262,6 +291,9 @@ impl<'a> Deriver<'a> {
             assumptions: Vec::new(),
             sources: BTreeMap::new(),
             refresh: RefreshPrefs::default(),
+            image_flags: BTreeSet::new(),
+            images_used: BTreeSet::new(),
+            containers: Vec::new(),
         }
     }
 
@@ -823,6 +855,7 @@ impl<'a> Deriver<'a> {
         stack.images = embedded.images;
         for (name, command) in &options.images {
             stack.images.insert(name.clone(), Image::from_flag(command));
+            self.image_flags.insert(name.clone());
         }
 
         if let Some(c) = self.instances("aws_ecs_cluster").first().cloned() {
@@ -1139,22 +1172,40 @@ impl<'a> Deriver<'a> {
                 "\"app\"".into(),
             );
         }
-        // The image: --image NAME=COMMAND by repository name, else the project's server.
+        // The image: --image NAME=... by repository name, or by container name where the image
+        // is known only after apply; else the project's server.
         let reference = c.get("image").and_then(|v| v.as_str()).unwrap_or(UNKNOWN);
         let repo = reference.split('@').next().unwrap_or(reference);
         let last = repo.rsplit('/').next().unwrap_or(repo);
         let local = last.split(':').next().unwrap_or(last);
+        self.containers.push(if reference == UNKNOWN {
+            format!("{name} (image known after apply)")
+        } else {
+            format!("{name} (image {reference})")
+        });
         let image = if reference != UNKNOWN && stack.images.contains_key(reference) {
+            if self.image_flags.contains(reference) {
+                self.images_used.insert(reference.to_owned());
+            }
             reference.to_owned()
         } else if reference != UNKNOWN && local != "server" && stack.images.contains_key(local) {
+            if self.image_flags.contains(local) {
+                self.images_used.insert(local.to_owned());
+            }
             local.to_owned()
+        } else if reference == UNKNOWN && self.image_flags.contains(&name) {
+            self.images_used.insert(name.clone());
+            name.clone()
         } else {
             let shown = if reference == UNKNOWN {
                 "an image known after apply".to_owned()
             } else {
                 format!("image {reference:?}")
             };
-            self.assume(&at, setting("image"), format!("{shown} runs locally as the project's server (--image NAME=COMMAND runs your own)"), "\"server\"".into());
+            self.assume(&at, setting("image"), format!("{shown} runs locally as the project's server (--image NAME=COMMAND or NAME=docker:IMAGE runs your own)"), "\"server\"".into());
+            if self.image_flags.contains("server") {
+                self.images_used.insert("server".to_owned());
+            }
             "server".to_owned()
         };
         let mut port_mappings = Vec::new();

@@ -179,6 +179,10 @@ struct Inner {
     agents: Mutex<BTreeMap<String, agent::AgentEndpoint>>,
     placed: AtomicU64,
     stop: CancellationToken,
+    /// Set (under the tasks lock) when shutdown takes the tasks: a task whose start was still
+    /// under way then is stopped by its starter, not left running (a container, unlike a
+    /// process, does not end with localaws).
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl DataPlane {
@@ -259,6 +263,7 @@ impl DataPlane {
                 agents: Mutex::new(BTreeMap::new()),
                 placed: AtomicU64::new(0),
                 stop,
+                closing: std::sync::atomic::AtomicBool::new(false),
                 stack,
             }),
         };
@@ -549,6 +554,11 @@ impl DataPlane {
         instance: Option<&str>,
         env: &[(&str, &str)],
     ) -> Result<TaskInfo, DataPlaneError> {
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(DataPlaneError::Invalid(
+                "localaws is shutting down: no new task starts".to_owned(),
+            ));
+        }
         let container = td.container_definitions.first().ok_or_else(|| {
             DataPlaneError::Invalid(format!("task definition {} has no container", td.family))
         })?;
@@ -632,16 +642,30 @@ impl DataPlane {
                 how: exit.to_string(),
             });
         });
-        self.tasks().insert(
-            id,
-            TaskRecord {
-                info: info.clone(),
-                handle,
-                stop_timeout,
-                env: vars,
-                watcher,
-            },
-        );
+        let record = TaskRecord {
+            info: info.clone(),
+            handle,
+            stop_timeout,
+            env: vars,
+            watcher,
+        };
+        let late = {
+            let mut tasks = self.tasks();
+            if self.inner.closing.load(Ordering::SeqCst) {
+                Some(record)
+            } else {
+                tasks.insert(id, record);
+                None
+            }
+        };
+        if let Some(record) = late {
+            record.handle.signal(runtime::StopSignal::Kill);
+            record.handle.wait().await;
+            return Err(DataPlaneError::Invalid(format!(
+                "task {} started while localaws was shutting down: stopped",
+                info.id
+            )));
+        }
         Ok(info)
     }
 
@@ -839,7 +863,11 @@ impl DataPlane {
     /// Stops everything: tasks get SIGTERM together (SIGKILL after their stop timeout), then the
     /// listeners close.
     pub async fn shutdown(&self) {
-        let records: Vec<TaskRecord> = std::mem::take(&mut *self.tasks()).into_values().collect();
+        let records: Vec<TaskRecord> = {
+            let mut tasks = self.tasks();
+            self.inner.closing.store(true, Ordering::SeqCst);
+            std::mem::take(&mut *tasks).into_values().collect()
+        };
         for tg in self.inner.target_groups.values() {
             tg.clear();
         }

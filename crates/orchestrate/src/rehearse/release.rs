@@ -180,7 +180,7 @@ pub(super) fn release_template(
                 location: at("\"image\""),
                 setting: "containerDefinitions image".into(),
                 reason: format!(
-                    "image {image:?} runs locally as the project's server (--image NAME=COMMAND runs your own)"
+                    "image {image:?} runs locally as the project's server (--image NAME=COMMAND or NAME=docker:IMAGE runs your own)"
                 ),
                 used: "\"server\"".into(),
             });

@@ -9,6 +9,7 @@
 
 mod cli; // the binary's exit codes 0/1/2, the human report, --json, defaults
 mod codedeploy; // the CodeDeploy templates: placeholders documented, rendered they still parse
+mod docker; // rehearse --terraform with the tasks as containers of the project's image
 mod hazards; // every preflight hazard beside its fixed twin
 mod iam; // every AWS call is granted by the deploy role's policy and documented
 mod rollout; // refresh, deploy and rehearse end to end on an in-process localaws

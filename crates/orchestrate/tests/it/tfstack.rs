@@ -759,3 +759,69 @@ async fn fixing_one_flaw_of_the_original_flips_exactly_its_scenario() {
     let cause = first_cause(bg);
     assert!(cause.starts_with("static-host-port at "), "{cause}");
 }
+
+/// `--image NAME=...` names a container by its image's repository or, where the image is known
+/// only after apply (the dev environment's comes from a variable), by the container's name; a
+/// NAME no container answers to is exit 2, listing the containers and their images, never a
+/// flag that silently changes nothing.
+#[tokio::test]
+async fn an_image_flag_names_a_repository_or_a_container_or_is_refused() {
+    let dev = repo().join("terraform/envs/dev");
+    let print = |flag: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["rehearse", "--print-stack", "--terraform"])
+            .arg(&dev)
+            .args(["--image", flag]);
+        cmd
+    };
+    let out = print("web=docker:ecs-zdt/server:dev")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stack = Stack::parse(&text, "printed").unwrap();
+    assert_eq!(
+        stack.images["web"].docker.as_deref(),
+        Some("ecs-zdt/server:dev")
+    );
+    assert_eq!(
+        stack.task_definitions[0].container_definitions[0].image,
+        "web"
+    );
+
+    let out = print("nope=docker:ecs-zdt/server:dev")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"nope\"") && stderr.contains("web (image known after apply)"),
+        "{stderr}"
+    );
+
+    // The original fixture names its image (demo/web:latest): repository `web` matches, a name
+    // no container answers to is refused.
+    let original = fixture("original").join("terraform");
+    for (flag, code) in [("web=/bin/true", 0), ("web-app=/bin/true", 2)] {
+        let out = Command::new(BIN)
+            .args(["rehearse", "--print-stack", "--terraform"])
+            .arg(&original)
+            .args(["--image", flag])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
