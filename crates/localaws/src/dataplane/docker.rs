@@ -27,7 +27,7 @@
 //! Images are never pulled: an image that is not on the engine is an error before anything
 //! starts. The engine's API version is negotiated (Docker 20.10 speaks 1.41 at most).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,8 +43,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::runtime::{
-    BoxFuture, ProcessRuntime, RunningTask, RuntimeError, StopSignal, TaskExit, TaskRuntime,
-    TaskSpec,
+    BoxFuture, ContainerSpec, ProcessRuntime, RunningTask, RuntimeError, StopSignal, TaskExit,
+    TaskRuntime, TaskSpec,
 };
 
 /// The label every container this runtime makes carries (value `true`).
@@ -54,19 +54,6 @@ const OWNER_PID: &str = "dev.localaws.owner-pid";
 /// The owning localaws's start time (clock ticks since boot, `/proc/PID/stat` field 22): with
 /// the pid, it names one process even after pids are reused.
 const OWNER_START: &str = "dev.localaws.owner-start";
-
-/// What a task runs as a container.
-#[derive(Debug, Clone)]
-pub(crate) struct ContainerSpec {
-    /// The local image.
-    pub(crate) image: String,
-    /// The port the application listens on inside the container, if it has a port mapping.
-    pub(crate) container_port: Option<u16>,
-    /// `linuxParameters.initProcessEnabled`.
-    pub(crate) init: bool,
-    /// The ECS agent's labels (task ARN, container name, family, revision, cluster).
-    pub(crate) labels: BTreeMap<String, String>,
-}
 
 /// Runs tasks of Docker images as containers, and every other task as a process.
 #[derive(Debug, Clone)]

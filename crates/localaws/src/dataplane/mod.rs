@@ -503,7 +503,7 @@ impl DataPlane {
         td: &TaskDefinition,
         container: &stack::ContainerDefinition,
         registered: Option<(&str, u32)>,
-    ) -> docker::ContainerSpec {
+    ) -> runtime::ContainerSpec {
         let cluster = &self.inner.stack.cluster.name;
         let arn = registered.map_or_else(
             || crate::arn::regional("ecs", &format!("task/{cluster}/{id}")),
@@ -527,7 +527,7 @@ impl DataPlane {
                 revision.to_string(),
             );
         }
-        docker::ContainerSpec {
+        runtime::ContainerSpec {
             image: reference.to_owned(),
             container_port: container.port_mappings.first().map(|p| p.container_port),
             init: container

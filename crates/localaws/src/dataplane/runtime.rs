@@ -10,7 +10,7 @@
 //! [`super::docker::DockerRuntime`] runs tasks of Docker images as containers behind the same
 //! trait.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -115,7 +115,20 @@ pub struct TaskSpec {
     pub log_dir: PathBuf,
     /// Run as a container of a local Docker image instead of `command` (only
     /// [`super::docker::DockerRuntime`] does).
-    pub(crate) container: Option<super::docker::ContainerSpec>,
+    pub(crate) container: Option<ContainerSpec>,
+}
+
+/// What a task runs as a container.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerSpec {
+    /// The local image.
+    pub(crate) image: String,
+    /// The port the application listens on inside the container, if it has a port mapping.
+    pub(crate) container_port: Option<u16>,
+    /// `linuxParameters.initProcessEnabled`.
+    pub(crate) init: bool,
+    /// The ECS agent's labels (task ARN, container name, family, revision, cluster).
+    pub(crate) labels: BTreeMap<String, String>,
 }
 
 /// How a task ended.
