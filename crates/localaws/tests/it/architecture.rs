@@ -264,7 +264,7 @@ fn the_api_never_calls_into_the_data_plane() {
 /// How many `pub` items of localaws's library nothing outside it names (its binary, its tests,
 /// orchestrate, the benches): each should be `pub(crate)` or go. A ratchet: the test fails when
 /// the count grows, and when it shrinks, so the figure is lowered as they are fixed.
-const UNUSED_PUB_ITEMS: usize = 105;
+const UNUSED_PUB_ITEMS: usize = 103;
 
 /// `name` as a whole word in `text`.
 fn names_word(text: &str, name: &str) -> bool {
