@@ -24,8 +24,8 @@ use aws_sdk_codedeploy::types::{
     RevisionLocationType,
 };
 use aws_sdk_ecs::types::{
-    ContainerDefinition, HealthCheck, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
-    PortMapping, TransportProtocol,
+    ContainerDefinition, HealthCheck, KeyValuePair, LinuxParameters, LogConfiguration, LogDriver,
+    NetworkMode, PortMapping, TransportProtocol,
 };
 use loadprobe::{ConnectionMode, Probe, ProbeConfig, Rate, RequestHeader, TlsOptions, Verdict};
 use serde_json::Value;
@@ -272,6 +272,18 @@ fn container(c: &Value) -> ContainerDefinition {
         {
             b = b.health_check(hc);
         }
+    }
+    // An init as PID 1 forwards the stop signal to an application that sets no handler.
+    if let Some(init) = c
+        .get("linuxParameters")
+        .and_then(|l| l.get("initProcessEnabled"))
+        .and_then(Value::as_bool)
+    {
+        b = b.linux_parameters(
+            LinuxParameters::builder()
+                .init_process_enabled(init)
+                .build(),
+        );
     }
     if let Some(l) = c.get("logConfiguration")
         && let Some(driver) = string(l, "logDriver")
@@ -788,6 +800,20 @@ mod tests {
         let e = render("{{IMAGE}} {{APP_VERSION}} {{X}} {{X}}", &vars).unwrap_err();
         assert!(e.contains("{{APP_VERSION}}, {{X}}"), "{e}");
         assert!(render("{{IMAGE", &vars).is_err());
+    }
+
+    #[test]
+    fn container_keeps_the_init_process_setting() {
+        let c = container(&serde_json::json!({
+            "name": "web", "image": "server",
+            "linuxParameters": {"initProcessEnabled": true}
+        }));
+        assert_eq!(
+            c.linux_parameters().and_then(|l| l.init_process_enabled()),
+            Some(true)
+        );
+        let c = container(&serde_json::json!({"name": "web", "image": "server"}));
+        assert!(c.linux_parameters().is_none());
     }
 
     #[test]
