@@ -7,7 +7,7 @@
 //! localaws. Image `server` runs the application linked into the very binary that runs localaws
 //! (`$LOCALAWS_SERVER_BIN` overrides it).
 //!
-//! [`super::docker::DockerRuntime`] runs tasks of Docker images as containers behind the same
+//! `DockerRuntime` (`docker.rs`) runs tasks of Docker images as containers behind the same
 //! trait.
 
 use std::collections::{BTreeMap, HashSet};
@@ -114,7 +114,7 @@ pub struct TaskSpec {
     /// Where `<task>.stdout.log` and `<task>.stderr.log` go.
     pub log_dir: PathBuf,
     /// Run as a container of a local Docker image instead of `command` (only
-    /// [`super::docker::DockerRuntime`] does).
+    /// `DockerRuntime` does).
     pub(crate) container: Option<ContainerSpec>,
 }
 
