@@ -18,8 +18,6 @@
 //! - **Labels**: the agent's own (`com.amazonaws.ecs.task-arn`, `...container-name`,
 //!   `...task-definition-family`, `...task-definition-version`, `...cluster`) and this
 //!   localaws's ([`OWNER_PID`], [`OWNER_START`] under [`MANAGED`]).
-//! - **Health checks**: a container's `healthCheck` runs inside it (Docker exec, with the
-//!   container's environment): `CMD` as given, `CMD-SHELL` through the image's `/bin/sh`.
 //!
 //! Where localaws differs, and why: a container is removed as soon as its task has stopped and
 //! its output is copied to `<state dir>/tasks/<task>.{stdout,stderr}.log` (the agent keeps
@@ -33,11 +31,9 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -399,34 +395,6 @@ impl RunningTask for Container {
 
     fn exit(&self) -> Option<TaskExit> {
         *self.exit.borrow()
-    }
-
-    fn exec(&self, argv: Vec<String>, timeout: Duration) -> Option<BoxFuture<'_, bool>> {
-        Some(Box::pin(async move {
-            let run = async {
-                let options = CreateExecOptions {
-                    cmd: Some(argv),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..CreateExecOptions::default()
-                };
-                let created = self
-                    .docker
-                    .create_exec(&self.container_id, options)
-                    .await
-                    .ok()?;
-                // Attached: the output ends when the command does (a program the image lacks,
-                // such as /bin/sh in a FROM scratch image, ends it at once with exit 126 or 127).
-                if let Ok(StartExecResults::Attached { mut output, .. }) =
-                    self.docker.start_exec(&created.id, None).await
-                {
-                    while output.next().await.is_some() {}
-                }
-                let inspect = self.docker.inspect_exec(&created.id).await.ok()?;
-                Some(inspect.exit_code == Some(0))
-            };
-            matches!(tokio::time::timeout(timeout, run).await, Ok(Some(true)))
-        }))
     }
 
     fn wait(&self) -> BoxFuture<'_, TaskExit> {

@@ -679,25 +679,11 @@ impl DataPlane {
         command: &[String],
         timeout: Duration,
     ) -> Result<bool, DataPlaneError> {
-        let (env, handle) = self
+        let env = self
             .tasks()
             .get(task_id)
-            .map(|r| (r.env.clone(), Arc::clone(&r.handle)))
+            .map(|r| r.env.clone())
             .ok_or_else(|| not_found("task", task_id))?;
-        // A container runs the check inside itself, as Docker does for the ECS agent: CMD-SHELL
-        // needs the image's /bin/sh (a FROM scratch image has none: unhealthy, as on ECS).
-        let inside = match command {
-            [kind, line] if kind == "CMD-SHELL" => {
-                Some(vec!["/bin/sh".into(), "-c".into(), line.clone()])
-            }
-            [kind, rest @ ..] if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
-            _ => None,
-        };
-        if let Some(argv) = inside
-            && let Some(ran) = handle.exec(argv, timeout)
-        {
-            return Ok(ran.await);
-        }
         let (program, args): (PathBuf, Vec<String>) = match command {
             [kind, line] if kind == "CMD-SHELL" => {
                 (PathBuf::from("/bin/sh"), vec!["-c".into(), line.clone()])

@@ -170,12 +170,6 @@ pub trait RunningTask: Send + Sync + fmt::Debug {
     fn exit(&self) -> Option<TaskExit>;
     /// Resolves when the task has exited.
     fn wait(&self) -> BoxFuture<'_, TaskExit>;
-    /// Runs `argv` inside the task, as Docker runs a container's health check there (with the
-    /// container's environment); whether it exited 0 within `timeout`. `None` for a task that
-    /// is a process: the caller runs the command beside it.
-    fn exec(&self, _argv: Vec<String>, _timeout: Duration) -> Option<BoxFuture<'_, bool>> {
-        None
-    }
 }
 
 /// Starts tasks.

@@ -15,7 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use stack::{ContainerHealthCheck, ServiceConfig, ServiceLoadBalancer};
+use stack::{ServiceConfig, ServiceLoadBalancer};
 
 use crate::util::{probe, test_stack};
 
@@ -83,22 +83,7 @@ fn owned_by(pid: u32) -> Vec<BTreeMap<String, String>> {
 /// The test stack with two instances, a service of two tasks behind `blue`, and image `server`
 /// a Docker image.
 fn stack_file(dir: &Path, docker: &str) -> PathBuf {
-    stack_file_with(dir, docker, None)
-}
-
-/// [`stack_file`], the container with the health check `check` (ECS's `healthCheck.command`).
-fn stack_file_with(dir: &Path, docker: &str, check: Option<&[&str]>) -> PathBuf {
     let mut stack = test_stack();
-    if let Some(check) = check {
-        stack.task_definitions[0].container_definitions[0].health_check =
-            Some(ContainerHealthCheck {
-                command: check.iter().map(|s| (*s).to_owned()).collect(),
-                interval: Some(5),
-                timeout: Some(2),
-                retries: Some(1),
-                start_period: None,
-            });
-    }
     stack.cluster.instances = 2;
     let image = stack.images.get_mut("server").unwrap();
     image.command = String::new();
@@ -326,53 +311,4 @@ async fn a_missing_image_or_an_unreachable_engine_is_exit_2_before_anything_star
             || std::fs::read_dir(dir.path().join("tasks")).unwrap().count() == 0,
         "nothing started"
     );
-}
-
-/// A container's `healthCheck` runs inside the container, as Docker runs it for the ECS agent:
-/// `CMD /server healthcheck` (the image's own probe) passes; `CMD-SHELL` needs the image's
-/// `/bin/sh`, which a FROM scratch image does not have, so even `exit 0` fails and the task turns
-/// UNHEALTHY, as it would on ECS.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn container_health_checks_run_inside_the_container() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let _slot = crate::util::slot().await;
-    let image = image().await;
-    for (check, expect) in [
-        (
-            &["CMD", "/server", "healthcheck"][..],
-            "container health HEALTHY",
-        ),
-        (
-            // On this machine, beside the task, this passes; inside the image there is no shell.
-            &["CMD-SHELL", "exit 0"][..],
-            "container health UNHEALTHY",
-        ),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let stack = stack_file_with(dir.path(), image, Some(check));
-        let mut child = localaws(&stack, dir.path()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = Vec::new();
-        // Checks every 5 simulated seconds (83 ms at the stack's 60x), one failure enough.
-        let found = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains(expect) {
-                    return true;
-                }
-                seen.push(line);
-            }
-            false
-        })
-        .await;
-        let pid = child.id().unwrap();
-        kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGINT).unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-        assert_eq!(
-            found,
-            Ok(true),
-            "{check:?}: no {expect:?} in\n{}",
-            seen.join("\n")
-        );
-        assert!(owned_by(pid).is_empty(), "{:#?}", owned_by(pid));
-    }
 }
