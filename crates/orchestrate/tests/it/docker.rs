@@ -1,7 +1,9 @@
 //! `orchestrate rehearse --terraform DIR --image NAME=docker:IMAGE`: the dev environment's refresh
 //! and canary release with every task a container of the project's image (built FROM scratch by
 //! `scripts/build-image.sh`), under the probe's 1,000 requests a second: no error, every response
-//! from a container, and no container left once the rehearsal is over.
+//! from a container, and no container left once the rehearsal is over. Its negative control is
+//! the matrix's own: the same refresh with managed draining off fails, located and attributed
+//! to a task that ran in a container.
 //!
 //! Needs a Docker engine (`.ci/run` starts one); without one this test fails, saying so.
 
@@ -36,6 +38,7 @@ async fn the_dev_environment_rehearses_clean_with_container_tasks() {
         .arg(repo().join("terraform/envs/dev"))
         .args(["--image", &format!("web=docker:{TAG}")])
         .args(["--scenario", "refresh", "--scenario", "bluegreen-canary"])
+        .args(["--scenario", "refresh-no-managed-draining"])
         .args(["--time-scale", "240"])
         .arg("--report-dir")
         .arg(reports.path())
@@ -50,28 +53,52 @@ async fn the_dev_environment_rehearses_clean_with_container_tasks() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
-    for name in ["refresh", "bluegreen-canary"] {
+    // Whether `task` ran in a container: the application listened on the container's own
+    // 0.0.0.0:8080 (a process task binds its instance's 127.B.x.y).
+    let in_container = |dir: &Path, task: &str| {
+        std::fs::read_to_string(
+            dir.join("localaws/tasks")
+                .join(format!("{task}.stderr.log")),
+        )
+        .unwrap_or_default()
+        .contains("\"addr\":\"0.0.0.0:8080\"")
+    };
+    for name in ["refresh", "bluegreen-canary", "refresh-no-managed-draining"] {
         let row = rows.iter().find(|r| r["scenario"] == name).unwrap();
         assert_eq!(row["as_expected"], true, "{row}");
-        assert_eq!(row["errors"], 0, "{row}");
         assert!(row["requests"].as_u64().unwrap() > 1000, "{row}");
-        // Every task that answered ran in a container: the application listened on the
-        // container's own 0.0.0.0:8080 (a process task binds its instance's 127.B.x.y).
         let dir = Path::new(row["report"].as_str().unwrap());
         let probe: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("probe.json")).unwrap()).unwrap();
         let served = probe["served_by"].as_object().unwrap();
         assert!(!served.is_empty(), "{name}: nothing served");
-        for task in served.keys() {
-            let log = std::fs::read_to_string(
-                dir.join("localaws/tasks")
-                    .join(format!("{task}.stderr.log")),
-            )
-            .unwrap_or_default();
+        // `(none)`: failed requests no task answered.
+        for task in served.keys().filter(|t| !t.starts_with('(')) {
             assert!(
-                log.contains("\"addr\":\"0.0.0.0:8080\""),
-                "{name}: task {task} did not run in a container:\n{log}"
+                in_container(dir, task),
+                "{name}: task {task} did not run in a container"
             );
+        }
+        if name == "refresh-no-managed-draining" {
+            // Detected, located and attributed (what `as_expected` means for a negative
+            // control), to tasks that ran in containers.
+            assert!(row["errors"].as_u64().unwrap() > 0, "{row}");
+            let incident = &probe["incidents"][0];
+            let named: Vec<&String> = incident["failed_on"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|t| !t.starts_with('('))
+                .collect();
+            assert!(!named.is_empty(), "{incident}");
+            for task in named {
+                assert!(
+                    in_container(dir, task),
+                    "{name}: failures on {task}, not a container"
+                );
+            }
+        } else {
+            assert_eq!(row["errors"], 0, "{row}");
         }
     }
     // No container of that rehearsal is left.
