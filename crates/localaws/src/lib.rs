@@ -273,11 +273,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         .map(|exe| (exe, vec!["server".to_owned()]));
     let la = match Localaws::start(stack, options, args.port).await {
         Ok(la) => la,
-        // What the user fixes before starting again: an engine to start, an image to build.
-        Err(StartError::Runtime(
-            e @ (dataplane::runtime::RuntimeError::Engine { .. }
-            | dataplane::runtime::RuntimeError::ImageMissing { .. }),
-        )) => return Err(Error::Usage(e.to_string())),
+        Err(e) if e.is_bad_input() => return Err(Error::Usage(e.to_string())),
         Err(e) => return Err(anyhow::Error::from(e).context("starting localaws").into()),
     };
     tracing::info!(

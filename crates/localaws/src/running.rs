@@ -44,6 +44,17 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// Whether the user fixes this before starting again (an engine to start, an image to
+    /// build): bad input, exit 2.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Runtime(RuntimeError::Engine { .. } | RuntimeError::ImageMissing { .. })
+        )
+    }
+}
+
 /// A running `localaws`.
 #[derive(Debug)]
 pub struct Localaws {

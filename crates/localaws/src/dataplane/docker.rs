@@ -44,7 +44,7 @@ use tokio::sync::watch;
 
 use super::runtime::{
     BoxFuture, ContainerSpec, ProcessRuntime, RunningTask, RuntimeError, StopSignal, TaskExit,
-    TaskRuntime, TaskSpec,
+    TaskRuntime, TaskSpec, exit_of,
 };
 
 /// The label every container this runtime makes carries (value `true`).
@@ -61,6 +61,8 @@ pub(crate) struct DockerRuntime {
     docker: Docker,
     processes: ProcessRuntime,
     owner: (String, String),
+    /// Image → its `STOPSIGNAL` (SIGTERM when it has none), read when connecting.
+    stop_signals: Arc<HashMap<String, String>>,
 }
 
 /// Where the engine is, as the error messages name it.
@@ -90,6 +92,23 @@ fn start_time(pid: u32) -> Option<String> {
     rest.split_whitespace().nth(19).map(str::to_owned)
 }
 
+/// The image's stop signal (`STOPSIGNAL`, SIGTERM when it has none); an image not on the engine
+/// is [`RuntimeError::ImageMissing`].
+async fn stop_signal(docker: &Docker, image: &str) -> Result<String, RuntimeError> {
+    match docker.inspect_image(image).await {
+        Ok(inspect) => Ok(inspect
+            .config
+            .and_then(|c| c.stop_signal)
+            .unwrap_or_else(|| "SIGTERM".to_owned())),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Err(RuntimeError::ImageMissing {
+            image: image.to_owned(),
+        }),
+        Err(e) => Err(docker_error(&format!("inspect image {image}"), &e)),
+    }
+}
+
 impl DockerRuntime {
     /// Connects to the engine (`DOCKER_HOST`, else the default socket), negotiates the API
     /// version, checks that every image in `images` is on the engine, and removes the containers
@@ -100,18 +119,11 @@ impl DockerRuntime {
             .negotiate_version()
             .await
             .map_err(|e| engine_error(&e))?;
+        // Each image is inspected once, here: present (or exit 2 before anything starts), and
+        // the signal that stops it.
+        let mut stop_signals = HashMap::new();
         for image in images {
-            match docker.inspect_image(image).await {
-                Ok(_) => {}
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {
-                    return Err(RuntimeError::ImageMissing {
-                        image: image.clone(),
-                    });
-                }
-                Err(e) => return Err(docker_error(&format!("inspect image {image}"), &e)),
-            }
+            stop_signals.insert(image.clone(), stop_signal(&docker, image).await?);
         }
         let pid = std::process::id();
         let owner = (
@@ -122,6 +134,7 @@ impl DockerRuntime {
             docker,
             processes: ProcessRuntime::new(),
             owner,
+            stop_signals: Arc::new(stop_signals),
         };
         let removed = runtime.sweep().await?;
         if removed > 0 {
@@ -182,21 +195,10 @@ impl DockerRuntime {
         spec: TaskSpec,
         container: ContainerSpec,
     ) -> Result<Arc<dyn RunningTask>, RuntimeError> {
-        let stop_signal = self
-            .docker
-            .inspect_image(&container.image)
-            .await
-            .map_err(|e| match e {
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                } => RuntimeError::ImageMissing {
-                    image: container.image.clone(),
-                },
-                e => docker_error(&format!("inspect image {}", container.image), &e),
-            })?
-            .config
-            .and_then(|c| c.stop_signal)
-            .unwrap_or_else(|| "SIGTERM".to_owned());
+        let stop_signal = match self.stop_signals.get(&container.image) {
+            Some(signal) => signal.clone(),
+            None => stop_signal(&self.docker, &container.image).await?,
+        };
         let reservation = match container.container_port {
             Some(_) => Some(self.processes.reserve(spec.ip, spec.host_port)?),
             None => None,
@@ -398,16 +400,6 @@ impl RunningTask for Container {
     }
 
     fn wait(&self) -> BoxFuture<'_, TaskExit> {
-        let mut rx = self.exit.clone();
-        Box::pin(async move {
-            loop {
-                if let Some(exit) = *rx.borrow_and_update() {
-                    return exit;
-                }
-                if rx.changed().await.is_err() {
-                    return (*rx.borrow()).unwrap_or(TaskExit::Code(-1));
-                }
-            }
-        })
+        exit_of(&self.exit)
     }
 }

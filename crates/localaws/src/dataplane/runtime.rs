@@ -196,6 +196,22 @@ impl fmt::Display for StopOutcome {
     }
 }
 
+/// Resolves with the exit `rx` reports, once it does (exit -1 if its sender goes without one):
+/// how both runtimes' tasks implement [`RunningTask::wait`].
+pub(super) fn exit_of(rx: &watch::Receiver<Option<TaskExit>>) -> BoxFuture<'static, TaskExit> {
+    let mut rx = rx.clone();
+    Box::pin(async move {
+        loop {
+            if let Some(exit) = *rx.borrow_and_update() {
+                return exit;
+            }
+            if rx.changed().await.is_err() {
+                return (*rx.borrow()).unwrap_or(TaskExit::Code(-1));
+            }
+        }
+    })
+}
+
 /// Stops a task the ECS way: SIGTERM, wait up to `stop_timeout`, then SIGKILL.
 pub async fn stop(task: &dyn RunningTask, stop_timeout: Duration) -> StopOutcome {
     if let Some(exit) = task.exit() {
@@ -422,16 +438,6 @@ impl RunningTask for Process {
     }
 
     fn wait(&self) -> BoxFuture<'_, TaskExit> {
-        let mut rx = self.exit.clone();
-        Box::pin(async move {
-            loop {
-                if let Some(exit) = *rx.borrow_and_update() {
-                    return exit;
-                }
-                if rx.changed().await.is_err() {
-                    return (*rx.borrow()).unwrap_or(TaskExit::Code(-1));
-                }
-            }
-        })
+        exit_of(&self.exit)
     }
 }

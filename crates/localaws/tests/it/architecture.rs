@@ -264,7 +264,9 @@ fn the_api_never_calls_into_the_data_plane() {
 /// How many `pub` items of localaws's library nothing outside it names (its binary, its tests,
 /// orchestrate, the benches): each should be `pub(crate)` or go. A ratchet: the test fails when
 /// the count grows, and when it shrinks, so the figure is lowered as they are fixed.
-const UNUSED_PUB_ITEMS: usize = 103;
+// 105 (from 103): the two error types of a failed start are public only through the result of
+// `Localaws::start` now that callers ask it `is_bad_input()` instead of matching its variants.
+const UNUSED_PUB_ITEMS: usize = 105;
 
 /// `name` as a whole word in `text`.
 fn names_word(text: &str, name: &str) -> bool {

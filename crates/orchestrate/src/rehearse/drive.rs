@@ -90,13 +90,10 @@ pub(super) async fn scenario(
         None
     };
     let la = Localaws::start(stack, options, 0).await.map_err(|e| {
-        use localaws::dataplane::runtime::RuntimeError;
-        match e {
-            // What the user fixes before running again: an engine to start, an image to build.
-            localaws::StartError::Runtime(
-                e @ (RuntimeError::Engine { .. } | RuntimeError::ImageMissing { .. }),
-            ) => RehearseError::Input(e.to_string()),
-            e => RehearseError::Run(format!("starting localaws: {e}")),
+        if e.is_bad_input() {
+            RehearseError::Input(e.to_string())
+        } else {
+            RehearseError::Run(format!("starting localaws: {e}"))
         }
     })?;
     let result = drive(s, setup, args, &la, &dir, hook, out).await;
