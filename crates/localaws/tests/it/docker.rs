@@ -15,9 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use stack::{ServiceConfig, ServiceLoadBalancer};
-
-use crate::util::{probe, test_stack};
+use crate::util::{probe, service_stack};
 
 /// The project's image, as this test binary builds it.
 const TAG: &str = "ecs-zdt/server:localaws-it";
@@ -83,26 +81,11 @@ fn owned_by(pid: u32) -> Vec<BTreeMap<String, String>> {
 /// The test stack with two instances, a service of two tasks behind `blue`, and image `server`
 /// a Docker image.
 fn stack_file(dir: &Path, docker: &str) -> PathBuf {
-    let mut stack = test_stack();
-    stack.cluster.instances = 2;
+    let mut stack = service_stack();
     let image = stack.images.get_mut("server").unwrap();
     image.command = String::new();
     image.args.clear();
     image.docker = Some(docker.to_owned());
-    stack.services.push(ServiceConfig {
-        name: "web".into(),
-        task_definition: "web".into(),
-        desired_count: 2,
-        load_balancer: Some(ServiceLoadBalancer {
-            target_group: "blue".into(),
-            container_name: "web".into(),
-            container_port: 8080,
-        }),
-        minimum_healthy_percent: 100,
-        maximum_percent: 200,
-        health_check_grace_period: 0,
-        deployment_controller: "ECS".into(),
-    });
     let path = dir.join("stack.toml");
     std::fs::write(&path, toml::to_string(&stack).unwrap()).unwrap();
     path

@@ -9,32 +9,15 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use stack::{ServiceConfig, ServiceLoadBalancer};
-
-use crate::util::{get, server_bin, test_stack};
+use crate::util::{get, server_bin, service_stack, test_stack};
 
 /// The test stack with two service tasks in `blue`, written to a file; `command` is what image
 /// `server` runs.
 fn stack_file(dir: &std::path::Path, command: &str) -> std::path::PathBuf {
-    let mut stack = test_stack();
-    stack.cluster.instances = 2;
+    let mut stack = service_stack();
     if let Some(image) = stack.images.get_mut("server") {
         image.command = command.to_owned();
     }
-    stack.services.push(ServiceConfig {
-        name: "web".into(),
-        task_definition: "web".into(),
-        desired_count: 2,
-        load_balancer: Some(ServiceLoadBalancer {
-            target_group: "blue".into(),
-            container_name: "web".into(),
-            container_port: 8080,
-        }),
-        minimum_healthy_percent: 100,
-        maximum_percent: 200,
-        health_check_grace_period: 0,
-        deployment_controller: "ECS".into(),
-    });
     let path = dir.join("stack.toml");
     std::fs::write(&path, toml::to_string(&stack).unwrap()).unwrap();
     path

@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use loadprobe::{ConnectionMode, Probe, ProbeConfig, Rate, Report};
 use localaws::{DataPlane, Options, ProcessRuntime, Stack};
+use stack::{ServiceConfig, ServiceLoadBalancer};
 
 /// The `server` binary, built if this test run did not build it already.
 pub fn server_bin() -> PathBuf {
@@ -81,6 +82,28 @@ pub fn test_stack() -> Stack {
         forward = [{ target_group = "green", weight = 100 }]
     "#;
     Stack::parse(text, "test stack").expect("test stack")
+}
+
+/// [`test_stack`] with two instances and a service `web` of two tasks behind `blue`: what the
+/// tests of the `localaws` binary serve.
+pub fn service_stack() -> Stack {
+    let mut stack = test_stack();
+    stack.cluster.instances = 2;
+    stack.services.push(ServiceConfig {
+        name: "web".into(),
+        task_definition: "web".into(),
+        desired_count: 2,
+        load_balancer: Some(ServiceLoadBalancer {
+            target_group: "blue".into(),
+            container_name: "web".into(),
+            container_port: 8080,
+        }),
+        minimum_healthy_percent: 100,
+        maximum_percent: 200,
+        health_check_grace_period: 0,
+        deployment_controller: "ECS".into(),
+    });
+    stack
 }
 
 /// A running data plane and the directory holding its state.
