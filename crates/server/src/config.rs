@@ -35,6 +35,18 @@ pub enum LogFormat {
     Text,
 }
 
+/// What the server does with SIGTERM and SIGINT (`ON_SIGTERM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSigterm {
+    /// Drain, then exit (`drain`, the default): docs/failure-modes.md#fm-5.
+    Drain,
+    /// Install no handler (`unhandled`): models an application that never heard of SIGTERM.
+    /// The OS default applies: the process dies at once, cutting what it was serving; as PID 1
+    /// of a container without an init, the kernel drops the signal and only the SIGKILL at
+    /// `stopTimeout` stops it (docs/failure-modes.md#fm-16).
+    Unhandled,
+}
+
 /// Validated server configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -72,6 +84,8 @@ pub struct Config {
     /// Status of the page (`PAGE_STATUS`, default 200): 500 models a broken release whose
     /// `/ready` still passes, so only real traffic finds it.
     pub page_status: http::StatusCode,
+    /// What SIGTERM does (`ON_SIGTERM`: `drain`, the default, or `unhandled`).
+    pub on_sigterm: OnSigterm,
 }
 
 /// The ALB's default idle timeout; the server's must be longer (docs/failure-modes.md#fm-6).
@@ -169,6 +183,7 @@ impl Config {
                 value: page_status.to_string(),
                 expected: PAGE_STATUS_EXPECTED,
             })?;
+        let on_sigterm = on_sigterm(&get)?;
         let task_id = match get("TASK_ID") {
             Some(id) => header_safe("TASK_ID", id)?,
             None => default_task_id(),
@@ -192,7 +207,21 @@ impl Config {
             log_format,
             startup_delay,
             page_status,
+            on_sigterm,
         })
+    }
+}
+
+fn on_sigterm(get: &impl Fn(&str) -> Option<String>) -> Result<OnSigterm, ConfigError> {
+    match get("ON_SIGTERM").as_deref().map(str::to_ascii_lowercase) {
+        None => Ok(OnSigterm::Drain),
+        Some(v) if v == "drain" => Ok(OnSigterm::Drain),
+        Some(v) if v == "unhandled" => Ok(OnSigterm::Unhandled),
+        Some(v) => Err(ConfigError::Invalid {
+            var: "ON_SIGTERM",
+            value: v,
+            expected: "drain or unhandled",
+        }),
     }
 }
 
@@ -279,6 +308,11 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_secs(25));
         assert!(c.idle_timeout > ALB_IDLE_TIMEOUT);
         assert!(!c.access_log);
+        assert_eq!(c.on_sigterm, OnSigterm::Drain);
+        assert_eq!(
+            config(&[("ON_SIGTERM", "Unhandled")]).unwrap().on_sigterm,
+            OnSigterm::Unhandled
+        );
         assert!(c.task_id.ends_with(&std::process::id().to_string()));
     }
 
@@ -294,6 +328,7 @@ mod tests {
             ("MAX_HEADER_BYTES", "10"),
             ("ACCESS_LOG", "maybe"),
             ("LOG_FORMAT", "xml"),
+            ("ON_SIGTERM", "ignore"),
             ("APP_VERSION", "v 1"),
             ("TASK_ID", "a\u{7f}b"),
             // Beyond a day: would overflow `Instant + Duration` at the signal.

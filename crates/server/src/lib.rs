@@ -57,6 +57,9 @@ Environment (validated at start; a bad value exits 2 naming the variable):
                             release whose /ready still passes
   STARTUP_DELAY_SECONDS     wait this long before binding the port [default: 0]; models
                             an application's warm-up (connections refused meanwhile)
+  ON_SIGTERM                drain|unhandled [default: drain]; unhandled installs no
+                            handler: SIGTERM kills at once, or, as a container's PID 1
+                            without an init, is ignored until SIGKILL
   ACCESS_LOG                on: one log line per request [default: off]
   LOG_LEVEL                 error|warn|info|debug|trace or directives [default: info]
   LOG_FORMAT                auto|json|text; auto is JSON unless stderr is a terminal
@@ -153,7 +156,20 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             logging::init(&config.log_level, config.log_format)?;
-            let mut signals = signals::listen().map_err(Error::Signals)?;
+            // With ON_SIGTERM=unhandled no handler is installed: the channel never fires (its
+            // sender lives as long as the server) and the OS default decides.
+            let (mut signals, _unheard) = match config.on_sigterm {
+                config::OnSigterm::Drain => (signals::listen().map_err(Error::Signals)?, None),
+                config::OnSigterm::Unhandled => {
+                    tracing::warn!(
+                        "ON_SIGTERM=unhandled: no signal handler, SIGTERM ends the process \
+                         without draining (and as PID 1 of a container without an init, only \
+                         SIGKILL does)"
+                    );
+                    let (tx, rx) = tokio::sync::mpsc::channel(1);
+                    (rx, Some(tx))
+                }
+            };
             if !config.startup_delay.is_zero() {
                 // Warming up: running, not listening yet. A stop signal now ends the process at
                 // once; there is nothing to drain.
