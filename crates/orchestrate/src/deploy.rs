@@ -216,6 +216,14 @@ fn string(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
+fn strings(v: &Value, key: &str) -> Option<Vec<String>> {
+    v.get(key)?
+        .as_array()?
+        .iter()
+        .map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
 fn container(c: &Value) -> ContainerDefinition {
     let mut b = ContainerDefinition::builder()
         .set_name(string(c, "name"))
@@ -226,7 +234,10 @@ fn container(c: &Value) -> ContainerDefinition {
         .set_memory_reservation(int(c, "memoryReservation"))
         .set_stop_timeout(int(c, "stopTimeout"))
         .set_readonly_root_filesystem(c.get("readonlyRootFilesystem").and_then(Value::as_bool))
-        .set_user(string(c, "user"));
+        .set_user(string(c, "user"))
+        .set_entry_point(strings(c, "entryPoint"))
+        .set_command(strings(c, "command"))
+        .set_working_directory(string(c, "workingDirectory"));
     for p in c
         .get("portMappings")
         .and_then(Value::as_array)
@@ -814,6 +825,22 @@ mod tests {
         );
         let c = container(&serde_json::json!({"name": "web", "image": "server"}));
         assert!(c.linux_parameters().is_none());
+    }
+
+    #[test]
+    fn container_keeps_what_runs_where_and_as_whom() {
+        let c = container(&serde_json::json!({
+            "name": "web", "image": "server",
+            "entryPoint": ["/server"], "command": ["serve"],
+            "workingDirectory": "/srv", "user": "65532:65532"
+        }));
+        assert_eq!(c.entry_point(), ["/server"]);
+        assert_eq!(c.command(), ["serve"]);
+        assert_eq!(c.working_directory(), Some("/srv"));
+        assert_eq!(c.user(), Some("65532:65532"));
+        let c = container(&serde_json::json!({"name": "web", "image": "server"}));
+        assert!(c.entry_point().is_empty() && c.command().is_empty());
+        assert_eq!(c.working_directory(), None);
     }
 
     #[test]

@@ -465,6 +465,20 @@ pub struct ContainerDefinition {
     /// Linux settings; `initProcessEnabled` runs an init as the container's PID 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linux_parameters: Option<LinuxParameters>,
+    /// Replaces the image's `ENTRYPOINT` (Docker images only: a program image's command is
+    /// the stack's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_point: Option<Vec<String>>,
+    /// Replaces the image's `CMD` (Docker images only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// The directory the container's command runs in (Docker images only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+    /// `user`, `user:group`, `uid` or `uid:gid` to run as (Docker images only; a program image
+    /// runs as localaws's user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// CPU units (informational).
     #[serde(default)]
     pub cpu: Option<u32>,

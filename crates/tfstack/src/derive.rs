@@ -1316,6 +1316,37 @@ impl<'a> Deriver<'a> {
                 start_period: num(h.get("startPeriod")).map(|n| n as u32),
             })
         });
+        // What the container runs, where, as whom: the image's own when unset, or when the
+        // value is known only after apply.
+        let mut overrides = |key: &str, list: bool| -> Option<Vec<String>> {
+            let v = c.get(key)?;
+            let got: Option<Vec<String>> = if list {
+                v.as_array().and_then(|items| {
+                    items
+                        .iter()
+                        .map(|i| i.as_str().filter(|s| *s != UNKNOWN).map(str::to_owned))
+                        .collect()
+                })
+            } else {
+                v.as_str()
+                    .filter(|s| *s != UNKNOWN)
+                    .map(|s| vec![s.to_owned()])
+            };
+            if got.is_none() {
+                self.assume(
+                    &at,
+                    setting(key),
+                    "not known before apply".into(),
+                    "the image's own".into(),
+                );
+            }
+            got
+        };
+        let entry_point = overrides("entryPoint", true);
+        let command = overrides("command", true);
+        let working_directory =
+            overrides("workingDirectory", false).and_then(|v| v.into_iter().next());
+        let user = overrides("user", false).and_then(|v| v.into_iter().next());
         Ok(TaskDefinition {
             family,
             network_mode,
@@ -1334,6 +1365,10 @@ impl<'a> Deriver<'a> {
                     .map(|init| LinuxParameters {
                         init_process_enabled: Some(init),
                     }),
+                entry_point,
+                command,
+                working_directory,
+                user,
                 cpu: num(c.get("cpu")).map(|n| n as u32),
                 memory: num(c.get("memory")).map(|n| n as u32),
             }],
