@@ -43,6 +43,13 @@ pub const MIN_REAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// at most this much later).
 pub const MIN_REAL_START: Duration = Duration::from_secs(1);
 
+/// The least real time between two health checks of a task that runs in a container. Such a
+/// check is a `docker exec` (tens of milliseconds of the engine's CPU); at 240x a 10 s interval
+/// is 42 ms, and containers checked back to back stalled the engine and the machine (CI, the
+/// dev environment's container rehearsal: 97 % of the probe's requests timed out). ECS's own
+/// least interval is 5 s; a process task's check (a process beside it) keeps the scaled one.
+pub(crate) const MIN_REAL_CONTAINER_CHECK: Duration = Duration::from_secs(1);
+
 /// The soonest a non-zero deregistration delay cuts off a request that was in flight when the
 /// deregistration began (real time, never scaled). A request's duration is real: at 60x a 2 s
 /// delay is 33 ms of real time, less than a loaded machine can take to answer an ordinary

@@ -34,6 +34,7 @@ pub use clock::Clock;
 pub use control::{Control, ControlError};
 pub use dataplane::{DataPlane, DataPlaneError, Instance, Options, TaskInfo};
 pub use dataplane::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntime};
+pub use dataplane::{RuntimeError, image_labels};
 pub use dataplane::{TargetGroup, TargetHealth, TargetInfo};
 pub use events::{Event, EventKind, Events};
 pub use running::{Localaws, ReadyInfo, StartError};

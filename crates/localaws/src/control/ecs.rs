@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::ec2::Lifecycle;
 use super::{Action, Control, ControlError, Ctx, Emitter, KEEP_STOPPED, State, hex_id, wall};
-use crate::clock::MIN_REAL_START;
+use crate::clock::{MIN_REAL_CONTAINER_CHECK, MIN_REAL_START};
 use crate::dataplane::TargetHealth;
 use stack::{ServiceLoadBalancer, Stack, TaskDefinition};
 
@@ -507,7 +507,10 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
                 actions.push(Action::CleanUpTask(t.id.clone()));
             }
             Some(_) => {}
-            None if ctx.plane.task_exited(&t.id) => {
+            None if ctx.plane.task_exit(&t.id).is_some() => {
+                if let Some(Some(exit)) = ctx.plane.task_exit(&t.id) {
+                    t.exit_code = Some(exit.code());
+                }
                 mark_stopped(
                     t,
                     "Essential container in task exited".into(),
@@ -661,6 +664,83 @@ fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut 
     }
 }
 
+/// The host port a task of `td` holds on its instance whatever runs there: a static
+/// `hostPort`, or in `host` network mode the container port.
+fn static_host_port(td: &TaskDefinition) -> Option<u16> {
+    let mapping = td.container_definitions.first()?.port_mappings.first()?;
+    match td.network_mode.as_deref() {
+        Some("host") => Some(mapping.container_port),
+        _ => mapping.host_port.filter(|p| *p != 0),
+    }
+}
+
+/// Why a service's task has no instance: ECS's sentence about the closest match (after its
+/// "unable to place a task" event), and localaws's own words for its log.
+struct Unplaced {
+    closest: String,
+    why: String,
+}
+
+/// Where the next task of service `name` goes: among the ACTIVE, in-service instances that do
+/// not already hold its static host port (ECS: "already using a port required by your task"),
+/// the one with the fewest of the service's tasks, then the fewest tasks.
+fn placement(
+    state: &State,
+    name: &str,
+    td: &TaskDefinition,
+    instance_ok: &dyn Fn(&State, &str) -> bool,
+) -> Result<String, Unplaced> {
+    let port = static_host_port(td);
+    let holds_port = |ec2: &str| {
+        port.is_some_and(|p| {
+            state.tasks.values().any(|t| {
+                t.instance == ec2 && t.is_live() && static_host_port(&t.definition) == Some(p)
+            })
+        })
+    };
+    let active: Vec<&String> = state
+        .container_instances
+        .keys()
+        .filter(|ec2| instance_ok(state, ec2))
+        .collect();
+    let load = |ec2: &str| {
+        let live = state
+            .tasks
+            .values()
+            .filter(|t| t.instance == ec2 && t.is_live());
+        let of_service = live
+            .clone()
+            .filter(|t| t.service.as_deref() == Some(name))
+            .count();
+        (of_service, live.count())
+    };
+    if let Some(instance) = active
+        .iter()
+        .filter(|ec2| !holds_port(ec2))
+        .min_by_key(|ec2| load(ec2))
+    {
+        return Ok((*instance).clone());
+    }
+    Err(match (active.first(), port) {
+        (Some(closest), Some(port)) => Unplaced {
+            closest: format!(
+                " The closest matching container-instance {} is already using a port required by your task.",
+                state
+                    .container_instances
+                    .get(*closest)
+                    .map_or(closest.as_str(), |c| c.arn.as_str())
+            ),
+            why: format!(
+                "every ACTIVE container instance already holds host port {port}, which its task definition maps statically"
+            ),
+        },
+        _ => Unplaced {
+            closest: String::new(),
+            why: "no ACTIVE container instance".to_owned(),
+        },
+    })
+}
+
 /// One scheduler pass over `unit` of service `name`; returns whether it is steady.
 #[expect(
     clippy::too_many_lines,
@@ -807,40 +887,27 @@ fn schedule(
     };
     let mut started = Vec::new();
     for _ in 0..start {
-        let candidates: Vec<String> = state
-            .container_instances
-            .keys()
-            .filter(|ec2| instance_ok(state, ec2))
-            .cloned()
-            .collect();
-        let load = |ec2: &str| {
-            let live = state
-                .tasks
-                .values()
-                .filter(|t| t.instance == ec2 && t.is_live());
-            let of_service = live
-                .clone()
-                .filter(|t| t.service.as_deref() == Some(name))
-                .count();
-            (of_service, live.count())
-        };
-        let Some(instance) = candidates.iter().min_by_key(|c| load(c)).cloned() else {
-            if let Some(s) = state.services.get_mut(name)
-                && s.unplaceable_since.is_none()
-            {
-                s.unplaceable_since = Some(ctx.now);
-                add_event(
-                    s,
-                    format!(
-                        "(service {name}) was unable to place a task because no container instance met all of its requirements."
-                    ),
-                );
-                ctx.events.emit(
-                    "ecs",
-                    format!("service {name} cannot place a task: no ACTIVE container instance"),
-                );
+        let instance = match placement(state, name, &td.definition, &instance_ok) {
+            Ok(instance) => instance,
+            Err(unplaced) => {
+                if let Some(s) = state.services.get_mut(name)
+                    && s.unplaceable_since.is_none()
+                {
+                    s.unplaceable_since = Some(ctx.now);
+                    add_event(
+                        s,
+                        format!(
+                            "(service {name}) was unable to place a task because no container instance met all of its requirements.{}",
+                            unplaced.closest
+                        ),
+                    );
+                    ctx.events.emit(
+                        "ecs",
+                        format!("service {name} cannot place a task: {}", unplaced.why),
+                    );
+                }
+                break;
             }
-            break;
         };
         let id = ctx.plane.new_task_id();
         state.tasks.insert(
@@ -1014,11 +1081,11 @@ pub(super) async fn stop_task(c: &Control, id: String) {
     c.write(|st, c| {
         if let Some(t) = st.tasks.get_mut(&id) {
             if let Ok(
-                crate::dataplane::StopOutcome::Exited(crate::dataplane::TaskExit::Code(code))
-                | crate::dataplane::StopOutcome::Killed(crate::dataplane::TaskExit::Code(code)),
+                crate::dataplane::StopOutcome::Exited(exit)
+                | crate::dataplane::StopOutcome::Killed(exit),
             ) = &outcome
             {
-                t.exit_code = Some(*code);
+                t.exit_code = Some(exit.code());
             }
             let reason = t.stopped_reason.clone().unwrap_or_default();
             mark_stopped(t, reason, "ServiceSchedulerInitiated");
@@ -1053,7 +1120,7 @@ pub(super) async fn health_check(c: &Control, id: String) {
         return;
     };
     let clock = c.clock();
-    let passed = c
+    let check = c
         .plane()
         .exec_in_task(
             &id,
@@ -1061,7 +1128,13 @@ pub(super) async fn health_check(c: &Control, id: String) {
             clock.timeout(std::time::Duration::from_secs(u64::from(timeout))),
         )
         .await
-        .unwrap_or(false);
+        .unwrap_or_else(|e| crate::dataplane::Check::failed(e.to_string()));
+    let passed = check.passed;
+    let every = if c.plane().in_container(&id) {
+        clock.secs(interval).max(MIN_REAL_CONTAINER_CHECK)
+    } else {
+        clock.secs(interval)
+    };
     c.write(|st, c| {
         let Some(t) = st.tasks.get_mut(&id) else {
             return;
@@ -1071,7 +1144,7 @@ pub(super) async fn health_check(c: &Control, id: String) {
         };
         let now = Instant::now();
         h.running = false;
-        h.next = now + clock.secs(interval);
+        h.next = now + every;
         let before = h.status;
         if passed {
             h.failures = 0;
@@ -1083,8 +1156,15 @@ pub(super) async fn health_check(c: &Control, id: String) {
             }
         }
         if h.status != before {
-            c.events()
-                .emit("ecs", format!("task {id} container health {}", h.status));
+            let why = if passed {
+                String::new()
+            } else {
+                format!(" (the check: {})", check.said)
+            };
+            c.events().emit(
+                "ecs",
+                format!("task {id} container health {}{why}", h.status),
+            );
         }
     });
 }

@@ -11,6 +11,14 @@
 //!   the caller's; plus `TASK_ID` (localaws's choice: ECS gives a container its task ARN through
 //!   `ECS_CONTAINER_METADATA_URI_V4`, which localaws does not serve, and the project's server
 //!   stamps `TASK_ID` on every response).
+//! - **What runs**: the task definition's `entryPoint`, `command`, `workingDirectory` and
+//!   `user` replace the image's `ENTRYPOINT`, `CMD`, `WORKDIR` and `USER`, as `docker run`'s
+//!   flags would (an `entryPoint` also drops the image's `CMD`: Docker's rule). A program image
+//!   ignores them: it runs its stack command as localaws's user, in localaws's directory.
+//! - **Health checks**: a container's `healthCheck` runs inside it (a Docker exec with the
+//!   container's environment), as Docker runs it for the agent: `CMD` as given, `CMD-SHELL`
+//!   through the image's `/bin/sh` (a FROM scratch image has none: the check fails, saying so).
+//!   Never more often than [`crate::clock::MIN_REAL_CONTAINER_CHECK`] of real time.
 //! - **Stopping**: the image's `STOPSIGNAL` (SIGTERM when it has none), then SIGKILL at the
 //!   `stopTimeout` ([`super::runtime::stop`] keeps that order for both runtimes); the exit code
 //!   as Docker reports it (137 after SIGKILL). `linuxParameters.initProcessEnabled` runs
@@ -31,10 +39,12 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
@@ -43,8 +53,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::runtime::{
-    BoxFuture, ContainerSpec, ProcessRuntime, RunningTask, RuntimeError, StopSignal, TaskExit,
-    TaskRuntime, TaskSpec, exit_of,
+    BoxFuture, Check, ContainerSpec, ProcessRuntime, RunningTask, RuntimeError, StopSignal,
+    TaskExit, TaskRuntime, TaskSpec, exit_of,
 };
 
 /// The label every container this runtime makes carries (value `true`).
@@ -109,16 +119,37 @@ async fn stop_signal(docker: &Docker, image: &str) -> Result<String, RuntimeErro
     }
 }
 
+/// The engine at `DOCKER_HOST`, else the default socket, at the API version both speak.
+async fn engine() -> Result<Docker, RuntimeError> {
+    let docker = Docker::connect_with_local_defaults().map_err(|e| engine_error(&e))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| engine_error(&e))
+}
+
+/// The labels of the local Docker image `image`, read from the engine the Docker runtime uses:
+/// what a caller checks before it relies on an image's behaviour. An image not on the engine is
+/// [`RuntimeError::ImageMissing`].
+pub async fn image_labels(image: &str) -> Result<HashMap<String, String>, RuntimeError> {
+    let docker = engine().await?;
+    match docker.inspect_image(image).await {
+        Ok(inspect) => Ok(inspect.config.and_then(|c| c.labels).unwrap_or_default()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Err(RuntimeError::ImageMissing {
+            image: image.to_owned(),
+        }),
+        Err(e) => Err(docker_error(&format!("inspect image {image}"), &e)),
+    }
+}
+
 impl DockerRuntime {
     /// Connects to the engine (`DOCKER_HOST`, else the default socket), negotiates the API
     /// version, checks that every image in `images` is on the engine, and removes the containers
     /// a localaws that no longer runs left behind.
     pub(crate) async fn connect(images: &[String]) -> Result<Self, RuntimeError> {
-        let docker = Docker::connect_with_local_defaults().map_err(|e| engine_error(&e))?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| engine_error(&e))?;
+        let docker = engine().await?;
         // Each image is inspected once, here: present (or exit 2 before anything starts), and
         // the signal that stops it.
         let mut stop_signals = HashMap::new();
@@ -222,6 +253,16 @@ impl DockerRuntime {
         });
         let body = ContainerCreateBody {
             image: Some(container.image.clone()),
+            entrypoint: container.entrypoint.clone(),
+            cmd: container.cmd.clone(),
+            working_dir: container.working_dir.clone(),
+            user: container.user.clone(),
+            // The task definition's check replaces the image's HEALTHCHECK (localaws runs it);
+            // without one, Docker runs the image's, whose status ECS ignores.
+            healthcheck: container.checked.then(|| HealthConfig {
+                test: Some(vec!["NONE".to_owned()]),
+                ..HealthConfig::default()
+            }),
             env: Some(env),
             labels: Some(labels),
             exposed_ports: exposed.map(|e| vec![e]),
@@ -401,5 +442,61 @@ impl RunningTask for Container {
 
     fn wait(&self) -> BoxFuture<'_, TaskExit> {
         exit_of(&self.exit)
+    }
+
+    fn exec(&self, argv: Vec<String>, timeout: Duration) -> Option<BoxFuture<'_, Check>> {
+        Some(Box::pin(async move {
+            let run = async {
+                let options = CreateExecOptions {
+                    cmd: Some(argv),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..CreateExecOptions::default()
+                };
+                let created = self
+                    .docker
+                    .create_exec(&self.container_id, options)
+                    .await
+                    .map_err(|e| format!("cannot run the check: {e}"))?;
+                // Attached: the output ends when the command does (a program the image lacks,
+                // such as /bin/sh in a FROM scratch image, ends it at once with exit 126 or 127
+                // and the runtime's message).
+                let mut said = Vec::new();
+                if let Ok(StartExecResults::Attached { mut output, .. }) =
+                    self.docker.start_exec(&created.id, None).await
+                {
+                    while let Some(chunk) = output.next().await {
+                        if let Ok(chunk) = chunk {
+                            said.extend_from_slice(&chunk.into_bytes());
+                        }
+                    }
+                }
+                let inspect = self
+                    .docker
+                    .inspect_exec(&created.id)
+                    .await
+                    .map_err(|e| format!("cannot read the check's exit: {e}"))?;
+                Ok::<_, String>((inspect.exit_code, said))
+            };
+            match tokio::time::timeout(timeout, run).await {
+                Ok(Ok((Some(0), _))) => Check::passed(),
+                Ok(Ok((code, said))) => {
+                    let said = String::from_utf8_lossy(&said);
+                    let tail: String = said.trim().chars().rev().take(200).collect();
+                    let tail: String = tail.chars().rev().collect();
+                    Check::failed(format!(
+                        "exit {}{}",
+                        code.map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
+                        if tail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {tail}")
+                        }
+                    ))
+                }
+                Ok(Err(why)) => Check::failed(why),
+                Err(_) => Check::failed(format!("timed out after {timeout:?}")),
+            }
+        }))
     }
 }

@@ -28,7 +28,10 @@ pub mod tls;
 pub use crate::events::TargetHealth;
 pub use addresses::AddressBlock;
 pub(crate) use docker::DockerRuntime;
-pub use runtime::{ProcessRuntime, RunningTask, StopOutcome, TaskExit, TaskRuntime};
+pub use docker::image_labels;
+pub use runtime::{
+    Check, ProcessRuntime, RunningTask, RuntimeError, StopOutcome, TaskExit, TaskRuntime,
+};
 pub use targets::{Metrics, TargetGroup, TargetInfo};
 pub use tls::ListenerTls;
 
@@ -116,6 +119,8 @@ struct TaskRecord {
     env: Vec<(String, String)>,
     /// Reports the exit as an event whenever it happens.
     watcher: JoinHandle<()>,
+    /// It runs in a container (of a Docker image), not as a process.
+    in_container: bool,
 }
 
 /// Options beyond the stack.
@@ -375,11 +380,14 @@ impl DataPlane {
         victims.into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Whether the task's process has exited.
-    pub fn task_exited(&self, task_id: &str) -> bool {
-        self.tasks()
-            .get(task_id)
-            .is_none_or(|r| r.handle.exit().is_some())
+    /// Whether the task's process has exited: `None` while it runs, `Some(None)` for a task
+    /// the data plane does not know (its exit is not known), `Some(Some(exit))` for one that
+    /// exited.
+    pub fn task_exit(&self, task_id: &str) -> Option<Option<TaskExit>> {
+        match self.tasks().get(task_id) {
+            None => Some(None),
+            Some(r) => r.handle.exit().map(Some),
+        }
     }
 
     /// Forgets a task whose process has exited (or kills it first if it has not).
@@ -535,6 +543,11 @@ impl DataPlane {
                 .as_ref()
                 .and_then(|l| l.init_process_enabled)
                 .unwrap_or(false),
+            entrypoint: container.entry_point.clone(),
+            cmd: container.command.clone(),
+            working_dir: container.working_directory.clone(),
+            user: container.user.clone(),
+            checked: container.health_check.is_some(),
             labels,
         }
     }
@@ -612,6 +625,7 @@ impl DataPlane {
             log_dir: self.inner.log_dir.clone(),
             container: container_spec,
         };
+        let in_container = spec.container.is_some();
         let handle = self.inner.runtime.start(spec).await?;
         let endpoint = handle.endpoint();
         vars.extend([
@@ -648,6 +662,7 @@ impl DataPlane {
             stop_timeout,
             env: vars,
             watcher,
+            in_container,
         };
         let late = {
             let mut tasks = self.tasks();
@@ -669,21 +684,40 @@ impl DataPlane {
         Ok(info)
     }
 
+    /// Whether the task runs in a container (its health checks then run inside it).
+    pub fn in_container(&self, task_id: &str) -> bool {
+        self.tasks().get(task_id).is_some_and(|r| r.in_container)
+    }
+
     /// Runs a container health check (`["CMD", prog, args...]` or `["CMD-SHELL", "..."]`) for a
     /// running task, with the task's environment, as the ECS agent has Docker run it inside the
-    /// container. A program named `server` is the image's application (so `/server healthcheck`
-    /// works as in the container image). Returns whether it exited 0 within `timeout` (real).
+    /// container: inside it for a container (`CMD-SHELL` through the image's `/bin/sh`, which a
+    /// FROM scratch image lacks: the check fails, as on ECS); beside it for a process, where a
+    /// program named `server` is the image's application (so `/server healthcheck` works as in
+    /// the container image). Whether it exited 0 within `timeout` (real), and what it said.
     pub async fn exec_in_task(
         &self,
         task_id: &str,
         command: &[String],
         timeout: Duration,
-    ) -> Result<bool, DataPlaneError> {
-        let env = self
+    ) -> Result<Check, DataPlaneError> {
+        let (env, handle) = self
             .tasks()
             .get(task_id)
-            .map(|r| r.env.clone())
+            .map(|r| (r.env.clone(), Arc::clone(&r.handle)))
             .ok_or_else(|| not_found("task", task_id))?;
+        let inside = match command {
+            [kind, line] if kind == "CMD-SHELL" => {
+                Some(vec!["/bin/sh".into(), "-c".into(), line.clone()])
+            }
+            [kind, rest @ ..] if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+            _ => None,
+        };
+        if let Some(argv) = inside
+            && let Some(ran) = handle.exec(argv, timeout)
+        {
+            return Ok(ran.await);
+        }
         let (program, args): (PathBuf, Vec<String>) = match command {
             [kind, line] if kind == "CMD-SHELL" => {
                 (PathBuf::from("/bin/sh"), vec!["-c".into(), line.clone()])
@@ -713,13 +747,21 @@ impl DataPlane {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);
-        let Ok(mut child) = cmd.spawn() else {
-            return Ok(false);
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                return Ok(Check::failed(format!(
+                    "cannot run {}: {e}",
+                    program.display()
+                )));
+            }
         };
-        match tokio::time::timeout(timeout, child.wait()).await {
-            Ok(Ok(status)) => Ok(status.success()),
-            _ => Ok(false),
-        }
+        Ok(match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(Ok(status)) if status.success() => Check::passed(),
+            Ok(Ok(status)) => Check::failed(status.to_string()),
+            Ok(Err(e)) => Check::failed(format!("cannot wait for the check: {e}")),
+            Err(_) => Check::failed(format!("timed out after {timeout:?}")),
+        })
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, TaskRecord>> {

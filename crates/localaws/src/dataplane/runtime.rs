@@ -127,6 +127,18 @@ pub(crate) struct ContainerSpec {
     pub(crate) container_port: Option<u16>,
     /// `linuxParameters.initProcessEnabled`.
     pub(crate) init: bool,
+    /// `entryPoint`, replacing the image's `ENTRYPOINT` (and, as Docker does, its `CMD`).
+    pub(crate) entrypoint: Option<Vec<String>>,
+    /// `command`, replacing the image's `CMD`.
+    pub(crate) cmd: Option<Vec<String>>,
+    /// `workingDirectory`.
+    pub(crate) working_dir: Option<String>,
+    /// `user`.
+    pub(crate) user: Option<String>,
+    /// The task definition has a container `healthCheck` (localaws runs it inside the
+    /// container itself, so the image's own `HEALTHCHECK` is turned off, as the agent's
+    /// replaces it).
+    pub(crate) checked: bool,
     /// The ECS agent's labels (task ARN, container name, family, revision, cluster).
     pub(crate) labels: BTreeMap<String, String>,
 }
@@ -138,6 +150,17 @@ pub enum TaskExit {
     Code(i32),
     /// Killed by a signal.
     Signal(i32),
+}
+
+impl TaskExit {
+    /// The exit code as a container reports it: a process killed by signal N is 128 + N, as
+    /// Docker (and so `DescribeTasks`) reports a container's (137 after SIGKILL).
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Code(code) => code,
+            Self::Signal(signal) => 128 + signal,
+        }
+    }
 }
 
 impl fmt::Display for TaskExit {
@@ -170,6 +193,40 @@ pub trait RunningTask: Send + Sync + fmt::Debug {
     fn exit(&self) -> Option<TaskExit>;
     /// Resolves when the task has exited.
     fn wait(&self) -> BoxFuture<'_, TaskExit>;
+    /// Runs `argv` inside the task, as Docker runs a container's health check there (with the
+    /// container's environment), within `timeout`. `None` for a task that is a process: the
+    /// caller runs the command beside it.
+    fn exec(&self, _argv: Vec<String>, _timeout: Duration) -> Option<BoxFuture<'_, Check>> {
+        None
+    }
+}
+
+/// One health check's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// It exited 0 within its timeout.
+    pub passed: bool,
+    /// What it said when it failed: the exit code and the tail of its output, a timeout, or why
+    /// it could not run.
+    pub said: String,
+}
+
+impl Check {
+    /// A check that passed.
+    pub fn passed() -> Self {
+        Self {
+            passed: true,
+            said: String::new(),
+        }
+    }
+
+    /// A check that failed, saying why.
+    pub fn failed(said: impl Into<String>) -> Self {
+        Self {
+            passed: false,
+            said: said.into(),
+        }
+    }
 }
 
 /// Starts tasks.

@@ -15,7 +15,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use crate::util::{probe, service_stack};
+use stack::{ContainerHealthCheck, KeyValue, LinuxParameters, Stack};
+
+use crate::util::{Aws, probe, service_stack};
 
 /// The project's image, as this test binary builds it.
 const TAG: &str = "ecs-zdt/server:localaws-it";
@@ -81,7 +83,11 @@ fn owned_by(pid: u32) -> Vec<BTreeMap<String, String>> {
 /// The test stack with two instances, a service of two tasks behind `blue`, and image `server`
 /// a Docker image.
 fn stack_file(dir: &Path, docker: &str) -> PathBuf {
-    let mut stack = service_stack();
+    write_stack(dir, service_stack(), docker)
+}
+
+/// Writes `stack` with image `server` the Docker image `docker`.
+fn write_stack(dir: &Path, mut stack: Stack, docker: &str) -> PathBuf {
     let image = stack.images.get_mut("server").unwrap();
     image.command = String::new();
     image.args.clear();
@@ -294,4 +300,342 @@ async fn a_missing_image_or_an_unreachable_engine_is_exit_2_before_anything_star
             || std::fs::read_dir(dir.path().join("tasks")).unwrap().count() == 0,
         "nothing started"
     );
+}
+
+/// A task's `lastStatus` and its container's `exitCode`, from `DescribeTasks`.
+async fn task_status(aws: &Aws, cluster: &str, arn: &str) -> (String, Option<i32>) {
+    let out = aws
+        .ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .tasks(arn)
+        .send()
+        .await
+        .expect("DescribeTasks");
+    let task = out.tasks().first().expect("the task");
+    (
+        task.last_status().unwrap_or_default().to_owned(),
+        task.containers().first().and_then(|c| c.exit_code()),
+    )
+}
+
+/// Waits until the task is `STOPPED`: the time from the stop signal (sent as the task turns
+/// `STOPPING`, once deregistered) as polled, and the exit code `DescribeTasks` reports. A stop
+/// too quick for a poll to see `STOPPING` counts from the last poll that saw it deregistering.
+async fn watch_stop(aws: &Aws, cluster: &str, arn: &str, within: Duration) -> (Duration, i32) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut stopping = None;
+    let mut deregistering = None;
+    loop {
+        let (status, code) = task_status(aws, cluster, arn).await;
+        let now = tokio::time::Instant::now();
+        match status.as_str() {
+            "DEACTIVATING" => deregistering = Some(now),
+            "STOPPING" if stopping.is_none() => stopping = Some(now),
+            "STOPPED" => {
+                let since = stopping
+                    .or(deregistering)
+                    .expect("the task was stopping before it was STOPPED");
+                return (now - since, code.expect("a stopped container's exit code"));
+            }
+            _ => {}
+        }
+        assert!(
+            now < deadline,
+            "task {arn} not stopped in {within:?}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The one live task of service `web`.
+async fn service_task(aws: &Aws, cluster: &str, not: Option<&str>) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = aws
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .service_name("web")
+            .send()
+            .await
+            .expect("ListTasks");
+        if let Some(arn) = out.task_arns().iter().find(|a| Some(a.as_str()) != not) {
+            return arn.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "service web has no new task in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An application that installs no SIGTERM handler (`ON_SIGTERM=unhandled`) is PID 1 of its
+/// container, where the kernel drops a signal with no handler: it runs on until the SIGKILL at
+/// `stopTimeout` (2 s here), exit 137 in `DescribeTasks`. One thing flipped, the next revision
+/// sets `linuxParameters.initProcessEnabled`: Docker's init is PID 1, forwards the SIGTERM, and
+/// the same image stops at once, killed by it (143).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_without_a_sigterm_handler_is_killed_at_stop_timeout_unless_an_init_runs_it() {
+    let _slot = crate::util::slot().await;
+    let image = image().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut stack = service_stack();
+    stack.services[0].desired_count = 1;
+    let cluster = stack.cluster.name.clone();
+    let stop_timeout = Duration::from_secs(2);
+    {
+        let c = &mut stack.task_definitions[0].container_definitions[0];
+        c.stop_timeout = Some(2);
+        c.environment.push(KeyValue {
+            name: "ON_SIGTERM".into(),
+            value: "unhandled".into(),
+        });
+    }
+    let mut next = stack.task_definitions[0].clone();
+    next.container_definitions[0].linux_parameters = Some(LinuxParameters {
+        init_process_enabled: Some(true),
+    });
+    let path = write_stack(dir.path(), stack, image);
+    let (mut child, info) = up(&path, dir.path()).await;
+    let aws = Aws::new(info["endpoint"].as_str().unwrap());
+    let first = service_task(&aws, &cluster, None).await;
+
+    // The next revision, with an init; the service rolls to it and stops the first task.
+    let body = serde_json::to_value(&next).unwrap();
+    let c = &body["containerDefinitions"][0];
+    let env: Vec<aws_sdk_ecs::types::KeyValuePair> = c["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| {
+            aws_sdk_ecs::types::KeyValuePair::builder()
+                .name(kv["name"].as_str().unwrap())
+                .value(kv["value"].as_str().unwrap())
+                .build()
+        })
+        .collect();
+    let registered = aws
+        .ecs
+        .register_task_definition()
+        .family("web")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("web")
+                .image("server")
+                .stop_timeout(2)
+                .set_environment(Some(env))
+                .port_mappings(
+                    aws_sdk_ecs::types::PortMapping::builder()
+                        .container_port(8080)
+                        .host_port(0)
+                        .build(),
+                )
+                .linux_parameters(
+                    aws_sdk_ecs::types::LinuxParameters::builder()
+                        .init_process_enabled(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("RegisterTaskDefinition");
+    let revision = registered
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .unwrap()
+        .to_owned();
+    aws.ecs
+        .update_service()
+        .cluster(&cluster)
+        .service("web")
+        .task_definition(&revision)
+        .send()
+        .await
+        .expect("UpdateService");
+    // Start, health and the deregistration delay come first: a minute is ample at 10x.
+    let (took, code) = watch_stop(&aws, &cluster, &first, Duration::from_secs(60)).await;
+    assert_eq!(code, 137, "SIGKILLed at stopTimeout (took {took:?})");
+    assert!(
+        took + Duration::from_millis(100) >= stop_timeout,
+        "the stop signal was not ignored: stopped {took:?} after STOPPING"
+    );
+
+    // The same image under an init: SIGTERM reaches it and ends it at once.
+    let second = service_task(&aws, &cluster, Some(&first)).await;
+    assert_eq!(
+        owned_by(child.id().unwrap())
+            .iter()
+            .filter(|l| {
+                l.get("com.amazonaws.ecs.task-definition-version")
+                    .map(String::as_str)
+                    == Some("2")
+            })
+            .count(),
+        1,
+        "the second revision runs in a container"
+    );
+    aws.ecs
+        .update_service()
+        .cluster(&cluster)
+        .service("web")
+        .desired_count(0)
+        .send()
+        .await
+        .expect("UpdateService");
+    let (took, code) = watch_stop(&aws, &cluster, &second, Duration::from_secs(60)).await;
+    assert_eq!(
+        code, 143,
+        "killed by SIGTERM, through the init (took {took:?})"
+    );
+    assert!(took < stop_timeout, "stopped {took:?} after STOPPING");
+
+    kill(
+        Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap()),
+        Signal::SIGINT,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("localaws did not exit after SIGINT")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// A container's `healthCheck` runs inside the container, as Docker runs it for the ECS agent:
+/// `CMD /server healthcheck` (the image's own probe) passes; `CMD-SHELL` needs the image's
+/// `/bin/sh`, which a FROM scratch image does not have, so even `exit 0` (which passes beside the
+/// task, on this machine) fails, and the task turns UNHEALTHY saying why, as it would on ECS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_health_checks_run_inside_the_container() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let _slot = crate::util::slot().await;
+    let image = image().await;
+    for (check, expect, reason) in [
+        (
+            &["CMD", "/server", "healthcheck"][..],
+            "container health HEALTHY",
+            None,
+        ),
+        (
+            &["CMD-SHELL", "exit 0"][..],
+            "container health UNHEALTHY",
+            Some("/bin/sh"),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stack = service_stack();
+        stack.task_definitions[0].container_definitions[0].health_check =
+            Some(ContainerHealthCheck {
+                command: check.iter().map(|s| (*s).to_owned()).collect(),
+                interval: Some(5),
+                timeout: Some(2),
+                retries: Some(1),
+                start_period: None,
+            });
+        let path = write_stack(dir.path(), stack, image);
+        let mut child = localaws(&path, dir.path()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        // A check every second at most (the container floor), one failure enough.
+        let found = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains(expect) {
+                    return Some(line);
+                }
+                seen.push(line);
+            }
+            None
+        })
+        .await;
+        let pid = child.id().unwrap();
+        kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGINT).unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+        let line = match found {
+            Ok(Some(line)) => line,
+            _ => panic!("{check:?}: no {expect:?} in\n{}", seen.join("\n")),
+        };
+        if let Some(reason) = reason {
+            assert!(
+                line.contains("the check: ") && line.contains(reason),
+                "{check:?}: the reason is missing: {line}"
+            );
+        }
+        assert!(owned_by(pid).is_empty(), "{:#?}", owned_by(pid));
+    }
+}
+
+/// A static `hostPort` holds its port on the instance: with two instances, a third task of the
+/// service cannot be placed, and the service says why in ECS's words ("already using a port
+/// required by your task"), while the two placed containers serve on that very port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_host_port_places_one_container_per_instance_and_says_why_not_more() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let _slot = crate::util::slot().await;
+    let image = image().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut stack = service_stack();
+    stack.services[0].desired_count = 3;
+    stack.task_definitions[0].container_definitions[0].port_mappings[0].host_port = Some(port);
+    let path = write_stack(dir.path(), stack, image);
+    let mut child = localaws(&path, dir.path()).spawn().unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let expect = format!("already holds host port {port}");
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(&expect) {
+                return true;
+            }
+            seen.push(line);
+        }
+        false
+    })
+    .await;
+    // Keep reading stderr so localaws never blocks on a full pipe.
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    assert_eq!(found, Ok(true), "no {expect:?} in\n{}", seen.join("\n"));
+    // The two placed tasks' containers start meanwhile (placement comes first).
+    let running = || -> BTreeSet<String> {
+        std::process::Command::new("docker")
+            .args(["ps", "--format", "{{.Ports}}", "--filter"])
+            .arg(format!("label=dev.localaws.owner-pid={pid}"))
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut ports = running();
+    while ports.len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ports = running();
+    }
+    assert_eq!(ports.len(), 2, "one container per instance: {ports:?}");
+    assert!(
+        ports
+            .iter()
+            .all(|p| p.contains(&format!(":{port}->8080/tcp"))),
+        "{ports:?}"
+    );
+    kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("localaws did not exit after SIGINT")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    drain.abort();
+    assert!(owned_by(pid).is_empty(), "{:#?}", owned_by(pid));
 }

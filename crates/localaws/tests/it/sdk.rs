@@ -1113,22 +1113,36 @@ async fn register_web(ecs: &aws_sdk_ecs::Client, port: i32) -> String {
     format!("demo-web:{}", td.revision())
 }
 
-/// ECS's service throttle logic: a service whose tasks keep failing to start (four tasks with a
-/// static host port on three instances: the fourth never fits) is retried ever more slowly,
-/// never given up, and says so in its events; a new task definition ends the throttling at once.
-/// Without it, localaws retried the placement thousands of times a second.
+/// ECS's service throttle logic: a service whose tasks keep failing to start (a revision with a
+/// static host port that another program, not a task, holds on every instance: placement
+/// cannot see it, the start fails, as the agent's does with "port is already allocated"; the
+/// service scaled to 1, so each attempt is one task) is retried ever more slowly, never given
+/// up, and says so in its events; a new task definition ends the throttling at once. Without it,
+/// localaws retried the start thousands of times a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_keeps_failing_to_start_is_retried_ever_more_slowly_until_a_new_revision() {
     let fleet = Fleet::start(rolling_stack()).await;
     let ecs = &fleet.aws.ecs;
     let clock = fleet.la.plane().clock();
     let mut events = fleet.la.plane().events().subscribe();
-    let static_port = register_web(ecs, 8080).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _held: Vec<std::net::TcpListener> = fleet
+        .la
+        .plane()
+        .instances()
+        .iter()
+        .map(|i| std::net::TcpListener::bind((i.ip, port)).unwrap())
+        .collect();
+    let static_port = register_web(ecs, i32::from(port)).await;
     ecs.update_service()
         .cluster("demo-cluster")
         .service("demo-svc")
         .task_definition(&static_port)
-        .desired_count(4)
+        .desired_count(1)
         .send()
         .await
         .unwrap();
