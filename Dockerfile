@@ -6,10 +6,13 @@
 FROM scratch
 
 ARG VERSION=dev
+# dev.ecs-zdt.rehearsal-knobs: what `orchestrate rehearse` may flip inside this image (its
+# negative controls need them); an image without the label runs every other scenario.
 LABEL org.opencontainers.image.title="server" \
       org.opencontainers.image.description="Web service that drains gracefully on SIGTERM" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      dev.ecs-zdt.rehearsal-knobs="DRAIN_DELAY_SECONDS PAGE_STATUS /delay/{ms}"
 
 COPY server /server
 

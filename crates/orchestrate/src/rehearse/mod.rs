@@ -28,7 +28,7 @@ mod scenarios;
 mod setup;
 mod summary;
 
-pub use scenarios::{Kind, SCENARIOS, Scenario};
+pub use scenarios::{KNOBS_LABEL, Kind, SCENARIOS, Scenario};
 pub use setup::{DerivedSetup, Setup, print_stack, stack};
 pub use summary::{Row, alarm_window, causes, table};
 
@@ -113,7 +113,8 @@ pub async fn run(
 ) -> Result<Vec<Row>, RehearseError> {
     check(args)?;
     let mut chosen = chosen(&args.scenarios)?;
-    let setup = Setup::from_args(args)?;
+    let mut setup = Setup::from_args(args)?;
+    setup.inspect_images().await?;
     if let Some(d) = &setup.derived {
         let _ = writeln!(
             out,
@@ -126,13 +127,21 @@ pub async fn run(
         for a in &d.assumptions {
             let _ = writeln!(out, "  {a}");
         }
-        chosen.retain(|s| match setup.unsupported(s) {
-            Some(why) => {
-                let _ = writeln!(out, "skipped {}: {why}", s.name);
-                false
-            }
-            None => true,
-        });
+    }
+    let asked = chosen.len();
+    chosen.retain(|s| match setup.unsupported(s) {
+        Some(why) => {
+            let _ = writeln!(out, "not run {}: {why}", s.name);
+            false
+        }
+        None => true,
+    });
+    if chosen.is_empty() {
+        // Nothing rehearsed is no verdict: never a pass.
+        return Err(RehearseError::Input(format!(
+            "none of the {asked} scenario{} chosen can run on this stack (reasons above)",
+            if asked == 1 { "" } else { "s" }
+        )));
     }
     std::fs::create_dir_all(&args.report_dir).map_err(|e| {
         RehearseError::Input(format!(

@@ -112,8 +112,9 @@ pub(super) fn derived_release_plan(
 
 /// `--task-definition FILE` rendered for localaws: the placeholders a deploy fills in get the
 /// rehearsal's values (`{{APP_VERSION}}` is set per release), any other placeholder
-/// `"rehearsal"`, and an image localaws does not know runs as the project's `server`; each such
-/// choice is an assumption.
+/// `"rehearsal"`, and each container runs the image the configuration's container of the same
+/// name runs (else its own if localaws knows it, else the project's `server`); each such choice
+/// is an assumption.
 pub(super) fn release_template(
     file: &Path,
     stack: &Stack,
@@ -175,16 +176,44 @@ pub(super) fn release_template(
             .and_then(|i| i.as_str())
             .unwrap_or_default()
             .to_owned();
-        if stack.image(&image).is_none() {
+        // A release is a new revision of the configuration's container of the same name: it
+        // runs the image that container runs here (what --image NAME=... chose for it); a
+        // container the configuration does not have runs its own image if localaws knows it,
+        // else the project's server.
+        let name = c
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let same = stack
+            .task_definitions
+            .iter()
+            .flat_map(|t| &t.container_definitions)
+            .find(|d| d.name == name)
+            .map(|d| d.image.clone());
+        let chosen = match same {
+            Some(local) if local != image => Some((
+                format!(
+                    "image {image:?} runs as container {name:?} runs in the configuration (image {local:?})"
+                ),
+                local,
+            )),
+            None if stack.image(&image).is_none() => Some((
+                format!(
+                    "image {image:?} runs locally as the project's server (--image NAME=COMMAND or NAME=docker:IMAGE runs your own)"
+                ),
+                "server".to_owned(),
+            )),
+            _ => None,
+        };
+        if let Some((reason, used)) = chosen {
             assumptions.push(Assumption {
                 location: at("\"image\""),
                 setting: "containerDefinitions image".into(),
-                reason: format!(
-                    "image {image:?} runs locally as the project's server (--image NAME=COMMAND or NAME=docker:IMAGE runs your own)"
-                ),
-                used: "\"server\"".into(),
+                reason,
+                used: format!("{used:?}"),
             });
-            c["image"] = serde_json::Value::from("server");
+            c["image"] = serde_json::Value::from(used);
         }
     }
     Ok((json, assumptions))

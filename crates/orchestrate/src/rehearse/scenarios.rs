@@ -25,6 +25,36 @@ pub struct Scenario {
     pub drain_delay: Option<&'static str>,
 }
 
+/// The image label through which an image says which of the project server's rehearsal knobs
+/// it honours, space-separated (the project's `Dockerfile` sets it): a scenario whose one
+/// variable is such a knob runs on a Docker image only when the image lists it.
+pub const KNOBS_LABEL: &str = "dev.ecs-zdt.rehearsal-knobs";
+
+/// The drain delay knob (`refresh-short-dereg-delay-no-drain` sets it to 0).
+pub(super) const KNOB_DRAIN_DELAY: &str = "DRAIN_DELAY_SECONDS";
+/// The broken release's knob (`PAGE_STATUS=500`: `/` fails while `/ready` passes).
+pub(super) const KNOB_PAGE_STATUS: &str = "PAGE_STATUS";
+/// The slow requests' route (`/delay/{ms}`).
+pub(super) const KNOB_DELAY_ROUTE: &str = "/delay/{ms}";
+
+impl Scenario {
+    /// What of the project's server this scenario relies on beyond the infrastructure: the
+    /// knobs its variable (or its load) needs, which another application may not have.
+    pub fn knobs(&self) -> Vec<&'static str> {
+        let mut knobs = Vec::new();
+        if self.drain_delay.is_some() {
+            knobs.push(KNOB_DRAIN_DELAY);
+        }
+        if self.slow_requests {
+            knobs.push(KNOB_DELAY_ROUTE);
+        }
+        if matches!(self.kind, Kind::Deploy { broken: true, .. }) {
+            knobs.push(KNOB_PAGE_STATUS);
+        }
+        knobs
+    }
+}
+
 /// What a scenario rolls out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

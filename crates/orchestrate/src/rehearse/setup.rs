@@ -9,6 +9,7 @@ use localaws::Stack;
 use tfstack::derive::{self, Assumption, DeriveOptions, RefreshPrefs};
 
 use super::release::release_template;
+use super::scenarios::KNOBS_LABEL;
 use super::{Kind, RehearseArgs, RehearseError, Scenario};
 use crate::preflight::Hazard;
 
@@ -26,6 +27,9 @@ pub struct Setup {
     pub stack: Stack,
     /// Set when the stack was derived with `--terraform`.
     pub derived: Option<DerivedSetup>,
+    /// The stack's Docker images and the rehearsal knobs each declares (its
+    /// [`KNOBS_LABEL`](super::scenarios::KNOBS_LABEL)), read by [`Setup::inspect_images`].
+    pub images: Vec<(String, Vec<String>)>,
 }
 
 /// A stack derived from Terraform, with what the rehearsal reports beside it.
@@ -51,6 +55,7 @@ impl Setup {
         Ok(Setup {
             stack: stack(true, time_scale)?,
             derived: None,
+            images: Vec::new(),
         })
     }
 
@@ -102,6 +107,7 @@ impl Setup {
                 elapsed: began.elapsed(),
                 release,
             }),
+            images: Vec::new(),
         })
     }
 
@@ -117,18 +123,59 @@ impl Setup {
         }
     }
 
-    /// Why a scenario cannot run on this stack (no Auto Scaling group to refresh, no
-    /// deployment group to deploy through).
-    pub fn unsupported(&self, s: &Scenario) -> Option<&'static str> {
+    /// Reads which rehearsal knobs each Docker image of the stack declares; an image that is
+    /// not on the engine, or an engine that cannot be reached, is an input error before
+    /// anything starts.
+    pub async fn inspect_images(&mut self) -> Result<(), RehearseError> {
+        let references: std::collections::BTreeSet<String> = self
+            .stack
+            .images
+            .values()
+            .filter_map(|i| i.docker.clone())
+            .collect();
+        self.images.clear();
+        for reference in references {
+            let labels = localaws::image_labels(&reference)
+                .await
+                .map_err(|e| RehearseError::Input(format!("--image docker:{reference}: {e}")))?;
+            let knobs = labels
+                .get(KNOBS_LABEL)
+                .map(|v| v.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default();
+            self.images.push((reference, knobs));
+        }
+        Ok(())
+    }
+
+    /// Why a scenario cannot run on this stack: no Auto Scaling group to refresh, no
+    /// deployment group to deploy through, or a Docker image that does not declare a knob of
+    /// the project's server the scenario needs (its variable cannot be flipped inside that
+    /// image: not run, rather than a silent pass or a fake failure).
+    pub fn unsupported(&self, s: &Scenario) -> Option<String> {
         match s.kind {
             Kind::Refresh if self.stack.auto_scaling_group.is_none() => {
-                Some("no Auto Scaling group to refresh")
+                return Some("no Auto Scaling group to refresh".to_owned());
             }
             Kind::Deploy { .. } if self.deployment_group().is_none() => {
-                Some("no CodeDeploy deployment group")
+                return Some("no CodeDeploy deployment group".to_owned());
             }
-            _ => None,
+            _ => {}
         }
+        for (image, declared) in &self.images {
+            let missing: Vec<&str> = s
+                .knobs()
+                .into_iter()
+                .filter(|k| !declared.iter().any(|d| d == k))
+                .collect();
+            if !missing.is_empty() {
+                return Some(format!(
+                    "needs the project server's {} inside image {image}, which does not declare \
+                     it (image label {KNOBS_LABEL}); everything else runs against the image",
+                    missing.join(" and ")
+                ));
+            }
+        }
+        None
     }
 
     /// The first CodeDeploy application and deployment group.
