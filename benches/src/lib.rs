@@ -18,8 +18,10 @@
 //!   `loadprobe-soak.sh`, `localaws-refresh.sh` and `localaws-deploy.sh` are the long runs.
 //! - the binaries they drive: `hello-hyper` (the minimal hyper baseline, `--tls` for HTTPS),
 //!   `startup` (exec → `/ready` time, idle RSS), `refresh` and `deploy` (localaws in-process
-//!   driven through the SDK: wall time, the listener's latency, RSS across rounds). Each exits
-//!   non-zero when its own criterion fails.
+//!   driven through the SDK: wall time, the listener's latency, RSS across rounds), `task-start`
+//!   (a task's start → its application answering, as a process or as a container). Each exits
+//!   non-zero when its own criterion fails. `localaws-containers.sh` sets the Docker runtime
+//!   beside the process runtime (`refresh` and `task-start` take a local image).
 
 /// Resident memory of this process, KiB (Linux; 0 elsewhere).
 pub fn rss_kib() -> u64 {
@@ -40,4 +42,27 @@ pub fn arg<T: std::str::FromStr>(i: usize, default: T) -> T {
         .nth(i)
         .and_then(|a| a.parse().ok())
         .unwrap_or(default)
+}
+
+/// Runs the stack's image `server` as containers of the local Docker image `image` (the
+/// runtime the ECS agent's `bridge` mode is rehearsed with) instead of as processes.
+pub fn use_docker_image(stack: &mut localaws::Stack, image: &str) {
+    if let Some(server) = stack.images.get_mut("server") {
+        server.command = String::new();
+        server.args.clear();
+        server.docker = Some(image.to_owned());
+    }
+}
+
+/// How many containers the localaws of process `pid` left on the Docker engine (`None` when
+/// `docker ps` cannot run).
+pub fn containers_left(pid: u32) -> Option<usize> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter"])
+        .arg(format!("label=dev.localaws.owner-pid={pid}"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).lines().count())
 }

@@ -2,9 +2,10 @@
 //! the API's describe latency, and the RSS of the process (localaws in-process) across
 //! consecutive refreshes.
 //!
-//! `refresh [INSTANCES] [TIME_SCALE] [ROUNDS]` (defaults 3, 60, 20). Needs the `server` binary
-//! beside this one (`cargo build --release -p server`). Exits 1 when a refresh fails, or when RSS
-//! after the last round exceeds RSS after the first by more than 20 %.
+//! `refresh [INSTANCES] [TIME_SCALE] [ROUNDS] [DOCKER_IMAGE]` (defaults 3, 60, 20, none). Needs
+//! the `server` binary beside this one (`cargo build --release -p server`); with a local Docker
+//! image, every task is a container of it instead. Exits 1 when a refresh fails, when RSS after
+//! the last round exceeds RSS after the first by more than 20 %, or when a container is left.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use aws_sdk_autoscaling::types::{
 use localaws::control::ec2::{NewVersion, TemplateRef};
 use localaws::{Localaws, Options, Stack};
 
-use benches::{arg, rss_kib};
+use benches::{arg, containers_left, rss_kib, use_docker_image};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -44,6 +45,10 @@ async fn main() -> std::process::ExitCode {
     }
     for s in &mut stack.services {
         s.desired_count = instances;
+    }
+    let docker = std::env::args().nth(4);
+    if let Some(image) = &docker {
+        use_docker_image(&mut stack, image);
     }
     let dir = std::env::temp_dir().join(format!("refresh-bench-{}", std::process::id()));
     let mut options = Options::new(&dir);
@@ -180,13 +185,26 @@ async fn main() -> std::process::ExitCode {
     }
     la.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+    if docker.is_some() {
+        match containers_left(std::process::id()) {
+            Some(0) => println!("containers left: 0"),
+            left => {
+                println!("containers left: {left:?}");
+                failed = true;
+            }
+        }
+    }
     if failed || times.is_empty() {
         return std::process::ExitCode::FAILURE;
     }
     let mut sorted = times.clone();
     sorted.sort();
     println!(
-        "refresh of {instances} instances at time scale {scale}: median {:.2} s, max {:.2} s over {} rounds",
+        "refresh of {instances} instances at time scale {scale}{}: median {:.2} s, max {:.2} s over {} rounds",
+        docker
+            .as_deref()
+            .map(|i| format!(" (container tasks of {i})"))
+            .unwrap_or_default(),
         percentile(&sorted, 0.5).as_secs_f64(),
         sorted.last().copied().unwrap_or_default().as_secs_f64(),
         sorted.len()
