@@ -69,6 +69,11 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if !la.wait_ready(la.ready_timeout()).await {
+        eprintln!("task-start: the fleet did not come up (is the server binary beside this one?)");
+        la.shutdown().await;
+        return std::process::ExitCode::FAILURE;
+    }
     let what = docker
         .as_deref()
         .map_or_else(|| "process".to_owned(), |i| format!("container of {i}"));
