@@ -5,7 +5,9 @@ use super::{ApiError, unsupported};
 use crate::control::Ec2Instance;
 use crate::control::autoscaling::GroupUpdate;
 use crate::control::ec2::TemplateRef;
-use crate::control::refresh::{self, InstanceRefresh, RefreshPreferences, StartRefresh};
+use crate::control::refresh::{
+    self, InstanceRefresh, RefreshPreferences, ScaleInProtected, Standby, StartRefresh,
+};
 use crate::control::{Control, ControlError, State};
 
 /// API version.
@@ -276,17 +278,25 @@ fn preferences(p: &Params) -> Result<RefreshPreferences, ApiError> {
             ))),
         }
     };
-    let one_of = |name: &str, values: &[&str], default: &str| -> Result<String, ApiError> {
+    // Each enum parsed here, once: control holds the value, never the text.
+    fn one_of<T: Copy>(
+        p: &Params,
+        name: &str,
+        all: &[T],
+        as_str: fn(T) -> &'static str,
+        default: T,
+    ) -> Result<T, ApiError> {
         match p.get(name) {
-            None => Ok(default.to_owned()),
-            Some(v) if values.contains(&v) => Ok(v.to_owned()),
-            Some(v) => Err(ApiError::validation(format!(
-                "1 validation error detected: Value '{v}' at '{}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
-                member(name),
-                values.join(", ")
-            ))),
+            None => Ok(default),
+            Some(v) => all.iter().copied().find(|x| as_str(*x) == v).ok_or_else(|| {
+                ApiError::validation(format!(
+                    "1 validation error detected: Value '{v}' at '{}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                    member(name),
+                    all.iter().map(|x| as_str(*x)).collect::<Vec<_>>().join(", ")
+                ))
+            }),
         }
-    };
+    }
     let checkpoints = p
         .member_values("CheckpointPercentages")
         .iter()
@@ -312,14 +322,18 @@ fn preferences(p: &Params) -> Result<RefreshPreferences, ApiError> {
         auto_rollback: p.bool("AutoRollback")?.unwrap_or(false),
         bake_time: num("BakeTime", 0, refresh::MAX_DELAY)?.unwrap_or(d.bake_time),
         scale_in_protected: one_of(
+            p,
             "ScaleInProtectedInstances",
-            &["Refresh", "Ignore", "Wait"],
-            &d.scale_in_protected,
+            &ScaleInProtected::ALL,
+            ScaleInProtected::as_str,
+            d.scale_in_protected,
         )?,
         standby: one_of(
+            p,
             "StandbyInstances",
-            &["Terminate", "Ignore", "Wait"],
-            &d.standby,
+            &Standby::ALL,
+            Standby::as_str,
+            d.standby,
         )?,
     })
 }
@@ -496,8 +510,8 @@ fn refresh_xml(x: &mut Xml, r: &InstanceRefresh) {
                 .leaf("CheckpointDelay", p.checkpoint_delay)
                 .leaf("SkipMatching", p.skip_matching)
                 .leaf("AutoRollback", p.auto_rollback)
-                .leaf("ScaleInProtectedInstances", &p.scale_in_protected)
-                .leaf("StandbyInstances", &p.standby)
+                .leaf("ScaleInProtectedInstances", p.scale_in_protected.as_str())
+                .leaf("StandbyInstances", p.standby.as_str())
                 .leaf("BakeTime", p.bake_time);
         })
         .leaf("Strategy", "Rolling");
@@ -540,8 +554,8 @@ mod tests {
             ),
             (90, 100, 3600, 0)
         );
-        assert_eq!(p.scale_in_protected, "Wait");
-        assert_eq!(p.standby, "Wait");
+        assert_eq!(p.scale_in_protected.as_str(), "Wait");
+        assert_eq!(p.standby.as_str(), "Wait");
         assert_eq!(p.warmup, None);
     }
 
@@ -609,11 +623,14 @@ mod tests {
         );
         for ok in ["Refresh", "Ignore", "Wait"] {
             let p = prefs(&format!("ScaleInProtectedInstances={ok}")).unwrap();
-            assert_eq!(p.scale_in_protected, ok);
+            assert_eq!(p.scale_in_protected.as_str(), ok);
         }
         for ok in ["Terminate", "Ignore", "Wait"] {
             assert_eq!(
-                prefs(&format!("StandbyInstances={ok}")).unwrap().standby,
+                prefs(&format!("StandbyInstances={ok}"))
+                    .unwrap()
+                    .standby
+                    .as_str(),
                 ok
             );
         }

@@ -79,7 +79,7 @@ fn refresh_scale_in_protected(la: &Localaws) -> String {
     la.control().read(|st| {
         st.refreshes
             .last()
-            .map(|r| r.prefs.scale_in_protected.clone())
+            .map(|r| r.prefs.scale_in_protected.as_str().to_owned())
             .unwrap_or_default()
     })
 }
