@@ -20,7 +20,7 @@ const TAG: &str = "ecs-zdt/server:orchestrate-it";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dev_environment_rehearses_clean_with_container_tasks() {
-    let _slot = crate::util::slot().await;
+    let _slot = crate::util::exclusive().await;
     let out = Command::new("bash")
         .arg(repo().join("scripts/build-image.sh"))
         .arg(TAG)

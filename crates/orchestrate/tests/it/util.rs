@@ -102,6 +102,18 @@ pub(crate) fn fleet_slots() -> u32 {
 /// A share of the machine for one fleet, held until dropped.
 pub(crate) type Slot = tokio::sync::SemaphorePermit<'static>;
 
+/// The whole machine, for a rehearsal whose tasks are containers: the engine, its port proxies
+/// and the containers cost far more than a slot's share, outside this process. Beside another
+/// rehearsal under the flake hunt's CPU hog, the dev environment's container rehearsal stalled
+/// 2–3 s, every request a `request_timeout` (run 1 of the hunts on `c05dc4b` and `d4c03fd`);
+/// alone under the same hog it passed 4 runs of 4.
+pub(crate) async fn exclusive() -> Slot {
+    fleets()
+        .acquire_many(fleet_slots())
+        .await
+        .expect("the fleet semaphore is never closed")
+}
+
 fn fleets() -> &'static tokio::sync::Semaphore {
     static FLEETS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     FLEETS.get_or_init(|| tokio::sync::Semaphore::new(fleet_slots() as usize))
