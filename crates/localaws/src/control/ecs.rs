@@ -507,8 +507,12 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
                 actions.push(Action::CleanUpTask(t.id.clone()));
             }
             Some(_) => {}
-            None if ctx.plane.task_exit(&t.id).is_some() => {
-                if let Some(Some(exit)) = ctx.plane.task_exit(&t.id) {
+            None => {
+                // One look at the data plane per task and step (it takes the tasks' lock).
+                let Some(exit) = ctx.plane.task_exit(&t.id) else {
+                    continue;
+                };
+                if let Some(exit) = exit {
                     t.exit_code = Some(exit.code());
                 }
                 mark_stopped(
@@ -522,7 +526,6 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
                 );
                 actions.push(Action::CleanUpTask(t.id.clone()));
             }
-            None => {}
         }
     }
     // Container health checks that are due.
