@@ -302,6 +302,27 @@ async fn a_missing_image_or_an_unreachable_engine_is_exit_2_before_anything_star
     );
 }
 
+/// Reads `child`'s stderr (piped) until a line holds `needle`, within `within`: that line, or
+/// every line read before giving up. The rest of stderr is read on in the background, so
+/// localaws never blocks on a full pipe.
+async fn log_line(child: &mut Child, needle: &str, within: Duration) -> Result<String, String> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(within, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(needle) {
+                return Some(line);
+            }
+            seen.push(line);
+        }
+        None
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    found.ok().flatten().ok_or_else(|| seen.join("\n"))
+}
+
 /// A task's `lastStatus` and its container's `exitCode`, from `DescribeTasks`.
 async fn task_status(aws: &Aws, cluster: &str, arn: &str) -> (String, Option<i32>) {
     let out = aws
@@ -510,7 +531,6 @@ async fn a_container_without_a_sigterm_handler_is_killed_at_stop_timeout_unless_
 /// task, on this machine) fails, and the task turns UNHEALTHY saying why, as it would on ECS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_health_checks_run_inside_the_container() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let _slot = crate::util::slot().await;
     let image = image().await;
     for (check, expect, reason) in [
@@ -537,26 +557,12 @@ async fn container_health_checks_run_inside_the_container() {
             });
         let path = write_stack(dir.path(), stack, image);
         let mut child = localaws(&path, dir.path()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = Vec::new();
         // A check every second at most (the container floor), one failure enough.
-        let found = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains(expect) {
-                    return Some(line);
-                }
-                seen.push(line);
-            }
-            None
-        })
-        .await;
+        let found = log_line(&mut child, expect, Duration::from_secs(60)).await;
         let pid = child.id().unwrap();
         kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGINT).unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-        let line = match found {
-            Ok(Some(line)) => line,
-            _ => panic!("{check:?}: no {expect:?} in\n{}", seen.join("\n")),
-        };
+        let line = found.unwrap_or_else(|seen| panic!("{check:?}: no {expect:?} in\n{seen}"));
         if let Some(reason) = reason {
             assert!(
                 line.contains("the check: ") && line.contains(reason),
@@ -572,7 +578,6 @@ async fn container_health_checks_run_inside_the_container() {
 /// required by your task"), while the two placed containers serve on that very port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_host_port_places_one_container_per_instance_and_says_why_not_more() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let _slot = crate::util::slot().await;
     let image = image().await;
     let dir = tempfile::tempdir().unwrap();
@@ -587,22 +592,9 @@ async fn a_static_host_port_places_one_container_per_instance_and_says_why_not_m
     let path = write_stack(dir.path(), stack, image);
     let mut child = localaws(&path, dir.path()).spawn().unwrap();
     let pid = child.id().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
     let expect = format!("already holds host port {port}");
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains(&expect) {
-                return true;
-            }
-            seen.push(line);
-        }
-        false
-    })
-    .await;
-    // Keep reading stderr so localaws never blocks on a full pipe.
-    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    assert_eq!(found, Ok(true), "no {expect:?} in\n{}", seen.join("\n"));
+    let found = log_line(&mut child, &expect, Duration::from_secs(60)).await;
+    assert!(found.is_ok(), "no {expect:?} in\n{}", found.unwrap_err());
     // The two placed tasks' containers start meanwhile (placement comes first).
     let running = || -> BTreeSet<String> {
         std::process::Command::new("docker")
@@ -636,6 +628,5 @@ async fn a_static_host_port_places_one_container_per_instance_and_says_why_not_m
         .expect("localaws did not exit after SIGINT")
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    drain.abort();
     assert!(owned_by(pid).is_empty(), "{:#?}", owned_by(pid));
 }
