@@ -54,9 +54,53 @@ pub fn use_docker_image(stack: &mut localaws::Stack, image: &str) {
     }
 }
 
+/// Starts `stack` on an in-process localaws (state in a temporary directory named after
+/// `bench`, every listener on a free port) and waits until its fleet is healthy; says why on
+/// standard error and returns `None` when it cannot.
+pub async fn start_fleet(
+    bench: &str,
+    stack: localaws::Stack,
+) -> Option<(localaws::Localaws, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("{bench}-bench-{}", std::process::id()));
+    let mut options = localaws::Options::new(&dir);
+    options.ephemeral_ports = true;
+    let la = match localaws::Localaws::start(stack, options, 0).await {
+        Ok(la) => la,
+        Err(e) => {
+            eprintln!("{bench}: {e}");
+            return None;
+        }
+    };
+    if !la.wait_ready(la.ready_timeout()).await {
+        eprintln!("{bench}: the fleet did not come up (is the server binary beside this one?)");
+        la.shutdown().await;
+        return None;
+    }
+    Some((la, dir))
+}
+
+/// Shuts the fleet down and removes its directory; with containers, prints how many it left
+/// and returns whether that is none.
+pub async fn stop_fleet(la: localaws::Localaws, dir: &std::path::Path, containers: bool) -> bool {
+    la.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+    if !containers {
+        return true;
+    }
+    let left = containers_left(std::process::id());
+    println!(
+        "containers left: {}",
+        left.map_or_else(
+            || "unknown (docker ps failed)".to_owned(),
+            |n| n.to_string()
+        )
+    );
+    left == Some(0)
+}
+
 /// How many containers the localaws of process `pid` left on the Docker engine (`None` when
 /// `docker ps` cannot run).
-pub fn containers_left(pid: u32) -> Option<usize> {
+fn containers_left(pid: u32) -> Option<usize> {
     let out = std::process::Command::new("docker")
         .args(["ps", "-a", "-q", "--filter"])
         .arg(format!("label=dev.localaws.owner-pid={pid}"))

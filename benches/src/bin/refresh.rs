@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_autoscaling::types::{
     DesiredConfiguration, InstanceRefreshStatus, LaunchTemplateSpecification, RefreshPreferences,
 };
+use localaws::Stack;
 use localaws::control::ec2::{NewVersion, TemplateRef};
-use localaws::{Localaws, Options, Stack};
 
-use benches::{arg, containers_left, rss_kib, use_docker_image};
+use benches::{arg, rss_kib, start_fleet, stop_fleet, use_docker_image};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -50,21 +50,9 @@ async fn main() -> std::process::ExitCode {
     if let Some(image) = &docker {
         use_docker_image(&mut stack, image);
     }
-    let dir = std::env::temp_dir().join(format!("refresh-bench-{}", std::process::id()));
-    let mut options = Options::new(&dir);
-    options.ephemeral_ports = true;
-    let la = match Localaws::start(stack, options, 0).await {
-        Ok(la) => la,
-        Err(e) => {
-            eprintln!("refresh: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    if !la.wait_ready(la.ready_timeout()).await {
-        eprintln!("refresh: the fleet did not come up (is the server binary beside this one?)");
-        la.shutdown().await;
+    let Some((la, dir)) = start_fleet("refresh", stack).await else {
         return std::process::ExitCode::FAILURE;
-    }
+    };
     let http = aws_smithy_http_client::Builder::new().build_http();
     let conf = aws_sdk_autoscaling::Config::builder()
         .behavior_version(aws_sdk_autoscaling::config::BehaviorVersion::latest())
@@ -183,17 +171,7 @@ async fn main() -> std::process::ExitCode {
             rss_kib()
         );
     }
-    la.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    if docker.is_some() {
-        match containers_left(std::process::id()) {
-            Some(0) => println!("containers left: 0"),
-            left => {
-                println!("containers left: {left:?}");
-                failed = true;
-            }
-        }
-    }
+    failed |= !stop_fleet(la, &dir, docker.is_some()).await;
     if failed || times.is_empty() {
         return std::process::ExitCode::FAILURE;
     }

@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use localaws::{Localaws, Options, Stack};
+use localaws::Stack;
 
-use benches::{arg, containers_left, use_docker_image};
+use benches::{arg, start_fleet, stop_fleet, use_docker_image};
 
 /// Whether `GET /ready` on `addr` answers 200 (a fresh connection each time).
 async fn ready(addr: std::net::SocketAddr) -> bool {
@@ -59,21 +59,9 @@ async fn main() -> std::process::ExitCode {
         eprintln!("task-start: the stack has no task definition");
         return std::process::ExitCode::from(2);
     };
-    let dir = std::env::temp_dir().join(format!("task-start-bench-{}", std::process::id()));
-    let mut options = Options::new(&dir);
-    options.ephemeral_ports = true;
-    let la = match Localaws::start(stack, options, 0).await {
-        Ok(la) => la,
-        Err(e) => {
-            eprintln!("task-start: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    if !la.wait_ready(la.ready_timeout()).await {
-        eprintln!("task-start: the fleet did not come up (is the server binary beside this one?)");
-        la.shutdown().await;
+    let Some((la, dir)) = start_fleet("task-start", stack).await else {
         return std::process::ExitCode::FAILURE;
-    }
+    };
     let what = docker
         .as_deref()
         .map_or_else(|| "process".to_owned(), |i| format!("container of {i}"));
@@ -113,17 +101,7 @@ async fn main() -> std::process::ExitCode {
         );
         times.push(took);
     }
-    la.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    if docker.is_some() {
-        match containers_left(std::process::id()) {
-            Some(0) => println!("containers left: 0"),
-            left => {
-                println!("containers left: {left:?}");
-                failed = true;
-            }
-        }
-    }
+    failed |= !stop_fleet(la, &dir, docker.is_some()).await;
     if failed || times.is_empty() {
         return std::process::ExitCode::FAILURE;
     }
