@@ -435,8 +435,107 @@ pub struct TaskDefinition {
     /// `bridge` (the default here: dynamic host ports) or `host`.
     #[serde(default)]
     pub network_mode: Option<String>,
-    /// The containers; exactly one runs as the task's process here.
+    /// The containers (1 to 10, as ECS allows), each run as a process or, for an image with a
+    /// `docker` reference, as a container; at least one is essential.
     pub container_definitions: Vec<ContainerDefinition>,
+}
+
+/// The most containers ECS allows in one task definition.
+const MAX_CONTAINERS: usize = 10;
+
+impl TaskDefinition {
+    /// The container a load balancer reaches: the one named `name` (a service's
+    /// `load_balancer.container_name`), else the first with a port mapping, else the first.
+    pub fn serving_container(&self, name: Option<&str>) -> Option<&ContainerDefinition> {
+        let named = name.and_then(|n| self.container_definitions.iter().find(|c| c.name == n));
+        named
+            .or_else(|| {
+                self.container_definitions
+                    .iter()
+                    .find(|c| !c.port_mappings.is_empty())
+            })
+            .or_else(|| self.container_definitions.first())
+    }
+
+    /// What ECS checks of a task definition's containers as a whole: 1 to 10 of them, names
+    /// unique, at least one essential, no host port mapped twice. The field (from
+    /// `containerDefinitions`) and what is wrong.
+    pub fn check_containers(&self) -> Result<(), (String, String)> {
+        let containers = &self.container_definitions;
+        let whole = "containerDefinitions".to_owned();
+        if !(1..=MAX_CONTAINERS).contains(&containers.len()) {
+            return Err((
+                whole,
+                format!(
+                    "expected 1 to {MAX_CONTAINERS} containers (ECS's limit), got {}",
+                    containers.len()
+                ),
+            ));
+        }
+        if !containers.iter().any(ContainerDefinition::is_essential) {
+            return Err((
+                whole,
+                "expected at least one essential container (essential is true unless set to false)"
+                    .to_owned(),
+            ));
+        }
+        for (j, c) in containers.iter().enumerate() {
+            let valid = (1..=255).contains(&c.name.len())
+                && c.name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+            if !valid {
+                return Err((
+                    format!("containerDefinitions[{j}].name"),
+                    format!(
+                        "invalid container name {:?}: up to 255 letters, numbers, underscores and hyphens (ECS's rule)",
+                        c.name
+                    ),
+                ));
+            }
+            if containers[..j].iter().any(|o| o.name == c.name) {
+                return Err((
+                    format!("containerDefinitions[{j}].name"),
+                    format!(
+                        "container name {:?} is used twice in the task definition",
+                        c.name
+                    ),
+                ));
+            }
+        }
+        let ports = self.static_host_ports();
+        for (k, port) in ports.iter().enumerate() {
+            if ports[..k].contains(port) {
+                return Err((
+                    whole,
+                    format!(
+                        "host port {port} is mapped twice: two containers of one task cannot hold one host port"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host ports a task of this definition holds on its instance whatever runs there: each
+    /// container's static `hostPort`, or in `host` network mode its container port.
+    pub fn static_host_ports(&self) -> Vec<u16> {
+        self.container_definitions
+            .iter()
+            .flat_map(|c| c.port_mappings.iter())
+            .filter_map(|p| match self.network_mode.as_deref() {
+                Some("host") => Some(p.container_port),
+                _ => p.host_port.filter(|h| *h != 0),
+            })
+            .collect()
+    }
+}
+
+impl ContainerDefinition {
+    /// Whether the task stops when this container does (ECS's default: it does).
+    pub fn is_essential(&self) -> bool {
+        self.essential.unwrap_or(true)
+    }
 }
 
 /// One container of a task definition.
@@ -447,7 +546,7 @@ pub struct ContainerDefinition {
     pub name: String,
     /// Image name, looked up in `[images]`.
     pub image: String,
-    /// Whether the task stops when this container stops.
+    /// Whether the task stops when this container stops (default `true`, as on ECS).
     #[serde(default)]
     pub essential: Option<bool>,
     /// Port mappings; `hostPort` 0 or absent is dynamic, as in bridge mode.
@@ -962,7 +1061,7 @@ impl Stack {
         Ok(())
     }
 
-    /// Task definitions: network mode, one container, its image, ports, `stopTimeout`, container health check, environment.
+    /// Task definitions: network mode, containers (names, essential ones, host ports), their images, ports, `stopTimeout`, container health checks, environment.
     fn validate_task_definitions(&self) -> Result<(), (String, String)> {
         let err = |field: String, message: &str| Err((field, message.to_owned()));
         for (i, td) in self.task_definitions.iter().enumerate() {
@@ -974,12 +1073,8 @@ impl Stack {
                 None | Some("bridge") | Some("host") => {}
                 Some(_) => return err(format!("{at}.networkMode"), "expected bridge or host"),
             }
-            if td.container_definitions.len() != 1 {
-                return err(
-                    format!("{at}.containerDefinitions"),
-                    "expected exactly one container (one process per task here)",
-                );
-            }
+            td.check_containers()
+                .map_err(|(field, message)| (format!("{at}.{field}"), message))?;
             for (j, c) in td.container_definitions.iter().enumerate() {
                 let at = format!("{at}.containerDefinitions[{j}]");
                 if !self.images.contains_key(&c.image) {
@@ -1520,6 +1615,86 @@ fn validate_lifecycle_hooks(asg: &AutoScalingGroupConfig) -> Result<(), (String,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A task of several containers: up to ten, names unique, one essential at least, no host
+    /// port held twice; the load balancer reaches the container it names.
+    #[test]
+    fn a_task_of_several_containers_is_checked_as_ecs_checks_it() {
+        let mut s = Stack::embedded().unwrap();
+        let web = s.task_definitions[0].container_definitions[0].clone();
+        let sidecar = ContainerDefinition {
+            name: "sidecar".into(),
+            essential: Some(false),
+            port_mappings: Vec::new(),
+            health_check: None,
+            ..web.clone()
+        };
+        s.task_definitions[0]
+            .container_definitions
+            .insert(0, sidecar.clone());
+        assert_eq!(s.validate(), Ok(()));
+        let td = &s.task_definitions[0];
+        assert_eq!(td.serving_container(None).unwrap().name, web.name);
+        assert_eq!(
+            td.serving_container(Some("sidecar")).unwrap().name,
+            "sidecar"
+        );
+        assert_eq!(
+            td.serving_container(Some("nope")).unwrap().name,
+            web.name,
+            "an unknown name falls back to the first container with a port"
+        );
+
+        let mut twice = s.clone();
+        twice.task_definitions[0].container_definitions[0].name = web.name;
+        let (field, message) = twice.validate().unwrap_err();
+        assert_eq!(field, "task_definitions[0].containerDefinitions[1].name");
+        assert!(message.contains("used twice"), "{message}");
+
+        let mut none_essential = s.clone();
+        for c in &mut none_essential.task_definitions[0].container_definitions {
+            c.essential = Some(false);
+        }
+        let (field, message) = none_essential.validate().unwrap_err();
+        assert_eq!(field, "task_definitions[0].containerDefinitions");
+        assert!(message.contains("essential"), "{message}");
+
+        let mut port = s.clone();
+        for c in &mut port.task_definitions[0].container_definitions {
+            c.port_mappings = vec![PortMapping {
+                container_port: 8080,
+                host_port: Some(9000),
+                protocol: None,
+            }];
+        }
+        let (_, message) = port.validate().unwrap_err();
+        assert!(
+            message.contains("host port 9000 is mapped twice"),
+            "{message}"
+        );
+        assert_eq!(
+            port.task_definitions[0].static_host_ports(),
+            vec![9000, 9000]
+        );
+
+        let mut slash = s.clone();
+        slash.task_definitions[0].container_definitions[0].name = "log/router".into();
+        let (field, message) = slash.validate().unwrap_err();
+        assert_eq!(field, "task_definitions[0].containerDefinitions[0].name");
+        assert!(message.contains("underscores and hyphens"), "{message}");
+
+        let mut eleven = s.clone();
+        eleven.task_definitions[0].container_definitions = (0..11)
+            .map(|i| ContainerDefinition {
+                name: format!("c{i}"),
+                ..sidecar.clone()
+            })
+            .collect();
+        eleven.task_definitions[0].container_definitions[0].essential = None;
+        let (field, message) = eleven.validate().unwrap_err();
+        assert_eq!(field, "task_definitions[0].containerDefinitions");
+        assert!(message.contains("1 to 10"), "{message}");
+    }
 
     #[test]
     fn embedded_default_is_valid_and_complete() {

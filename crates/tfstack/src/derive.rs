@@ -1082,10 +1082,6 @@ impl<'a> Deriver<'a> {
         }
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "maps an ECS container definition field by field, each with its own assumption when unknown"
-    )]
     fn task_definition(
         &mut self,
         t: &Inst<'a>,
@@ -1120,33 +1116,64 @@ impl<'a> Deriver<'a> {
             ))
         })?;
         let list = json.as_array().cloned().unwrap_or_default();
-        let pick = list
+        if list.is_empty() {
+            return Err(DeriveError::Missing(format!(
+                "{at}: {}: no container definition",
+                t.address()
+            )));
+        }
+        // The container the load balancer reaches (the service's container_name, else the
+        // first) always runs: as the project's server when its image is not local.
+        let serving = list
             .iter()
             .position(|c| {
                 container.is_some() && c.get("name").and_then(|n| n.as_str()) == container
             })
             .unwrap_or(0);
-        let Some(c) = list.get(pick) else {
-            return Err(DeriveError::Missing(format!(
-                "{at}: {}: no container definition",
-                t.address()
-            )));
-        };
-        if list.len() > 1 {
+        let mut container_definitions = Vec::new();
+        for (index, c) in list.iter().enumerate() {
+            if let Some(def) = self.container(t, &at, index, c, index == serving, stack) {
+                container_definitions.push(def);
+            }
+        }
+        if !container_definitions
+            .iter()
+            .any(ContainerDefinition::is_essential)
+            && let Some(first) = container_definitions.first_mut()
+        {
+            first.essential = Some(true);
             self.assume(
                 &at,
                 format!("{} container_definitions", t.address()),
-                format!(
-                    "{} containers; localaws runs one process per task",
-                    list.len()
-                ),
-                format!(
-                    "container {}",
-                    c.get("name").and_then(|n| n.as_str()).unwrap_or("?")
-                ),
+                "none of the containers run here is essential (a task needs one)".into(),
+                format!("container {} essential", first.name),
             );
         }
-        let setting = |key: &str| format!("{} container_definitions[{pick}].{key}", t.address());
+        Ok(TaskDefinition {
+            family,
+            network_mode,
+            container_definitions,
+        })
+    }
+
+    /// Container `index` of `t`'s `container_definitions`, field by field, each unknown value
+    /// with its assumption. `None` for a container the load balancer does not reach whose image
+    /// is not local: it is left out (the project's server in place of a log router or a proxy
+    /// would rehearse something else).
+    #[expect(
+        clippy::too_many_lines,
+        reason = "maps an ECS container definition field by field, each with its own assumption when unknown"
+    )]
+    fn container(
+        &mut self,
+        t: &Inst<'a>,
+        at: &Location,
+        index: usize,
+        c: &serde_json::Value,
+        serving: bool,
+        stack: &Stack,
+    ) -> Option<ContainerDefinition> {
+        let setting = |key: &str| format!("{} container_definitions[{index}].{key}", t.address());
         let known = |v: &serde_json::Value| v.as_str() != Some(UNKNOWN);
         let num = |v: Option<&serde_json::Value>| -> Option<f64> {
             match v? {
@@ -1166,7 +1193,7 @@ impl<'a> Deriver<'a> {
             .is_none_or(|s| s == UNKNOWN)
         {
             self.assume(
-                &at,
+                at,
                 setting("name"),
                 "not known before apply".into(),
                 "\"app\"".into(),
@@ -1202,7 +1229,18 @@ impl<'a> Deriver<'a> {
             } else {
                 format!("image {reference:?}")
             };
-            self.assume(&at, setting("image"), format!("{shown} runs locally as the project's server (--image NAME=COMMAND or NAME=docker:IMAGE runs your own)"), "\"server\"".into());
+            if !serving {
+                self.assume(
+                    at,
+                    setting("image"),
+                    format!(
+                        "{shown} is not local, and the load balancer does not reach this container"
+                    ),
+                    "container left out (--image NAME=COMMAND or NAME=docker:IMAGE runs it)".into(),
+                );
+                return None;
+            }
+            self.assume(at, setting("image"), format!("{shown} runs locally as the project's server (--image NAME=COMMAND or NAME=docker:IMAGE runs your own)"), "\"server\"".into());
             if self.image_flags.contains("server") {
                 self.images_used.insert("server".to_owned());
             }
@@ -1213,7 +1251,7 @@ impl<'a> Deriver<'a> {
             for (i, pm) in pms.iter().enumerate() {
                 let Some(cp) = num(pm.get("containerPort")) else {
                     self.assume(
-                        &at,
+                        at,
                         setting(&format!("portMappings[{i}].containerPort")),
                         "not known before apply".into(),
                         "left out".into(),
@@ -1224,7 +1262,7 @@ impl<'a> Deriver<'a> {
                     None => None,
                     Some(v) if !known(v) => {
                         self.assume(
-                            &at,
+                            at,
                             setting(&format!("portMappings[{i}].hostPort")),
                             "not known before apply".into(),
                             "0 (dynamic)".into(),
@@ -1246,7 +1284,7 @@ impl<'a> Deriver<'a> {
         }
         if port_mappings.len() > 1 {
             self.assume(
-                &at,
+                at,
                 setting("portMappings"),
                 format!("{} port mappings; localaws maps one", port_mappings.len()),
                 "the first".into(),
@@ -1268,7 +1306,7 @@ impl<'a> Deriver<'a> {
                         },
                     }),
                     _ => self.assume(
-                        &at,
+                        at,
                         setting(&format!("environment {k}")),
                         "not known before apply".into(),
                         "left unset (the application's default)".into(),
@@ -1283,7 +1321,7 @@ impl<'a> Deriver<'a> {
                 Some(n) => {
                     let used = n.clamp(2.0, 120.0) as u32;
                     self.assume(
-                        &at,
+                        at,
                         setting("stopTimeout"),
                         format!("{} is outside the 2 to 120 s ECS accepts", fmt_num(n)),
                         used.to_string(),
@@ -1292,7 +1330,7 @@ impl<'a> Deriver<'a> {
                 }
                 None => {
                     self.assume(
-                        &at,
+                        at,
                         setting("stopTimeout"),
                         "not known before apply".into(),
                         format!("{} (the ECS default)", defaults::STOP_TIMEOUT),
@@ -1334,7 +1372,7 @@ impl<'a> Deriver<'a> {
             };
             if got.is_none() {
                 self.assume(
-                    &at,
+                    at,
                     setting(key),
                     "not known before apply".into(),
                     "the image's own".into(),
@@ -1347,31 +1385,27 @@ impl<'a> Deriver<'a> {
         let working_directory =
             overrides("workingDirectory", false).and_then(|v| v.into_iter().next());
         let user = overrides("user", false).and_then(|v| v.into_iter().next());
-        Ok(TaskDefinition {
-            family,
-            network_mode,
-            container_definitions: vec![ContainerDefinition {
-                name,
-                image,
-                essential: c.get("essential").and_then(|v| v.as_bool()),
-                port_mappings,
-                environment,
-                stop_timeout,
-                health_check,
-                linux_parameters: c
-                    .get("linuxParameters")
-                    .and_then(|l| l.get("initProcessEnabled"))
-                    .and_then(serde_json::Value::as_bool)
-                    .map(|init| LinuxParameters {
-                        init_process_enabled: Some(init),
-                    }),
-                entry_point,
-                command,
-                working_directory,
-                user,
-                cpu: num(c.get("cpu")).map(|n| n as u32),
-                memory: num(c.get("memory")).map(|n| n as u32),
-            }],
+        Some(ContainerDefinition {
+            name,
+            image,
+            essential: c.get("essential").and_then(|v| v.as_bool()),
+            port_mappings,
+            environment,
+            stop_timeout,
+            health_check,
+            linux_parameters: c
+                .get("linuxParameters")
+                .and_then(|l| l.get("initProcessEnabled"))
+                .and_then(serde_json::Value::as_bool)
+                .map(|init| LinuxParameters {
+                    init_process_enabled: Some(init),
+                }),
+            entry_point,
+            command,
+            working_directory,
+            user,
+            cpu: num(c.get("cpu")).map(|n| n as u32),
+            memory: num(c.get("memory")).map(|n| n as u32),
         })
     }
 

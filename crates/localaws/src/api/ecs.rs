@@ -574,7 +574,43 @@ fn task_json(st: &State, t: &Task) -> Value {
         .get(&t.instance)
         .map(|c| c.arn.clone())
         .unwrap_or_default();
-    let container = t.definition.container_definitions.first();
+    let serving = t
+        .definition
+        .serving_container(t.serving.as_deref())
+        .map(|c| c.name.clone());
+    let containers: Vec<Value> = t
+        .definition
+        .container_definitions
+        .iter()
+        .map(|c| {
+            let exit = t.exit_codes.get(&c.name);
+            let status = if exit.is_some() {
+                "STOPPED"
+            } else {
+                t.last_status
+            };
+            // Only the load balancer's container has a binding the control plane knows.
+            let bindings = match t.endpoint {
+                Some(e) if serving.as_deref() == Some(c.name.as_str()) => vec![json!({
+                    "bindIP": e.ip().to_string(),
+                    "containerPort": c.port_mappings.first().map(|p| p.container_port),
+                    "hostPort": e.port(),
+                    "protocol": "tcp",
+                })],
+                _ => Vec::new(),
+            };
+            json!({
+                "containerArn": format!("{}/{}", t.arn.replace(":task/", ":container/"), c.name),
+                "taskArn": t.arn,
+                "name": c.name,
+                "image": c.image,
+                "lastStatus": status,
+                "exitCode": exit,
+                "healthStatus": t.container_health(&c.name),
+                "networkBindings": bindings,
+            })
+        })
+        .collect();
     let mut v = json!({
         "taskArn": t.arn,
         "clusterArn": st.cluster_arn(),
@@ -585,22 +621,8 @@ fn task_json(st: &State, t: &Task) -> Value {
         "launchType": "EC2",
         "createdAt": time(t.created_at),
         "group": t.service.as_ref().map(|s| format!("service:{s}")).unwrap_or_else(|| format!("family:{}", t.task_definition.0)),
-        "healthStatus": t.health.as_ref().map_or("UNKNOWN", |h| h.status),
-        "containers": container.map(|c| vec![json!({
-            "containerArn": format!("{}/{}", t.arn.replace(":task/", ":container/"), c.name),
-            "taskArn": t.arn,
-            "name": c.name,
-            "image": c.image,
-            "lastStatus": t.last_status,
-            "exitCode": t.exit_code,
-            "healthStatus": t.health.as_ref().map_or("UNKNOWN", |h| h.status),
-            "networkBindings": t.endpoint.map(|e| vec![json!({
-                "bindIP": e.ip().to_string(),
-                "containerPort": c.port_mappings.first().map(|p| p.container_port),
-                "hostPort": e.port(),
-                "protocol": "tcp",
-            })]).unwrap_or_default(),
-        })]).unwrap_or_default(),
+        "healthStatus": t.health_status(),
+        "containers": containers,
     });
     let m = v.as_object_mut();
     if let Some(m) = m {

@@ -17,7 +17,7 @@
 //! definition resets it. A `CODE_DEPLOY` service is scheduled per task set, each with its task
 //! definition, target group and scale.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
@@ -152,6 +152,8 @@ pub struct Task {
     pub endpoint: Option<SocketAddr>,
     /// Target group it is registered in.
     pub target_group: Option<String>,
+    /// The container the load balancer reaches (the service's `containerName`), when it has one.
+    pub serving: Option<String>,
     /// `PROVISIONING`, `RUNNING`, `DEACTIVATING`, `STOPPING`, `STOPPED`.
     pub last_status: &'static str,
     /// `RUNNING` or `STOPPED`.
@@ -170,12 +172,12 @@ pub struct Task {
     pub stopped_reason: Option<String>,
     /// `ServiceSchedulerInitiated`, `TaskFailedToStart`, `EssentialContainerExited`, ...
     pub stop_code: Option<&'static str>,
-    /// The container's exit code, once known.
-    pub exit_code: Option<i32>,
+    /// Each container's exit code, once known (by container name).
+    pub exit_codes: BTreeMap<String, i32>,
     /// When its instance vanished under it (ECS notices after the disconnect timeout).
     pub lost: Option<Instant>,
-    /// The container health check's state, when the task definition has one.
-    pub health: Option<ContainerHealth>,
+    /// The health check state of each container that has one.
+    pub health: Vec<ContainerHealth>,
     /// The task set it belongs to (services under `CODE_DEPLOY`).
     pub task_set: Option<String>,
 }
@@ -183,6 +185,10 @@ pub struct Task {
 /// A container health check's state, as the ECS agent tracks it.
 #[derive(Debug, Clone)]
 pub struct ContainerHealth {
+    /// The container checked.
+    pub container: String,
+    /// It is essential: only essential containers' health makes the task's.
+    pub essential: bool,
     /// `UNKNOWN` (no verdict yet), `HEALTHY` or `UNHEALTHY`.
     pub status: &'static str,
     /// Consecutive failures counted (failures inside the start period are not).
@@ -193,13 +199,14 @@ pub struct ContainerHealth {
     pub running: bool,
 }
 
-/// The container health check's settings with ECS's defaults (interval 30 s, timeout 5 s,
-/// retries 3, start period 0; simulated seconds).
-fn health_settings(t: &Task) -> Option<(Vec<String>, u32, u32, u32, u32)> {
+/// Container `container`'s health check settings with ECS's defaults (interval 30 s, timeout
+/// 5 s, retries 3, start period 0; simulated seconds).
+fn health_settings(t: &Task, container: &str) -> Option<(Vec<String>, u32, u32, u32, u32)> {
     let hc = t
         .definition
         .container_definitions
-        .first()?
+        .iter()
+        .find(|c| c.name == container)?
         .health_check
         .as_ref()?;
     Some((
@@ -220,6 +227,39 @@ impl Task {
     /// Asked to stop, not stopped yet.
     pub fn is_stopping(&self) -> bool {
         self.desired_status == "STOPPED" && self.is_live()
+    }
+
+    /// Whether ECS waits for container health checks to count the task healthy: an essential
+    /// container has one.
+    pub fn checked(&self) -> bool {
+        self.health.iter().any(|h| h.essential)
+    }
+
+    /// The task's `healthStatus` as ECS derives it from its essential containers' (a
+    /// non-essential container's health does not count): `UNHEALTHY` if one is, `HEALTHY` if all
+    /// are, else `UNKNOWN` (no verdict yet, or no essential container has a check).
+    pub fn health_status(&self) -> &'static str {
+        let essential: Vec<&'static str> = self
+            .health
+            .iter()
+            .filter(|h| h.essential)
+            .map(|h| h.status)
+            .collect();
+        if essential.contains(&"UNHEALTHY") {
+            "UNHEALTHY"
+        } else if !essential.is_empty() && essential.iter().all(|s| *s == "HEALTHY") {
+            "HEALTHY"
+        } else {
+            "UNKNOWN"
+        }
+    }
+
+    /// Container `name`'s `healthStatus` (`UNKNOWN` without a check).
+    pub fn container_health(&self, name: &str) -> &'static str {
+        self.health
+            .iter()
+            .find(|h| h.container == name)
+            .map_or("UNKNOWN", |h| h.status)
     }
 }
 
@@ -512,8 +552,8 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
                 let Some(exit) = ctx.plane.task_exit(&t.id) else {
                     continue;
                 };
-                if let Some(exit) = exit {
-                    t.exit_code = Some(exit.code());
+                if exit.is_some() {
+                    t.exit_codes = exit_codes(ctx.plane.container_exits(&t.id));
                 }
                 mark_stopped(
                     t,
@@ -533,12 +573,11 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
         if t.last_status != "RUNNING" || t.is_stopping() || t.lost.is_some() {
             continue;
         }
-        if let Some(h) = t.health.as_mut()
-            && !h.running
-            && ctx.now >= h.next
-        {
-            h.running = true;
-            actions.push(Action::HealthCheck(t.id.clone()));
+        for h in &mut t.health {
+            if !h.running && ctx.now >= h.next {
+                h.running = true;
+                actions.push(Action::HealthCheck(t.id.clone(), h.container.clone()));
+            }
         }
     }
     let names: Vec<String> = state.services.keys().cloned().collect();
@@ -566,7 +605,7 @@ fn healthy(t: &Task, ctx: &Ctx<'_>) -> bool {
         return false;
     }
     // With a container health check, ECS counts the task healthy only once it passes.
-    if t.health.as_ref().is_some_and(|h| h.status != "HEALTHY") {
+    if t.checked() && t.health_status() != "HEALTHY" {
         return false;
     }
     match (&t.target_group, t.endpoint) {
@@ -601,6 +640,8 @@ struct Unit {
     task_definition: (String, u32),
     desired: u32,
     target_group: Option<String>,
+    /// The container the load balancer reaches.
+    serving: Option<String>,
 }
 
 /// Runs the scheduler for a service: the service itself, or each of its task sets; then says
@@ -621,6 +662,7 @@ fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut 
                     ts.computed_desired(svc.desired)
                 },
                 target_group: ts.load_balancer.as_ref().map(|l| l.target_group.clone()),
+                serving: ts.load_balancer.as_ref().map(|l| l.container_name.clone()),
             })
             .collect()
     } else {
@@ -629,6 +671,7 @@ fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut 
             task_definition: svc.task_definition.clone(),
             desired: svc.desired,
             target_group: svc.load_balancer.as_ref().map(|l| l.target_group.clone()),
+            serving: svc.load_balancer.as_ref().map(|l| l.container_name.clone()),
         }]
     };
     let mut steady = true;
@@ -667,16 +710,6 @@ fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut 
     }
 }
 
-/// The host port a task of `td` holds on its instance whatever runs there: a static
-/// `hostPort`, or in `host` network mode the container port.
-fn static_host_port(td: &TaskDefinition) -> Option<u16> {
-    let mapping = td.container_definitions.first()?.port_mappings.first()?;
-    match td.network_mode.as_deref() {
-        Some("host") => Some(mapping.container_port),
-        _ => mapping.host_port.filter(|p| *p != 0),
-    }
-}
-
 /// Why a service's task has no instance: ECS's sentence about the closest match (after its
 /// "unable to place a task" event), and localaws's own words for its log.
 struct Unplaced {
@@ -693,14 +726,16 @@ fn placement(
     td: &TaskDefinition,
     instance_ok: &dyn Fn(&State, &str) -> bool,
 ) -> Result<String, Unplaced> {
-    let port = static_host_port(td);
-    let holds_port = |ec2: &str| {
-        port.is_some_and(|p| {
+    // The host ports a task of `td` holds on its instance whatever runs there.
+    let ports = td.static_host_ports();
+    let held = |ec2: &str| -> Option<u16> {
+        ports.iter().copied().find(|p| {
             state.tasks.values().any(|t| {
-                t.instance == ec2 && t.is_live() && static_host_port(&t.definition) == Some(p)
+                t.instance == ec2 && t.is_live() && t.definition.static_host_ports().contains(p)
             })
         })
     };
+    let holds_port = |ec2: &str| held(ec2).is_some();
     let active: Vec<&String> = state
         .container_instances
         .keys()
@@ -724,6 +759,7 @@ fn placement(
     {
         return Ok((*instance).clone());
     }
+    let port = active.first().and_then(|ec2| held(ec2));
     Err(match (active.first(), port) {
         (Some(closest), Some(port)) => Unplaced {
             closest: format!(
@@ -797,7 +833,7 @@ fn schedule(
     for t in &mine {
         if !t.is_stopping()
             && t.last_status == "RUNNING"
-            && t.health.as_ref().is_some_and(|h| h.status == "UNHEALTHY")
+            && t.health_status() == "UNHEALTHY"
             && !stop.iter().any(|(id, _)| id == &t.id)
         {
             stop.push((t.id.clone(), "Task failed container health checks".into()));
@@ -924,6 +960,7 @@ fn schedule(
                 instance,
                 endpoint: None,
                 target_group: unit.target_group.clone(),
+                serving: unit.serving.clone(),
                 last_status: "PROVISIONING",
                 desired_status: "RUNNING",
                 created_at: wall(),
@@ -933,9 +970,9 @@ fn schedule(
                 stopped_at: None,
                 stopped_reason: None,
                 stop_code: None,
-                exit_code: None,
+                exit_codes: BTreeMap::new(),
                 lost: None,
-                health: None,
+                health: Vec::new(),
                 task_set: unit.set.clone(),
             },
         );
@@ -974,7 +1011,7 @@ fn schedule(
 
 /// Starts a task recorded as `PROVISIONING` and registers it in its target group.
 pub(super) async fn start_task(c: &Control, id: String) {
-    let Some((td, arn, revision, instance, tg)) = c.read(|st| {
+    let Some((td, arn, revision, instance, tg, serving)) = c.read(|st| {
         st.tasks.get(&id).map(|t| {
             (
                 t.definition.clone(),
@@ -982,6 +1019,7 @@ pub(super) async fn start_task(c: &Control, id: String) {
                 t.task_definition.1,
                 t.instance.clone(),
                 t.target_group.clone(),
+                t.serving.clone(),
             )
         })
     }) else {
@@ -993,6 +1031,7 @@ pub(super) async fn start_task(c: &Control, id: String) {
             id.clone(),
             &td,
             Some((&arn, revision)),
+            serving.as_deref(),
             Some(&instance),
             &[],
         )
@@ -1011,14 +1050,24 @@ pub(super) async fn start_task(c: &Control, id: String) {
                 t.endpoint = Some(info.endpoint);
                 t.started_at = Some(wall());
                 t.started = Some(Instant::now());
-                if let Some((_, interval, ..)) = health_settings(t) {
-                    t.health = Some(ContainerHealth {
-                        status: "UNKNOWN",
-                        failures: 0,
-                        next: Instant::now() + c.clock().secs(interval),
-                        running: false,
-                    });
-                }
+                let checked: &Task = t;
+                let health: Vec<ContainerHealth> = checked
+                    .definition
+                    .container_definitions
+                    .iter()
+                    .filter_map(|k| {
+                        let (_, interval, ..) = health_settings(checked, &k.name)?;
+                        Some(ContainerHealth {
+                            container: k.name.clone(),
+                            essential: k.is_essential(),
+                            status: "UNKNOWN",
+                            failures: 0,
+                            next: Instant::now() + c.clock().secs(interval),
+                            running: false,
+                        })
+                    })
+                    .collect();
+                t.health = health;
                 c.events().emit(
                     "ecs",
                     format!(
@@ -1080,15 +1129,11 @@ pub(super) async fn stop_task(c: &Control, id: String) {
             t.last_status = "STOPPING";
         }
     });
-    let outcome = c.plane().stop_task(&id).await;
+    let outcome = c.plane().stop_task_containers(&id).await;
     c.write(|st, c| {
         if let Some(t) = st.tasks.get_mut(&id) {
-            if let Ok(
-                crate::dataplane::StopOutcome::Exited(exit)
-                | crate::dataplane::StopOutcome::Killed(exit),
-            ) = &outcome
-            {
-                t.exit_code = Some(exit.code());
+            if let Ok((_, exits)) = &outcome {
+                t.exit_codes = exit_codes(exits.clone());
             }
             let reason = t.stopped_reason.clone().unwrap_or_default();
             mark_stopped(t, reason, "ServiceSchedulerInitiated");
@@ -1097,7 +1142,7 @@ pub(super) async fn stop_task(c: &Control, id: String) {
                 format!(
                     "task {id} STOPPED ({})",
                     match &outcome {
-                        Ok(o) => o.to_string(),
+                        Ok((o, _)) => o.to_string(),
                         Err(e) => e.to_string(),
                     }
                 ),
@@ -1106,11 +1151,19 @@ pub(super) async fn stop_task(c: &Control, id: String) {
     });
 }
 
-/// Runs one container health check and records its result.
-pub(super) async fn health_check(c: &Control, id: String) {
+/// Each container's exit code by name, as `DescribeTasks` reports them.
+fn exit_codes(exits: Vec<(String, crate::dataplane::TaskExit)>) -> BTreeMap<String, i32> {
+    exits
+        .into_iter()
+        .map(|(name, exit)| (name, exit.code()))
+        .collect()
+}
+
+/// Runs one health check of container `container` and records its result.
+pub(super) async fn health_check(c: &Control, id: String, container: String) {
     let Some((command, interval, timeout, retries, start_period, started)) = c.read(|st| {
         let t = st.tasks.get(&id)?;
-        let (command, interval, timeout, retries, start_period) = health_settings(t)?;
+        let (command, interval, timeout, retries, start_period) = health_settings(t, &container)?;
         Some((
             command,
             interval,
@@ -1127,6 +1180,7 @@ pub(super) async fn health_check(c: &Control, id: String) {
         .plane()
         .exec_in_task(
             &id,
+            &container,
             &command,
             clock.timeout(std::time::Duration::from_secs(u64::from(timeout))),
         )
@@ -1142,7 +1196,7 @@ pub(super) async fn health_check(c: &Control, id: String) {
         let Some(t) = st.tasks.get_mut(&id) else {
             return;
         };
-        let Some(h) = t.health.as_mut() else {
+        let Some(h) = t.health.iter_mut().find(|h| h.container == container) else {
             return;
         };
         let now = Instant::now();
@@ -1166,7 +1220,10 @@ pub(super) async fn health_check(c: &Control, id: String) {
             };
             c.events().emit(
                 "ecs",
-                format!("task {id} container health {}{why}", h.status),
+                format!(
+                    "task {id} container health {} (container {container}){why}",
+                    h.status
+                ),
             );
         }
     });
@@ -1184,11 +1241,9 @@ impl Control {
         if definition.family.is_empty() {
             return Err(ControlError::Validation("family is required".into()));
         }
-        if definition.container_definitions.len() != 1 {
-            return Err(ControlError::Validation(
-                "containerDefinitions: localaws runs exactly one container per task".into(),
-            ));
-        }
+        definition
+            .check_containers()
+            .map_err(|(field, message)| ControlError::Validation(format!("{field}: {message}")))?;
         for c in &definition.container_definitions {
             if stack.image(&c.image).is_none() {
                 return Err(ControlError::Validation(format!(

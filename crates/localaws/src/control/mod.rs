@@ -122,8 +122,8 @@ pub(crate) enum Action {
     StopTask(String),
     /// Deregister a task that died and forget its process.
     CleanUpTask(String),
-    /// Run the task's container health check.
-    HealthCheck(String),
+    /// Run one container's health check: the task, the container.
+    HealthCheck(String, String),
     /// Invoke a CodeDeploy hook's function.
     InvokeHook {
         /// Deployment id.
@@ -297,8 +297,8 @@ impl Control {
             Action::StopTask(id) => {
                 tokio::spawn(async move { ecs::stop_task(&me, id).await });
             }
-            Action::HealthCheck(id) => {
-                tokio::spawn(async move { ecs::health_check(&me, id).await });
+            Action::HealthCheck(id, container) => {
+                tokio::spawn(async move { ecs::health_check(&me, id, container).await });
             }
             Action::InvokeHook {
                 deployment,

@@ -23,6 +23,10 @@
 //!   `stopTimeout` ([`super::runtime::stop`] keeps that order for both runtimes); the exit code
 //!   as Docker reports it (137 after SIGKILL). `linuxParameters.initProcessEnabled` runs
 //!   Docker's init as PID 1 (a process that is PID 1 and sets no handler never sees SIGTERM).
+//! - **Several containers**: each container of the task definition is a Docker container of
+//!   its own (`localaws-<task>` for the one the load balancer reaches, `localaws-<task>-<name>`
+//!   for the others), with its own ports, labels and logs; `group.rs` ends the task as the
+//!   agent does when an essential one exits.
 //! - **Labels**: the agent's own (`com.amazonaws.ecs.task-arn`, `...container-name`,
 //!   `...task-definition-family`, `...task-definition-version`, `...cluster`) and this
 //!   localaws's ([`OWNER_PID`], [`OWNER_START`] under [`MANAGED`]).
@@ -273,7 +277,7 @@ impl DockerRuntime {
             }),
             ..ContainerCreateBody::default()
         };
-        let name = format!("localaws-{}", spec.task_id);
+        let name = format!("localaws-{}", spec.stem('-'));
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         let id = self
             .docker
@@ -328,7 +332,7 @@ impl DockerRuntime {
         spec: &TaskSpec,
     ) -> Result<tokio::task::JoinHandle<()>, RuntimeError> {
         let file = |stream: &str| {
-            let path = spec.log_dir.join(format!("{}.{stream}.log", spec.task_id));
+            let path = spec.log_dir.join(format!("{}.{stream}.log", spec.stem('.')));
             std::fs::File::create(&path).map_err(|source| RuntimeError::Log { path, source })
         };
         let (mut stdout, mut stderr) = (file("stdout")?, file("stderr")?);

@@ -19,6 +19,7 @@ use crate::events::{EventKind, Events};
 mod addresses;
 mod agent;
 pub(crate) mod docker;
+mod group;
 pub mod health;
 pub mod proxy;
 pub mod runtime;
@@ -113,14 +114,39 @@ pub struct TaskInfo {
 #[derive(Debug)]
 struct TaskRecord {
     info: TaskInfo,
+    /// The task as a whole: its one container, or the group of them.
     handle: Arc<dyn RunningTask>,
+    /// The longest of its containers' stop timeouts.
     stop_timeout: Duration,
-    /// Its environment, as the process got it (container health checks run with it).
-    env: Vec<(String, String)>,
+    /// Each container, in the task definition's order.
+    containers: Vec<ContainerRecord>,
     /// Reports the exit as an event whenever it happens.
     watcher: JoinHandle<()>,
+}
+
+/// One container of a running task.
+#[derive(Debug)]
+struct ContainerRecord {
+    name: String,
+    handle: Arc<dyn RunningTask>,
+    essential: bool,
+    stop_timeout: Duration,
+    /// Its environment, as it got it (its health checks run with it).
+    env: Vec<(String, String)>,
     /// It runs in a container (of a Docker image), not as a process.
     in_container: bool,
+}
+
+/// What starting one container of a task takes.
+struct Start<'a> {
+    id: &'a str,
+    td: &'a TaskDefinition,
+    container: &'a stack::ContainerDefinition,
+    image: &'a stack::Image,
+    registered: Option<(&'a str, u32)>,
+    sidecar: Option<String>,
+    instance: &'a Instance,
+    env: &'a [(&'a str, &'a str)],
 }
 
 /// Options beyond the stack.
@@ -499,7 +525,7 @@ impl DataPlane {
         env: &[(&str, &str)],
     ) -> Result<TaskInfo, DataPlaneError> {
         let id = self.new_task_id();
-        self.run_task_as(id, td, None, instance, env).await
+        self.run_task_as(id, td, None, None, instance, env).await
     }
 
     /// What a task of a Docker image runs: the image, its container's port and init, and the
@@ -558,12 +584,16 @@ impl DataPlane {
     }
 
     /// Starts a task under the id `id` (from [`DataPlane::new_task_id`]); `registered` is its
-    /// ARN and its task definition's revision, when ECS knows them (a container's labels).
+    /// ARN and its task definition's revision, when ECS knows them (a container's labels);
+    /// `serving` names the container the load balancer reaches (else the first with a port
+    /// mapping). Every container of the task starts, in the task definition's order; if one
+    /// cannot, those already started are killed and the task does not start.
     pub async fn run_task_as(
         &self,
         id: String,
         td: &TaskDefinition,
         registered: Option<(&str, u32)>,
+        serving: Option<&str>,
         instance: Option<&str>,
         env: &[(&str, &str)],
     ) -> Result<TaskInfo, DataPlaneError> {
@@ -572,15 +602,123 @@ impl DataPlane {
                 "localaws is shutting down: no new task starts".to_owned(),
             ));
         }
-        let container = td.container_definitions.first().ok_or_else(|| {
-            DataPlaneError::Invalid(format!("task definition {} has no container", td.family))
-        })?;
-        let image = self
-            .inner
-            .stack
-            .image(&container.image)
-            .ok_or_else(|| not_found("image", &container.image))?;
+        let main = td
+            .serving_container(serving)
+            .ok_or_else(|| {
+                DataPlaneError::Invalid(format!("task definition {} has no container", td.family))
+            })?
+            .name
+            .clone();
+        // Every image is known, and can run here, before anything starts.
+        let mut images = Vec::new();
+        for container in &td.container_definitions {
+            let image = self
+                .inner
+                .stack
+                .image(&container.image)
+                .ok_or_else(|| not_found("image", &container.image))?;
+            if image.docker.is_some() && td.network_mode.as_deref() == Some("host") {
+                return Err(DataPlaneError::Invalid(format!(
+                    "task definition {}: networkMode host is not run as a container here (every \
+                     instance shares this machine's network): use bridge",
+                    td.family
+                )));
+            }
+            images.push(image);
+        }
         let instance = self.place(instance)?;
+        let mut started: Vec<ContainerRecord> = Vec::new();
+        for (container, image) in td.container_definitions.iter().zip(images) {
+            let sidecar = (container.name != main).then(|| container.name.clone());
+            let one = Start {
+                id: &id,
+                td,
+                container,
+                image,
+                registered,
+                sidecar,
+                instance: &instance,
+                env,
+            };
+            match self.start_container(one).await {
+                Ok(record) => started.push(record),
+                Err(e) => {
+                    for r in &started {
+                        r.handle.signal(runtime::StopSignal::Kill);
+                    }
+                    for r in &started {
+                        r.handle.wait().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let stop_timeout = started
+            .iter()
+            .map(|r| r.stop_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(u64::from(defaults::STOP_TIMEOUT)));
+        let handle = whole_task(&id, td, &started, &main)?;
+        let info = TaskInfo {
+            id: id.clone(),
+            family: td.family.clone(),
+            instance_id: instance.id.clone(),
+            endpoint: handle.endpoint(),
+        };
+        self.inner.events.emit(EventKind::TaskStarted {
+            task: id.clone(),
+            endpoint: info.endpoint,
+        });
+        // Report the exit whenever it happens (crash, kill, or stop).
+        let events = self.inner.events.clone();
+        let watched = Arc::clone(&handle);
+        let watcher = tokio::spawn(async move {
+            let exit = watched.wait().await;
+            events.emit(EventKind::TaskStopped {
+                task: watched.id().to_owned(),
+                how: exit.to_string(),
+            });
+        });
+        let record = TaskRecord {
+            info: info.clone(),
+            handle,
+            stop_timeout,
+            containers: started,
+            watcher,
+        };
+        let late = {
+            let mut tasks = self.tasks();
+            if self.inner.closing.load(Ordering::SeqCst) {
+                Some(record)
+            } else {
+                tasks.insert(id, record);
+                None
+            }
+        };
+        if let Some(record) = late {
+            record.handle.signal(runtime::StopSignal::Kill);
+            record.handle.wait().await;
+            return Err(DataPlaneError::Invalid(format!(
+                "task {} started while localaws was shutting down: stopped",
+                info.id
+            )));
+        }
+        Ok(info)
+    }
+
+    /// Starts one container of a task: as a process, or as a Docker container for an image with
+    /// a `docker` reference.
+    async fn start_container(&self, one: Start<'_>) -> Result<ContainerRecord, DataPlaneError> {
+        let Start {
+            id,
+            td,
+            container,
+            image,
+            registered,
+            sidecar,
+            instance,
+            env,
+        } = one;
         let (command, mut args) = self.resolve(&image.command);
         args.extend(image.args.iter().cloned());
         let mut vars: Vec<(String, String)> = image
@@ -607,105 +745,83 @@ impl DataPlane {
         let container_spec = image
             .docker
             .as_ref()
-            .map(|reference| self.container_spec(reference, &id, td, container, registered));
-        if container_spec.is_some() && td.network_mode.as_deref() == Some("host") {
-            return Err(DataPlaneError::Invalid(format!(
-                "task definition {}: networkMode host is not run as a container here (every \
-                 instance shares this machine's network): use bridge",
-                td.family
-            )));
-        }
+            .map(|reference| self.container_spec(reference, id, td, container, registered));
         let spec = TaskSpec {
-            task_id: id.clone(),
+            task_id: id.to_owned(),
             ip: instance.ip,
             host_port,
             command,
             args,
             env: vars.clone(),
             log_dir: self.inner.log_dir.clone(),
+            sidecar,
             container: container_spec,
         };
         let in_container = spec.container.is_some();
         let handle = self.inner.runtime.start(spec).await?;
         let endpoint = handle.endpoint();
         vars.extend([
-            ("TASK_ID".to_owned(), id.clone()),
+            ("TASK_ID".to_owned(), id.to_owned()),
             ("PORT".to_owned(), endpoint.port().to_string()),
             ("BIND".to_owned(), endpoint.ip().to_string()),
         ]);
-        let info = TaskInfo {
-            id: id.clone(),
-            family: td.family.clone(),
-            instance_id: instance.id.clone(),
-            endpoint: handle.endpoint(),
-        };
-        let stop_timeout = Duration::from_secs(u64::from(
-            container.stop_timeout.unwrap_or(defaults::STOP_TIMEOUT),
-        ));
-        self.inner.events.emit(EventKind::TaskStarted {
-            task: id.clone(),
-            endpoint: info.endpoint,
-        });
-        // Report the exit whenever it happens (crash, kill, or stop).
-        let events = self.inner.events.clone();
-        let watched = Arc::clone(&handle);
-        let watcher = tokio::spawn(async move {
-            let exit = watched.wait().await;
-            events.emit(EventKind::TaskStopped {
-                task: watched.id().to_owned(),
-                how: exit.to_string(),
-            });
-        });
-        let record = TaskRecord {
-            info: info.clone(),
+        Ok(ContainerRecord {
+            name: container.name.clone(),
             handle,
-            stop_timeout,
+            essential: container.is_essential(),
+            stop_timeout: Duration::from_secs(u64::from(
+                container.stop_timeout.unwrap_or(defaults::STOP_TIMEOUT),
+            )),
             env: vars,
-            watcher,
             in_container,
-        };
-        let late = {
-            let mut tasks = self.tasks();
-            if self.inner.closing.load(Ordering::SeqCst) {
-                Some(record)
-            } else {
-                tasks.insert(id, record);
-                None
-            }
-        };
-        if let Some(record) = late {
-            record.handle.signal(runtime::StopSignal::Kill);
-            record.handle.wait().await;
-            return Err(DataPlaneError::Invalid(format!(
-                "task {} started while localaws was shutting down: stopped",
-                info.id
-            )));
-        }
-        Ok(info)
+        })
     }
 
-    /// Whether the task runs in a container (its health checks then run inside it).
+    /// Each container's exit, for those that have exited (by container name).
+    pub fn container_exits(&self, task_id: &str) -> Vec<(String, TaskExit)> {
+        self.tasks()
+            .get(task_id)
+            .map(|r| {
+                r.containers
+                    .iter()
+                    .filter_map(|c| c.handle.exit().map(|e| (c.name.clone(), e)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the task runs in containers (its health checks then run inside them).
     pub fn in_container(&self, task_id: &str) -> bool {
-        self.tasks().get(task_id).is_some_and(|r| r.in_container)
+        self.tasks()
+            .get(task_id)
+            .is_some_and(|r| r.containers.iter().any(|c| c.in_container))
     }
 
-    /// Runs a container health check (`["CMD", prog, args...]` or `["CMD-SHELL", "..."]`) for a
-    /// running task, with the task's environment, as the ECS agent has Docker run it inside the
-    /// container: inside it for a container (`CMD-SHELL` through the image's `/bin/sh`, which a
+    /// Runs a health check (`["CMD", prog, args...]` or `["CMD-SHELL", "..."]`) of the running
+    /// task's container `container`, with that container's environment, as the ECS agent has
+    /// Docker run it inside the container: inside it for a container (`CMD-SHELL` through the image's `/bin/sh`, which a
     /// FROM scratch image lacks: the check fails, as on ECS); beside it for a process, where a
     /// program named `server` is the image's application (so `/server healthcheck` works as in
     /// the container image). Whether it exited 0 within `timeout` (real), and what it said.
     pub async fn exec_in_task(
         &self,
         task_id: &str,
+        container: &str,
         command: &[String],
         timeout: Duration,
     ) -> Result<Check, DataPlaneError> {
-        let (env, handle) = self
-            .tasks()
-            .get(task_id)
-            .map(|r| (r.env.clone(), Arc::clone(&r.handle)))
-            .ok_or_else(|| not_found("task", task_id))?;
+        let (env, handle) = {
+            let tasks = self.tasks();
+            let record = tasks
+                .get(task_id)
+                .ok_or_else(|| not_found("task", task_id))?;
+            let c = record
+                .containers
+                .iter()
+                .find(|c| c.name == container)
+                .ok_or_else(|| not_found("container", container))?;
+            (c.env.clone(), Arc::clone(&c.handle))
+        };
         let inside = match command {
             [kind, line] if kind == "CMD-SHELL" => {
                 Some(vec!["/bin/sh".into(), "-c".into(), line.clone()])
@@ -838,10 +954,19 @@ impl DataPlane {
     /// Stops a task the ECS way, without touching the load balancer: SIGTERM, wait `stopTimeout`
     /// (real), SIGKILL.
     pub async fn stop_task(&self, task_id: &str) -> Result<StopOutcome, DataPlaneError> {
+        Ok(self.stop_task_containers(task_id).await?.0)
+    }
+
+    /// [`DataPlane::stop_task`], with how each container ended (by container name).
+    pub async fn stop_task_containers(
+        &self,
+        task_id: &str,
+    ) -> Result<(StopOutcome, Vec<(String, TaskExit)>), DataPlaneError> {
         let (_, handle, stop_timeout) = self.task(task_id)?;
         let outcome = runtime::stop(handle.as_ref(), stop_timeout).await;
+        let exits = self.container_exits(task_id);
         self.tasks().remove(task_id);
-        Ok(outcome)
+        Ok((outcome, exits))
     }
 
     /// Stops a task as an ECS service does: deregister it from every target group, wait for the
@@ -940,6 +1065,34 @@ impl DataPlane {
         }
         self.inner.workers.stop();
     }
+}
+
+/// The task as a whole: its one container, or a [`group::Group`] of them (`main` is the one the
+/// load balancer reaches).
+fn whole_task(
+    id: &str,
+    td: &TaskDefinition,
+    started: &[ContainerRecord],
+    main: &str,
+) -> Result<Arc<dyn RunningTask>, DataPlaneError> {
+    Ok(match started {
+        [one] => Arc::clone(&one.handle),
+        many => {
+            let members = many
+                .iter()
+                .map(|r| group::Member {
+                    handle: Arc::clone(&r.handle),
+                    essential: r.essential,
+                    stop_timeout: r.stop_timeout,
+                })
+                .collect();
+            let serving = many.iter().position(|r| r.name == main).unwrap_or(0);
+            let group = group::Group::start(id.to_owned(), members, serving).ok_or_else(|| {
+                DataPlaneError::Invalid(format!("task definition {} has no container", td.family))
+            })?;
+            Arc::new(group)
+        }
+    })
 }
 
 fn not_found(kind: &'static str, name: &str) -> DataPlaneError {

@@ -111,11 +111,26 @@ pub struct TaskSpec {
     pub args: Vec<String>,
     /// Environment (image, then task definition); `TASK_ID`, `PORT`, `BIND` are added.
     pub env: Vec<(String, String)>,
-    /// Where `<task>.stdout.log` and `<task>.stderr.log` go.
+    /// Where `<task>.stdout.log` and `<task>.stderr.log` go (`<task>.<container>.*.log` for
+    /// a sidecar).
     pub log_dir: PathBuf,
+    /// The container's name when it is not the one the load balancer reaches (a sidecar): its
+    /// logs and its Docker container are named after it too.
+    pub(crate) sidecar: Option<String>,
     /// Run as a container of a local Docker image instead of `command` (only
     /// `DockerRuntime` does).
     pub(crate) container: Option<ContainerSpec>,
+}
+
+impl TaskSpec {
+    /// What the container's log files and Docker container are named after: the task id, and a
+    /// sidecar's name after it.
+    pub(crate) fn stem(&self, separator: char) -> String {
+        match &self.sidecar {
+            Some(name) => format!("{}{separator}{name}", self.task_id),
+            None => self.task_id.clone(),
+        }
+    }
 }
 
 /// What a task runs as a container.
@@ -399,7 +414,9 @@ impl TaskRuntime for ProcessRuntime {
             let reservation = self.reserve(spec.ip, spec.host_port)?;
             let port = reservation.key.1;
             let log = |stream: &str| {
-                let path = spec.log_dir.join(format!("{}.{stream}.log", spec.task_id));
+                let path = spec
+                    .log_dir
+                    .join(format!("{}.{stream}.log", spec.stem('.')));
                 std::fs::File::create(&path).map_err(|source| RuntimeError::Log { path, source })
             };
             let (stdout, stderr) = (log("stdout")?, log("stderr")?);

@@ -1,6 +1,6 @@
 //! Tasks as containers of the project's own image (`[images.NAME] docker = "IMAGE"`), built
 //! FROM scratch by `scripts/build-image.sh`: they serve behind the load balancer, carry the ECS
-//! agent's labels, and none outlives its localaws, also after a SIGKILL (the next localaws
+//! agent's labels, and none outlives its localaws, also after a SIGKILL mid-rollout (the next localaws
 //! removes what the dead one left, and only that). A missing image or an unreachable engine is
 //! exit 2 before anything starts.
 //!
@@ -15,7 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use stack::{ContainerHealthCheck, KeyValue, LinuxParameters, Stack};
+use stack::{ContainerDefinition, ContainerHealthCheck, KeyValue, LinuxParameters, Stack};
 
 use crate::util::{Aws, probe, service_stack};
 
@@ -180,13 +180,66 @@ async fn container_tasks_serve_behind_the_load_balancer_and_none_outlives_locala
     let served: BTreeSet<String> = report.served_by.keys().cloned().collect();
     assert_eq!(served, tasks, "{}", report.summary());
 
-    // SIGKILL: nothing stops the containers...
+    // A rollout under way: the service moves to a new revision and localaws is SIGKILLed as
+    // soon as the new revision's first container exists (created, maybe not yet started),
+    // beside the old ones, which wait for it to turn healthy.
+    let aws = Aws::new(info["endpoint"].as_str().unwrap());
+    let cluster = service_stack().cluster.name;
+    let revision = aws
+        .ecs
+        .register_task_definition()
+        .family("web")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("web")
+                .image("server")
+                .stop_timeout(10)
+                .port_mappings(
+                    aws_sdk_ecs::types::PortMapping::builder()
+                        .container_port(8080)
+                        .host_port(0)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("RegisterTaskDefinition")
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .expect("task definition arn")
+        .to_owned();
+    aws.ecs
+        .update_service()
+        .cluster(&cluster)
+        .service("web")
+        .task_definition(&revision)
+        .send()
+        .await
+        .expect("UpdateService");
+    let second_revision = |labels: &BTreeMap<String, String>| {
+        labels
+            .get("com.amazonaws.ecs.task-definition-version")
+            .map(String::as_str)
+            == Some("2")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !owned_by(pid).iter().any(second_revision) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no container of revision 2 in 60 s: {:#?}",
+            owned_by(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // SIGKILL mid-rollout: nothing stops the containers...
     kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGKILL).unwrap();
     let _ = child.wait().await;
-    assert_eq!(
-        owned_by(pid).len(),
-        2,
-        "containers outlive a SIGKILLed localaws"
+    let left = owned_by(pid);
+    assert!(
+        left.iter().any(second_revision),
+        "containers outlive a SIGKILLed localaws, the new revision's among them: {left:#?}"
     );
     // ...until the next localaws starts, which removes them, and only them: a container of the
     // same image that no localaws made, and one whose owner still runs (this test), stay.
@@ -622,6 +675,158 @@ async fn a_static_host_port_places_one_container_per_instance_and_says_why_not_m
             .all(|p| p.contains(&format!(":{port}->8080/tcp"))),
         "{ports:?}"
     );
+    kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("localaws did not exit after SIGINT")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(owned_by(pid).is_empty(), "{:#?}", owned_by(pid));
+}
+
+/// A task's `lastStatus`, `stoppedReason`, and each container's `exitCode` by name, from
+/// `DescribeTasks`.
+async fn task_containers(
+    aws: &Aws,
+    cluster: &str,
+    arn: &str,
+) -> (String, Option<String>, BTreeMap<String, Option<i32>>) {
+    let out = aws
+        .ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .tasks(arn)
+        .send()
+        .await
+        .expect("DescribeTasks");
+    let task = out.tasks().first().expect("the task");
+    (
+        task.last_status().unwrap_or_default().to_owned(),
+        task.stopped_reason().map(str::to_owned),
+        task.containers()
+            .iter()
+            .map(|c| (c.name().unwrap_or_default().to_owned(), c.exit_code()))
+            .collect(),
+    )
+}
+
+/// Whether a container of that name exists on the engine (running or not).
+fn exists(name: &str) -> bool {
+    std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{.Id}}", name])
+        .output()
+        .expect("docker inspect")
+        .status
+        .success()
+}
+
+/// `docker kill NAME` (SIGKILL): what a crash does to a container.
+fn docker_kill(name: &str) {
+    let out = std::process::Command::new("docker")
+        .args(["kill", name])
+        .output()
+        .expect("docker kill");
+    assert!(
+        out.status.success(),
+        "docker kill {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A task of three containers, run as the ECS agent runs one: every container from the image
+/// with its own labels, the load balancer reaching the one the service names (`web`, listed
+/// last). A container that is not essential (`logs`) may die and the task serves on; an essential
+/// one (`guard`) that dies ends the task: the others get their stop signal (web drains and exits
+/// 0), and `DescribeTasks` says which container exited how.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_essential_container_that_dies_stops_its_task_and_one_that_is_not_essential_does_not() {
+    let _slot = crate::util::slot().await;
+    let image = image().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut stack = service_stack();
+    stack.services[0].desired_count = 1;
+    let cluster = stack.cluster.name.clone();
+    {
+        let td = &mut stack.task_definitions[0];
+        let web = td.container_definitions[0].clone();
+        let sidecar = |name: &str, essential: bool| ContainerDefinition {
+            name: name.into(),
+            essential: Some(essential),
+            port_mappings: Vec::new(),
+            health_check: None,
+            ..web.clone()
+        };
+        td.container_definitions = vec![sidecar("logs", false), sidecar("guard", true), web];
+    }
+    let path = write_stack(dir.path(), stack, image);
+    let (mut child, info) = up(&path, dir.path()).await;
+    let pid = child.id().unwrap();
+    let aws = Aws::new(info["endpoint"].as_str().unwrap());
+    let task = service_task(&aws, &cluster, None).await;
+    let id = task.rsplit('/').next().unwrap().to_owned();
+
+    // Three containers of the one task, each labelled with its own name and the task's ARN.
+    let mine = owned_by(pid);
+    let names: BTreeSet<&str> = mine
+        .iter()
+        .filter(|l| l["com.amazonaws.ecs.task-arn"] == task)
+        .map(|l| l["com.amazonaws.ecs.container-name"].as_str())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["logs", "guard", "web"]), "{mine:#?}");
+    let url = info["listeners"]["lb/production"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The log container dies: it is not essential, the task serves on.
+    let logs = format!("localaws-{id}-logs");
+    docker_kill(&logs);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while exists(&logs) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{logs} not removed 30 s after it died"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = probe(&url, 200.0, 1.0).finish().await.unwrap();
+    assert_eq!(report.errors.total, 0, "{}", report.summary());
+    let (status, _, _) = task_containers(&aws, &cluster, &task).await;
+    assert_eq!(
+        status, "RUNNING",
+        "a non-essential container's exit ended the task"
+    );
+    assert!(exists(&format!("localaws-{id}-web")) && exists(&format!("localaws-{id}-guard")));
+
+    // The guard dies: it is essential, so the task stops, and each container's exit is told.
+    docker_kill(&format!("localaws-{id}-guard"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (reason, exits) = loop {
+        let (status, reason, exits) = task_containers(&aws, &cluster, &task).await;
+        if status == "STOPPED" {
+            break (reason, exits);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {task} not STOPPED 60 s after its essential container died: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    assert_eq!(
+        exits,
+        BTreeMap::from([
+            ("logs".to_owned(), Some(137)),
+            ("guard".to_owned(), Some(137)),
+            ("web".to_owned(), Some(0)),
+        ]),
+        "killed, killed, drained on its stop signal"
+    );
+    assert!(!exists(&format!("localaws-{id}-web")));
+
     kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGINT).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await

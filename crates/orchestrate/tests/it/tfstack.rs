@@ -479,6 +479,60 @@ fn container_definitions_from_templatefile_and_file_derive_like_jsonencode() {
     );
 }
 
+/// A task definition of several containers derives every container that can run here: a
+/// sidecar of a local image runs beside the application; a log router whose image is not local
+/// is left out, saying so (the project's server in its place would rehearse something else),
+/// while the container the load balancer reaches always runs.
+#[test]
+fn every_container_derives_and_a_sidecar_without_a_local_image_is_left_out_saying_so() {
+    let original = fixture("original").join("terraform");
+    let expected = derive_dir(&original, &DeriveOptions::default())
+        .unwrap()
+        .stack
+        .task_definitions;
+    let main = std::fs::read_to_string(original.join("main.tf")).unwrap();
+    let start = main.find("  container_definitions = jsonencode([").unwrap();
+    let end = start + main[start..].find("\n  ])\n").unwrap() + "\n  ])\n".len();
+    let json = r#"[
+  {"name": "log_router", "essential": false,
+   "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"},
+  {"name": "web", "image": "demo/web:latest", "essential": true, "memory": 256,
+   "portMappings": [{"containerPort": 8080, "hostPort": 8080}],
+   "environment": [{"name": "SHUTDOWN_TIMEOUT_SECONDS", "value": "45"},
+                   {"name": "IDLE_TIMEOUT_SECONDS", "value": "5"}]},
+  {"name": "warmer", "image": "server", "essential": false}]"#;
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&original, dir.path());
+    std::fs::write(
+        dir.path().join("main.tf"),
+        format!(
+            "{}  container_definitions = file(\"web.json\")\n{}",
+            &main[..start],
+            &main[end..]
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("web.json"), json).unwrap();
+    let d = derive_dir(dir.path(), &DeriveOptions::default()).unwrap();
+    let containers = &d.stack.task_definitions[0].container_definitions;
+    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["web", "warmer"]);
+    assert_eq!(containers[0], expected[0].container_definitions[0]);
+    assert_eq!(containers[1].image, "server");
+    assert_eq!(containers[1].essential, Some(false));
+    let left_out: Vec<String> = d
+        .assumptions
+        .iter()
+        .filter(|a| a.used.contains("container left out"))
+        .map(|a| a.setting.clone())
+        .collect();
+    assert_eq!(left_out.len(), 1, "{:#?}", d.assumptions);
+    assert!(
+        left_out[0].ends_with("container_definitions[0].image"),
+        "{left_out:?}"
+    );
+}
+
 fn partly_known() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let tf = dir.path().join("tf");
