@@ -231,7 +231,7 @@ impl Task {
 
     /// Whether ECS waits for container health checks to count the task healthy: an essential
     /// container has one.
-    pub fn checked(&self) -> bool {
+    pub(crate) fn checked(&self) -> bool {
         self.health.iter().any(|h| h.essential)
     }
 
@@ -255,7 +255,7 @@ impl Task {
     }
 
     /// Container `name`'s `healthStatus` (`UNKNOWN` without a check).
-    pub fn container_health(&self, name: &str) -> &'static str {
+    pub(crate) fn container_health(&self, name: &str) -> &'static str {
         self.health
             .iter()
             .find(|h| h.container == name)

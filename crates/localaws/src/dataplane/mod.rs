@@ -778,7 +778,7 @@ impl DataPlane {
     }
 
     /// Each container's exit, for those that have exited (by container name).
-    pub fn container_exits(&self, task_id: &str) -> Vec<(String, TaskExit)> {
+    pub(crate) fn container_exits(&self, task_id: &str) -> Vec<(String, TaskExit)> {
         self.tasks()
             .get(task_id)
             .map(|r| {
@@ -958,7 +958,7 @@ impl DataPlane {
     }
 
     /// [`DataPlane::stop_task`], with how each container ended (by container name).
-    pub async fn stop_task_containers(
+    pub(crate) async fn stop_task_containers(
         &self,
         task_id: &str,
     ) -> Result<(StopOutcome, Vec<(String, TaskExit)>), DataPlaneError> {
