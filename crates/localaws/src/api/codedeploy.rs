@@ -7,6 +7,7 @@ use super::{ApiError, unsupported};
 use crate::control::codedeploy::{
     Application, DeploymentConfig, DeploymentGroup, NewDeployment, Phase, Traffic,
 };
+use crate::control::ecs::TaskStatus;
 use crate::control::{Control, ControlError, Deployment, State};
 
 /// The `X-Amz-Target` service name.
@@ -593,16 +594,21 @@ fn ecs_target_json(st: &State, d: &Deployment) -> Value {
         let (id, tg) = set.as_ref()?;
         let ts = svc.and_then(|s| s.task_sets.iter().find(|t| &t.id == id));
         let tasks = st.tasks.values().filter(|t| {
-            t.task_set.as_deref() == Some(id.as_str()) && t.desired_status == "RUNNING"
+            t.task_set.as_deref() == Some(id.as_str()) && t.desired_status == TaskStatus::Running
         });
-        let running = tasks.clone().filter(|t| t.last_status == "RUNNING").count();
-        let pending = tasks.filter(|t| t.last_status == "PROVISIONING").count();
+        let running = tasks
+            .clone()
+            .filter(|t| t.last_status == TaskStatus::Running)
+            .count();
+        let pending = tasks
+            .filter(|t| t.last_status == TaskStatus::Provisioning)
+            .count();
         Some(json!({
             "identifer": id,
             "desiredCount": ts.map_or(0, |t| t.computed_desired(svc.map_or(0, |s| s.desired))),
             "pendingCount": pending,
             "runningCount": running,
-            "status": ts.map_or("DRAINING", |t| t.status),
+            "status": ts.map_or("DRAINING", |t| t.status.as_str()),
             "trafficWeight": f64::from(weight),
             "targetGroup": { "name": tg },
             "taskSetLabel": label,

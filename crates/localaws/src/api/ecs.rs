@@ -4,7 +4,7 @@ use serde_json::{Map, Value, json};
 
 use super::json::{Input, time};
 use super::{ApiError, unsupported};
-use crate::control::ecs::{ServiceUpdate, TaskDefinitionRevision};
+use crate::control::ecs::{InstanceStatus, ServiceUpdate, TaskDefinitionRevision, TaskStatus};
 use crate::control::{Control, ControlError, Service, State, Task};
 use stack::TaskDefinition;
 
@@ -190,9 +190,9 @@ fn list_tasks(c: &Control, input: &Input) -> Result<Value, ApiError> {
             .filter(|t| instance.is_none() || ec2.as_deref() == Some(t.instance.as_str()))
             .filter(|t| family.is_none_or(|f| t.task_definition.0 == f))
             .filter(|t| match desired {
-                "STOPPED" => t.desired_status == "STOPPED",
-                "PENDING" => t.last_status == "PROVISIONING",
-                _ => t.desired_status == "RUNNING",
+                "STOPPED" => t.desired_status == TaskStatus::Stopped,
+                "PENDING" => t.last_status == TaskStatus::Provisioning,
+                _ => t.desired_status == TaskStatus::Running,
             })
             .map(|t| t.arn.clone())
             .collect()
@@ -224,8 +224,8 @@ fn list_container_instances(c: &Control, input: &Input) -> Result<Value, ApiErro
         st.container_instances
             .values()
             .filter(|ci| match status {
-                Some(s) => ci.status == s,
-                None => ci.status != "INACTIVE",
+                Some(s) => ci.status.as_str() == s,
+                None => ci.status != InstanceStatus::Inactive,
             })
             .map(|ci| ci.arn.clone())
             .collect()
@@ -248,6 +248,12 @@ fn update_container_instances_state(c: &Control, input: &Input) -> Result<Value,
     cluster(c, input)?;
     let refs = required(input, "containerInstances")?;
     let status = input.req("status")?;
+    let status = InstanceStatus::settable(status).ok_or_else(|| {
+        ApiError::new(
+            "InvalidParameterException",
+            format!("invalid status {status:?}: expected ACTIVE or DRAINING"),
+        )
+    })?;
     let (changed, missing) = c
         .update_container_instances_state(&refs, status)
         .map_err(err)?;
@@ -421,17 +427,17 @@ fn cluster_json(st: &State) -> Value {
     let registered = st
         .container_instances
         .values()
-        .filter(|c| c.status != "INACTIVE")
+        .filter(|c| c.status != InstanceStatus::Inactive)
         .count();
     let running = st
         .tasks
         .values()
-        .filter(|t| t.last_status == "RUNNING")
+        .filter(|t| t.last_status == TaskStatus::Running)
         .count();
     let pending = st
         .tasks
         .values()
-        .filter(|t| t.last_status == "PROVISIONING")
+        .filter(|t| t.last_status == TaskStatus::Provisioning)
         .count();
     json!({
         "clusterArn": st.cluster_arn(),
@@ -454,12 +460,17 @@ fn service_json(st: &State, s: &Service) -> Value {
     let mine: Vec<&Task> = st
         .tasks
         .values()
-        .filter(|t| t.service.as_deref() == Some(s.name.as_str()) && t.desired_status == "RUNNING")
+        .filter(|t| {
+            t.service.as_deref() == Some(s.name.as_str()) && t.desired_status == TaskStatus::Running
+        })
         .collect();
-    let running = mine.iter().filter(|t| t.last_status == "RUNNING").count();
+    let running = mine
+        .iter()
+        .filter(|t| t.last_status == TaskStatus::Running)
+        .count();
     let pending = mine
         .iter()
-        .filter(|t| t.last_status == "PROVISIONING")
+        .filter(|t| t.last_status == TaskStatus::Provisioning)
         .count();
     // One deployment per task definition in use: the service's is PRIMARY.
     let mut deployments = vec![json!({
@@ -467,8 +478,8 @@ fn service_json(st: &State, s: &Service) -> Value {
         "status": "PRIMARY",
         "taskDefinition": td_arn(&s.task_definition.0, s.task_definition.1),
         "desiredCount": s.desired,
-        "runningCount": mine.iter().filter(|t| t.last_status == "RUNNING" && t.task_definition == s.task_definition).count(),
-        "pendingCount": mine.iter().filter(|t| t.last_status == "PROVISIONING" && t.task_definition == s.task_definition).count(),
+        "runningCount": mine.iter().filter(|t| t.last_status == TaskStatus::Running && t.task_definition == s.task_definition).count(),
+        "pendingCount": mine.iter().filter(|t| t.last_status == TaskStatus::Provisioning && t.task_definition == s.task_definition).count(),
         "rolloutState": if s.steady { "COMPLETED" } else { "IN_PROGRESS" },
         "launchType": "EC2",
         "createdAt": time(s.created),
@@ -486,7 +497,7 @@ fn service_json(st: &State, s: &Service) -> Value {
             "status": "ACTIVE",
             "taskDefinition": td_arn(&f, r),
             "desiredCount": 0,
-            "runningCount": mine.iter().filter(|t| t.last_status == "RUNNING" && t.task_definition == (f.clone(), r)).count(),
+            "runningCount": mine.iter().filter(|t| t.last_status == TaskStatus::Running && t.task_definition == (f.clone(), r)).count(),
         }));
     }
     json!({
@@ -522,12 +533,16 @@ fn service_json(st: &State, s: &Service) -> Value {
 }
 
 fn task_set_json(st: &State, s: &Service, ts: &crate::control::TaskSet) -> Value {
-    let tasks = st
-        .tasks
-        .values()
-        .filter(|t| t.task_set.as_deref() == Some(ts.id.as_str()) && t.desired_status == "RUNNING");
-    let running = tasks.clone().filter(|t| t.last_status == "RUNNING").count();
-    let pending = tasks.filter(|t| t.last_status == "PROVISIONING").count();
+    let tasks = st.tasks.values().filter(|t| {
+        t.task_set.as_deref() == Some(ts.id.as_str()) && t.desired_status == TaskStatus::Running
+    });
+    let running = tasks
+        .clone()
+        .filter(|t| t.last_status == TaskStatus::Running)
+        .count();
+    let pending = tasks
+        .filter(|t| t.last_status == TaskStatus::Provisioning)
+        .count();
     let td = st
         .task_definition(&format!(
             "{}:{}",
@@ -540,7 +555,7 @@ fn task_set_json(st: &State, s: &Service, ts: &crate::control::TaskSet) -> Value
         "taskSetArn": ts.arn,
         "serviceArn": s.arn,
         "clusterArn": st.cluster_arn(),
-        "status": ts.status,
+        "status": ts.status.as_str(),
         "taskDefinition": td,
         "computedDesiredCount": ts.computed_desired(s.desired),
         "pendingCount": pending,
@@ -587,7 +602,7 @@ fn task_json(st: &State, t: &Task) -> Value {
             let status = if exit.is_some() {
                 "STOPPED"
             } else {
-                t.last_status
+                t.last_status.as_str()
             };
             // Only the load balancer's container has a binding the control plane knows.
             let bindings = match t.endpoint {
@@ -606,7 +621,7 @@ fn task_json(st: &State, t: &Task) -> Value {
                 "image": c.image,
                 "lastStatus": status,
                 "exitCode": exit,
-                "healthStatus": t.container_health(&c.name),
+                "healthStatus": t.container_health(&c.name).as_str(),
                 "networkBindings": bindings,
             })
         })
@@ -616,12 +631,12 @@ fn task_json(st: &State, t: &Task) -> Value {
         "clusterArn": st.cluster_arn(),
         "taskDefinitionArn": td_arn,
         "containerInstanceArn": ci_arn,
-        "lastStatus": t.last_status,
-        "desiredStatus": t.desired_status,
+        "lastStatus": t.last_status.as_str(),
+        "desiredStatus": t.desired_status.as_str(),
         "launchType": "EC2",
         "createdAt": time(t.created_at),
         "group": t.service.as_ref().map(|s| format!("service:{s}")).unwrap_or_else(|| format!("family:{}", t.task_definition.0)),
-        "healthStatus": t.health_status(),
+        "healthStatus": t.health_status().as_str(),
         "containers": containers,
     });
     let m = v.as_object_mut();
@@ -649,17 +664,17 @@ fn container_instance_json(st: &State, ci: &crate::control::ContainerInstance) -
     let running = st
         .tasks
         .values()
-        .filter(|t| t.instance == ci.ec2_instance && t.last_status == "RUNNING")
+        .filter(|t| t.instance == ci.ec2_instance && t.last_status == TaskStatus::Running)
         .count();
     let pending = st
         .tasks
         .values()
-        .filter(|t| t.instance == ci.ec2_instance && t.last_status == "PROVISIONING")
+        .filter(|t| t.instance == ci.ec2_instance && t.last_status == TaskStatus::Provisioning)
         .count();
     json!({
         "containerInstanceArn": ci.arn,
         "ec2InstanceId": ci.ec2_instance,
-        "status": ci.status,
+        "status": ci.status.as_str(),
         "agentConnected": ci.agent_connected,
         "runningTasksCount": running,
         "pendingTasksCount": pending,

@@ -29,6 +29,130 @@ use crate::clock::{MIN_REAL_CONTAINER_CHECK, MIN_REAL_START};
 use crate::dataplane::TargetHealth;
 use stack::{ServiceLoadBalancer, Stack, TaskDefinition};
 
+/// An ECS task's `lastStatus` or `desiredStatus` (the states localaws's tasks pass through).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// Placed, its containers starting (`PROVISIONING`).
+    Provisioning,
+    /// Waiting to be placed (`PENDING`; a desired status only in `ListTasks` filters here).
+    Pending,
+    /// Running (`RUNNING`).
+    Running,
+    /// Deregistering from its target groups before it stops (`DEACTIVATING`).
+    Deactivating,
+    /// Its containers getting their stop signal (`STOPPING`).
+    Stopping,
+    /// Stopped (`STOPPED`).
+    Stopped,
+}
+
+impl TaskStatus {
+    /// As ECS writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "PROVISIONING",
+            Self::Pending => "PENDING",
+            Self::Running => "RUNNING",
+            Self::Deactivating => "DEACTIVATING",
+            Self::Stopping => "STOPPING",
+            Self::Stopped => "STOPPED",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A container's or a task's `healthStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// No verdict yet, or nothing checks it (`UNKNOWN`).
+    Unknown,
+    /// `HEALTHY`.
+    Healthy,
+    /// `UNHEALTHY`.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// As ECS writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "UNKNOWN",
+            Self::Healthy => "HEALTHY",
+            Self::Unhealthy => "UNHEALTHY",
+        }
+    }
+}
+
+impl std::fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A container instance's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceStatus {
+    /// Takes tasks (`ACTIVE`).
+    Active,
+    /// Its service tasks are being replaced elsewhere; no new ones (`DRAINING`).
+    Draining,
+    /// Deregistered (`INACTIVE`).
+    Inactive,
+}
+
+impl InstanceStatus {
+    /// As ECS writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Draining => "DRAINING",
+            Self::Inactive => "INACTIVE",
+        }
+    }
+
+    /// A status `UpdateContainerInstancesState` sets: `ACTIVE` or `DRAINING`.
+    pub(crate) fn settable(s: &str) -> Option<Self> {
+        match s {
+            "ACTIVE" => Some(Self::Active),
+            "DRAINING" => Some(Self::Draining),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for InstanceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A task set's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskSetStatus {
+    /// Serves the service (`PRIMARY`).
+    Primary,
+    /// A replacement, not yet primary (`ACTIVE`).
+    Active,
+    /// Going away (`DRAINING`).
+    Draining,
+}
+
+impl TaskSetStatus {
+    /// As ECS writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "PRIMARY",
+            Self::Active => "ACTIVE",
+            Self::Draining => "DRAINING",
+        }
+    }
+}
+
 /// A container instance: an EC2 instance whose ECS agent registered it with the cluster.
 #[derive(Debug, Clone)]
 pub struct ContainerInstance {
@@ -38,8 +162,8 @@ pub struct ContainerInstance {
     pub arn: String,
     /// EC2 instance id.
     pub ec2_instance: String,
-    /// `ACTIVE`, `DRAINING` or `INACTIVE`.
-    pub status: &'static str,
+    /// Taking tasks, draining, or gone.
+    pub status: InstanceStatus,
     /// Whether its agent is connected.
     pub agent_connected: bool,
     /// Registration time.
@@ -113,8 +237,8 @@ pub struct TaskSet {
     pub load_balancer: Option<ServiceLoadBalancer>,
     /// Percentage of the service's desired count it runs.
     pub scale: f64,
-    /// `PRIMARY` (serves the service), `ACTIVE` (a replacement) or `DRAINING` (going away).
-    pub status: &'static str,
+    /// Serving the service, a replacement, or going away.
+    pub status: TaskSetStatus,
     /// Whether its tasks all run and are healthy.
     pub steady: bool,
     /// The CodeDeploy deployment that created it.
@@ -154,10 +278,10 @@ pub struct Task {
     pub target_group: Option<String>,
     /// The container the load balancer reaches (the service's `containerName`), when it has one.
     pub serving: Option<String>,
-    /// `PROVISIONING`, `RUNNING`, `DEACTIVATING`, `STOPPING`, `STOPPED`.
-    pub last_status: &'static str,
+    /// Where it is in its lifecycle.
+    pub last_status: TaskStatus,
     /// `RUNNING` or `STOPPED`.
-    pub desired_status: &'static str,
+    pub desired_status: TaskStatus,
     /// Created (wall clock).
     pub created_at: SystemTime,
     /// Started (wall clock).
@@ -189,8 +313,8 @@ pub struct ContainerHealth {
     pub container: String,
     /// It is essential: only essential containers' health makes the task's.
     pub essential: bool,
-    /// `UNKNOWN` (no verdict yet), `HEALTHY` or `UNHEALTHY`.
-    pub status: &'static str,
+    /// No verdict yet, healthy or unhealthy.
+    pub status: HealthStatus,
     /// Consecutive failures counted (failures inside the start period are not).
     pub failures: u32,
     /// When the next check is due (real).
@@ -221,12 +345,12 @@ fn health_settings(t: &Task, container: &str) -> Option<(Vec<String>, u32, u32, 
 impl Task {
     /// Not stopped yet.
     pub fn is_live(&self) -> bool {
-        self.last_status != "STOPPED"
+        self.last_status != TaskStatus::Stopped
     }
 
     /// Asked to stop, not stopped yet.
     pub fn is_stopping(&self) -> bool {
-        self.desired_status == "STOPPED" && self.is_live()
+        self.desired_status == TaskStatus::Stopped && self.is_live()
     }
 
     /// Whether ECS waits for container health checks to count the task healthy: an essential
@@ -238,28 +362,28 @@ impl Task {
     /// The task's `healthStatus` as ECS derives it from its essential containers' (a
     /// non-essential container's health does not count): `UNHEALTHY` if one is, `HEALTHY` if all
     /// are, else `UNKNOWN` (no verdict yet, or no essential container has a check).
-    pub fn health_status(&self) -> &'static str {
-        let essential: Vec<&'static str> = self
+    pub fn health_status(&self) -> HealthStatus {
+        let essential: Vec<HealthStatus> = self
             .health
             .iter()
             .filter(|h| h.essential)
             .map(|h| h.status)
             .collect();
-        if essential.contains(&"UNHEALTHY") {
-            "UNHEALTHY"
-        } else if !essential.is_empty() && essential.iter().all(|s| *s == "HEALTHY") {
-            "HEALTHY"
+        if essential.contains(&HealthStatus::Unhealthy) {
+            HealthStatus::Unhealthy
+        } else if !essential.is_empty() && essential.iter().all(|s| *s == HealthStatus::Healthy) {
+            HealthStatus::Healthy
         } else {
-            "UNKNOWN"
+            HealthStatus::Unknown
         }
     }
 
     /// Container `name`'s `healthStatus` (`UNKNOWN` without a check).
-    pub(crate) fn container_health(&self, name: &str) -> &'static str {
+    pub(crate) fn container_health(&self, name: &str) -> HealthStatus {
         self.health
             .iter()
             .find(|h| h.container == name)
-            .map_or("UNKNOWN", |h| h.status)
+            .map_or(HealthStatus::Unknown, |h| h.status)
     }
 }
 
@@ -289,7 +413,7 @@ pub(super) fn load(state: &mut State, stack: &Stack) {
                 &s.name,
                 (s.task_definition.clone(), 1),
                 s.load_balancer.clone(),
-                "PRIMARY",
+                TaskSetStatus::Primary,
                 None,
             )]
         } else {
@@ -327,7 +451,7 @@ pub(super) fn new_task_set(
     service: &str,
     task_definition: (String, u32),
     load_balancer: Option<ServiceLoadBalancer>,
-    status: &'static str,
+    status: TaskSetStatus,
     external_id: Option<String>,
 ) -> TaskSet {
     let digits: String = crate::ids::hex(19)
@@ -430,7 +554,7 @@ pub(super) fn register_container_instance(state: &mut State, ec2: &str, events: 
             id,
             arn,
             ec2_instance: ec2.to_owned(),
-            status: "ACTIVE",
+            status: InstanceStatus::Active,
             agent_connected: true,
             registered_at: wall(),
         },
@@ -444,9 +568,9 @@ pub(super) fn register_container_instance(state: &mut State, ec2: &str, events: 
 /// Sets the container instance on `ec2` to `DRAINING`.
 pub(super) fn drain_container_instance(state: &mut State, ec2: &str, events: Emitter<'_>) {
     if let Some(ci) = state.container_instances.get_mut(ec2)
-        && ci.status == "ACTIVE"
+        && ci.status == InstanceStatus::Active
     {
-        ci.status = "DRAINING";
+        ci.status = InstanceStatus::Draining;
         events.emit("ecs", format!("container instance on {ec2} DRAINING"));
     }
 }
@@ -455,7 +579,7 @@ pub(super) fn drain_container_instance(state: &mut State, ec2: &str, events: Emi
 /// gone once the agent's disconnect timeout passes.
 pub(super) fn instance_gone(state: &mut State, ec2: &str, ctx: &Ctx<'_>) {
     if let Some(ci) = state.container_instances.get_mut(ec2) {
-        ci.status = "INACTIVE";
+        ci.status = InstanceStatus::Inactive;
         ci.agent_connected = false;
     }
     for t in state.tasks.values_mut() {
@@ -473,8 +597,8 @@ fn add_event(svc: &mut Service, message: String) {
 }
 
 fn mark_stopped(t: &mut Task, reason: String, code: &'static str) {
-    t.last_status = "STOPPED";
-    t.desired_status = "STOPPED";
+    t.last_status = TaskStatus::Stopped;
+    t.desired_status = TaskStatus::Stopped;
     t.stopped_at = Some(wall());
     t.stopped_reason.get_or_insert(reason);
     t.stop_code.get_or_insert(code);
@@ -527,7 +651,7 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
     let disconnect = ctx.plane.stack().cluster.agent_disconnect_timeout;
     // Tasks whose process died.
     for t in state.tasks.values_mut() {
-        if t.last_status != "RUNNING" || t.desired_status != "RUNNING" {
+        if t.last_status != TaskStatus::Running || t.desired_status != TaskStatus::Running {
             continue;
         }
         match t.lost {
@@ -570,7 +694,7 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
     }
     // Container health checks that are due.
     for t in state.tasks.values_mut() {
-        if t.last_status != "RUNNING" || t.is_stopping() || t.lost.is_some() {
+        if t.last_status != TaskStatus::Running || t.is_stopping() || t.lost.is_some() {
             continue;
         }
         for h in &mut t.health {
@@ -601,11 +725,11 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
 }
 
 fn healthy(t: &Task, ctx: &Ctx<'_>) -> bool {
-    if t.last_status != "RUNNING" || t.lost.is_some() {
+    if t.last_status != TaskStatus::Running || t.lost.is_some() {
         return false;
     }
     // With a container health check, ECS counts the task healthy only once it passes.
-    if t.checked() && t.health_status() != "HEALTHY" {
+    if t.checked() && t.health_status() != HealthStatus::Healthy {
         return false;
     }
     match (&t.target_group, t.endpoint) {
@@ -656,7 +780,7 @@ fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut 
             .map(|ts| Unit {
                 set: Some(ts.id.clone()),
                 task_definition: ts.task_definition.clone(),
-                desired: if ts.status == "DRAINING" {
+                desired: if ts.status == TaskSetStatus::Draining {
                     0
                 } else {
                     ts.computed_desired(svc.desired)
@@ -696,7 +820,7 @@ fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut 
     if let Some(s) = state.services.get_mut(name) {
         let before = s.task_sets.len();
         s.task_sets
-            .retain(|ts| ts.status != "DRAINING" || live_sets.contains(&ts.id));
+            .retain(|ts| ts.status != TaskSetStatus::Draining || live_sets.contains(&ts.id));
         if s.task_sets.len() != before {
             ctx.events.emit(
                 "ecs",
@@ -799,7 +923,7 @@ fn schedule(
         state
             .container_instances
             .get(ec2)
-            .is_some_and(|c| c.status == "ACTIVE")
+            .is_some_and(|c| c.status == InstanceStatus::Active)
             && state
                 .instances
                 .get(ec2)
@@ -815,7 +939,7 @@ fn schedule(
     let mut stop: Vec<(String, String)> = Vec::new();
     for t in &mine {
         if !t.is_stopping()
-            && t.last_status == "RUNNING"
+            && t.last_status == TaskStatus::Running
             && t.lost.is_none()
             && t.started.is_some_and(|s| ctx.elapsed(s, svc.grace))
             && elb_unhealthy(t, ctx)
@@ -832,8 +956,8 @@ fn schedule(
     // A container failing its health check: ECS stops the task and the scheduler replaces it.
     for t in &mine {
         if !t.is_stopping()
-            && t.last_status == "RUNNING"
-            && t.health_status() == "UNHEALTHY"
+            && t.last_status == TaskStatus::Running
+            && t.health_status() == HealthStatus::Unhealthy
             && !stop.iter().any(|(id, _)| id == &t.id)
         {
             stop.push((t.id.clone(), "Task failed container health checks".into()));
@@ -861,7 +985,7 @@ fn schedule(
     let mut replace_sorted = replace.clone();
     replace_sorted.sort_by_key(|t| t.created_at);
     for t in &replace_sorted {
-        if t.last_status != "RUNNING" {
+        if t.last_status != TaskStatus::Running {
             continue;
         }
         if healthy(t, ctx) {
@@ -888,11 +1012,11 @@ fn schedule(
     }
     for (id, reason) in &stop {
         if let Some(t) = state.tasks.get_mut(id)
-            && t.last_status == "RUNNING"
+            && t.last_status == TaskStatus::Running
             && !t.is_stopping()
         {
-            t.desired_status = "STOPPED";
-            t.last_status = "DEACTIVATING";
+            t.desired_status = TaskStatus::Stopped;
+            t.last_status = TaskStatus::Deactivating;
             t.stopping_at = Some(wall());
             t.stopped_reason = Some(reason.clone());
             t.stop_code = Some("ServiceSchedulerInitiated");
@@ -961,8 +1085,8 @@ fn schedule(
                 endpoint: None,
                 target_group: unit.target_group.clone(),
                 serving: unit.serving.clone(),
-                last_status: "PROVISIONING",
-                desired_status: "RUNNING",
+                last_status: TaskStatus::Provisioning,
+                desired_status: TaskStatus::Running,
                 created_at: wall(),
                 started_at: None,
                 started: None,
@@ -979,7 +1103,10 @@ fn schedule(
         actions.push(Action::StartTask(id.clone()));
         started.push(id);
     }
-    let running = mine.iter().filter(|t| t.last_status == "RUNNING").count() as u32;
+    let running = mine
+        .iter()
+        .filter(|t| t.last_status == TaskStatus::Running)
+        .count() as u32;
     let steady = stop.is_empty()
         && started.is_empty()
         && replace.is_empty()
@@ -1046,7 +1173,7 @@ pub(super) async fn start_task(c: &Control, id: String) {
         };
         match (&result, registered) {
             (Ok(info), Ok(())) => {
-                t.last_status = "RUNNING";
+                t.last_status = TaskStatus::Running;
                 t.endpoint = Some(info.endpoint);
                 t.started_at = Some(wall());
                 t.started = Some(Instant::now());
@@ -1060,7 +1187,7 @@ pub(super) async fn start_task(c: &Control, id: String) {
                         Some(ContainerHealth {
                             container: k.name.clone(),
                             essential: k.is_essential(),
-                            status: "UNKNOWN",
+                            status: HealthStatus::Unknown,
                             failures: 0,
                             next: Instant::now() + c.clock().secs(interval),
                             running: false,
@@ -1093,7 +1220,7 @@ pub(super) async fn start_task(c: &Control, id: String) {
                 );
             }
         }
-        let running = t.last_status == "RUNNING";
+        let running = t.last_status == TaskStatus::Running;
         let Some(svc) = t.service.clone().and_then(|n| st.services.get_mut(&n)) else {
             return;
         };
@@ -1126,7 +1253,7 @@ pub(super) async fn stop_task(c: &Control, id: String) {
         if let Some(t) = st.tasks.get_mut(&id)
             && t.is_live()
         {
-            t.last_status = "STOPPING";
+            t.last_status = TaskStatus::Stopping;
         }
     });
     let outcome = c.plane().stop_task_containers(&id).await;
@@ -1205,11 +1332,11 @@ pub(super) async fn health_check(c: &Control, id: String, container: String) {
         let before = h.status;
         if passed {
             h.failures = 0;
-            h.status = "HEALTHY";
+            h.status = HealthStatus::Healthy;
         } else if now >= started + clock.secs(start_period).max(MIN_REAL_START) {
             h.failures = h.failures.saturating_add(1);
             if h.failures >= retries {
-                h.status = "UNHEALTHY";
+                h.status = HealthStatus::Unhealthy;
             }
         }
         if h.status != before {
@@ -1346,17 +1473,8 @@ impl Control {
     pub fn update_container_instances_state(
         &self,
         references: &[String],
-        status: &str,
+        status: InstanceStatus,
     ) -> Result<(Vec<ContainerInstance>, Vec<String>), ControlError> {
-        let status: &'static str = match status {
-            "ACTIVE" => "ACTIVE",
-            "DRAINING" => "DRAINING",
-            s => {
-                return Err(ControlError::Validation(format!(
-                    "invalid status {s:?}: expected ACTIVE or DRAINING"
-                )));
-            }
-        };
         self.write(|st, c| {
             let mut changed = Vec::new();
             let mut missing = Vec::new();
@@ -1366,7 +1484,7 @@ impl Control {
                     continue;
                 };
                 if let Some(ci) = st.container_instances.get_mut(&ec2) {
-                    if ci.status != "INACTIVE" && ci.status != status {
+                    if ci.status != InstanceStatus::Inactive && ci.status != status {
                         ci.status = status;
                         c.events()
                             .emit("ecs", format!("container instance on {ec2} {status}"));

@@ -40,7 +40,9 @@ pub mod refresh;
 pub use autoscaling::{Activity, Asg};
 pub use codedeploy::{CodeDeployState, Deployment};
 pub use ec2::{Ec2Instance, InstanceHealth, LaunchTemplate, LaunchTemplateVersion, Lifecycle};
-pub use ecs::{ContainerInstance, Service, Task, TaskDefinitionRevision, TaskSet};
+pub use ecs::{
+    ContainerInstance, HealthStatus, Service, Task, TaskDefinitionRevision, TaskSet, TaskStatus,
+};
 pub use refresh::{InstanceRefresh, RefreshPreferences, RefreshStatus};
 
 pub use crate::ids::{hex as hex_id, uuid};

@@ -950,7 +950,7 @@ async fn agentless_refresh_under_load(health_check_type: &str) -> AgentlessRun {
         let active = st
             .container_instances
             .values()
-            .filter(|c| c.status == "ACTIVE")
+            .filter(|c| c.status.as_str() == "ACTIVE")
             .count();
         (agentless, active)
     });

@@ -735,9 +735,10 @@ async fn ecs_operations() {
             .wait_until(deadline, |st| {
                 let live: Vec<_> = st.tasks.values().filter(|t| t.is_live()).collect();
                 live.len() == 4
-                    && live
-                        .iter()
-                        .all(|t| t.task_definition.1 == 2 && t.last_status == "RUNNING")
+                    && live.iter().all(|t| {
+                        t.task_definition.1 == 2
+                            && t.last_status == localaws::control::TaskStatus::Running
+                    })
                     && st.services["demo-svc"].steady
             })
             .await,
@@ -791,9 +792,10 @@ async fn ecs_operations() {
             .wait_until(deadline, |st| {
                 let live: Vec<_> = st.tasks.values().filter(|t| t.is_live()).collect();
                 live.len() == 4
-                    && live
-                        .iter()
-                        .all(|t| t.instance != drained_ec2 && t.last_status == "RUNNING")
+                    && live.iter().all(|t| {
+                        t.instance != drained_ec2
+                            && t.last_status == localaws::control::TaskStatus::Running
+                    })
             })
             .await,
         "tasks did not leave the draining instance"
@@ -1072,7 +1074,9 @@ async fn container_health_checks_gate_and_replace_tasks() {
     let old_serving = fleet.la.control().read(|st| {
         st.tasks
             .values()
-            .filter(|t| t.task_definition.1 == 1 && t.last_status == "RUNNING")
+            .filter(|t| {
+                t.task_definition.1 == 1 && t.last_status == localaws::control::TaskStatus::Running
+            })
             .count()
     });
     assert_eq!(old_serving, 3, "the old tasks keep serving");

@@ -7,7 +7,7 @@ use super::rollback::stop_with;
 use super::types::{
     Deployment, HOOK_TIMEOUT_SECS, HookRun, INSTALL_TIMEOUT_SECS, LIFECYCLE, Phase, StopCause,
 };
-use crate::control::ecs::new_task_set;
+use crate::control::ecs::{TaskSetStatus, new_task_set};
 use crate::control::{Action, Ctx, State, uuid, wall};
 use stack::{DeploymentGroupConfig, ServiceLoadBalancer};
 
@@ -123,7 +123,7 @@ pub(super) fn advance(
                     && let Some(svc) = state.services.get_mut(&d.service)
                     && let Some(ts) = svc.task_sets.iter_mut().find(|t| &t.id == orig)
                 {
-                    ts.status = "DRAINING";
+                    ts.status = TaskSetStatus::Draining;
                     ts.updated = wall();
                     svc.steady = false;
                 }
@@ -301,7 +301,7 @@ pub(super) fn enter(
             let primary = svc
                 .task_sets
                 .iter()
-                .find(|t| t.status == "PRIMARY")
+                .find(|t| t.status == TaskSetStatus::Primary)
                 .ok_or((
                     "UnknownError",
                     "the service has no primary task set".to_owned(),
@@ -332,15 +332,15 @@ pub(super) fn enter(
                     container_name: d.appspec.container_name.clone(),
                     container_port: d.appspec.container_port,
                 }),
-                "ACTIVE",
+                TaskSetStatus::Active,
                 Some(id.to_owned()),
             );
             let (orig_id, repl_id) = (primary.id.clone(), set.id.clone());
             if let Some(s) = state.services.get_mut(&d.service) {
                 // A replacement left behind by a deployment stopped without rollback goes.
                 for ts in &mut s.task_sets {
-                    if ts.status == "ACTIVE" {
-                        ts.status = "DRAINING";
+                    if ts.status == TaskSetStatus::Active {
+                        ts.status = TaskSetStatus::Draining;
                     }
                 }
                 s.task_sets.push(set);
@@ -477,16 +477,17 @@ pub(super) fn swap(state: &mut State, ev: &Emitter2<'_>, d: &Deployment) {
     if let Some(svc) = state.services.get_mut(&d.service) {
         for ts in &mut svc.task_sets {
             if &ts.id == repl {
-                ts.status = "PRIMARY";
+                ts.status = TaskSetStatus::Primary;
                 ts.updated = wall();
                 svc.task_definition = ts.task_definition.clone();
                 svc.load_balancer = ts.load_balancer.clone();
             } else if &ts.id == orig {
-                ts.status = "ACTIVE";
+                ts.status = TaskSetStatus::Active;
                 ts.updated = wall();
             }
         }
-        svc.task_sets.sort_by_key(|t| t.status != "PRIMARY");
+        svc.task_sets
+            .sort_by_key(|t| t.status != TaskSetStatus::Primary);
     }
     ev.emit(format!(
         "deployment {}: task set {repl} is primary; {orig} stays for the termination wait",

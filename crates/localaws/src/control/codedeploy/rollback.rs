@@ -5,6 +5,7 @@ use tokio::time::Instant;
 
 use super::effects::{Emitter2, deployment_id, fresh_events, route, set_status};
 use super::types::{Deployment, HOOKABLE, Phase, RollbackInfo, StopCause};
+use crate::control::ecs::TaskSetStatus;
 use crate::control::{Control, State, wall};
 
 /// Stops deployment `id` for `cause`, rolling back when `rollback`.
@@ -99,15 +100,16 @@ pub(super) fn stop_with(
             // The original is the primary again (a rollback during the termination wait).
             for ts in &mut svc.task_sets {
                 if ts.id == orig_set {
-                    ts.status = "PRIMARY";
+                    ts.status = TaskSetStatus::Primary;
                     svc.task_definition = ts.task_definition.clone();
                     svc.load_balancer = ts.load_balancer.clone();
                 } else if d.replacement.as_ref().is_some_and(|(r, _)| *r == ts.id) {
-                    ts.status = "DRAINING";
+                    ts.status = TaskSetStatus::Draining;
                     ts.updated = wall();
                 }
             }
-            svc.task_sets.sort_by_key(|t| t.status != "PRIMARY");
+            svc.task_sets
+                .sort_by_key(|t| t.status != TaskSetStatus::Primary);
             svc.steady = false;
         }
     }
