@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use super::ec2::Lifecycle;
 use super::{Action, Control, ControlError, Ctx, Emitter, KEEP_STOPPED, State, hex_id, wall};
 use crate::clock::{MIN_REAL_CONTAINER_CHECK, MIN_REAL_START};
-use crate::dataplane::TargetHealth;
+use crate::dataplane::{TargetHealth, TaskEnd};
 use stack::{ServiceLoadBalancer, Stack, TaskDefinition};
 
 /// An ECS task's `lastStatus` or `desiredStatus` (the states localaws's tasks pass through).
@@ -673,8 +673,26 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
             Some(_) => {}
             None => {
                 // One look at the data plane per task and step (it takes the tasks' lock).
-                let Some(exit) = ctx.plane.task_exit(&t.id) else {
-                    continue;
+                let exit = match ctx.plane.task_end(&t.id) {
+                    TaskEnd::Running => continue,
+                    TaskEnd::Ending => {
+                        // An essential container of a task of several exited and the agent is
+                        // stopping the others: the task is stopping now, for that reason (not
+                        // replaced later for the failed health checks of a draining container);
+                        // it leaves its target groups as any stopping task does.
+                        t.desired_status = TaskStatus::Stopped;
+                        t.last_status = TaskStatus::Deactivating;
+                        t.stopping_at = Some(wall());
+                        t.stopped_reason = Some("Essential container in task exited".into());
+                        t.stop_code = Some("EssentialContainerExited");
+                        ctx.events.emit(
+                            "ecs",
+                            format!("task {} stopping: essential container exited", t.id),
+                        );
+                        actions.push(Action::StopTask(t.id.clone()));
+                        continue;
+                    }
+                    TaskEnd::Exited(exit) => exit,
                 };
                 if exit.is_some() {
                     t.exit_codes = exit_codes(ctx.plane.container_exits(&t.id));

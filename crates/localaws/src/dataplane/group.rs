@@ -38,6 +38,8 @@ pub(super) struct Group {
     members: Arc<Vec<Member>>,
     /// Asked to stop (the stop signal went to the task).
     stop: CancellationToken,
+    /// Set when an essential container has exited.
+    ending: CancellationToken,
     exit: watch::Receiver<Option<TaskExit>>,
 }
 
@@ -49,13 +51,20 @@ impl Group {
         let handle = Arc::clone(&members.get(serving)?.handle);
         let members = Arc::new(members);
         let stop = CancellationToken::new();
+        let ending = CancellationToken::new();
         let (tx, rx) = watch::channel(None);
-        tokio::spawn(supervise(Arc::clone(&members), serving, stop.clone(), tx));
+        tokio::spawn(supervise(
+            Arc::clone(&members),
+            serving,
+            (stop.clone(), ending.clone()),
+            tx,
+        ));
         Some(Self {
             id,
             serving: handle,
             members,
             stop,
+            ending,
             exit: rx,
         })
     }
@@ -64,7 +73,7 @@ impl Group {
 async fn supervise(
     members: Arc<Vec<Member>>,
     serving: usize,
-    stop: CancellationToken,
+    (stop, ending): (CancellationToken, CancellationToken),
     tx: watch::Sender<Option<TaskExit>>,
 ) {
     let essential: Vec<BoxFuture<'_, TaskExit>> = members
@@ -83,6 +92,9 @@ async fn supervise(
         exit = first_essential_exit => Some(exit),
         () = stop.cancelled() => None,
     };
+    if cause.is_some() {
+        ending.cancel();
+    }
     futures_util::future::join_all(
         members
             .iter()
@@ -120,5 +132,9 @@ impl RunningTask for Group {
 
     fn wait(&self) -> BoxFuture<'_, TaskExit> {
         exit_of(&self.exit)
+    }
+
+    fn ending(&self) -> bool {
+        self.ending.is_cancelled()
     }
 }

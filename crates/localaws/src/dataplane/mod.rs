@@ -149,6 +149,17 @@ struct Start<'a> {
     env: &'a [(&'a str, &'a str)],
 }
 
+/// How far a task has got to its end, as the data plane sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskEnd {
+    /// It runs (a container that is not essential may have exited).
+    Running,
+    /// An essential container exited; the others are being stopped.
+    Ending,
+    /// Every container has exited (`None`: a task the data plane does not know).
+    Exited(Option<TaskExit>),
+}
+
 /// Options beyond the stack.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -406,13 +417,15 @@ impl DataPlane {
         victims.into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Whether the task's process has exited: `None` while it runs, `Some(None)` for a task
-    /// the data plane does not know (its exit is not known), `Some(Some(exit))` for one that
-    /// exited.
-    pub fn task_exit(&self, task_id: &str) -> Option<Option<TaskExit>> {
+    /// How far the task has got to its end (one look, under the tasks' lock).
+    pub(crate) fn task_end(&self, task_id: &str) -> TaskEnd {
         match self.tasks().get(task_id) {
-            None => Some(None),
-            Some(r) => r.handle.exit().map(Some),
+            None => TaskEnd::Exited(None),
+            Some(r) => match r.handle.exit() {
+                Some(exit) => TaskEnd::Exited(Some(exit)),
+                None if r.handle.ending() => TaskEnd::Ending,
+                None => TaskEnd::Running,
+            },
         }
     }
 

@@ -208,6 +208,12 @@ pub trait RunningTask: Send + Sync + fmt::Debug {
     fn exit(&self) -> Option<TaskExit>;
     /// Resolves when the task has exited.
     fn wait(&self) -> BoxFuture<'_, TaskExit>;
+    /// An essential container of the task exited and the others are being stopped: the task is
+    /// ending though it has not exited yet. Never for a task of one container (its exit is the
+    /// task's).
+    fn ending(&self) -> bool {
+        false
+    }
     /// Runs `argv` inside the task, as Docker runs a container's health check there (with the
     /// container's environment), within `timeout`. `None` for a task that is a process: the
     /// caller runs the command beside it.

@@ -735,7 +735,7 @@ fn docker_kill(name: &str) {
 
 /// A task of three containers, run as the ECS agent runs one: every container from the image
 /// with its own labels, the load balancer reaching the one the service names (`web`, listed
-/// last). A container that is not essential (`logs`) may die and the task serves on; an essential
+/// last; its Docker container is `localaws-<task>`, the others `localaws-<task>-<name>`). A container that is not essential (`logs`) may die and the task serves on; an essential
 /// one (`guard`) that dies ends the task: the others get their stop signal (web drains and exits
 /// 0), and `DescribeTasks` says which container exited how.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -796,7 +796,7 @@ async fn an_essential_container_that_dies_stops_its_task_and_one_that_is_not_ess
         status, "RUNNING",
         "a non-essential container's exit ended the task"
     );
-    assert!(exists(&format!("localaws-{id}-web")) && exists(&format!("localaws-{id}-guard")));
+    assert!(exists(&format!("localaws-{id}")) && exists(&format!("localaws-{id}-guard")));
 
     // The guard dies: it is essential, so the task stops, and each container's exit is told.
     docker_kill(&format!("localaws-{id}-guard"));
@@ -825,7 +825,7 @@ async fn an_essential_container_that_dies_stops_its_task_and_one_that_is_not_ess
         ]),
         "killed, killed, drained on its stop signal"
     );
-    assert!(!exists(&format!("localaws-{id}-web")));
+    assert!(!exists(&format!("localaws-{id}")));
 
     kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGINT).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
