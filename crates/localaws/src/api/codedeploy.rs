@@ -7,7 +7,6 @@ use super::{ApiError, unsupported};
 use crate::control::codedeploy::{
     Application, DeploymentConfig, DeploymentGroup, NewDeployment, Phase, Traffic,
 };
-use crate::control::ecs::TaskStatus;
 use crate::control::{Control, ControlError, Deployment, State};
 
 /// The `X-Amz-Target` service name.
@@ -593,16 +592,7 @@ fn ecs_target_json(st: &State, d: &Deployment) -> Value {
     .filter_map(|(label, set, weight)| {
         let (id, tg) = set.as_ref()?;
         let ts = svc.and_then(|s| s.task_sets.iter().find(|t| &t.id == id));
-        let tasks = st.tasks.values().filter(|t| {
-            t.task_set.as_deref() == Some(id.as_str()) && t.desired_status == TaskStatus::Running
-        });
-        let running = tasks
-            .clone()
-            .filter(|t| t.last_status == TaskStatus::Running)
-            .count();
-        let pending = tasks
-            .filter(|t| t.last_status == TaskStatus::Provisioning)
-            .count();
+        let (running, pending) = st.task_set_counts(id);
         Some(json!({
             "identifer": id,
             "desiredCount": ts.map_or(0, |t| t.computed_desired(svc.map_or(0, |s| s.desired))),

@@ -533,16 +533,7 @@ fn service_json(st: &State, s: &Service) -> Value {
 }
 
 fn task_set_json(st: &State, s: &Service, ts: &crate::control::TaskSet) -> Value {
-    let tasks = st.tasks.values().filter(|t| {
-        t.task_set.as_deref() == Some(ts.id.as_str()) && t.desired_status == TaskStatus::Running
-    });
-    let running = tasks
-        .clone()
-        .filter(|t| t.last_status == TaskStatus::Running)
-        .count();
-    let pending = tasks
-        .filter(|t| t.last_status == TaskStatus::Provisioning)
-        .count();
+    let (running, pending) = st.task_set_counts(&ts.id);
     let td = st
         .task_definition(&format!(
             "{}:{}",

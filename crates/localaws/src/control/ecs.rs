@@ -474,6 +474,21 @@ pub(super) fn new_task_set(
 }
 
 impl State {
+    /// How many tasks of task set `id` run, and how many are starting (of those it wants).
+    pub(crate) fn task_set_counts(&self, id: &str) -> (usize, usize) {
+        let tasks = self.tasks.values().filter(|t| {
+            t.task_set.as_deref() == Some(id) && t.desired_status == TaskStatus::Running
+        });
+        let running = tasks
+            .clone()
+            .filter(|t| t.last_status == TaskStatus::Running)
+            .count();
+        let pending = tasks
+            .filter(|t| t.last_status == TaskStatus::Provisioning)
+            .count();
+        (running, pending)
+    }
+
     /// The cluster's ARN.
     pub fn cluster_arn(&self) -> String {
         crate::arn::regional("ecs", &format!("cluster/{}", self.cluster))
