@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 
 use stack::{ContainerDefinition, ContainerHealthCheck, KeyValue, LinuxParameters, Stack};
 
-use crate::util::{Aws, probe, service_stack};
+use crate::util::{Aws, probe, service_stack, web_container};
 
 /// The project's image, as this test binary builds it.
 const TAG: &str = "ecs-zdt/server:localaws-it";
@@ -185,38 +185,7 @@ async fn container_tasks_serve_behind_the_load_balancer_and_none_outlives_locala
     // beside the old ones, which wait for it to turn healthy.
     let aws = Aws::new(info["endpoint"].as_str().unwrap());
     let cluster = service_stack().cluster.name;
-    let revision = aws
-        .ecs
-        .register_task_definition()
-        .family("web")
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("web")
-                .image("server")
-                .stop_timeout(10)
-                .port_mappings(
-                    aws_sdk_ecs::types::PortMapping::builder()
-                        .container_port(8080)
-                        .host_port(0)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("RegisterTaskDefinition")
-        .task_definition()
-        .and_then(|t| t.task_definition_arn())
-        .expect("task definition arn")
-        .to_owned();
-    aws.ecs
-        .update_service()
-        .cluster(&cluster)
-        .service("web")
-        .task_definition(&revision)
-        .send()
-        .await
-        .expect("UpdateService");
+    roll_web_to(&aws, &cluster, web_container().stop_timeout(10).build()).await;
     let second_revision = |labels: &BTreeMap<String, String>| {
         labels
             .get("com.amazonaws.ecs.task-definition-version")
@@ -376,8 +345,33 @@ async fn log_line(child: &mut Child, needle: &str, within: Duration) -> Result<S
     found.ok().flatten().ok_or_else(|| seen.join("\n"))
 }
 
-/// A task's `lastStatus` and its container's `exitCode`, from `DescribeTasks`.
-async fn task_status(aws: &Aws, cluster: &str, arn: &str) -> (String, Option<i32>) {
+/// Registers the next revision of family `web` with `container` alone and rolls service `web`
+/// to it.
+async fn roll_web_to(aws: &Aws, cluster: &str, container: aws_sdk_ecs::types::ContainerDefinition) {
+    let revision = aws
+        .ecs
+        .register_task_definition()
+        .family("web")
+        .container_definitions(container)
+        .send()
+        .await
+        .expect("RegisterTaskDefinition")
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .expect("task definition arn")
+        .to_owned();
+    aws.ecs
+        .update_service()
+        .cluster(cluster)
+        .service("web")
+        .task_definition(&revision)
+        .send()
+        .await
+        .expect("UpdateService");
+}
+
+/// The task, from `DescribeTasks`.
+async fn describe_task(aws: &Aws, cluster: &str, arn: &str) -> aws_sdk_ecs::types::Task {
     let out = aws
         .ecs
         .describe_tasks()
@@ -386,7 +380,12 @@ async fn task_status(aws: &Aws, cluster: &str, arn: &str) -> (String, Option<i32
         .send()
         .await
         .expect("DescribeTasks");
-    let task = out.tasks().first().expect("the task");
+    out.tasks().first().expect("the task").clone()
+}
+
+/// A task's `lastStatus` and its container's `exitCode`, from `DescribeTasks`.
+async fn task_status(aws: &Aws, cluster: &str, arn: &str) -> (String, Option<i32>) {
+    let task = describe_task(aws, cluster, arn).await;
     (
         task.last_status().unwrap_or_default().to_owned(),
         task.containers().first().and_then(|c| c.exit_code()),
@@ -490,45 +489,20 @@ async fn a_container_without_a_sigterm_handler_is_killed_at_stop_timeout_unless_
                 .build()
         })
         .collect();
-    let registered = aws
-        .ecs
-        .register_task_definition()
-        .family("web")
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("web")
-                .image("server")
-                .stop_timeout(2)
-                .set_environment(Some(env))
-                .port_mappings(
-                    aws_sdk_ecs::types::PortMapping::builder()
-                        .container_port(8080)
-                        .host_port(0)
-                        .build(),
-                )
-                .linux_parameters(
-                    aws_sdk_ecs::types::LinuxParameters::builder()
-                        .init_process_enabled(true)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("RegisterTaskDefinition");
-    let revision = registered
-        .task_definition()
-        .and_then(|t| t.task_definition_arn())
-        .unwrap()
-        .to_owned();
-    aws.ecs
-        .update_service()
-        .cluster(&cluster)
-        .service("web")
-        .task_definition(&revision)
-        .send()
-        .await
-        .expect("UpdateService");
+    roll_web_to(
+        &aws,
+        &cluster,
+        web_container()
+            .stop_timeout(2)
+            .set_environment(Some(env))
+            .linux_parameters(
+                aws_sdk_ecs::types::LinuxParameters::builder()
+                    .init_process_enabled(true)
+                    .build(),
+            )
+            .build(),
+    )
+    .await;
     // Start, health and the deregistration delay come first: a minute is ample at 10x.
     let (took, code) = watch_stop(&aws, &cluster, &first, Duration::from_secs(60)).await;
     assert_eq!(code, 137, "SIGKILLed at stopTimeout (took {took:?})");
@@ -691,15 +665,7 @@ async fn task_containers(
     cluster: &str,
     arn: &str,
 ) -> (String, Option<String>, BTreeMap<String, Option<i32>>) {
-    let out = aws
-        .ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .tasks(arn)
-        .send()
-        .await
-        .expect("DescribeTasks");
-    let task = out.tasks().first().expect("the task");
+    let task = describe_task(aws, cluster, arn).await;
     (
         task.last_status().unwrap_or_default().to_owned(),
         task.stopped_reason().map(str::to_owned),
@@ -735,9 +701,10 @@ fn docker_kill(name: &str) {
 
 /// A task of three containers, run as the ECS agent runs one: every container from the image
 /// with its own labels, the load balancer reaching the one the service names (`web`, listed
-/// last; its Docker container is `localaws-<task>`, the others `localaws-<task>-<name>`). A container that is not essential (`logs`) may die and the task serves on; an essential
-/// one (`guard`) that dies ends the task: the others get their stop signal (web drains and exits
-/// 0), and `DescribeTasks` says which container exited how.
+/// last; its Docker container is `localaws-<task>`, the others `localaws-<task>-<name>`). A
+/// container that is not essential (`logs`) may die and the task serves on; an essential one
+/// (`guard`) that dies ends the task: the others get their stop signal (web drains and exits 0),
+/// and `DescribeTasks` says which container exited how.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_essential_container_that_dies_stops_its_task_and_one_that_is_not_essential_does_not() {
     let _slot = crate::util::slot().await;

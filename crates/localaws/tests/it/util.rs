@@ -657,6 +657,19 @@ impl Fleet {
     }
 }
 
+/// Container `web` of image `server` on port 8080 (a dynamic host port), as the stacks' own.
+pub fn web_container() -> aws_sdk_ecs::types::builders::ContainerDefinitionBuilder {
+    aws_sdk_ecs::types::ContainerDefinition::builder()
+        .name("web")
+        .image("server")
+        .port_mappings(
+            aws_sdk_ecs::types::PortMapping::builder()
+                .container_port(8080)
+                .host_port(0)
+                .build(),
+        )
+}
+
 /// Registers revision `version` of `demo-web` through the SDK (`PAGE_STATUS=500` when
 /// `broken`) and returns its ARN.
 pub async fn register(aws: &Aws, version: &str, broken: bool) -> String {
@@ -681,17 +694,7 @@ pub async fn register_with(aws: &Aws, version: &str, extra: &[(&str, &str)]) -> 
         ("LOG_FORMAT", "json"),
     ];
     env.extend_from_slice(extra);
-    let mut container = aws_sdk_ecs::types::ContainerDefinition::builder()
-        .name("web")
-        .image("server")
-        .essential(true)
-        .stop_timeout(10)
-        .port_mappings(
-            aws_sdk_ecs::types::PortMapping::builder()
-                .container_port(8080)
-                .host_port(0)
-                .build(),
-        );
+    let mut container = web_container().essential(true).stop_timeout(10);
     for (k, v) in env {
         container = container.environment(
             aws_sdk_ecs::types::KeyValuePair::builder()

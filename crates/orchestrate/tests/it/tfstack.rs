@@ -413,64 +413,67 @@ resource "aws_ecs_service" "svc" {
 }
 "#;
 
-/// Container definitions from `templatefile()` (variables partly known after apply) and from
-/// `file()` derive the same task definition as the `jsonencode(...)` they replace.
-#[test]
-fn container_definitions_from_templatefile_and_file_derive_like_jsonencode() {
+/// The original fixture's task definitions, as derived.
+fn original_task_definitions() -> Vec<stack::TaskDefinition> {
+    derive_dir(
+        &fixture("original").join("terraform"),
+        &DeriveOptions::default(),
+    )
+    .unwrap()
+    .stack
+    .task_definitions
+}
+
+/// A copy of the original fixture whose task definition's `container_definitions = jsonencode(
+/// [...])` is `call` (one line of HCL) instead, with `files` written beside its `main.tf`.
+fn original_with_containers(call: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
     let original = fixture("original").join("terraform");
-    let expected = derive_dir(&original, &DeriveOptions::default())
-        .unwrap()
-        .stack
-        .task_definitions;
     let main = std::fs::read_to_string(original.join("main.tf")).unwrap();
     let start = main.find("  container_definitions = jsonencode([").unwrap();
     let end = start + main[start..].find("\n  ])\n").unwrap() + "\n  ])\n".len();
-    let template = r#"[{"name": "web", "image": "${image}", "essential": true, "memory": 256,
-  "portMappings": [{"containerPort": ${port}, "hostPort": ${port}}],
-  "environment": [{"name": "SHUTDOWN_TIMEOUT_SECONDS", "value": "45"},
-                  {"name": "IDLE_TIMEOUT_SECONDS", "value": "${keepalive}"}]}]"#;
-    for (call, files) in [
-        (
-            "  container_definitions = templatefile(\"${path.module}/web.json.tftpl\", { image = \"demo/web:latest\", port = var.app_port, keepalive = local.keepalive })\n",
-            vec![("web.json.tftpl", template.to_owned())],
-        ),
-        (
-            // Relative to the root module, as Terraform resolves it.
-            "  container_definitions = file(\"web.json\")\n",
-            vec![(
-                "web.json",
-                template
-                    .replace("${image}", "demo/web:latest")
-                    .replace("${port}", "8080")
-                    .replace("${keepalive}", "5"),
-            )],
-        ),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        copy_tree(&original, dir.path());
-        std::fs::write(
-            dir.path().join("main.tf"),
-            format!("{}{call}{}", &main[..start], &main[end..]),
-        )
-        .unwrap();
-        for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).unwrap();
-        }
-        let d = derive_dir(dir.path(), &DeriveOptions::default()).unwrap();
-        assert_eq!(d.stack.task_definitions, expected, "{call}");
-    }
-    // A template whose file is missing is not guessed: the derivation says where and why.
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&original, dir.path());
     std::fs::write(
         dir.path().join("main.tf"),
-        format!(
-            "{}  container_definitions = file(\"missing.json\")\n{}",
-            &main[..start],
-            &main[end..]
-        ),
+        format!("{}{call}{}", &main[..start], &main[end..]),
     )
     .unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+/// Container definitions from `templatefile()` (variables partly known after apply) and from
+/// `file()` derive the same task definition as the `jsonencode(...)` they replace.
+#[test]
+fn container_definitions_from_templatefile_and_file_derive_like_jsonencode() {
+    let expected = original_task_definitions();
+    let template = r#"[{"name": "web", "image": "${image}", "essential": true, "memory": 256,
+  "portMappings": [{"containerPort": ${port}, "hostPort": ${port}}],
+  "environment": [{"name": "SHUTDOWN_TIMEOUT_SECONDS", "value": "45"},
+                  {"name": "IDLE_TIMEOUT_SECONDS", "value": "${keepalive}"}]}]"#;
+    let rendered = template
+        .replace("${image}", "demo/web:latest")
+        .replace("${port}", "8080")
+        .replace("${keepalive}", "5");
+    for (call, files) in [
+        (
+            "  container_definitions = templatefile(\"${path.module}/web.json.tftpl\", { image = \"demo/web:latest\", port = var.app_port, keepalive = local.keepalive })\n",
+            [("web.json.tftpl", template)],
+        ),
+        (
+            // Relative to the root module, as Terraform resolves it.
+            "  container_definitions = file(\"web.json\")\n",
+            [("web.json", rendered.as_str())],
+        ),
+    ] {
+        let dir = original_with_containers(call, &files);
+        let d = derive_dir(dir.path(), &DeriveOptions::default()).unwrap();
+        assert_eq!(d.stack.task_definitions, expected, "{call}");
+    }
+    // A template whose file is missing is not guessed: the derivation says where and why.
+    let dir = original_with_containers("  container_definitions = file(\"missing.json\")\n", &[]);
     let e = derive_dir(dir.path(), &DeriveOptions::default()).unwrap_err();
     assert!(
         e.to_string()
@@ -485,14 +488,7 @@ fn container_definitions_from_templatefile_and_file_derive_like_jsonencode() {
 /// while the container the load balancer reaches always runs.
 #[test]
 fn every_container_derives_and_a_sidecar_without_a_local_image_is_left_out_saying_so() {
-    let original = fixture("original").join("terraform");
-    let expected = derive_dir(&original, &DeriveOptions::default())
-        .unwrap()
-        .stack
-        .task_definitions;
-    let main = std::fs::read_to_string(original.join("main.tf")).unwrap();
-    let start = main.find("  container_definitions = jsonencode([").unwrap();
-    let end = start + main[start..].find("\n  ])\n").unwrap() + "\n  ])\n".len();
+    let expected = original_task_definitions();
     let json = r#"[
   {"name": "log_router", "essential": false,
    "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"},
@@ -501,18 +497,10 @@ fn every_container_derives_and_a_sidecar_without_a_local_image_is_left_out_sayin
    "environment": [{"name": "SHUTDOWN_TIMEOUT_SECONDS", "value": "45"},
                    {"name": "IDLE_TIMEOUT_SECONDS", "value": "5"}]},
   {"name": "warmer", "image": "server", "essential": false}]"#;
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(&original, dir.path());
-    std::fs::write(
-        dir.path().join("main.tf"),
-        format!(
-            "{}  container_definitions = file(\"web.json\")\n{}",
-            &main[..start],
-            &main[end..]
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("web.json"), json).unwrap();
+    let dir = original_with_containers(
+        "  container_definitions = file(\"web.json\")\n",
+        &[("web.json", json)],
+    );
     let d = derive_dir(dir.path(), &DeriveOptions::default()).unwrap();
     let containers = &d.stack.task_definitions[0].container_definitions;
     let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
