@@ -611,6 +611,17 @@ fn add_event(svc: &mut Service, message: String) {
     }
 }
 
+/// Starts stopping a running task the ECS way, for `reason`: it deregisters (DEACTIVATING), then
+/// its containers get their stop signal ([`Action::StopTask`]).
+fn begin_stop(t: &mut Task, reason: String, code: &'static str, actions: &mut Vec<Action>) {
+    t.desired_status = TaskStatus::Stopped;
+    t.last_status = TaskStatus::Deactivating;
+    t.stopping_at = Some(wall());
+    t.stopped_reason = Some(reason);
+    t.stop_code = Some(code);
+    actions.push(Action::StopTask(t.id.clone()));
+}
+
 fn mark_stopped(t: &mut Task, reason: String, code: &'static str) {
     t.last_status = TaskStatus::Stopped;
     t.desired_status = TaskStatus::Stopped;
@@ -695,16 +706,16 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
                         // stopping the others: the task is stopping now, for that reason (not
                         // replaced later for the failed health checks of a draining container);
                         // it leaves its target groups as any stopping task does.
-                        t.desired_status = TaskStatus::Stopped;
-                        t.last_status = TaskStatus::Deactivating;
-                        t.stopping_at = Some(wall());
-                        t.stopped_reason = Some("Essential container in task exited".into());
-                        t.stop_code = Some("EssentialContainerExited");
+                        begin_stop(
+                            t,
+                            "Essential container in task exited".into(),
+                            "EssentialContainerExited",
+                            actions,
+                        );
                         ctx.events.emit(
                             "ecs",
                             format!("task {} stopping: essential container exited", t.id),
                         );
-                        actions.push(Action::StopTask(t.id.clone()));
                         continue;
                     }
                     TaskEnd::Exited(exit) => exit,
@@ -1048,12 +1059,7 @@ fn schedule(
             && t.last_status == TaskStatus::Running
             && !t.is_stopping()
         {
-            t.desired_status = TaskStatus::Stopped;
-            t.last_status = TaskStatus::Deactivating;
-            t.stopping_at = Some(wall());
-            t.stopped_reason = Some(reason.clone());
-            t.stop_code = Some("ServiceSchedulerInitiated");
-            actions.push(Action::StopTask(id.clone()));
+            begin_stop(t, reason.clone(), "ServiceSchedulerInitiated", actions);
         }
     }
     if let Some(s) = state.services.get_mut(name) {
