@@ -322,6 +322,7 @@ impl DockerRuntime {
         let task: Arc<dyn RunningTask> = Arc::new(Container {
             task_id: spec.task_id,
             pid,
+            term: parse_signal(&stop_signal),
             container_id: id,
             endpoint: SocketAddr::new(spec.ip, host_port),
             stop_signal,
@@ -422,6 +423,8 @@ struct Container {
     task_id: String,
     /// The host pid of its first process, when signals can go to it directly.
     pid: Option<i32>,
+    /// `stop_signal`, read once, for sending it directly.
+    term: Option<Signal>,
     container_id: String,
     endpoint: SocketAddr,
     stop_signal: String,
@@ -457,17 +460,21 @@ impl RunningTask for Container {
         if self.exit.borrow().is_some() {
             return;
         }
-        let signal = match signal {
-            StopSignal::Term => self.stop_signal.clone(),
-            StopSignal::Kill => "SIGKILL".to_owned(),
-        };
         // Straight to the container's first process when it runs here, as `docker kill` would
         // send it; through the engine otherwise, or if that fails.
-        if let (Some(pid), Some(sig)) = (self.pid, parse_signal(&signal))
+        let direct = match signal {
+            StopSignal::Term => self.term,
+            StopSignal::Kill => Some(Signal::SIGKILL),
+        };
+        if let (Some(pid), Some(sig)) = (self.pid, direct)
             && kill(Pid::from_raw(pid), sig).is_ok()
         {
             return;
         }
+        let signal = match signal {
+            StopSignal::Term => self.stop_signal.clone(),
+            StopSignal::Kill => "SIGKILL".to_owned(),
+        };
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
