@@ -12,6 +12,22 @@ pub fn regional(service: &str, resource: &str) -> String {
     format!("arn:aws:{service}:{REGION}:{ACCOUNT}:{resource}")
 }
 
+/// An ECS service deployment's ARN.
+pub(crate) fn service_deployment(cluster: &str, service: &str, id: &str) -> String {
+    regional(
+        "ecs",
+        &format!("service-deployment/{cluster}/{service}/{id}"),
+    )
+}
+
+/// An ECS service revision's ARN; `number` is its deployment's (`ecs-svc/NUMBER`).
+pub(crate) fn service_revision(cluster: &str, service: &str, number: &str) -> String {
+    regional(
+        "ecs",
+        &format!("service-revision/{cluster}/{service}/{number}"),
+    )
+}
+
 /// A global service's ARN (IAM, STS): `arn:aws:{service}::{ACCOUNT}:{resource}`.
 pub fn global(service: &str, resource: &str) -> String {
     format!("arn:aws:{service}::{ACCOUNT}:{resource}")

@@ -388,54 +388,19 @@ impl AppSpec {
         AppSpec::parse(&text, path)
     }
 
-    /// Parses AppSpec text; `path` is used for locations and errors.
+    /// Parses AppSpec text as written (`stack`'s reader, the one `localaws` takes deployments
+    /// with); `path` is used for locations and errors.
     pub fn parse(text: &str, path: &Path) -> Result<AppSpec, PreflightError> {
-        let bad = |message: String| PreflightError::AppSpec {
+        let doc = stack::AppSpecFile::read(text).map_err(|message| PreflightError::AppSpec {
             path: path.to_path_buf(),
             message,
-        };
-        let doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let resources = doc
-            .get("Resources")
-            .and_then(|r| r.as_sequence())
-            .ok_or_else(|| bad("expected Resources: a list with a TargetService".to_owned()))?;
-        let target = resources
-            .iter()
-            .find_map(|r| r.get("TargetService"))
-            .ok_or_else(|| bad("Resources has no TargetService".to_owned()))?;
-        let lb = target
-            .get("Properties")
-            .and_then(|p| p.get("LoadBalancerInfo"));
-        let container_name = lb
-            .and_then(|l| l.get("ContainerName"))
-            .and_then(|v| v.as_str())
-            .map(|s| {
-                (
-                    s.to_owned(),
-                    find_line(text, "ContainerName", 1).unwrap_or(1),
-                )
-            });
-        let container_port = lb
-            .and_then(|l| l.get("ContainerPort"))
-            .and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()))
-            .map(|p| (p, find_line(text, "ContainerPort", 1).unwrap_or(1)));
-        let hooks = doc
-            .get("Hooks")
-            .and_then(|h| h.as_sequence())
-            .map(|list| {
-                list.iter()
-                    .filter_map(|h| h.as_mapping())
-                    .flat_map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_owned)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        })?;
         Ok(AppSpec {
             file: path.to_path_buf(),
-            container_name,
-            container_port,
-            hooks,
-            hooks_line: find_line(text, "Hooks", 1).unwrap_or(1),
+            container_name: doc.container_name.map(|c| (c.value, c.line)),
+            container_port: doc.container_port.map(|p| (p.value, p.line)),
+            hooks: doc.hooks.into_iter().map(|(event, _)| event).collect(),
+            hooks_line: doc.hooks_line,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `stack`: the stack file, the environment `localaws` stands up, described the way Terraform
 //! and the ECS task definition describe it, and the AWS facts its validation needs (the
-//! predefined CodeDeploy deployment configurations, the health-check matcher grammar).
+//! predefined CodeDeploy deployment configurations, the health-check matcher grammar), and
+//! CodeDeploy's AppSpec (`appspec`), read once for `localaws` and `orchestrate preflight`.
 //!
 //! The ground floor of the workspace's AWS model: it depends on nothing of the workspace, and
 //! `tfstack` (the Terraform reader), `localaws` and `orchestrate` build on it.
@@ -19,9 +20,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod appspec;
 mod codedeploy;
 pub mod defaults;
 mod matcher;
+
+pub use appspec::{AppSpec, AppSpecFile, LifecycleEventName, Located};
 
 pub use codedeploy::{
     ALARM_METRICS, AlarmConfig, ApplicationConfig, AutoRollback, CodeDeployConfig,
@@ -821,6 +825,29 @@ pub struct ServiceConfig {
     /// `ECS` (rolling) or `CODE_DEPLOY` (blue/green).
     #[serde(default = "default_controller")]
     pub deployment_controller: String,
+    /// The deployment circuit breaker (`deploymentConfiguration.deploymentCircuitBreaker`;
+    /// Terraform's `deployment_circuit_breaker` block): rolling services only.
+    #[serde(default)]
+    pub deployment_circuit_breaker: Option<CircuitBreakerConfig>,
+}
+
+/// A rolling deployment's circuit breaker: a deployment whose new tasks keep failing (to start,
+/// or their health checks) fails, and rolls back to the last completed one when `rollback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Whether the breaker watches deployments at all.
+    pub enable: bool,
+    /// Whether a failed deployment rolls back.
+    pub rollback: bool,
+}
+
+impl CircuitBreakerConfig {
+    /// ECS's failure threshold for `desired` tasks (the default `BOUNDED_PERCENT` of 50): half the
+    /// desired count rounded up, at least 3 and at most 200.
+    pub fn threshold(desired: u32) -> u32 {
+        desired.div_ceil(2).clamp(3, 200)
+    }
 }
 
 fn default_min_healthy() -> u32 {
@@ -1240,6 +1267,12 @@ impl Stack {
                 return err(
                     format!("{at}.deployment_controller"),
                     "expected ECS or CODE_DEPLOY",
+                );
+            }
+            if svc.deployment_circuit_breaker.is_some() && svc.deployment_controller != "ECS" {
+                return err(
+                    format!("{at}.deployment_circuit_breaker"),
+                    "the deployment circuit breaker can only be used for services using the rolling update (ECS) deployment type",
                 );
             }
             let Some(td) = self.task_definition(&svc.task_definition) else {

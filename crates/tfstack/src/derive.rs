@@ -1474,6 +1474,12 @@ impl<'a> Deriver<'a> {
             ) as u32,
             health_check_grace_period: self.number(s, b, "health_check_grace_period_seconds", 0.0)
                 as u32,
+            deployment_circuit_breaker: b.block("deployment_circuit_breaker").map(|cb| {
+                stack::CircuitBreakerConfig {
+                    enable: self.boolean(s, cb, "enable", false),
+                    rollback: self.boolean(s, cb, "rollback", false),
+                }
+            }),
             deployment_controller: controller,
         })
     }

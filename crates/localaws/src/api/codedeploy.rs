@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use super::json::{Input, time};
 use super::{ApiError, unsupported};
 use crate::control::codedeploy::{
-    Application, DeploymentConfig, DeploymentGroup, NewDeployment, Phase, Traffic,
+    Application, DeploymentConfig, DeploymentGroup, DeploymentStatus, EventStatus, HookOutcome,
+    NewDeployment, Phase, Traffic, WaitType,
 };
 use crate::control::{Control, ControlError, Deployment, State};
 
@@ -249,25 +250,18 @@ fn list_deployments(c: &Control, input: &Input) -> Result<Value, ApiError> {
             "deploymentGroupName is required with applicationName",
         ));
     }
-    let statuses = input.strings("includeOnlyStatuses")?;
-    for s in &statuses {
-        if !matches!(
-            s.as_str(),
-            "Created"
-                | "Queued"
-                | "InProgress"
-                | "Baking"
-                | "Succeeded"
-                | "Failed"
-                | "Stopped"
-                | "Ready"
-        ) {
-            return Err(ApiError::new(
-                "InvalidDeploymentStatusException",
-                format!("invalid deployment status {s:?}"),
-            ));
-        }
-    }
+    let statuses = input
+        .strings("includeOnlyStatuses")?
+        .iter()
+        .map(|s| {
+            DeploymentStatus::parse(s).ok_or_else(|| {
+                ApiError::new(
+                    "InvalidDeploymentStatusException",
+                    format!("invalid deployment status {s:?}"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     c.read(|st| {
         if let (Some(a), Some(g)) = (app, group) {
             st.codedeploy.group(a, g).map_err(err)?;
@@ -279,7 +273,7 @@ fn list_deployments(c: &Control, input: &Input) -> Result<Value, ApiError> {
             .rev()
             .filter(|d| app.is_none_or(|a| d.application == a))
             .filter(|d| group.is_none_or(|g| d.group == g))
-            .filter(|d| statuses.is_empty() || statuses.iter().any(|s| s == d.status))
+            .filter(|d| statuses.is_empty() || statuses.contains(&d.status))
             .map(|d| d.id.as_str())
             .collect();
         Ok(json!({ "deployments": ids }))
@@ -296,6 +290,12 @@ fn stop_deployment(c: &Control, input: &Input) -> Result<Value, ApiError> {
 fn continue_deployment(c: &Control, input: &Input) -> Result<Value, ApiError> {
     let id = deployment_id(input)?;
     let wait = input.str("deploymentWaitType")?.unwrap_or("READY_WAIT");
+    let wait = WaitType::parse(wait).ok_or_else(|| {
+        ApiError::new(
+            "InvalidDeploymentWaitTypeException",
+            format!("invalid deploymentWaitType {wait:?}: expected READY_WAIT or TERMINATION_WAIT"),
+        )
+    })?;
     c.continue_deployment(id, wait).map_err(err)?;
     Ok(json!({}))
 }
@@ -315,7 +315,17 @@ fn put_lifecycle_event_hook_execution_status(
         "status",
         "InvalidLifecycleEventHookExecutionStatusException",
     )?;
-    c.put_hook_status(id, exec, status).map_err(err)?;
+    let outcome = match status {
+        "Succeeded" => HookOutcome::Succeeded,
+        "Failed" => HookOutcome::Failed,
+        other => {
+            return Err(ApiError::new(
+                "InvalidLifecycleEventHookExecutionStatusException",
+                format!("invalid status {other:?}: expected Succeeded or Failed"),
+            ));
+        }
+    };
+    c.put_hook_status(id, exec, outcome).map_err(err)?;
     Ok(json!({ "lifecycleEventHookExecutionId": exec }))
 }
 
@@ -447,9 +457,9 @@ fn listener_arn(stack: &stack::Stack, name: &str) -> String {
 
 fn group_json(stack: &stack::Stack, st: &State, a: &Application, g: &DeploymentGroup) -> Value {
     let cfg = &g.config;
-    let summary = |x: &Option<(String, &'static str, std::time::SystemTime)>| {
+    let summary = |x: &Option<(String, DeploymentStatus, std::time::SystemTime)>| {
         x.as_ref().map(|(id, status, created)| {
-            json!({ "deploymentId": id, "status": status, "createTime": time(*created) })
+            json!({ "deploymentId": id, "status": status.as_str(), "createTime": time(*created) })
         })
     };
     json!({
@@ -512,7 +522,7 @@ fn config_json(dc: &DeploymentConfig) -> Value {
 }
 
 fn deployment_json(st: &State, d: &Deployment) -> Value {
-    let count = |s: &str| d.events.iter().filter(|e| e.status == s).count();
+    let count = |s: EventStatus| d.events.iter().filter(|e| e.status == s).count();
     let group = st.codedeploy.group(&d.application, &d.group).ok();
     let mut v = json!({
         "applicationName": d.application,
@@ -523,16 +533,16 @@ fn deployment_json(st: &State, d: &Deployment) -> Value {
             "revisionType": "AppSpecContent",
             "appSpecContent": { "content": d.appspec_content },
         },
-        "status": d.status,
+        "status": d.status.as_str(),
         "createTime": time(d.created),
         "startTime": time(d.created),
-        "creator": d.creator,
+        "creator": d.creator.as_str(),
         "deploymentOverview": {
-            "Pending": count("Pending"),
-            "InProgress": count("InProgress"),
-            "Succeeded": count("Succeeded"),
-            "Failed": count("Failed"),
-            "Skipped": count("Skipped"),
+            "Pending": count(EventStatus::Pending),
+            "InProgress": count(EventStatus::InProgress),
+            "Succeeded": count(EventStatus::Succeeded),
+            "Failed": count(EventStatus::Failed),
+            "Skipped": count(EventStatus::Skipped),
             "Ready": usize::from(d.phase == Phase::ReadyWait),
         },
         "deploymentStyle": { "deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL" },
@@ -576,14 +586,7 @@ fn deployment_json(st: &State, d: &Deployment) -> Value {
 
 fn ecs_target_json(st: &State, d: &Deployment) -> Value {
     let svc = st.services.get(&d.service);
-    let target_status = match d.status {
-        "Created" | "Queued" => "Pending",
-        "InProgress" | "Baking" => "InProgress",
-        "Ready" => "Ready",
-        "Succeeded" => "Succeeded",
-        "Failed" => "Failed",
-        _ => "Skipped",
-    };
+    let target_status = d.status.target_status();
     let sets: Vec<Value> = [
         ("Blue", &d.original, 100 - d.weight.min(100)),
         ("Green", &d.replacement, d.weight),
@@ -612,11 +615,11 @@ fn ecs_target_json(st: &State, d: &Deployment) -> Value {
         "lastUpdatedAt": time(d.updated),
         "status": target_status,
         "lifecycleEvents": d.events.iter().map(|e| {
-            let mut v = json!({ "lifecycleEventName": e.name, "status": e.status });
+            let mut v = json!({ "lifecycleEventName": e.name.as_str(), "status": e.status.as_str() });
             if let Some(t) = e.start { v["startTime"] = time(t); }
             if let Some(t) = e.end { v["endTime"] = time(t); }
             if let Some((code, message)) = &e.diagnostics {
-                v["diagnostics"] = json!({ "errorCode": code, "message": message, "scriptName": e.name, "logTail": "" });
+                v["diagnostics"] = json!({ "errorCode": code, "message": message, "scriptName": e.name.as_str(), "logTail": "" });
             }
             v
         }).collect::<Vec<_>>(),

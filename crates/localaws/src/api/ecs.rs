@@ -5,8 +5,11 @@ use serde_json::{Map, Value, json};
 use super::json::{Input, time};
 use super::{ApiError, unsupported};
 use crate::control::ecs::{InstanceStatus, ServiceUpdate, TaskDefinitionRevision, TaskStatus};
+use crate::control::rolling::{
+    DeploymentRole, SERVICE_DEPLOYMENT_STATUSES, ServiceDeployment, ServiceDeploymentStatus,
+};
 use crate::control::{Control, ControlError, Service, State, Task};
-use stack::TaskDefinition;
+use stack::{CircuitBreakerConfig, TaskDefinition};
 
 /// The `X-Amz-Target` service name.
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
@@ -24,6 +27,10 @@ fn err(e: ControlError) -> ApiError {
         "task definition" => (
             "ClientException".into(),
             format!("Unable to describe task definition {name}."),
+        ),
+        "service deployment" => (
+            "ServiceDeploymentNotFoundException".into(),
+            format!("The service deployment {name} does not exist."),
         ),
         _ => (
             "InvalidParameterException".into(),
@@ -54,6 +61,9 @@ pub fn handle(c: &Control, operation: &str, input: &Input) -> Result<Value, ApiE
         "ListContainerInstances" => list_container_instances(c, input),
         "DescribeContainerInstances" => describe_container_instances(c, input),
         "UpdateContainerInstancesState" => update_container_instances_state(c, input),
+        "ListServiceDeployments" => list_service_deployments(c, input),
+        "DescribeServiceDeployments" => describe_service_deployments(c, input),
+        "StopServiceDeployment" => stop_service_deployment(c, input),
         other => Err(unsupported("ECS", other, "UnknownOperationException")),
     }
 }
@@ -155,9 +165,33 @@ fn update_service(c: &Control, input: &Input) -> Result<Value, ApiError> {
             None => None,
         },
         grace: input.u32("healthCheckGracePeriodSeconds", 0, 2_147_483_647)?,
+        circuit_breaker: match &config {
+            Some(d) => circuit_breaker(d)?,
+            None => None,
+        },
+        force_new_deployment: input.bool("forceNewDeployment")?.unwrap_or(false),
     };
     let svc = c.update_service(name, &update).map_err(err)?;
     Ok(c.read(|st| json!({ "service": service_json(st, &svc) })))
+}
+
+/// `deploymentCircuitBreaker { enable, rollback }`, both required.
+fn circuit_breaker(config: &Input) -> Result<Option<CircuitBreakerConfig>, ApiError> {
+    let Some(cb) = config.object("deploymentCircuitBreaker")? else {
+        return Ok(None);
+    };
+    let required = |name: &str| {
+        cb.bool(name)?.ok_or_else(|| {
+            ApiError::new(
+                "InvalidParameterException",
+                format!("deploymentCircuitBreaker.{name} is required"),
+            )
+        })
+    };
+    Ok(Some(CircuitBreakerConfig {
+        enable: required("enable")?,
+        rollback: required("rollback")?,
+    }))
 }
 
 fn list_tasks(c: &Control, input: &Input) -> Result<Value, ApiError> {
@@ -472,34 +506,35 @@ fn service_json(st: &State, s: &Service) -> Value {
         .iter()
         .filter(|t| t.last_status == TaskStatus::Provisioning)
         .count();
-    // One deployment per task definition in use: the service's is PRIMARY.
-    let mut deployments = vec![json!({
-        "id": format!("ecs-svc/{}", &s.arn.len()),
-        "status": "PRIMARY",
-        "taskDefinition": td_arn(&s.task_definition.0, s.task_definition.1),
-        "desiredCount": s.desired,
-        "runningCount": mine.iter().filter(|t| t.last_status == TaskStatus::Running && t.task_definition == s.task_definition).count(),
-        "pendingCount": mine.iter().filter(|t| t.last_status == TaskStatus::Provisioning && t.task_definition == s.task_definition).count(),
-        "rolloutState": if s.steady { "COMPLETED" } else { "IN_PROGRESS" },
-        "launchType": "EC2",
-        "createdAt": time(s.created),
-        "updatedAt": time(crate::control::wall()),
-    })];
-    let mut others: Vec<(String, u32)> = mine
+    let deployments: Vec<Value> = s
+        .deployments
         .iter()
-        .filter(|t| t.task_definition != s.task_definition)
-        .map(|t| t.task_definition.clone())
+        .map(|d| {
+            let count = |status: TaskStatus| {
+                mine.iter()
+                    .filter(|t| t.last_status == status && t.task_definition == d.task_definition)
+                    .count()
+            };
+            json!({
+                "id": d.id,
+                "status": d.role.as_str(),
+                "taskDefinition": td_arn(&d.task_definition.0, d.task_definition.1),
+                "desiredCount": if d.role == DeploymentRole::Primary { s.desired } else { 0 },
+                "runningCount": count(TaskStatus::Running),
+                "pendingCount": count(TaskStatus::Provisioning),
+                "failedTasks": d.failed_tasks,
+                "rolloutState": d.rollout.as_str(),
+                "rolloutStateReason": d.reason,
+                "launchType": "EC2",
+                "createdAt": time(d.created),
+                "updatedAt": time(d.updated),
+            })
+        })
         .collect();
-    others.sort();
-    others.dedup();
-    for (f, r) in others {
-        deployments.push(json!({
-            "status": "ACTIVE",
-            "taskDefinition": td_arn(&f, r),
-            "desiredCount": 0,
-            "runningCount": mine.iter().filter(|t| t.last_status == TaskStatus::Running && t.task_definition == (f.clone(), r)).count(),
-        }));
-    }
+    let breaker = s.circuit_breaker.unwrap_or(CircuitBreakerConfig {
+        enable: false,
+        rollback: false,
+    });
     json!({
         "serviceArn": s.arn,
         "serviceName": s.name,
@@ -513,8 +548,12 @@ fn service_json(st: &State, s: &Service) -> Value {
         "deploymentConfiguration": {
             "minimumHealthyPercent": s.min_healthy,
             "maximumPercent": s.max_percent,
+            "deploymentCircuitBreaker": { "enable": breaker.enable, "rollback": breaker.rollback },
         },
-        "deployments": if s.controller == "CODE_DEPLOY" { Vec::new() } else { deployments },
+        "deployments": deployments,
+        "currentServiceDeployment": s.service_deployments.last().map(|d| {
+            crate::arn::service_deployment(&st.cluster, &s.name, &d.id)
+        }),
         "taskSets": s.task_sets.iter().map(|t| task_set_json(st, s, t)).collect::<Vec<_>>(),
         "deploymentController": { "type": s.controller },
         "loadBalancers": s.load_balancer.iter().map(|lb| json!({
@@ -645,7 +684,11 @@ fn task_json(st: &State, t: &Task) -> Value {
             m.insert("stoppedReason".into(), Value::from(r.clone()));
         }
         if let Some(code) = t.stop_code {
-            m.insert("stopCode".into(), Value::from(code));
+            m.insert("stopCode".into(), Value::from(code.as_str()));
+        }
+        // A service's task says which deployment started it, as ECS's `startedBy` does.
+        if let Some(d) = &t.deployment {
+            m.insert("startedBy".into(), Value::from(d.clone()));
         }
     }
     v
@@ -673,6 +716,220 @@ fn container_instance_json(st: &State, ci: &crate::control::ContainerInstance) -
         "capacityProviderName": st.asg.as_ref().map(|a| a.capacity_provider.clone()),
         "versionInfo": { "agentVersion": "1.89.0", "dockerVersion": "localaws" },
     })
+}
+
+/// `ListServiceDeployments`: a service's deployments, newest first, filtered by status and
+/// creation time, in pages.
+fn list_service_deployments(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    cluster(c, input)?;
+    let service = input.req("service")?;
+    let statuses = input.strings("status")?;
+    if let Some(bad) = statuses
+        .iter()
+        .find(|s| !SERVICE_DEPLOYMENT_STATUSES.contains(&s.as_str()))
+    {
+        return Err(ApiError::new(
+            "InvalidParameterException",
+            format!(
+                "invalid status {bad:?}: expected one of {}",
+                SERVICE_DEPLOYMENT_STATUSES.join(", ")
+            ),
+        ));
+    }
+    let created = input.object("createdAt")?;
+    let bound = |name: &str| {
+        created
+            .as_ref()
+            .and_then(|o| o.0.get(name))
+            .and_then(Value::as_f64)
+    };
+    let (before, after) = (bound("before"), bound("after"));
+    let max = input.u32("maxResults", 1, 100)?.unwrap_or(20);
+    let token = input.str("nextToken")?;
+    c.read(|st| {
+        let svc = st.service(service).map_err(err)?;
+        let secs = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        let matching: Vec<&ServiceDeployment> = svc
+            .service_deployments
+            .iter()
+            .rev()
+            .filter(|d| statuses.is_empty() || statuses.iter().any(|s| s == d.status.as_str()))
+            .filter(|d| before.is_none_or(|b| secs(d.created) < b))
+            .filter(|d| after.is_none_or(|a| secs(d.created) > a))
+            .collect();
+        let ids: Vec<String> = matching.iter().map(|d| d.id.clone()).collect();
+        let (shown, next) = page(&ids, max, token)?;
+        let briefs: Vec<Value> = matching
+            .iter()
+            .filter(|d| shown.contains(&d.id))
+            .map(|d| {
+                let mut v = json!({
+                    "serviceDeploymentArn": crate::arn::service_deployment(&st.cluster, &svc.name, &d.id),
+                    "serviceArn": svc.arn,
+                    "clusterArn": st.cluster_arn(),
+                    "createdAt": time(d.created),
+                    "startedAt": time(d.created),
+                    "targetServiceRevisionArn": revision_arn(st, svc, &d.target),
+                    "status": d.status.as_str(),
+                });
+                if let Some(at) = d.finished {
+                    v["finishedAt"] = time(at);
+                }
+                if let Some(r) = &d.reason {
+                    v["statusReason"] = json!(r);
+                }
+                v
+            })
+            .collect();
+        let mut out = json!({ "serviceDeployments": briefs });
+        if let Some(n) = next {
+            out["nextToken"] = json!(n);
+        }
+        Ok(out)
+    })
+}
+
+/// The revision ARN of deployment `deployment` (`ecs-svc/N` → `.../N`).
+fn revision_arn(st: &State, svc: &Service, deployment: &str) -> String {
+    let number = deployment.strip_prefix("ecs-svc/").unwrap_or(deployment);
+    crate::arn::service_revision(&st.cluster, &svc.name, number)
+}
+
+/// `DescribeServiceDeployments`: each ARN's service deployment, or a `MISSING` failure.
+fn describe_service_deployments(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let arns = input.strings("serviceDeploymentArns")?;
+    if arns.is_empty() || arns.len() > 20 {
+        return Err(ApiError::new(
+            "InvalidParameterException",
+            "serviceDeploymentArns: expected 1 to 20 ARNs",
+        ));
+    }
+    c.read(|st| {
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
+        for arn in &arns {
+            let id = arn.rsplit('/').next().unwrap_or(arn);
+            let hit = st.services.values().find_map(|svc| {
+                let d = svc.service_deployment(id)?;
+                (crate::arn::service_deployment(&st.cluster, &svc.name, id) == *arn)
+                    .then_some((svc, d))
+            });
+            match hit {
+                Some((svc, d)) => found.push(service_deployment_json(st, svc, d)),
+                None => failures.push(json!({ "arn": arn, "reason": "MISSING" })),
+            }
+        }
+        Ok(json!({ "serviceDeployments": found, "failures": failures }))
+    })
+}
+
+fn service_deployment_json(st: &State, svc: &Service, d: &ServiceDeployment) -> Value {
+    let summary = |deployment: &str| {
+        let of = |status: TaskStatus| {
+            st.tasks
+                .values()
+                .filter(|t| {
+                    t.deployment.as_deref() == Some(deployment)
+                        && t.last_status == status
+                        && t.desired_status == TaskStatus::Running
+                })
+                .count()
+        };
+        let primary = svc.primary().is_some_and(|p| p.id == deployment);
+        json!({
+            "arn": revision_arn(st, svc, deployment),
+            "requestedTaskCount": if primary { svc.desired } else { 0 },
+            "runningTaskCount": of(TaskStatus::Running),
+            "pendingTaskCount": of(TaskStatus::Provisioning),
+        })
+    };
+    let breaker = svc.circuit_breaker.unwrap_or(CircuitBreakerConfig {
+        enable: false,
+        rollback: false,
+    });
+    let breaker_status = if !breaker.enable {
+        "DISABLED"
+    } else if d.breaker_triggered {
+        "TRIGGERED"
+    } else if d.status == ServiceDeploymentStatus::Successful {
+        "MONITORING_COMPLETE"
+    } else {
+        "MONITORING"
+    };
+    let mut v = json!({
+        "serviceDeploymentArn": crate::arn::service_deployment(&st.cluster, &svc.name, &d.id),
+        "serviceArn": svc.arn,
+        "clusterArn": st.cluster_arn(),
+        "createdAt": time(d.created),
+        "startedAt": time(d.created),
+        "updatedAt": time(d.updated),
+        "sourceServiceRevisions": d.sources.iter().map(|s| summary(s)).collect::<Vec<_>>(),
+        "targetServiceRevision": summary(&d.target),
+        "status": d.status.as_str(),
+        "deploymentConfiguration": {
+            "strategy": "ROLLING",
+            "minimumHealthyPercent": svc.min_healthy,
+            "maximumPercent": svc.max_percent,
+            "deploymentCircuitBreaker": { "enable": breaker.enable, "rollback": breaker.rollback },
+        },
+        "deploymentCircuitBreaker": {
+            "status": breaker_status,
+            "failureCount": d.failures,
+            "threshold": CircuitBreakerConfig::threshold(svc.desired),
+        },
+    });
+    if let Some(at) = d.finished {
+        v["finishedAt"] = time(at);
+    }
+    if let Some(at) = d.stopped {
+        v["stoppedAt"] = time(at);
+    }
+    if let Some(r) = &d.reason {
+        v["statusReason"] = json!(r);
+    }
+    if let Some(r) = &d.rollback {
+        v["rollback"] = json!({
+            "reason": r.reason,
+            "startedAt": time(r.started),
+            "serviceRevisionArn": revision_arn(st, svc, &r.to),
+        });
+    }
+    v
+}
+
+/// `StopServiceDeployment`: `ROLLBACK` (the type the guide documents, and the default here).
+fn stop_service_deployment(c: &Control, input: &Input) -> Result<Value, ApiError> {
+    let arn = input.req("serviceDeploymentArn")?;
+    match input.str("stopType")?.unwrap_or("ROLLBACK") {
+        "ROLLBACK" => {}
+        "ABORT" => {
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                "stopType ABORT is not emulated: localaws stops a service deployment by rolling it back (ROLLBACK)",
+            ));
+        }
+        other => {
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                format!("invalid stopType {other:?}: expected ROLLBACK or ABORT"),
+            ));
+        }
+    }
+    let id = arn.rsplit('/').next().unwrap_or(arn);
+    let known = c.read(|st| {
+        st.services.values().any(|svc| {
+            svc.service_deployment(id).is_some()
+                && crate::arn::service_deployment(&st.cluster, &svc.name, id) == arn
+        })
+    });
+    if !known {
+        return Err(err(ControlError::not_found("service deployment", arn)));
+    }
+    c.stop_service_deployment(id).map_err(err)?;
+    Ok(json!({ "serviceDeploymentArn": arn }))
 }
 
 #[cfg(test)]

@@ -24,10 +24,11 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use super::ec2::Lifecycle;
+use super::rolling::{RollingDeployment, RolloutState, ServiceDeployment, Tripped};
 use super::{Action, Control, ControlError, Ctx, Emitter, KEEP_STOPPED, State, hex_id, wall};
 use crate::clock::{MIN_REAL_CONTAINER_CHECK, MIN_REAL_START};
 use crate::dataplane::{TargetHealth, TaskEnd};
-use stack::{ServiceLoadBalancer, Stack, TaskDefinition};
+use stack::{CircuitBreakerConfig, ServiceLoadBalancer, Stack, TaskDefinition};
 
 /// An ECS task's `lastStatus` or `desiredStatus` (the states localaws's tasks pass through).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,33 @@ impl TaskStatus {
 impl std::fmt::Display for TaskStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Why a task stopped (`stopCode`): the codes localaws's tasks stop with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCode {
+    /// It never ran: its containers did not start, or it could not join its target groups
+    /// (`TaskFailedToStart`).
+    TaskFailedToStart,
+    /// An essential container exited (`EssentialContainerExited`).
+    EssentialContainerExited,
+    /// The service stopped it: a scale-in, a deployment, a failed health check
+    /// (`ServiceSchedulerInitiated`).
+    ServiceSchedulerInitiated,
+    /// Its container instance went away (`TerminationNotice`).
+    TerminationNotice,
+}
+
+impl StopCode {
+    /// As ECS writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TaskFailedToStart => "TaskFailedToStart",
+            Self::EssentialContainerExited => "EssentialContainerExited",
+            Self::ServiceSchedulerInitiated => "ServiceSchedulerInitiated",
+            Self::TerminationNotice => "TerminationNotice",
+        }
     }
 }
 
@@ -221,6 +249,12 @@ pub struct Service {
     pub throttle: Throttle,
     /// Task sets, for a `CODE_DEPLOY` service (the `PRIMARY` one first); empty otherwise.
     pub task_sets: Vec<TaskSet>,
+    /// Deployments, for an `ECS` service (the `PRIMARY` one first); empty otherwise.
+    pub deployments: Vec<RollingDeployment>,
+    /// Service deployments, for an `ECS` service (oldest first); empty otherwise.
+    pub service_deployments: Vec<ServiceDeployment>,
+    /// The deployment circuit breaker (an `ECS` service's).
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
 }
 
 /// A task set: the tasks of one task definition registered in one target group, as a
@@ -294,8 +328,8 @@ pub struct Task {
     pub stopped_at: Option<SystemTime>,
     /// Why it stopped.
     pub stopped_reason: Option<String>,
-    /// `ServiceSchedulerInitiated`, `TaskFailedToStart`, `EssentialContainerExited`, ...
-    pub stop_code: Option<&'static str>,
+    /// Why, in ECS's code.
+    pub stop_code: Option<StopCode>,
     /// Each container's exit code, once known (by container name).
     pub exit_codes: BTreeMap<String, i32>,
     /// When its instance vanished under it (ECS notices after the disconnect timeout).
@@ -304,6 +338,8 @@ pub struct Task {
     pub health: Vec<ContainerHealth>,
     /// The task set it belongs to (services under `CODE_DEPLOY`).
     pub task_set: Option<String>,
+    /// The rolling deployment that started it (services under `ECS`; its `startedBy`).
+    pub deployment: Option<String>,
 }
 
 /// A container health check's state, as the ECS agent tracks it.
@@ -419,29 +455,30 @@ pub(super) fn load(state: &mut State, stack: &Stack) {
         } else {
             Vec::new()
         };
-        state.services.insert(
-            s.name.clone(),
-            Service {
-                task_sets,
-                name: s.name.clone(),
-                arn: crate::arn::regional(
-                    "ecs",
-                    &format!("service/{}/{}", stack.cluster.name, s.name),
-                ),
-                task_definition: (s.task_definition.clone(), 1),
-                desired: s.desired_count,
-                min_healthy: s.minimum_healthy_percent,
-                max_percent: s.maximum_percent,
-                grace: s.health_check_grace_period,
-                load_balancer: s.load_balancer.clone(),
-                controller: s.deployment_controller.clone(),
-                created: wall(),
-                events: VecDeque::new(),
-                steady: false,
-                unplaceable_since: None,
-                throttle: Throttle::default(),
-            },
-        );
+        let mut service = Service {
+            task_sets,
+            deployments: Vec::new(),
+            service_deployments: Vec::new(),
+            circuit_breaker: s.deployment_circuit_breaker,
+            name: s.name.clone(),
+            arn: crate::arn::regional("ecs", &format!("service/{}/{}", stack.cluster.name, s.name)),
+            task_definition: (s.task_definition.clone(), 1),
+            desired: s.desired_count,
+            min_healthy: s.minimum_healthy_percent,
+            max_percent: s.maximum_percent,
+            grace: s.health_check_grace_period,
+            load_balancer: s.load_balancer.clone(),
+            controller: s.deployment_controller.clone(),
+            created: wall(),
+            events: VecDeque::new(),
+            steady: false,
+            unplaceable_since: None,
+            throttle: Throttle::default(),
+        };
+        if service.controller == "ECS" {
+            service.first_deployment();
+        }
+        state.services.insert(s.name.clone(), service);
     }
 }
 
@@ -604,7 +641,51 @@ pub(super) fn instance_gone(state: &mut State, ec2: &str, ctx: &Ctx<'_>) {
     }
 }
 
-fn add_event(svc: &mut Service, message: String) {
+/// Says in the service's events what the circuit breaker did; returns localaws's own line.
+fn tripped(svc: &mut Service, what: &Tripped) -> String {
+    let name = svc.name.clone();
+    match what {
+        Tripped::Failed { deployment } => {
+            add_event(
+                svc,
+                format!(
+                    "(service {name}) (deployment {deployment}) deployment failed: tasks failed to start."
+                ),
+            );
+            format!(
+                "service {name}: deployment {deployment} FAILED by the circuit breaker; it launches no more tasks"
+            )
+        }
+        Tripped::NothingToRollBackTo { deployment } => {
+            add_event(
+                svc,
+                format!(
+                    "(service {name}) (deployment {deployment}) deployment failed: tasks failed to start."
+                ),
+            );
+            format!(
+                "service {name}: deployment {deployment} FAILED by the circuit breaker, and no completed deployment to roll back to; it launches no more tasks"
+            )
+        }
+        Tripped::RolledBack { deployment, to } => {
+            add_event(
+                svc,
+                format!(
+                    "(service {name}) (deployment {deployment}) deployment failed: tasks failed to start."
+                ),
+            );
+            add_event(
+                svc,
+                format!("(service {name}) rolling back to deployment {to}."),
+            );
+            format!(
+                "service {name}: deployment {deployment} FAILED by the circuit breaker, rolling back to {to}"
+            )
+        }
+    }
+}
+
+pub(super) fn add_event(svc: &mut Service, message: String) {
     svc.events.push_back((wall(), message, hex_id(8)));
     while svc.events.len() > 100 {
         svc.events.pop_front();
@@ -613,7 +694,7 @@ fn add_event(svc: &mut Service, message: String) {
 
 /// Starts stopping a running task the ECS way, for `reason`: it deregisters (DEACTIVATING), then
 /// its containers get their stop signal ([`Action::StopTask`]).
-fn begin_stop(t: &mut Task, reason: String, code: &'static str, actions: &mut Vec<Action>) {
+fn begin_stop(t: &mut Task, reason: String, code: StopCode, actions: &mut Vec<Action>) {
     t.desired_status = TaskStatus::Stopped;
     t.last_status = TaskStatus::Deactivating;
     t.stopping_at = Some(wall());
@@ -622,7 +703,7 @@ fn begin_stop(t: &mut Task, reason: String, code: &'static str, actions: &mut Ve
     actions.push(Action::StopTask(t.id.clone()));
 }
 
-fn mark_stopped(t: &mut Task, reason: String, code: &'static str) {
+fn mark_stopped(t: &mut Task, reason: String, code: StopCode) {
     t.last_status = TaskStatus::Stopped;
     t.desired_status = TaskStatus::Stopped;
     t.stopped_at = Some(wall());
@@ -685,7 +766,7 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
                 mark_stopped(
                     t,
                     "Task stopped because its container instance was terminated".into(),
-                    "TerminationNotice",
+                    StopCode::TerminationNotice,
                 );
                 ctx.events.emit(
                         "ecs",
@@ -709,7 +790,7 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
                         begin_stop(
                             t,
                             "Essential container in task exited".into(),
-                            "EssentialContainerExited",
+                            StopCode::EssentialContainerExited,
                             actions,
                         );
                         ctx.events.emit(
@@ -726,7 +807,7 @@ pub(super) fn step(state: &mut State, ctx: &Ctx<'_>, actions: &mut Vec<Action>) 
                 mark_stopped(
                     t,
                     "Essential container in task exited".into(),
-                    "EssentialContainerExited",
+                    StopCode::EssentialContainerExited,
                 );
                 ctx.events.emit(
                     "ecs",
@@ -805,11 +886,24 @@ fn elb_unhealthy(t: &Task, ctx: &Ctx<'_>) -> bool {
 /// What the scheduler keeps running: a whole service (controller `ECS`) or one task set.
 struct Unit {
     set: Option<String>,
+    /// The rolling deployment the unit is (an `ECS` service's primary).
+    deployment: Option<String>,
     task_definition: (String, u32),
     desired: u32,
     target_group: Option<String>,
     /// The container the load balancer reaches.
     serving: Option<String>,
+}
+
+impl Unit {
+    /// Whether `t` is one of the unit's own tasks, not one it replaces: of its deployment (an
+    /// `ECS` service), else of its task definition.
+    fn owns(&self, t: &Task) -> bool {
+        match &self.deployment {
+            Some(d) => t.deployment.as_ref() == Some(d),
+            None => t.task_definition == self.task_definition,
+        }
+    }
 }
 
 /// Runs the scheduler for a service: the service itself, or each of its task sets; then says
@@ -823,6 +917,7 @@ fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut 
             .iter()
             .map(|ts| Unit {
                 set: Some(ts.id.clone()),
+                deployment: None,
                 task_definition: ts.task_definition.clone(),
                 desired: if ts.status == TaskSetStatus::Draining {
                     0
@@ -836,6 +931,7 @@ fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut 
     } else {
         vec![Unit {
             set: None,
+            deployment: svc.primary().map(|d| d.id.clone()),
             task_definition: svc.task_definition.clone(),
             desired: svc.desired,
             target_group: svc.load_balancer.as_ref().map(|l| l.target_group.clone()),
@@ -861,6 +957,12 @@ fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut 
         .filter(|t| t.is_live() && t.service.as_deref() == Some(name))
         .filter_map(|t| t.task_set.clone())
         .collect();
+    let live_deployments: std::collections::BTreeSet<String> = state
+        .tasks
+        .values()
+        .filter(|t| t.is_live() && t.service.as_deref() == Some(name))
+        .filter_map(|t| t.deployment.clone())
+        .collect();
     if let Some(s) = state.services.get_mut(name) {
         let before = s.task_sets.len();
         s.task_sets
@@ -873,6 +975,19 @@ fn schedule_service(state: &mut State, ctx: &Ctx<'_>, name: &str, actions: &mut 
         }
         if steady && !s.steady {
             add_event(s, format!("(service {name}) has reached a steady state."));
+        }
+        if steady
+            && let Some(d) = s.primary()
+            && d.rollout == RolloutState::InProgress
+        {
+            let id = d.id.clone();
+            s.rollout_steady(&|d| live_deployments.contains(d));
+            add_event(
+                s,
+                format!("(service {name}) (deployment {id}) deployment completed."),
+            );
+            ctx.events
+                .emit("ecs", format!("service {name}: deployment {id} COMPLETED"));
         }
         s.steady = steady;
     }
@@ -1009,12 +1124,16 @@ fn schedule(
     }
     let failing: std::collections::BTreeSet<&str> =
         stop.iter().map(|(id, _)| id.as_str()).collect();
+    // The circuit breaker's stage 2: tasks replaced for failing their health checks.
+    let failed_checks: Vec<String> = mine
+        .iter()
+        .filter(|t| failing.contains(t.id.as_str()))
+        .filter_map(|t| t.deployment.clone())
+        .collect();
     let (keep, replace): (Vec<&Task>, Vec<&Task>) = mine
         .iter()
         .filter(|t| !t.is_stopping() && !failing.contains(t.id.as_str()) && t.lost.is_none())
-        .partition(|t| {
-            instance_ok(state, &t.instance) && t.task_definition == unit.task_definition
-        });
+        .partition(|t| instance_ok(state, &t.instance) && unit.owns(t));
     let total = mine.len() as u32;
     let desired = unit.desired;
     let ceiling = (desired * svc.max_percent / 100).max(desired);
@@ -1038,7 +1157,7 @@ fn schedule(
             }
             healthy_count -= 1;
         }
-        let why = if t.task_definition != unit.task_definition {
+        let why = if !unit.owns(t) {
             "Task replaced by a deployment of a new task definition"
         } else {
             "Container instance is DRAINING: task moved to another instance"
@@ -1059,7 +1178,12 @@ fn schedule(
             && t.last_status == TaskStatus::Running
             && !t.is_stopping()
         {
-            begin_stop(t, reason.clone(), "ServiceSchedulerInitiated", actions);
+            begin_stop(
+                t,
+                reason.clone(),
+                StopCode::ServiceSchedulerInitiated,
+                actions,
+            );
         }
     }
     if let Some(s) = state.services.get_mut(name) {
@@ -1069,11 +1193,28 @@ fn schedule(
                 format!("(service {name}) has stopped 1 running tasks: (task {id}). {reason}."),
             );
         }
+        if let Some(deployment) = &unit.deployment {
+            for d in &failed_checks {
+                if let Some(what) = s.task_failed(d) {
+                    ctx.events.emit("ecs", tripped(s, &what));
+                }
+            }
+            // A healthy task of the primary deployment starts its count over.
+            if keep.iter().any(|t| healthy(t, ctx)) {
+                s.task_healthy(deployment);
+            }
+        }
     }
     // Start what is missing, within maximumPercent, unless the throttle logic holds launches.
     let want = desired.saturating_sub(keep_n);
     let room = ceiling.saturating_sub(total);
-    let start = if svc.throttle.holds(ctx.now) {
+    // A deployment the circuit breaker failed launches nothing more; nor does one that stopped
+    // being the primary during this pass (a rollback).
+    let failed = unit.set.is_none()
+        && state.services.get(name).is_some_and(|s| {
+            !s.launches() || s.primary().map(|d| &d.id) != unit.deployment.as_ref()
+        });
+    let start = if svc.throttle.holds(ctx.now) || failed {
         0
     } else {
         want.min(room)
@@ -1137,6 +1278,7 @@ fn schedule(
                 lost: None,
                 health: Vec::new(),
                 task_set: unit.set.clone(),
+                deployment: unit.deployment.clone(),
             },
         );
         actions.push(Action::StartTask(id.clone()));
@@ -1247,7 +1389,11 @@ pub(super) async fn start_task(c: &Control, id: String) {
                 );
             }
             (Err(e), _) => {
-                mark_stopped(t, format!("Task failed to start: {e}"), "TaskFailedToStart");
+                mark_stopped(
+                    t,
+                    format!("Task failed to start: {e}"),
+                    StopCode::TaskFailedToStart,
+                );
                 c.events()
                     .emit("ecs", format!("task {id} failed to start: {e}"));
             }
@@ -1255,14 +1401,22 @@ pub(super) async fn start_task(c: &Control, id: String) {
                 mark_stopped(
                     t,
                     format!("Task failed to register in its target group: {e}"),
-                    "TaskFailedToStart",
+                    StopCode::TaskFailedToStart,
                 );
             }
         }
         let running = t.last_status == TaskStatus::Running;
+        let deployment = t.deployment.clone();
         let Some(svc) = t.service.clone().and_then(|n| st.services.get_mut(&n)) else {
             return;
         };
+        // The circuit breaker's stage 1: a task that never reached RUNNING.
+        if !running
+            && let Some(d) = &deployment
+            && let Some(what) = svc.task_failed(d)
+        {
+            c.events().emit("ecs", tripped(svc, &what));
+        }
         if running {
             svc.throttle.reset();
         } else if svc.throttle.failed(Instant::now(), c.clock()) {
@@ -1302,7 +1456,7 @@ pub(super) async fn stop_task(c: &Control, id: String) {
                 t.exit_codes = exit_codes(exits.clone());
             }
             let reason = t.stopped_reason.clone().unwrap_or_default();
-            mark_stopped(t, reason, "ServiceSchedulerInitiated");
+            mark_stopped(t, reason, StopCode::ServiceSchedulerInitiated);
             c.events().emit(
                 "ecs",
                 format!(
@@ -1458,36 +1612,29 @@ impl Control {
                 }
                 None => None,
             };
-            if let Some(d) = update.desired
-                && d > 1000
-            {
-                return Err(ControlError::Validation(format!(
-                    "desiredCount {d} is out of range: expected 0 to 1000"
-                )));
-            }
-            if let Some(p) = update.min_healthy
-                && p > 100
-            {
-                return Err(ControlError::Validation(format!(
-                    "minimumHealthyPercent {p} is out of range: expected 0 to 100"
-                )));
-            }
-            if let Some(p) = update.max_percent
-                && !(100..=200).contains(&p)
-            {
-                return Err(ControlError::Validation(format!(
-                    "maximumPercent {p} is out of range: expected 100 to 200"
-                )));
+            if update.circuit_breaker.is_some() && svc.controller != "ECS" {
+                return Err(ControlError::Validation(
+                    "The deployment circuit breaker can only be used for services using the rolling update (ECS) deployment type.".into(),
+                ));
             }
             let s = st
                 .services
                 .get_mut(&svc.name)
                 .ok_or_else(|| ControlError::not_found("service", name))?;
+            if let Some(cb) = update.circuit_breaker {
+                s.circuit_breaker = Some(cb);
+            }
+            let mut redeploy = update.force_new_deployment;
             if let Some(td) = td {
                 if s.task_definition != td {
                     s.throttle.reset();
+                    redeploy = true;
                 }
                 s.task_definition = td;
+                s.steady = false;
+            }
+            if redeploy && s.controller == "ECS" {
+                s.deploy();
                 s.steady = false;
             }
             if let Some(d) = update.desired {
@@ -1536,7 +1683,8 @@ impl Control {
     }
 }
 
-/// What `UpdateService` may change.
+/// What `UpdateService` may change, each value already within the range the API takes
+/// (checked once, where the request is read).
 #[derive(Debug, Clone, Default)]
 pub struct ServiceUpdate {
     /// `desiredCount`.
@@ -1549,4 +1697,8 @@ pub struct ServiceUpdate {
     pub max_percent: Option<u32>,
     /// `healthCheckGracePeriodSeconds`.
     pub grace: Option<u32>,
+    /// `deploymentConfiguration.deploymentCircuitBreaker`.
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// `forceNewDeployment`: a new deployment even of the same task definition.
+    pub force_new_deployment: bool,
 }

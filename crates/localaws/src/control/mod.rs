@@ -36,6 +36,7 @@ pub mod ec2;
 pub mod ecs;
 pub mod elbv2;
 pub mod refresh;
+pub mod rolling;
 
 pub use autoscaling::{Activity, Asg};
 pub use codedeploy::{CodeDeployState, Deployment};

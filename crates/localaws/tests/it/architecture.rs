@@ -274,7 +274,11 @@ fn the_api_never_calls_into_the_data_plane() {
 // as fields of the control plane's state, which nothing outside reads by their type names; the
 // data plane's question "has this task exited" is crate-private, asked only by the control
 // plane (-1).
-const UNUSED_PUB_ITEMS: usize = 108;
+// 115: CodeDeploy's deployment, lifecycle-event, creator and wait states, an alarm's state, a
+// stopped task's code and a rolling service's deployments are types public as fields of the
+// control plane's state or as arguments of its operations (+9); the two string tables of
+// lifecycle events are gone, the events are `stack`'s enum (-2).
+const UNUSED_PUB_ITEMS: usize = 115;
 
 /// `name` as a whole word in `text`.
 fn names_word(text: &str, name: &str) -> bool {

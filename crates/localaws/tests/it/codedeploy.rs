@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_codedeploy::types::{
-    AppSpecContent, DeploymentInfo, DeploymentStatus, DeploymentWaitType, RevisionLocation,
-    RevisionLocationType, TimeBasedCanary, TrafficRoutingConfig, TrafficRoutingType,
+    AppSpecContent, DeploymentCreator, DeploymentInfo, DeploymentStatus, DeploymentWaitType,
+    LifecycleEventStatus, RevisionLocation, RevisionLocationType, TimeBasedCanary,
+    TrafficRoutingConfig, TrafficRoutingType,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -330,6 +331,29 @@ async fn codedeploy_operations_and_errors() {
         .unwrap_err()
         .into_service_error();
     assert!(e.is_deployment_limit_exceeded_exception(), "{e:?}");
+    // A wait type and a hook status the calls do not take, refused by name.
+    let e = cd
+        .continue_deployment()
+        .deployment_id(&id)
+        .deployment_wait_type(DeploymentWaitType::from("SOON"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_invalid_deployment_wait_type_exception(), "{e:?}");
+    let e = cd
+        .put_lifecycle_event_hook_execution_status()
+        .deployment_id(&id)
+        .lifecycle_event_hook_execution_id("00000000-0000-0000-0000-000000000000")
+        .status(LifecycleEventStatus::InProgress)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        e.is_invalid_lifecycle_event_hook_execution_status_exception(),
+        "{e:?}"
+    );
     let within = deadline(&fleet);
     // Half the traffic on green during the canary, as the listener says and as GetDeploymentTarget
     // reports it.
@@ -958,6 +982,12 @@ async fn broken_release_is_caught_on_the_test_listener_before_production() {
         "{err:?}"
     );
     assert_eq!(run.rollback.status, Some(DeploymentStatus::Succeeded));
+    // Who created each, in CodeDeploy's words (an SDK reads any other word as unknown).
+    assert_eq!(run.done.creator, Some(DeploymentCreator::User));
+    assert_eq!(
+        run.rollback.creator,
+        Some(DeploymentCreator::CodeDeployRollback)
+    );
     assert_eq!(run.hook_calls, 1);
     // Production never saw v3: zero errors, zero v3 responses.
     assert_eq!(

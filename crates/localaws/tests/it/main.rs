@@ -17,6 +17,7 @@ mod input; // bad input: a clear error, never a panic
 mod process; // the binary's CLI; no task outlives it
 mod props; // property tests of every parser of untrusted input
 mod refresh; // instance refresh end to end, with its negative controls
+mod rolling; // ECS rolling deployments: the circuit breaker, with its negative control
 mod sdk; // every operation through the official SDK clients
 mod slow; // slow and idle clients against a listener
 mod slowstart; // an application slow to start, three ways a rollout loses requests to it

@@ -102,6 +102,7 @@ pub fn service_stack() -> Stack {
         maximum_percent: 200,
         health_check_grace_period: 0,
         deployment_controller: "ECS".into(),
+        deployment_circuit_breaker: None,
     });
     stack
 }

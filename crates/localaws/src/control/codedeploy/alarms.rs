@@ -8,13 +8,41 @@ use tokio::time::Instant;
 use crate::control::{Ctx, State, wall};
 use stack::AlarmConfig;
 
+/// An alarm's state (`StateValue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmState {
+    /// `INSUFFICIENT_DATA`: not evaluated yet.
+    InsufficientData,
+    /// `OK`.
+    Ok,
+    /// `ALARM`: stops the deployments of the groups that name it.
+    Alarm,
+}
+
+impl AlarmState {
+    /// As CloudWatch writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InsufficientData => "INSUFFICIENT_DATA",
+            Self::Ok => "OK",
+            Self::Alarm => "ALARM",
+        }
+    }
+}
+
+impl std::fmt::Display for AlarmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A CloudWatch-like alarm.
 #[derive(Debug, Clone)]
 pub struct Alarm {
     /// Its settings.
     pub config: AlarmConfig,
-    /// `INSUFFICIENT_DATA`, `OK` or `ALARM`.
-    pub state: &'static str,
+    /// Its state.
+    pub state: AlarmState,
     /// Why.
     pub reason: String,
     /// When the state last changed.
@@ -36,7 +64,7 @@ impl Alarm {
     /// Neither in `ALARM` nor about to be: a deployment created now is not stopped by an
     /// earlier breach (a target that was unhealthy for a moment while the fleet came up).
     pub fn quiet(&self) -> bool {
-        self.state != "ALARM" && !self.pending
+        self.state != AlarmState::Alarm && !self.pending
     }
 }
 pub(super) fn alarms(state: &mut State, ctx: &Ctx<'_>) {
@@ -81,9 +109,9 @@ pub(super) fn alarms(state: &mut State, ctx: &Ctx<'_>) {
         let breach = value as f64 > a.config.threshold;
         a.breaching = if breach { a.breaching + 1 } else { 0 };
         let state = if a.breaching >= a.config.evaluation_periods {
-            "ALARM"
+            AlarmState::Alarm
         } else {
-            "OK"
+            AlarmState::Ok
         };
         if state != a.state {
             a.reason = format!(

@@ -1,9 +1,9 @@
 //! What every transition shares: deployment ids, fresh lifecycle events, a status set,
 //! recorded and emitted, a listener pointed at a target group.
 
-use super::types::{Deployment, LIFECYCLE, LifecycleEvent, Phase};
+use super::types::{Deployment, DeploymentStatus, EventStatus, LifecycleEvent, Phase};
 use crate::control::{Emitter, State, wall};
-use stack::WeightedTargetGroup;
+use stack::{LifecycleEventName, WeightedTargetGroup};
 
 pub(super) fn deployment_id() -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -19,11 +19,11 @@ pub(super) fn deployment_id() -> String {
 }
 
 pub(super) fn fresh_events() -> Vec<LifecycleEvent> {
-    LIFECYCLE
-        .iter()
+    LifecycleEventName::ALL
+        .into_iter()
         .map(|name| LifecycleEvent {
             name,
-            status: "Pending",
+            status: EventStatus::Pending,
             start: None,
             end: None,
             diagnostics: None,
@@ -39,13 +39,13 @@ pub(super) fn record_attempt(st: &mut State, d: &Deployment) {
         .and_then(|a| a.groups.get_mut(&d.group))
     {
         g.last_attempted = Some((d.id.clone(), d.status, d.created));
-        if d.status == "Succeeded" {
+        if d.status == DeploymentStatus::Succeeded {
             g.last_succeeded = Some((d.id.clone(), d.status, d.created));
         }
     }
 }
 
-pub(super) fn set_status(st: &mut State, c: &Emitter2<'_>, id: &str, status: &'static str) {
+pub(super) fn set_status(st: &mut State, c: &Emitter2<'_>, id: &str, status: DeploymentStatus) {
     let Ok(d) = st.codedeploy.deployment_mut(id) else {
         return;
     };
@@ -54,7 +54,7 @@ pub(super) fn set_status(st: &mut State, c: &Emitter2<'_>, id: &str, status: &'s
     }
     d.status = status;
     d.updated = wall();
-    if matches!(status, "Succeeded" | "Failed" | "Stopped") {
+    if status.is_final() {
         d.completed = Some(wall());
         d.phase = if d.phase == Phase::RollingBack {
             Phase::RollingBack

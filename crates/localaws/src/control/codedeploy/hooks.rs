@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::types::HOOK_TIMEOUT_SECS;
+use super::types::{EventStatus, HOOK_TIMEOUT_SECS};
 use crate::control::Control;
 use stack::HookFunction;
 
@@ -39,9 +39,9 @@ pub(in crate::control) async fn invoke(
         c.write(|st, c| {
             if let Ok(d) = st.codedeploy.deployment_mut(&deployment)
                 && let Some(h) = d.hook.as_mut().filter(|h| h.execution_id == execution_id)
-                && h.status == "Pending"
+                && h.status == EventStatus::Pending
             {
-                h.status = "Failed";
+                h.status = EventStatus::Failed;
                 h.error = Some(format!("The hook function {} failed: {e}", h.function));
                 c.events().emit(
                     "codedeploy",

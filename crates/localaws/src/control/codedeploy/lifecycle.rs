@@ -1,15 +1,17 @@
 //! A deployment stepped through ECS's lifecycle by the reconcile loop: the replacement task
 //! set, test traffic, the production weights moved step by step, the termination wait, the swap.
 
+use super::alarms::AlarmState;
 use super::effects::{Emitter2, route, set_status};
 use super::hooks::function_of;
 use super::rollback::stop_with;
 use super::types::{
-    Deployment, HOOK_TIMEOUT_SECS, HookRun, INSTALL_TIMEOUT_SECS, LIFECYCLE, Phase, StopCause,
+    Deployment, DeploymentStatus, EventStatus, HOOK_TIMEOUT_SECS, HookRun, INSTALL_TIMEOUT_SECS,
+    Phase, StopCause,
 };
 use crate::control::ecs::{TaskSetStatus, new_task_set};
 use crate::control::{Action, Ctx, State, uuid, wall};
-use stack::{DeploymentGroupConfig, ServiceLoadBalancer};
+use stack::{DeploymentGroupConfig, LifecycleEventName, ServiceLoadBalancer};
 
 #[expect(
     clippy::too_many_lines,
@@ -43,7 +45,7 @@ pub(super) fn advance(
         .codedeploy
         .alarms
         .iter()
-        .find(|a| a.state == "ALARM" && group.alarms.contains(&a.config.name))
+        .find(|a| a.state == AlarmState::Alarm && group.alarms.contains(&a.config.name))
     {
         let message = format!(
             "The deployment was stopped because alarm {} is in ALARM ({})",
@@ -63,10 +65,10 @@ pub(super) fn advance(
     }
     let fail = |state: &mut State, code: &str, message: String| {
         if let Ok(d) = state.codedeploy.deployment_mut(id)
-            && let Phase::Event(i) = d.phase
+            && let Phase::Event(step) = d.phase
+            && let Some(e) = d.event_mut(step)
         {
-            let e = &mut d.events[i];
-            e.status = "Failed";
+            e.status = EventStatus::Failed;
             e.end = Some(wall());
             e.diagnostics = Some((code.to_owned(), message.clone()));
         }
@@ -144,61 +146,62 @@ pub(super) fn advance(
                     .is_none_or(|s| !s.task_sets.iter().any(|t| &t.id == set))
             });
             if gone {
-                set_status(state, ev, id, "Succeeded");
+                set_status(state, ev, id, DeploymentStatus::Succeeded);
             }
         }
-        Phase::Event(i) => {
-            let name = LIFECYCLE[i];
+        Phase::Event(name) => {
             // Entering the event.
-            if d.events[i].status == "Pending" {
+            if d.event(name)
+                .is_some_and(|e| e.status == EventStatus::Pending)
+            {
                 if let Ok(x) = state.codedeploy.deployment_mut(id) {
-                    x.events[i].status = "InProgress";
-                    x.events[i].start = Some(wall());
+                    if let Some(e) = x.event_mut(name) {
+                        e.status = EventStatus::InProgress;
+                        e.start = Some(wall());
+                    }
                     x.phase_since = ctx.now;
                     x.updated = wall();
                 }
-                if d.status == "Created" {
-                    set_status(state, ev, id, "InProgress");
+                if d.status == DeploymentStatus::Created {
+                    set_status(state, ev, id, DeploymentStatus::InProgress);
                 }
                 ev.emit(format!("deployment {id}: {name} started"));
-                if let Err((code, message)) = enter(state, ctx, ev, id, i, &group, actions) {
+                if let Err((code, message)) = enter(state, ctx, ev, id, name, &group, actions) {
                     fail(state, code, message);
                 }
                 return;
             }
-            match progress(state, ctx, ev, id, i, &group) {
+            match progress(state, ctx, ev, id, name, &group) {
                 Progress::Wait => {}
                 Progress::Failed(code, message) => fail(state, code, message),
                 Progress::Done => {
+                    let ready_wait = name == LifecycleEventName::AfterAllowTestTraffic
+                        && group.deployment_ready.action_on_timeout == "STOP_DEPLOYMENT";
                     if let Ok(x) = state.codedeploy.deployment_mut(id) {
-                        x.events[i].status = "Succeeded";
-                        x.events[i].end = Some(wall());
+                        if let Some(e) = x.event_mut(name) {
+                            e.status = EventStatus::Succeeded;
+                            e.end = Some(wall());
+                        }
                         x.hook = None;
                         x.phase_since = ctx.now;
                         x.updated = wall();
                         ev.emit(format!("deployment {id}: {name} succeeded"));
-                        let ready_wait = name == "AfterAllowTestTraffic"
-                            && group.deployment_ready.action_on_timeout == "STOP_DEPLOYMENT";
                         x.phase = if ready_wait {
                             Phase::ReadyWait
-                        } else if i + 1 < LIFECYCLE.len() {
-                            Phase::Event(i + 1)
                         } else {
-                            Phase::TerminationWait
+                            name.next().map_or(Phase::TerminationWait, Phase::Event)
                         };
                     }
-                    if name == "AfterAllowTestTraffic"
-                        && group.deployment_ready.action_on_timeout == "STOP_DEPLOYMENT"
-                    {
-                        set_status(state, ev, id, "Ready");
+                    if ready_wait {
+                        set_status(state, ev, id, DeploymentStatus::Ready);
                         ev.emit(format!(
                             "deployment {id} Ready: waiting up to {} min for ContinueDeployment",
                             group.deployment_ready.wait_time_in_minutes
                         ));
                     }
-                    if i + 1 == LIFECYCLE.len() {
+                    if name.next().is_none() {
                         swap(state, ev, &d);
-                        set_status(state, ev, id, "Baking");
+                        set_status(state, ev, id, DeploymentStatus::Baking);
                     }
                 }
             }
@@ -212,7 +215,7 @@ pub(super) enum Progress {
     Failed(&'static str, String),
 }
 
-/// Starts lifecycle event `i`.
+/// Starts lifecycle event `name`.
 #[expect(
     clippy::too_many_lines,
     reason = "one arm per ECS lifecycle event, in CodeDeploy's order"
@@ -222,15 +225,14 @@ pub(super) fn enter(
     ctx: &Ctx<'_>,
     ev: &Emitter2<'_>,
     id: &str,
-    i: usize,
+    name: LifecycleEventName,
     group: &DeploymentGroupConfig,
     actions: &mut Vec<Action>,
 ) -> Result<(), (&'static str, String)> {
     let Ok(d) = state.codedeploy.deployment(id).cloned() else {
         return Ok(());
     };
-    let name = LIFECYCLE[i];
-    if let Some((_, function)) = d.appspec.hooks.iter().find(|(e, _)| e == name) {
+    if let Some((_, function)) = d.appspec.hooks.iter().find(|(e, _)| *e == name) {
         let execution_id = uuid();
         let Some(f) = function_of(ctx.plane.stack(), function).cloned() else {
             return Err((
@@ -244,7 +246,7 @@ pub(super) fn enter(
             x.hook = Some(HookRun {
                 execution_id: execution_id.clone(),
                 function: function.clone(),
-                status: "Pending",
+                status: EventStatus::Pending,
                 error: None,
                 deadline: ctx.now + ctx.clock.secs(HOOK_TIMEOUT_SECS),
             });
@@ -258,7 +260,7 @@ pub(super) fn enter(
         return Ok(());
     }
     match name {
-        "Install" => {
+        LifecycleEventName::Install => {
             let svc = state
                 .services
                 .get(&d.service)
@@ -357,12 +359,12 @@ pub(super) fn enter(
                 x.replacement = Some((repl_id, repl_tg));
             }
         }
-        "AllowTestTraffic" => {
+        LifecycleEventName::AllowTestTraffic => {
             if let (Some(test), Some((_, repl_tg))) = (&group.test_listener, &d.replacement) {
                 route(ctx.plane, ev, test, repl_tg, None, 0);
             }
         }
-        "AllowTraffic" => {
+        LifecycleEventName::AllowTraffic => {
             shift(state, ctx, ev, id, group);
         }
         _ => {}
@@ -403,13 +405,13 @@ pub(super) fn shift(
     ));
 }
 
-/// Checks lifecycle event `i` for completion.
+/// Checks lifecycle event `name` for completion.
 pub(super) fn progress(
     state: &mut State,
     ctx: &Ctx<'_>,
     ev: &Emitter2<'_>,
     id: &str,
-    i: usize,
+    name: LifecycleEventName,
     group: &DeploymentGroupConfig,
 ) -> Progress {
     let Ok(d) = state.codedeploy.deployment(id).cloned() else {
@@ -417,18 +419,17 @@ pub(super) fn progress(
     };
     if let Some(h) = &d.hook {
         return match h.status {
-            "Succeeded" => Progress::Done,
-            "Failed" => Progress::Failed(
+            EventStatus::Succeeded => Progress::Done,
+            EventStatus::Failed => Progress::Failed(
                 "ScriptFailed",
-                h.error.clone().unwrap_or_else(|| {
-                    format!("The {} hook {} reported Failed", LIFECYCLE[i], h.function)
-                }),
+                h.error
+                    .clone()
+                    .unwrap_or_else(|| format!("The {name} hook {} reported Failed", h.function)),
             ),
             _ if ctx.now >= h.deadline => Progress::Failed(
                 "ScriptTimedOut",
                 format!(
-                    "The {} hook {} did not report a status within {} minutes",
-                    LIFECYCLE[i],
+                    "The {name} hook {} did not report a status within {} minutes",
                     h.function,
                     HOOK_TIMEOUT_SECS / 60
                 ),
@@ -436,8 +437,8 @@ pub(super) fn progress(
             _ => Progress::Wait,
         };
     }
-    match LIFECYCLE[i] {
-        "Install" => {
+    match name {
+        LifecycleEventName::Install => {
             let steady = d.replacement.as_ref().is_some_and(|(set, _)| {
                 state
                     .services
@@ -455,7 +456,7 @@ pub(super) fn progress(
                 Progress::Wait
             }
         }
-        "AllowTraffic" => {
+        LifecycleEventName::AllowTraffic => {
             if d.weight >= 100 {
                 Progress::Done
             } else {

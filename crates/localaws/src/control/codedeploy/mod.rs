@@ -13,9 +13,9 @@
 //! Lambda-style event, then wait for `PutLifecycleEventHookExecutionStatus` or one simulated hour.
 //! A failure, a stop request or an alarm rolls back when the group says so: production back to
 //! the original target group at once, the replacement task set removed, and a rollback
-//! deployment (creator `autoRollback`) recorded, as AWS does.
+//! deployment (creator `codeDeployRollback`) recorded, as AWS does.
 //!
-//! - `types`: the state (applications, groups, configs, deployments, the AppSpec);
+//! - `types`: the state (applications, groups, configs, deployments, their statuses);
 //! - `operations`: what the API calls;
 //! - `lifecycle`: a deployment stepped by the reconcile loop;
 //! - `rollback`: stopping and rolling back;
@@ -31,12 +31,13 @@ mod operations;
 mod rollback;
 mod types;
 
-pub use alarms::Alarm;
+pub use alarms::{Alarm, AlarmState};
 pub(super) use hooks::invoke;
 pub use types::{
-    AppSpec, Application, CodeDeployState, Deployment, DeploymentConfig, DeploymentGroup,
-    HOOK_TIMEOUT_SECS, HOOKABLE, HookRun, INSTALL_TIMEOUT_SECS, KEEP_DEPLOYMENTS, LIFECYCLE,
-    LifecycleEvent, NewDeployment, Phase, RollbackInfo, StopCause, Traffic,
+    Application, CodeDeployState, Creator, Deployment, DeploymentConfig, DeploymentGroup,
+    DeploymentStatus, EventStatus, HOOK_TIMEOUT_SECS, HookOutcome, HookRun, INSTALL_TIMEOUT_SECS,
+    KEEP_DEPLOYMENTS, LifecycleEvent, NewDeployment, Phase, RollbackInfo, StopCause, Traffic,
+    WaitType,
 };
 
 use std::time::SystemTime;
@@ -68,7 +69,7 @@ pub(super) fn load(state: &mut State, stack: &stack::Stack) {
     for a in &stack.alarms {
         cd.alarms.push(Alarm {
             config: a.clone(),
-            state: "INSUFFICIENT_DATA",
+            state: AlarmState::InsufficientData,
             reason: "Unchecked: Initial alarm creation".into(),
             updated: wall(),
             breaching: 0,
@@ -164,28 +165,6 @@ mod tests {
         assert_eq!(Traffic::AllAtOnce.next(0), 100);
         assert!(Traffic::parse("TimeBasedCanary", 0, 5).is_err());
         assert!(Traffic::parse("Weird", 10, 5).is_err());
-    }
-
-    #[test]
-    fn appspec_yaml_and_json() {
-        let yaml = "version: 0.0\nResources:\n  - TargetService:\n      Type: AWS::ECS::Service\n      Properties:\n        TaskDefinition: \"arn:aws:ecs:us-east-1:000000000000:task-definition/demo-web:2\"\n        LoadBalancerInfo:\n          ContainerName: \"web\"\n          ContainerPort: 8080\nHooks:\n  - AfterAllowTestTraffic: \"validate\"\n";
-        let a = AppSpec::parse(yaml).unwrap();
-        assert_eq!(a.container_port, 8080);
-        assert_eq!(
-            a.hooks,
-            vec![("AfterAllowTestTraffic".into(), "validate".into())]
-        );
-        let json = r#"{"version":0.0,"Resources":[{"TargetService":{"Type":"AWS::ECS::Service","Properties":{"TaskDefinition":"demo-web:2","LoadBalancerInfo":{"ContainerName":"web","ContainerPort":"8080"}}}}]}"#;
-        assert_eq!(AppSpec::parse(json).unwrap().task_definition, "demo-web:2");
-        for bad in [
-            "",
-            "Resources: 3",
-            "Resources:\n  - X:\n      Type: AWS::Lambda::Function\n",
-            "Resources:\n  - X:\n      Type: AWS::ECS::Service\n      Properties:\n        TaskDefinition: t\n        LoadBalancerInfo: {ContainerName: web, ContainerPort: 0}\n",
-            "Resources:\n  - X:\n      Type: AWS::ECS::Service\n      Properties:\n        TaskDefinition: t\n        LoadBalancerInfo: {ContainerName: web, ContainerPort: 80}\nHooks:\n  - Install: f\n",
-        ] {
-            assert!(AppSpec::parse(bad).is_err(), "{bad:?} was accepted");
-        }
     }
 
     #[test]

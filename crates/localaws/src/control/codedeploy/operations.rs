@@ -6,10 +6,11 @@ use tokio::time::Instant;
 use super::effects::{deployment_id, fresh_events, record_attempt};
 use super::rollback::stop;
 use super::types::{
-    AppSpec, Deployment, DeploymentConfig, KEEP_DEPLOYMENTS, NewDeployment, Phase, StopCause,
-    Traffic,
+    Creator, Deployment, DeploymentConfig, DeploymentStatus, EventStatus, HookOutcome,
+    KEEP_DEPLOYMENTS, NewDeployment, Phase, StopCause, Traffic, WaitType,
 };
 use crate::control::{Control, ControlError, uuid, wall};
+use stack::{AppSpec, LifecycleEventName};
 
 impl Control {
     /// `CreateDeploymentConfig`.
@@ -69,8 +70,8 @@ impl Control {
                 group: req.group.clone(),
                 config,
                 traffic,
-                status: "Created",
-                creator: "user",
+                status: DeploymentStatus::Created,
+                creator: Creator::User,
                 description: req.description.clone(),
                 appspec_content: req.appspec.clone(),
                 appspec,
@@ -78,7 +79,7 @@ impl Control {
                 completed: None,
                 error: None,
                 events: fresh_events(),
-                phase: Phase::Event(0),
+                phase: Phase::Event(LifecycleEventName::BeforeInstall),
                 phase_since: Instant::now(),
                 hook: None,
                 service: group.config.service,
@@ -87,7 +88,7 @@ impl Control {
                 weight: 0,
                 rollback: None,
                 skip_termination_wait: false,
-                ends_as: "Stopped",
+                ends_as: DeploymentStatus::Stopped,
                 updated: wall(),
             };
             c.events().emit(
@@ -156,39 +157,34 @@ impl Control {
 
     /// `ContinueDeployment`: ends the ready wait (`READY_WAIT`) or the termination wait
     /// (`TERMINATION_WAIT`).
-    pub fn continue_deployment(&self, id: &str, wait: &str) -> Result<(), ControlError> {
+    pub fn continue_deployment(&self, id: &str, wait: WaitType) -> Result<(), ControlError> {
         self.write(|st, c| {
             let d = st.codedeploy.deployment_mut(id)?;
             match (wait, d.phase) {
-                ("READY_WAIT", Phase::ReadyWait) => {
-                    d.phase = Phase::Event(5);
+                (WaitType::Ready, Phase::ReadyWait) => {
+                    d.phase = Phase::Event(LifecycleEventName::BeforeAllowTraffic);
                     d.phase_since = Instant::now();
-                    d.status = "InProgress";
+                    d.status = DeploymentStatus::InProgress;
                 }
-                ("TERMINATION_WAIT", Phase::TerminationWait | Phase::Terminating) => {
+                (WaitType::Termination, Phase::TerminationWait | Phase::Terminating) => {
                     d.skip_termination_wait = true;
                 }
-                ("READY_WAIT" | "TERMINATION_WAIT", _) => {
+                _ => {
                     return Err(ControlError::Conflict {
                         code: "DeploymentIsNotInReadyStateException",
                         message: format!(
-                            "The deployment {id} is not waiting ({wait}); it is {}",
+                            "The deployment {id} is not waiting ({}); it is {}",
+                            wait.as_str(),
                             d.status
-                        ),
-                    });
-                }
-                (other, _) => {
-                    return Err(ControlError::Conflict {
-                        code: "InvalidDeploymentWaitTypeException",
-                        message: format!(
-                            "invalid deploymentWaitType {other:?}: expected READY_WAIT or TERMINATION_WAIT"
                         ),
                     });
                 }
             }
             d.updated = wall();
-            c.events()
-                .emit("codedeploy", format!("deployment {id} continued ({wait})"));
+            c.events().emit(
+                "codedeploy",
+                format!("deployment {id} continued ({})", wait.as_str()),
+            );
             Ok(())
         })
     }
@@ -198,18 +194,9 @@ impl Control {
         &self,
         id: &str,
         execution_id: &str,
-        status: &str,
+        outcome: HookOutcome,
     ) -> Result<(), ControlError> {
-        let status: &'static str = match status {
-            "Succeeded" => "Succeeded",
-            "Failed" => "Failed",
-            other => {
-                return Err(ControlError::Conflict {
-                    code: "InvalidLifecycleEventHookExecutionStatusException",
-                    message: format!("invalid status {other:?}: expected Succeeded or Failed"),
-                });
-            }
-        };
+        let status = outcome.status();
         self.write(|st, c| {
             let d = st.codedeploy.deployment_mut(id)?;
             let Some(hook) = d.hook.as_mut().filter(|h| h.execution_id == execution_id) else {
@@ -220,7 +207,7 @@ impl Control {
                     ),
                 });
             };
-            if hook.status != "Pending" {
+            if hook.status != EventStatus::Pending {
                 return Err(ControlError::Conflict {
                     code: "LifecycleEventAlreadyCompletedException",
                     message: format!("the lifecycle event {execution_id} has already completed"),

@@ -4,7 +4,9 @@
 use tokio::time::Instant;
 
 use super::effects::{Emitter2, deployment_id, fresh_events, route, set_status};
-use super::types::{Deployment, HOOKABLE, Phase, RollbackInfo, StopCause};
+use super::types::{
+    Creator, Deployment, DeploymentStatus, EventStatus, Phase, RollbackInfo, StopCause,
+};
 use crate::control::ecs::TaskSetStatus;
 use crate::control::{Control, State, wall};
 
@@ -42,8 +44,8 @@ pub(super) fn stop_with(
     message: &str,
 ) {
     let ends_as = match cause {
-        StopCause::Failure => "Failed",
-        _ => "Stopped",
+        StopCause::Failure => DeploymentStatus::Failed,
+        _ => DeploymentStatus::Stopped,
     };
     let cluster = st.cluster.clone();
     let Ok(d) = st.codedeploy.deployment_mut(id) else {
@@ -52,10 +54,10 @@ pub(super) fn stop_with(
     let failed_event = d
         .events
         .iter()
-        .find(|e| e.status == "Failed")
+        .find(|e| e.status == EventStatus::Failed)
         .map(|e| e.name);
     let code = match (cause, failed_event) {
-        (StopCause::Failure, Some(e)) if HOOKABLE.contains(&e) => "HOOK_EXECUTION_FAILURE",
+        (StopCause::Failure, Some(e)) if e.is_hookable() => "HOOK_EXECUTION_FAILURE",
         (StopCause::Failure, _) => "ECS_UPDATE_ERROR",
         (StopCause::Request, _) => "MANUAL_STOP",
         (StopCause::Alarm, _) => "ALARM_ACTIVE",
@@ -65,15 +67,15 @@ pub(super) fn stop_with(
     d.error = Some((code, message.to_owned()));
     d.hook = None;
     for e in &mut d.events {
-        if e.status == "InProgress" {
+        if e.status == EventStatus::InProgress {
             e.status = if cause == StopCause::Failure {
-                "Failed"
+                EventStatus::Failed
             } else {
-                "Skipped"
+                EventStatus::Skipped
             };
             e.end = Some(wall());
-        } else if e.status == "Pending" {
-            e.status = "Skipped";
+        } else if e.status == EventStatus::Pending {
+            e.status = EventStatus::Skipped;
         }
     }
     let d = d.clone();
@@ -116,8 +118,8 @@ pub(super) fn stop_with(
     let rollback_id = deployment_id();
     let rb = Deployment {
         id: rollback_id.clone(),
-        creator: "autoRollback",
-        status: "InProgress",
+        creator: Creator::Rollback,
+        status: DeploymentStatus::InProgress,
         created: wall(),
         completed: None,
         error: None,
@@ -132,7 +134,7 @@ pub(super) fn stop_with(
             message: format!("Rollback of deployment {id}"),
         }),
         skip_termination_wait: false,
-        ends_as: "Succeeded",
+        ends_as: DeploymentStatus::Succeeded,
         updated: wall(),
         description: Some(format!("Rollback of {id}")),
         ..d.clone()

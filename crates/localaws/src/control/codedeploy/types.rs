@@ -1,35 +1,199 @@
 //! CodeDeploy's and CloudWatch's state: applications, deployment groups and configs, deployments
-//! with their lifecycle events and hook runs, the AppSpec.
+//! with their lifecycle events and hook runs (the AppSpec is `stack`'s).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
 
 use super::alarms::Alarm;
 use crate::control::ControlError;
-use stack::DeploymentGroupConfig;
+use stack::{AppSpec, DeploymentGroupConfig, LifecycleEventName};
 
-/// The ECS lifecycle events, in order.
-pub const LIFECYCLE: [&str; 8] = [
-    "BeforeInstall",
-    "Install",
-    "AfterInstall",
-    "AllowTestTraffic",
-    "AfterAllowTestTraffic",
-    "BeforeAllowTraffic",
-    "AllowTraffic",
-    "AfterAllowTraffic",
-];
+/// A deployment's status (`DeploymentStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentStatus {
+    /// Accepted, not started.
+    Created,
+    /// Waiting behind another deployment (never entered here: a second deployment to a group
+    /// is refused instead, as CodeDeploy does for ECS).
+    Queued,
+    /// Working through the lifecycle events.
+    InProgress,
+    /// Traffic moved; the original task set waits out the termination wait.
+    Baking,
+    /// Waiting for `ContinueDeployment`.
+    Ready,
+    /// Done.
+    Succeeded,
+    /// A lifecycle event failed.
+    Failed,
+    /// Stopped by a user, an alarm or the ready wait.
+    Stopped,
+}
 
-/// The events an AppSpec may hook.
-pub const HOOKABLE: [&str; 5] = [
-    "BeforeInstall",
-    "AfterInstall",
-    "AfterAllowTestTraffic",
-    "BeforeAllowTraffic",
-    "AfterAllowTraffic",
-];
+impl DeploymentStatus {
+    /// Every status.
+    pub(crate) const ALL: [Self; 8] = [
+        Self::Created,
+        Self::Queued,
+        Self::InProgress,
+        Self::Baking,
+        Self::Ready,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Stopped,
+    ];
+
+    /// As CodeDeploy writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "Created",
+            Self::Queued => "Queued",
+            Self::InProgress => "InProgress",
+            Self::Baking => "Baking",
+            Self::Ready => "Ready",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Stopped => "Stopped",
+        }
+    }
+
+    /// The status called `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Still running: blocks another deployment to its group.
+    pub(crate) fn is_active(self) -> bool {
+        !self.is_final()
+    }
+
+    /// Over for good.
+    pub(crate) fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Stopped)
+    }
+
+    /// The status of the deployment's ECS target (`ECSTarget.status`, a `TargetStatus`).
+    pub(crate) fn target_status(self) -> &'static str {
+        match self {
+            Self::Created | Self::Queued => "Pending",
+            Self::InProgress | Self::Baking => "InProgress",
+            Self::Ready => "Ready",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Stopped => "Skipped",
+        }
+    }
+}
+
+impl fmt::Display for DeploymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A lifecycle event's status, and a hook run's (`LifecycleEventStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    /// Not started (a hook: not reported yet).
+    Pending,
+    /// Running.
+    InProgress,
+    /// Done.
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Not run: the deployment stopped first.
+    Skipped,
+}
+
+impl EventStatus {
+    /// As CodeDeploy writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::InProgress => "InProgress",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Skipped => "Skipped",
+        }
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a hook function reports (`PutLifecycleEventHookExecutionStatus`): of the lifecycle
+/// statuses, the only two the call takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookOutcome {
+    /// `Succeeded`.
+    Succeeded,
+    /// `Failed`.
+    Failed,
+}
+
+impl HookOutcome {
+    /// The status the hook run takes.
+    pub fn status(self) -> EventStatus {
+        match self {
+            Self::Succeeded => EventStatus::Succeeded,
+            Self::Failed => EventStatus::Failed,
+        }
+    }
+}
+
+/// Who created a deployment (`DeploymentCreator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creator {
+    /// `CreateDeployment` (`user`).
+    User,
+    /// An automatic rollback (`codeDeployRollback`).
+    Rollback,
+}
+
+impl Creator {
+    /// As CodeDeploy writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Rollback => "codeDeployRollback",
+        }
+    }
+}
+
+/// Which wait `ContinueDeployment` ends (`deploymentWaitType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitType {
+    /// `READY_WAIT`: the wait for `ContinueDeployment` before production traffic moves.
+    Ready,
+    /// `TERMINATION_WAIT`: the original task set's wait before it is stopped.
+    Termination,
+}
+
+impl WaitType {
+    /// From the API's name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "READY_WAIT" => Some(Self::Ready),
+            "TERMINATION_WAIT" => Some(Self::Termination),
+            _ => None,
+        }
+    }
+
+    /// As the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "READY_WAIT",
+            Self::Termination => "TERMINATION_WAIT",
+        }
+    }
+}
 
 /// How long a hook may take before its event fails (simulated, as AWS: one hour).
 pub const HOOK_TIMEOUT_SECS: u32 = 3600;
@@ -135,105 +299,18 @@ pub struct DeploymentGroup {
     /// The stack's settings.
     pub config: DeploymentGroupConfig,
     /// The last deployment attempted: id, status, creation time.
-    pub last_attempted: Option<(String, &'static str, SystemTime)>,
+    pub last_attempted: Option<(String, DeploymentStatus, SystemTime)>,
     /// The last deployment that succeeded.
-    pub last_succeeded: Option<(String, &'static str, SystemTime)>,
-}
-
-/// What the AppSpec asks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppSpec {
-    /// `TargetService.Properties.TaskDefinition`.
-    pub task_definition: String,
-    /// `LoadBalancerInfo.ContainerName`.
-    pub container_name: String,
-    /// `LoadBalancerInfo.ContainerPort`.
-    pub container_port: u16,
-    /// `Hooks`: event name → function name.
-    pub hooks: Vec<(String, String)>,
-}
-
-impl AppSpec {
-    /// Parses an AppSpec (YAML or JSON).
-    pub fn parse(content: &str) -> Result<Self, String> {
-        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(content)
-            .map_err(|e| format!("the AppSpec is not valid YAML or JSON: {e}"))?;
-        let resources = v
-            .get("Resources")
-            .and_then(|r| r.as_sequence())
-            .ok_or("the AppSpec has no Resources list")?;
-        let service = resources
-            .iter()
-            .filter_map(|r| r.as_mapping())
-            .flat_map(|m| m.values())
-            .find(|r| r.get("Type").and_then(|t| t.as_str()) == Some("AWS::ECS::Service"))
-            .ok_or("the AppSpec's Resources name no AWS::ECS::Service")?;
-        let props = service
-            .get("Properties")
-            .ok_or("the ECS service resource has no Properties")?;
-        let task_definition = props
-            .get("TaskDefinition")
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .ok_or("Properties.TaskDefinition is required")?
-            .to_owned();
-        let lb = props
-            .get("LoadBalancerInfo")
-            .ok_or("Properties.LoadBalancerInfo is required")?;
-        let container_name = lb
-            .get("ContainerName")
-            .and_then(|t| t.as_str())
-            .ok_or("LoadBalancerInfo.ContainerName is required")?
-            .to_owned();
-        let container_port = lb
-            .get("ContainerPort")
-            .and_then(|p| {
-                p.as_u64()
-                    .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
-            })
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p > 0)
-            .ok_or("LoadBalancerInfo.ContainerPort must be a port number")?;
-        let mut hooks = Vec::new();
-        if let Some(list) = v.get("Hooks") {
-            let list = list.as_sequence().ok_or("Hooks must be a list")?;
-            for h in list {
-                let m = h
-                    .as_mapping()
-                    .ok_or("each hook must be `Event: function`")?;
-                for (k, f) in m {
-                    let (Some(k), Some(f)) = (k.as_str(), f.as_str()) else {
-                        return Err("each hook must be `Event: function`".into());
-                    };
-                    if !HOOKABLE.contains(&k) {
-                        return Err(format!(
-                            "unknown hook event {k:?}: expected one of {}",
-                            HOOKABLE.join(", ")
-                        ));
-                    }
-                    if hooks.iter().any(|(e, _)| e == k) {
-                        return Err(format!("hook event {k} is listed twice"));
-                    }
-                    hooks.push((k.to_owned(), f.to_owned()));
-                }
-            }
-        }
-        Ok(Self {
-            task_definition,
-            container_name,
-            container_port,
-            hooks,
-        })
-    }
+    pub last_succeeded: Option<(String, DeploymentStatus, SystemTime)>,
 }
 
 /// One lifecycle event of a deployment.
 #[derive(Debug, Clone)]
 pub struct LifecycleEvent {
-    /// `BeforeInstall`, `Install`, ...
-    pub name: &'static str,
-    /// `Pending`, `InProgress`, `Succeeded`, `Failed`, `Skipped`.
-    pub status: &'static str,
+    /// Which.
+    pub name: LifecycleEventName,
+    /// Where it is.
+    pub status: EventStatus,
     /// Started.
     pub start: Option<SystemTime>,
     /// Ended.
@@ -250,7 +327,7 @@ pub struct HookRun {
     /// The function invoked.
     pub function: String,
     /// `Pending` until reported, then `Succeeded` or `Failed`.
-    pub status: &'static str,
+    pub status: EventStatus,
     /// Why it failed, when the invocation itself did.
     pub error: Option<String>,
     /// When it times out (real).
@@ -260,8 +337,8 @@ pub struct HookRun {
 /// Where a deployment is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Working on lifecycle event `i`.
-    Event(usize),
+    /// Working on a lifecycle event.
+    Event(LifecycleEventName),
     /// Waiting for `ContinueDeployment` (status `Ready`).
     ReadyWait,
     /// Traffic moved; the original task set stays for the termination wait (status `Baking`).
@@ -298,10 +375,10 @@ pub struct Deployment {
     pub config: String,
     /// How traffic moves.
     pub traffic: Traffic,
-    /// `Created`, `InProgress`, `Ready`, `Baking`, `Succeeded`, `Failed`, `Stopped`.
-    pub status: &'static str,
-    /// `user` or `autoRollback`.
-    pub creator: &'static str,
+    /// Where it is.
+    pub status: DeploymentStatus,
+    /// Who created it.
+    pub creator: Creator,
     /// Description.
     pub description: Option<String>,
     /// The AppSpec as given, and as parsed.
@@ -335,7 +412,7 @@ pub struct Deployment {
     /// `ContinueDeployment` skipped the termination wait.
     pub skip_termination_wait: bool,
     /// The status to end in after a rollback (`Stopped` or `Failed`).
-    pub ends_as: &'static str,
+    pub ends_as: DeploymentStatus,
     /// Last change.
     pub updated: SystemTime,
 }
@@ -343,10 +420,16 @@ pub struct Deployment {
 impl Deployment {
     /// Still running: blocks another deployment to its group.
     pub fn is_active(&self) -> bool {
-        matches!(
-            self.status,
-            "Created" | "Queued" | "InProgress" | "Ready" | "Baking"
-        )
+        self.status.is_active()
+    }
+
+    /// The lifecycle event `step`.
+    pub(crate) fn event(&self, step: LifecycleEventName) -> Option<&LifecycleEvent> {
+        self.events.iter().find(|e| e.name == step)
+    }
+
+    pub(super) fn event_mut(&mut self, step: LifecycleEventName) -> Option<&mut LifecycleEvent> {
+        self.events.iter_mut().find(|e| e.name == step)
     }
 
     /// The ECS target id CodeDeploy reports: `cluster:service`.
