@@ -33,7 +33,7 @@ async fn the_dev_environment_rehearses_clean_with_container_tasks() {
         String::from_utf8_lossy(&out.stderr)
     );
     foreign_images_do_not_run_what_they_cannot_flip().await;
-    let reports = tempfile::tempdir().unwrap();
+    let reports = crate::util::ReportDir::new();
     // The zero-error claims at the dev environment's usual 240x; the negative control and its
     // passing twin at 60x: their variable is the load balancer's 5 s propagation lag, 21 ms of
     // real time at 240x, which a container's stop signal (a call to the engine, then the
@@ -170,7 +170,7 @@ async fn foreign_images_do_not_run_what_they_cannot_flip() {
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let reports = tempfile::tempdir().unwrap();
+    let reports = crate::util::ReportDir::new();
     let out = Command::new(BIN)
         .arg("rehearse")
         .arg("--terraform")

@@ -315,7 +315,7 @@ async fn refresh_bad_input_exits_2_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rehearse_runs_the_matrix_and_every_verdict_matches() {
     let _slot = crate::util::slot().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::util::ReportDir::new();
     let summary = dir.path().join("summary.json");
     let out = Command::new(BIN)
         .arg("rehearse")

@@ -24,7 +24,7 @@ async fn rehearse(
     scenarios: &[&str],
     extra: &[&str],
 ) -> (Option<i32>, String, Vec<serde_json::Value>) {
-    let reports = tempfile::tempdir().unwrap();
+    let reports = crate::util::ReportDir::new();
     let summary = reports.path().join("summary.json");
     let mut cmd = Command::new(BIN);
     cmd.arg("rehearse")

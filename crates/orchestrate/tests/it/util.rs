@@ -126,3 +126,51 @@ pub(crate) async fn slot() -> Slot {
         .await
         .expect("the fleet semaphore is never closed")
 }
+
+/// A temporary directory for a rehearsal's reports that outlives a failing test: when the test
+/// panics the directory stays and its path is printed, so the report of the run that failed can
+/// be read (two hunts lost a flake's report with its temporary directory).
+pub(crate) struct ReportDir(Option<tempfile::TempDir>);
+
+impl ReportDir {
+    pub(crate) fn new() -> ReportDir {
+        ReportDir(Some(tempfile::tempdir().unwrap()))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.0.as_ref().map(tempfile::TempDir::path).unwrap()
+    }
+}
+
+impl Drop for ReportDir {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!(
+                "the failed run's reports are kept in {}",
+                dir.keep().display()
+            );
+        }
+    }
+}
+
+/// A report directory stays when its test panics, and goes when it passes.
+#[test]
+fn a_report_dir_outlives_only_a_failing_test() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failing = std::thread::spawn(move || {
+        let dir = ReportDir::new();
+        std::fs::write(dir.path().join("index.html"), "report").unwrap();
+        tx.send(dir.path().to_path_buf()).unwrap();
+        panic!("a failing rehearsal");
+    });
+    assert!(failing.join().is_err());
+    let kept = rx.recv().unwrap();
+    assert!(kept.join("index.html").exists(), "{}", kept.display());
+    std::fs::remove_dir_all(&kept).unwrap();
+    let passing = ReportDir::new();
+    let gone = passing.path().to_path_buf();
+    drop(passing);
+    assert!(!gone.exists());
+}
