@@ -43,12 +43,15 @@ pub const MIN_REAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// at most this much later).
 pub const MIN_REAL_START: Duration = Duration::from_secs(1);
 
-/// The least real time between two health checks of a task that runs in a container. Such a
-/// check is a `docker exec` (tens of milliseconds of the engine's CPU); at 240x a 10 s interval
-/// is 42 ms, and containers checked back to back stalled the engine and the machine (CI, the
-/// dev environment's container rehearsal: 97 % of the probe's requests timed out). ECS's own
-/// least interval is 5 s; a process task's check (a process beside it) keeps the scaled one.
-pub(crate) const MIN_REAL_CONTAINER_CHECK: Duration = Duration::from_secs(1);
+/// The least real time between two container health checks of a task (real time, never
+/// scaled). A check starts a process: a `docker exec` in a container (tens of milliseconds of the
+/// engine's CPU), or the command beside a process task (the project's `server healthcheck`, a
+/// 60 MB debug binary in the tests). At 240x a 10 s interval is 42 ms: containers checked back to
+/// back stalled the engine and the machine (the dev environment's container rehearsal: 97 % of
+/// the probe's requests timed out), and process tasks did the same under the flake hunt's hog
+/// (two rehearsals side by side, ~180 checks a second: every task's check timed out at once and
+/// the whole fleet was stopped as unhealthy, docs/testing.md). ECS's own least interval is 5 s.
+pub(crate) const MIN_REAL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The soonest a non-zero deregistration delay cuts off a request that was in flight when the
 /// deregistration began (real time, never scaled). A request's duration is real: at 60x a 2 s

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use super::ec2::Lifecycle;
 use super::rolling::{RollingDeployment, RolloutState, ServiceDeployment, Tripped};
 use super::{Action, Control, ControlError, Ctx, Emitter, KEEP_STOPPED, State, hex_id, wall};
-use crate::clock::{MIN_REAL_CONTAINER_CHECK, MIN_REAL_START};
+use crate::clock::{MIN_REAL_CHECK_INTERVAL, MIN_REAL_START};
 use crate::dataplane::{TargetHealth, TaskEnd};
 use stack::{CircuitBreakerConfig, ServiceLoadBalancer, Stack, TaskDefinition};
 
@@ -1507,11 +1507,7 @@ pub(super) async fn health_check(c: &Control, id: String, container: String) {
         .await
         .unwrap_or_else(|e| crate::dataplane::Check::failed(e.to_string()));
     let passed = check.passed;
-    let every = if c.plane().in_container(&id) {
-        clock.secs(interval).max(MIN_REAL_CONTAINER_CHECK)
-    } else {
-        clock.secs(interval)
-    };
+    let every = clock.secs(interval).max(MIN_REAL_CHECK_INTERVAL);
     c.write(|st, c| {
         let Some(t) = st.tasks.get_mut(&id) else {
             return;

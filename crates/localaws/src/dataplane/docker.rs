@@ -18,7 +18,7 @@
 //! - **Health checks**: a container's `healthCheck` runs inside it (a Docker exec with the
 //!   container's environment), as Docker runs it for the agent: `CMD` as given, `CMD-SHELL`
 //!   through the image's `/bin/sh` (a FROM scratch image has none: the check fails, saying so).
-//!   Never more often than [`crate::clock::MIN_REAL_CONTAINER_CHECK`] of real time.
+//!   Never more often than [`crate::clock::MIN_REAL_CHECK_INTERVAL`] of real time.
 //! - **Stopping**: the image's `STOPSIGNAL` (SIGTERM when it has none), then SIGKILL at the
 //!   `stopTimeout` ([`super::runtime::stop`] keeps that order for both runtimes); the exit code
 //!   as Docker reports it (137 after SIGKILL). On a local engine the signal goes straight to the

@@ -133,8 +133,6 @@ struct ContainerRecord {
     stop_timeout: Duration,
     /// Its environment, as it got it (its health checks run with it).
     env: Vec<(String, String)>,
-    /// It runs in a container (of a Docker image), not as a process.
-    in_container: bool,
 }
 
 /// What starting one container of a task takes.
@@ -770,7 +768,6 @@ impl DataPlane {
             sidecar,
             container: container_spec,
         };
-        let in_container = spec.container.is_some();
         let handle = self.inner.runtime.start(spec).await?;
         let endpoint = handle.endpoint();
         vars.extend([
@@ -786,7 +783,6 @@ impl DataPlane {
                 container.stop_timeout.unwrap_or(defaults::STOP_TIMEOUT),
             )),
             env: vars,
-            in_container,
         })
     }
 
@@ -801,13 +797,6 @@ impl DataPlane {
                     .collect()
             })
             .unwrap_or_default()
-    }
-
-    /// Whether the task runs in containers (its health checks then run inside them).
-    pub fn in_container(&self, task_id: &str) -> bool {
-        self.tasks()
-            .get(task_id)
-            .is_some_and(|r| r.containers.iter().any(|c| c.in_container))
     }
 
     /// Runs a health check (`["CMD", prog, args...]` or `["CMD-SHELL", "..."]`) of the running

@@ -119,6 +119,21 @@ async fn register_broken(fleet: &Fleet) {
         .unwrap();
 }
 
+/// Waits until the service's first deployment completed (its steady state), or panics at
+/// `within`.
+async fn first_deployment_completed(fleet: &Fleet, within: std::time::Duration) {
+    assert!(
+        fleet
+            .la
+            .control()
+            .wait_until(within, |st| st.services["demo-svc"]
+                .primary()
+                .is_some_and(|d| d.rollout == RolloutState::Completed))
+            .await,
+        "the first deployment never completed"
+    );
+}
+
 /// How many tasks of revision 2 the scheduler stopped for failing their container health check.
 fn failed_checks(fleet: &Fleet) -> usize {
     fleet.la.control().read(|st| {
@@ -152,16 +167,7 @@ async fn broken_release(breaker: Option<CircuitBreakerConfig>) -> Broken {
     let fleet = Fleet::start(stack).await;
     let ecs = &fleet.aws.ecs;
     let within = fleet.refresh_deadline();
-    assert!(
-        fleet
-            .la
-            .control()
-            .wait_until(within, |st| st.services["demo-svc"]
-                .primary()
-                .is_some_and(|d| d.rollout == RolloutState::Completed))
-            .await,
-        "the first deployment never completed"
-    );
+    first_deployment_completed(&fleet, within).await;
     let before = deployments(&fleet).await;
     assert_eq!(before.len(), 1, "{before:?}");
     assert_eq!(
@@ -359,16 +365,7 @@ async fn stop_service_deployment_rolls_back_the_deployment_in_progress() {
     let fleet = Fleet::start(rolling_stack()).await;
     let ecs = &fleet.aws.ecs;
     let within = fleet.refresh_deadline();
-    assert!(
-        fleet
-            .la
-            .control()
-            .wait_until(within, |st| st.services["demo-svc"]
-                .primary()
-                .is_some_and(|d| d.rollout == RolloutState::Completed))
-            .await,
-        "the first deployment never completed"
-    );
+    first_deployment_completed(&fleet, within).await;
     register_broken(&fleet).await;
     ecs.update_service()
         .cluster("demo-cluster")
