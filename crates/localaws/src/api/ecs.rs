@@ -811,18 +811,24 @@ fn describe_service_deployments(c: &Control, input: &Input) -> Result<Value, Api
         let mut found = Vec::new();
         let mut failures = Vec::new();
         for arn in &arns {
-            let id = arn.rsplit('/').next().unwrap_or(arn);
-            let hit = st.services.values().find_map(|svc| {
-                let d = svc.service_deployment(id)?;
-                (crate::arn::service_deployment(&st.cluster, &svc.name, id) == *arn)
-                    .then_some((svc, d))
-            });
-            match hit {
+            match find_service_deployment(st, arn) {
                 Some((svc, d)) => found.push(service_deployment_json(st, svc, d)),
                 None => failures.push(json!({ "arn": arn, "reason": "MISSING" })),
             }
         }
         Ok(json!({ "serviceDeployments": found, "failures": failures }))
+    })
+}
+
+/// The service deployment whose ARN is `arn`, with its service.
+fn find_service_deployment<'a>(
+    st: &'a State,
+    arn: &str,
+) -> Option<(&'a Service, &'a ServiceDeployment)> {
+    let id = arn.rsplit('/').next().unwrap_or(arn);
+    st.services.values().find_map(|svc| {
+        let d = svc.service_deployment(id)?;
+        (crate::arn::service_deployment(&st.cluster, &svc.name, id) == arn).then_some((svc, d))
     })
 }
 
@@ -918,17 +924,10 @@ fn stop_service_deployment(c: &Control, input: &Input) -> Result<Value, ApiError
             ));
         }
     }
-    let id = arn.rsplit('/').next().unwrap_or(arn);
-    let known = c.read(|st| {
-        st.services.values().any(|svc| {
-            svc.service_deployment(id).is_some()
-                && crate::arn::service_deployment(&st.cluster, &svc.name, id) == arn
-        })
-    });
-    if !known {
+    let Some(id) = c.read(|st| find_service_deployment(st, arn).map(|(_, d)| d.id.clone())) else {
         return Err(err(ControlError::not_found("service deployment", arn)));
-    }
-    c.stop_service_deployment(id).map_err(err)?;
+    };
+    c.stop_service_deployment(&id).map_err(err)?;
     Ok(json!({ "serviceDeploymentArn": arn }))
 }
 

@@ -103,13 +103,6 @@ pub struct RollingDeployment {
     pub updated: SystemTime,
 }
 
-impl RollingDeployment {
-    /// The number its service revision's ARN ends in.
-    pub fn number(&self) -> &str {
-        self.id.strip_prefix("ecs-svc/").unwrap_or(&self.id)
-    }
-}
-
 /// A service deployment's `status`, the ones localaws's rolling deployments pass through (the
 /// API's filters take all of ECS's, [`SERVICE_DEPLOYMENT_STATUSES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use crate::util::{Fleet, assert_complete, bridge_events, probe, rolling_stack, w
 
 const RATE: f64 = 200.0;
 
-/// `demo-svc`'s deployments, as `DescribeServices` lists them (the primary first).
-async fn deployments(fleet: &Fleet) -> Vec<Deployment> {
+/// `demo-svc` as `DescribeServices` describes it.
+async fn service(fleet: &Fleet) -> aws_sdk_ecs::types::Service {
     fleet
         .aws
         .ecs
@@ -26,22 +26,18 @@ async fn deployments(fleet: &Fleet) -> Vec<Deployment> {
         .await
         .unwrap()
         .services()[0]
-        .deployments()
-        .to_vec()
+        .clone()
+}
+
+/// `demo-svc`'s deployments (the primary first).
+async fn deployments(fleet: &Fleet) -> Vec<Deployment> {
+    service(fleet).await.deployments().to_vec()
 }
 
 /// The service's events, newest first.
 async fn events(fleet: &Fleet) -> Vec<String> {
-    fleet
-        .aws
-        .ecs
-        .describe_services()
-        .cluster("demo-cluster")
-        .services("demo-svc")
-        .send()
+    service(fleet)
         .await
-        .unwrap()
-        .services()[0]
         .events()
         .iter()
         .filter_map(|e| e.message().map(str::to_owned))
